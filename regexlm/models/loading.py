@@ -1,0 +1,129 @@
+"""Load a causal LM and its tokenizer from a name or a local path, never from the network.
+
+``resolve_model_source`` decides what a name means (the default model, a folder or a GGUF
+file) and fails with a :class:`~regexlm.errors.ModelLoadError` that names the path when it is
+missing or unusable. The loaders then call transformers with ``local_files_only=True``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from regexlm.errors import ModelLoadError
+
+# No model or tokenizer ever comes from a hub at run time.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+_DEFAULT_NAMES = {None, "", "smollm2", "default", "smollm2-135m-instruct"}
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """What a model name resolved to: a plain folder, or a GGUF file inside a folder."""
+
+    folder: Path
+    gguf_file: str | None = None
+
+    def describe(self) -> str:
+        return str(self.folder / self.gguf_file) if self.gguf_file else str(self.folder)
+
+
+def resolve_model_source(name_or_path: str | os.PathLike | None = None) -> ModelSource:
+    """Turn a model name or path into a local :class:`ModelSource`.
+
+    The default model is converted on first use (see :mod:`regexlm.models.default`).
+    """
+    if name_or_path is None or str(name_or_path).lower() in _DEFAULT_NAMES:
+        from regexlm.models.default import ensure_converted
+
+        return ModelSource(ensure_converted())
+    path = Path(name_or_path).expanduser()
+    if not path.exists():
+        raise ModelLoadError(
+            f"model not found: {path} does not exist. Pass 'smollm2' for the embedded default "
+            "model, a local Hugging Face model folder, or a .gguf file."
+        )
+    if path.is_file():
+        if path.suffix.lower() != ".gguf":
+            raise ModelLoadError(
+                f"cannot load model from {path}: a model file must be a .gguf file; "
+                "otherwise pass the model's folder."
+            )
+        return ModelSource(path.parent, path.name)
+    if not (path / "config.json").is_file():
+        ggufs = sorted(path.glob("*.gguf"))
+        if len(ggufs) == 1:
+            return ModelSource(path, ggufs[0].name)
+        raise ModelLoadError(
+            f"cannot load model from {path}: the folder has no config.json "
+            "(expected a Hugging Face model folder or a single .gguf file)."
+        )
+    return ModelSource(path)
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_tokenizer(name_or_path: str | os.PathLike | None = None):
+    """Load only the tokenizer of a model (the default one when no name is given)."""
+    source = resolve_model_source(name_or_path)
+    return _load_tokenizer(source)
+
+
+def _load_tokenizer(source: ModelSource):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(
+            source.folder, gguf_file=source.gguf_file, local_files_only=True
+        )
+    except Exception as exc:  # transformers raises many kinds; name the path in ours
+        raise ModelLoadError(
+            f"cannot load the tokenizer from {source.describe()}: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def load_model(name_or_path: str | os.PathLike | None = None, device: str | None = None, dtype=None):
+    """Load ``(model, tokenizer)`` for inference, in eval mode on ``device``.
+
+    ``device`` defaults to CUDA when available, else CPU; ``dtype`` defaults to float32 on the
+    CPU and bfloat16 on CUDA.
+    """
+    import torch
+
+    source = resolve_model_source(name_or_path)
+    device = device or default_device()
+    if dtype is None:
+        dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+    tokenizer = _load_tokenizer(source)
+    model = _load_causal_lm(source, dtype)
+    model.to(device)
+    model.eval()
+    return model, tokenizer
+
+
+def _load_causal_lm(source: ModelSource, dtype):
+    from transformers import AutoModelForCausalLM
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            source.folder, gguf_file=source.gguf_file, dtype=dtype, local_files_only=True
+        )
+    except Exception as exc:
+        raise ModelLoadError(
+            f"cannot load the model from {source.describe()}: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def load_gguf(path: Path):
+    """Load a GGUF file as a de-quantized float32 (model, tokenizer) on the CPU."""
+    import torch
+
+    source = ModelSource(path.parent, path.name)
+    return _load_causal_lm(source, torch.float32), _load_tokenizer(source)
