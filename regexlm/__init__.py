@@ -40,6 +40,7 @@ _LAZY = {
     "generate": "regexlm.generation",
     "Generator": "regexlm.generation",
     "Completion": "regexlm.generation",
+    "GenerationRequest": "regexlm.generation",
     "RegexLogitsProcessor": "regexlm.generation",
 }
 

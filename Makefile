@@ -1,0 +1,22 @@
+# The two commands a fresh machine needs (both set everything up first):
+#   make serve   start the HTTP service on the default model (http://127.0.0.1:8000)
+#   make test    run the whole test suite
+PY := .venv/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+SERVE_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: setup serve test lint bench-cpu
+
+setup:
+	@bash scripts/setup.sh
+
+serve: setup
+	$(PY) -m regexlm.cli serve --host $(HOST) --port $(PORT) $(SERVE_ARGS)
+
+test: setup
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -n 2 --dist loadfile -q $(PYTEST_ARGS)
+
+lint: setup
+	$(PY) -m ruff check regexlm tests bench
