@@ -1,0 +1,145 @@
+"""`sample_step`: one dispatcher over the torch, Triton and CUDA backends.
+
+``backend="auto"`` picks, for tensors on a CUDA device, the compiled CUDA extension when it is
+built, else the Triton kernel; anywhere else (CPU) the torch reference, which is also the CPU
+production path. Asking for a backend that cannot run raises `BackendUnavailableError` with the
+reason. Arguments are checked once here (shapes, dtypes, devices), so the backends can trust them.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from regexlm.errors import RegexlmError
+from regexlm.ops.noise import fresh_seed
+from regexlm.ops.reference import sample_step_reference
+from regexlm.ops.types import StepResult
+
+BACKENDS = ("auto", "torch", "triton", "cuda")
+
+
+class BackendUnavailableError(RegexlmError, RuntimeError):
+    """The requested ops backend cannot run here (no GPU, no Triton, extension not built)."""
+
+
+def _triton_reason(device: torch.device) -> str | None:
+    if device.type != "cuda":
+        return f"the Triton backend needs tensors on a CUDA device, got {device.type}"
+    try:
+        import triton  # noqa: F401
+    except Exception as exc:  # pragma: no cover - depends on the install
+        return f"Triton is not importable: {exc}"
+    return None
+
+
+def _cuda_reason(device: torch.device) -> str | None:
+    if device.type != "cuda":
+        return f"the CUDA backend needs tensors on a CUDA device, got {device.type}"
+    from regexlm.ops import sample_cuda
+
+    return sample_cuda.unavailable_reason()
+
+
+def available_backends(device: torch.device | str = "cuda") -> list[str]:
+    """The concrete backends that can run for tensors on `device`, fastest first."""
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        return ["torch"]
+    out = []
+    if _cuda_reason(device) is None:
+        out.append("cuda")
+    if _triton_reason(device) is None:
+        out.append("triton")
+    out.append("torch")
+    return out
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """The backend a call runs on; raises `BackendUnavailableError` for one that cannot run."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "torch":
+        return backend
+    if backend == "auto":
+        if device.type != "cuda":
+            return "torch"
+        if _cuda_reason(device) is None:
+            return "cuda"
+        if _triton_reason(device) is None:
+            return "triton"
+        return "torch"
+    reason = _triton_reason(device) if backend == "triton" else _cuda_reason(device)
+    if reason is not None:
+        raise BackendUnavailableError(f"backend {backend!r} is unavailable: {reason}")
+    return backend
+
+
+def _check(logits, states, budgets, temperature, top_k, top_p, penalty, seen, tables, noise):
+    if logits.dim() != 2:
+        raise ValueError(f"logits must be [B, V], got shape {tuple(logits.shape)}")
+    if logits.dtype not in (torch.float32, torch.bfloat16, torch.float16):
+        raise ValueError(f"logits must be fp32, bf16 or fp16, got {logits.dtype}")
+    B, V = logits.shape
+    if tables.class_of.shape[0] != V:
+        raise ValueError(f"logits have {V} columns but the index covers {tables.class_of.shape[0]} tokens")
+    if tables.bitmask.shape[1] != (V + 31) // 32:
+        raise ValueError(f"bitmask must have ceil(V/32) = {(V + 31) // 32} words per state")
+    for name, t in (("states", states), ("budgets", budgets), ("temperature", temperature),
+                    ("top_k", top_k), ("top_p", top_p), ("repetition_penalty", penalty)):
+        if t.shape != (B,):
+            raise ValueError(f"{name} must have shape [{B}], got {tuple(t.shape)}")
+        if t.device != logits.device:
+            raise ValueError(f"{name} is on {t.device}, logits on {logits.device}")
+    if seen is not None and (seen.shape != (B, V) or seen.dtype != torch.bool):
+        raise ValueError(f"seen must be bool[{B}, {V}], got {seen.dtype}{list(seen.shape)}")
+    if noise is not None and noise.shape != (B, V):
+        raise ValueError(f"noise must be [{B}, {V}], got {tuple(noise.shape)}")
+
+
+def sample_step(
+    logits: torch.Tensor,
+    states: torch.Tensor,
+    budgets: torch.Tensor,
+    temperature: torch.Tensor,
+    top_k: torch.Tensor,
+    top_p: torch.Tensor,
+    repetition_penalty: torch.Tensor,
+    seen: torch.Tensor | None,
+    tables,
+    *,
+    noise: torch.Tensor | None = None,
+    seed: int | None = None,
+    step: int = 0,
+    backend: str = "auto",
+) -> StepResult:
+    """One decode step for a batch: mask, penalty, temperature, top-k, top-p, draw, advance.
+
+    logits [B, V] fp32/bf16/fp16; states, budgets, top_k int32[B]; temperature, top_p,
+    repetition_penalty fp32[B]; seen bool[B, V] or None (no penalty); tables: bitmask,
+    next_by_class, class_of, min_tokens (a `TokenIndex` or `IndexTables`). ``noise`` fp32[B, V]
+    uniform in (0, 1) makes every backend return the same tokens; otherwise ``seed`` and ``step``
+    seed the backend's own generator (see `regexlm.ops.noise`). A budget < 0 means no budget.
+    """
+    _check(logits, states, budgets, temperature, top_k, top_p, repetition_penalty, seen, tables, noise)
+    name = resolve_backend(backend, logits.device)
+    if seed is None and noise is None:
+        seed = fresh_seed()
+    args = (logits, states, budgets, temperature, top_k, top_p, repetition_penalty, seen, tables)
+    if name == "torch":
+        return sample_step_reference(*args, noise=noise, seed=seed or 0, step=step)
+    if name == "triton":
+        from regexlm.ops.sample_triton import sample_step_triton
+
+        return sample_step_triton(*args, noise=noise, seed=seed or 0, step=step)
+    from regexlm.ops.sample_cuda import sample_step_cuda
+
+    return sample_step_cuda(*args, noise=noise, seed=seed or 0, step=step)
+
+
+def update_seen(seen: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Mark ``tokens`` int64[B] in ``seen`` bool[B, V], in place (no host sync); -1 is skipped."""
+    B, V = seen.shape
+    rows = torch.arange(B, device=seen.device)
+    cols = tokens.clamp(min=0)  # rows with -1 rewrite column 0 with its own value
+    seen[rows, cols] = seen[rows, cols] | (tokens >= 0)
+    return seen

@@ -1,0 +1,183 @@
+"""The per-step operation in plain torch: the specification, and the CPU production path.
+
+One decode step, for each row b of the batch (s = states[b], R = budgets[b], x = logits[b] in fp32)::
+
+    allowed = {t : bit t of bitmask[s] is set}
+    if R >= 0 and min_tokens[s] <= R:                       # a match fits in the budget
+        allowed = {t in allowed : min_tokens[next(s, t)] <= R - 1}
+    if allowed is empty:
+        return token -1, state s, no_allowed = True
+    for t in allowed:                                        # repetition penalty
+        z[t] = x[t]
+        if seen[b, t]: z[t] = z[t] * p if z[t] < 0 else z[t] / p
+    if temperature == 0:
+        token = min {t in allowed : z[t] == max z}            # greedy, lowest id on ties
+    else:
+        z = z / temperature
+        kept = allowed
+        if 0 < top_k:  kept = {t in kept : z[t] >= k-th largest z over kept}
+        if top_p < 1:                                         # transformers' top-p, ties kept
+            q = softmax(z over kept)
+            kept = {t in kept : sum(q[u] for u in kept if z[u] <= z[t]) > 1 - top_p}
+            kept = kept or {argmax}                           # always keeps the largest
+        token = argmax_{t in kept} (z[t] - log(-log u[b, t]))  # Gumbel-max, lowest id on ties
+    return token, next(s, token), False
+
+where ``next(s, t) = next_by_class[s, class_of[t]]``. A negative budget means "no budget": only the
+grammar mask applies. The top-p cumulative sum is taken in ascending order of probability, as in
+transformers' ``TopPLogitsWarper``; tokens tied with the last kept token are kept too, the same rule
+top-k follows. The Gumbel-max draw samples exactly from ``softmax(z)`` restricted to the kept set.
+
+Vectorized over the batch: the bitmask is unpacked with shifts; the budget test is made per class
+and then spread to tokens; top-k uses ``torch.topk`` with the batch's largest k; top-p sorts only the
+tokens top-k kept (or, without top-k, the allowed ones) with ``torch.topk``; with a seed, noise is
+drawn only for the kept tokens.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from regexlm.ops.noise import mix_seed
+from regexlm.ops.types import StepResult
+
+_SHIFTS_CACHE: dict[torch.device, torch.Tensor] = {}
+
+
+def _shifts(device: torch.device) -> torch.Tensor:
+    s = _SHIFTS_CACHE.get(device)
+    if s is None:
+        s = _SHIFTS_CACHE[device] = torch.arange(32, dtype=torch.int32, device=device)
+    return s
+
+
+def unpack_bitmask(words: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """Bitmask rows int32[B, W] -> bool[B, V]; bit j of word w is token 32w + j."""
+    # bits: [B, W, 32]; an arithmetic shift keeps bit 31 correct, as only the low bit is read.
+    bits = (words.unsqueeze(-1) >> _shifts(words.device)) & 1
+    return bits.view(words.shape[0], -1)[:, :vocab_size].bool()
+
+
+def allowed_mask(states: torch.Tensor, budgets: torch.Tensor, tables) -> torch.Tensor:
+    """Grammar mask and budget mask together: bool[B, V]."""
+    V = tables.class_of.shape[0]
+    s = states.long()  # [B]
+    allowed = unpack_bitmask(tables.bitmask[s], V)  # [B, V]
+    R = budgets.to(torch.int32)  # [B]
+    active = (R >= 0) & (tables.min_tokens[s] <= R)  # [B]
+    if bool(active.any()):
+        nxt = tables.next_by_class[s]  # [B, C]
+        mt = tables.min_tokens[nxt.clamp(min=0).long()]  # [B, C]
+        class_ok = (nxt >= 0) & (mt <= (R - 1).unsqueeze(1))  # [B, C]
+        class_ok |= ~active.unsqueeze(1)
+        allowed &= class_ok.gather(1, tables.class_of.long().expand(s.shape[0], V))
+    return allowed
+
+
+def apply_repetition_penalty(
+    x: torch.Tensor, seen: torch.Tensor | None, penalty: torch.Tensor
+) -> torch.Tensor:
+    """transformers' rule over seen ids: a negative logit times p, any other divided by p."""
+    if seen is None:
+        return x
+    p = penalty.to(torch.float32).unsqueeze(1)  # [B, 1]
+    hit = seen & (p != 1.0)  # [B, V]
+    return torch.where(hit, torch.where(x < 0, x * p, x / p), x)
+
+
+def truncation_mask(
+    z: torch.Tensor, allowed: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor
+) -> torch.Tensor:
+    """Tokens kept by top-k then top-p (ties at each boundary kept): bool[B, V].
+
+    ``z`` [B, V] holds temperature-scaled logits, -inf where not allowed.
+    """
+    B, V = z.shape
+    kept = allowed
+    n_allowed = allowed.sum(1)  # [B]
+    k = top_k.long()  # [B]
+    k_rows = (k > 0) & (k < n_allowed)
+    if bool(k_rows.any()):
+        kmax = int(k[k_rows].max())
+        top = torch.topk(z, kmax, dim=1, sorted=True).values  # [B, kmax]
+        kth = top.gather(1, (k.clamp(1, kmax) - 1).unsqueeze(1))  # [B, 1]
+        kth = torch.where(k_rows.unsqueeze(1), kth, torch.full_like(kth, -torch.inf))
+        kept = kept & (z >= kth)
+    p = top_p.to(torch.float32)
+    p_rows = p < 1.0
+    if bool(p_rows.any()):
+        zk = torch.where(kept, z, -torch.inf)  # [B, V]
+        n = int(kept[p_rows].sum(1).max())
+        vals = torch.topk(zk, n, dim=1, sorted=True).values  # [B, n], descending
+        probs = torch.softmax(vals, dim=1)
+        # cumulative mass in ascending order (as transformers' warper), read back descending.
+        cum = probs.flip(1).cumsum(1).flip(1)  # [B, n]
+        removed = cum <= (1.0 - p).unsqueeze(1)
+        removed[:, 0] = False
+        n_kept = (~removed).sum(1, keepdim=True)  # [B, 1], removed is a suffix
+        cutoff = vals.gather(1, n_kept - 1)  # [B, 1]
+        cutoff = torch.where(p_rows.unsqueeze(1), cutoff, torch.full_like(cutoff, -torch.inf))
+        kept = kept & (z >= cutoff)
+    return kept
+
+
+def gumbel_argmax(
+    z: torch.Tensor, kept: torch.Tensor, noise: torch.Tensor | None, seed: int, step: int
+) -> torch.Tensor:
+    """``argmax_{kept} z - log(-log u)``, lowest id on ties: int64[B].
+
+    With ``noise`` [B, V], u is read at the kept tokens. Without it, u is drawn for the kept
+    tokens only, in row-major order, from a generator seeded by (seed, step).
+    """
+    idx = kept.nonzero(as_tuple=True)  # kept positions, row-major
+    if noise is not None:
+        u = noise[idx].to(torch.float32)
+    else:
+        gen = torch.Generator(device=z.device)
+        gen.manual_seed(mix_seed(seed, step))
+        u = torch.rand(idx[0].shape[0], generator=gen, device=z.device, dtype=torch.float32)
+        u.clamp_(min=torch.finfo(torch.float32).tiny)
+    g = torch.full_like(z, -torch.inf)  # [B, V]
+    g[idx] = z[idx] - torch.log(-torch.log(u))
+    return g.argmax(1)
+
+
+def sample_step_reference(
+    logits: torch.Tensor,
+    states: torch.Tensor,
+    budgets: torch.Tensor,
+    temperature: torch.Tensor,
+    top_k: torch.Tensor,
+    top_p: torch.Tensor,
+    repetition_penalty: torch.Tensor,
+    seen: torch.Tensor | None,
+    tables,
+    *,
+    noise: torch.Tensor | None = None,
+    seed: int = 0,
+    step: int = 0,
+) -> StepResult:
+    """One step for the batch, exactly as the module docstring states it."""
+    B, V = logits.shape
+    allowed = allowed_mask(states, budgets, tables)  # [B, V]
+    x = apply_repetition_penalty(logits.to(torch.float32), seen, repetition_penalty)  # [B, V]
+    z = torch.where(allowed, x, -torch.inf)  # [B, V]
+    no_allowed = ~allowed.any(1)  # [B]
+
+    t = temperature.to(torch.float32)  # [B]
+    greedy = t <= 0
+    tokens = z.argmax(1)  # greedy answer, lowest id on ties
+    sample_rows = ~greedy & ~no_allowed
+    if bool(sample_rows.any()):
+        rows = sample_rows.nonzero(as_tuple=True)[0]
+        zs = z[rows] / t[rows].unsqueeze(1)  # [b, V]
+        kept = truncation_mask(zs, allowed[rows], top_k[rows], top_p[rows])
+        sub_noise = None if noise is None else noise[rows]
+        tokens[rows] = gumbel_argmax(zs, kept, sub_noise, seed, step)
+    tokens = torch.where(no_allowed, torch.full_like(tokens, -1), tokens)
+
+    safe = tokens.clamp(min=0)
+    cls = tables.class_of[safe].long()  # [B]
+    nxt = tables.next_by_class[states.long(), cls]  # [B]
+    next_states = torch.where(no_allowed, states.to(torch.int32), nxt.to(torch.int32))
+    return StepResult(tokens, next_states, no_allowed)
