@@ -81,11 +81,19 @@ def _check(logits, states, budgets, temperature, top_k, top_p, penalty, seen, ta
         raise ValueError(f"logits must be fp32, bf16 or fp16, got {logits.dtype}")
     B, V = logits.shape
     if tables.class_of.shape[0] != V:
-        raise ValueError(f"logits have {V} columns but the index covers {tables.class_of.shape[0]} tokens")
+        raise ValueError(
+            f"logits have {V} columns but the index covers {tables.class_of.shape[0]} tokens"
+        )
     if tables.bitmask.shape[1] != (V + 31) // 32:
         raise ValueError(f"bitmask must have ceil(V/32) = {(V + 31) // 32} words per state")
-    for name, t in (("states", states), ("budgets", budgets), ("temperature", temperature),
-                    ("top_k", top_k), ("top_p", top_p), ("repetition_penalty", penalty)):
+    for name, t in (
+        ("states", states),
+        ("budgets", budgets),
+        ("temperature", temperature),
+        ("top_k", top_k),
+        ("top_p", top_p),
+        ("repetition_penalty", penalty),
+    ):
         if t.shape != (B,):
             raise ValueError(f"{name} must have shape [{B}], got {tuple(t.shape)}")
         if t.device != logits.device:
@@ -120,7 +128,9 @@ def sample_step(
     uniform in (0, 1) makes every backend return the same tokens; otherwise ``seed`` and ``step``
     seed the backend's own generator (see `regexlm.ops.noise`). A budget < 0 means no budget.
     """
-    _check(logits, states, budgets, temperature, top_k, top_p, repetition_penalty, seen, tables, noise)
+    _check(
+        logits, states, budgets, temperature, top_k, top_p, repetition_penalty, seen, tables, noise
+    )
     name = resolve_backend(backend, logits.device)
     if seed is None and noise is None:
         seed = fresh_seed()

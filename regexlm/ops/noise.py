@@ -33,7 +33,9 @@ def fresh_seed() -> int:
     return int(torch.randint(0, 2**62, (1,)).item())
 
 
-def uniform_noise(shape: tuple[int, int], seed: int, step: int, device: torch.device) -> torch.Tensor:
+def uniform_noise(
+    shape: tuple[int, int], seed: int, step: int, device: torch.device
+) -> torch.Tensor:
     """Uniform noise in (0, 1) from a generator seeded by (seed, step); fp32 on `device`."""
     gen = torch.Generator(device=device)
     gen.manual_seed(mix_seed(seed, step))

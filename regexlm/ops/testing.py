@@ -18,7 +18,7 @@ def pack_bitmask(allowed: torch.Tensor) -> torch.Tensor:
     W = (V + 31) // 32
     padded = torch.zeros(S, W * 32, dtype=torch.int64, device=allowed.device)
     padded[:, :V] = allowed.to(torch.int64)
-    weights = (1 << torch.arange(32, dtype=torch.int64, device=allowed.device))  # [32]
+    weights = 1 << torch.arange(32, dtype=torch.int64, device=allowed.device)  # [32]
     words = (padded.view(S, W, 32) * weights).sum(-1)  # [S, W] in [0, 2^32)
     words = torch.where(words >= 2**31, words - 2**32, words)
     return words.to(torch.int32)
@@ -39,12 +39,16 @@ def random_tables(
     S, V, C = num_states, vocab_size, num_classes
     class_of = torch.randint(0, C, (V,), generator=g, dtype=torch.int32)
     class_of[:C] = torch.arange(min(C, V), dtype=torch.int32)[: min(C, V)]  # every class used
-    nxt = torch.randint(1, S, (S, C), generator=g, dtype=torch.int32) if S > 1 else torch.zeros(S, C, dtype=torch.int32)
+    nxt = (
+        torch.randint(1, S, (S, C), generator=g, dtype=torch.int32)
+        if S > 1
+        else torch.zeros(S, C, dtype=torch.int32)
+    )
     ok = torch.rand(S, C, generator=g) < allow_prob
     ok[0] = False
     nxt = torch.where(ok, nxt, torch.full_like(nxt, -1))
     min_tokens = torch.randint(0, max_min_tokens + 1, (S,), generator=g, dtype=torch.int32)
-    allowed = (nxt[:, class_of.long()] >= 0)  # [S, V]
+    allowed = nxt[:, class_of.long()] >= 0  # [S, V]
     return IndexTables(pack_bitmask(allowed), nxt, class_of, min_tokens).to(device)
 
 

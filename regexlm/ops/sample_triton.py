@@ -1,0 +1,414 @@
+"""The whole decode step as one Triton kernel: mask, budget, penalty, temperature, top-k, top-p,
+Gumbel draw and automaton advance, one launch for the batch, no host synchronisation.
+
+One program handles one row and streams it in tiles; the row is never sorted.
+
+Pass A (always) builds the processed logits ``z`` tile by tile (bitmask bit, budget test through
+``class_of``/``next_by_class``/``min_tokens``, penalty from ``seen``, division by the temperature)
+and keeps running statistics: the allowed count, min and max of ``z``, the greedy argmax, the
+softmax normaliser ``sum exp(z - max)`` and the Gumbel winner ``argmax z - log(-log u)`` over all
+allowed tokens. Greedy rows, and rows without top-k or top-p, are done after this pass.
+
+Truncation keeps ``{t : z[t] >= tau}``; tau is found by a threshold search instead of a sort.
+Floats are mapped to int32 keys that order like the floats (``bits ^ ((bits >> 31) & 0x7fffffff)``)
+and the search brackets the answer between two keys. Each further pass over the row tests
+``NPIV`` pivot keys at once (a ``[tile, NPIV]`` comparison), so the bracket shrinks by a factor of
+``NPIV + 1`` per pass: at most 8 passes for a 32-bit range with 16 pivots, fewer because the search
+starts from ``[key(min z), key(max z)]``.
+
+- top-k: the largest key K with ``count(key >= K) >= k`` is exactly the k-th largest value, so
+  ``z >= tau_k`` keeps ties at the boundary. The same pass sums ``exp(z - max)`` above each pivot,
+  which gives the top-k set's normaliser for top-p without another pass.
+- top-p: the largest key K with ``mass(tau_k <= z < K) <= (1 - top_p) * mass(z >= tau_k)``: tokens
+  below it are exactly those transformers' warper removes (cumulative mass in ascending order at
+  most ``1 - top_p``), ties with the last kept token kept. It is at most ``key(max z)``, so the
+  largest token always stays.
+
+The draw is the Gumbel winner over the kept set. When the pass-A winner is already kept (it wins
+over a superset, so it wins over the kept set) no further pass is needed; otherwise one last pass
+takes the argmax over the kept tokens. Sums are taken in a different order than the reference's
+sort and cumulative sum, so a kept set can differ from the reference's only when a token's
+cumulative mass lies within float rounding of the top-p boundary.
+
+Noise: an explicit ``noise`` tensor gives the reference's tokens exactly; otherwise ``tl.rand``
+(Philox) keyed by ``mix_seed(seed, step)`` and counted by ``b * V + t``.
+
+Why one program per row: the search passes need the row's global counts before the next pass, so
+splitting a row across programs needs a grid-wide barrier between passes, which Triton does not
+offer safely (and its interpreter runs programs one after another, so a spin barrier would hang).
+Small batches are instead served by wide tiles and many warps per program.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from regexlm.ops.noise import mix_seed
+from regexlm.ops.types import StepResult
+
+NPIV = 16  # pivot keys tested per search pass
+
+
+@triton.jit
+def _float_key(z):
+    """fp32 -> int32 with the same order (no NaNs)."""
+    bits = z.to(tl.int32, bitcast=True)
+    return bits ^ ((bits >> 31) & 0x7FFFFFFF)
+
+
+@triton.jit
+def _tile(
+    b,
+    s,
+    offs,
+    V,
+    logits_ptr,
+    stride_l,
+    seen_ptr,
+    stride_s,
+    bitmask_ptr,
+    stride_bm,
+    class_ptr,
+    nbc_ptr,
+    stride_n,
+    mintok_ptr,
+    R,
+    budget_on,
+    pen,
+    t_eff,
+    HAS_SEEN: tl.constexpr,
+):
+    """Processed logits of one tile: (z fp32 with -inf where not allowed, allowed mask)."""
+    valid = offs < V
+    word = tl.load(bitmask_ptr + s * stride_bm + (offs >> 5), mask=valid, other=0)
+    ok = valid & (((word >> (offs & 31)) & 1) != 0)
+    # budget: keep t only if min_tokens[next(s, t)] <= R - 1 (when the row's budget applies)
+    on = tl.full(offs.shape, 0, tl.int32) + budget_on
+    bmask = ok & (on != 0)
+    cls = tl.load(class_ptr + offs, mask=bmask, other=0)
+    nxt = tl.load(nbc_ptr + s * stride_n + cls, mask=bmask, other=-1)
+    mt = tl.load(mintok_ptr + nxt, mask=bmask & (nxt >= 0), other=0x7FFFFFFF)
+    ok = ok & ((on == 0) | ((nxt >= 0) & (mt <= R - 1)))
+    x = tl.load(logits_ptr + b * stride_l + offs, mask=ok, other=0.0).to(tl.float32)
+    if HAS_SEEN:
+        hit = tl.load(seen_ptr + b * stride_s + offs, mask=ok, other=0) != 0
+        x = tl.where(hit, tl.where(x < 0, x * pen, tl.div_rn(x, pen)), x)
+    z = tl.div_rn(x, t_eff)
+    z = tl.where(ok, z, -float("inf"))
+    return z, ok
+
+
+@triton.jit
+def _gumbel(z, ok, b, offs, V, noise_ptr, stride_nz, seed, HAS_NOISE: tl.constexpr, sampling):
+    """z - log(-log u) on allowed tokens, -inf elsewhere."""
+    if HAS_NOISE:
+        on = (tl.full(offs.shape, 0, tl.int32) + sampling) != 0
+        u = tl.load(noise_ptr + b * stride_nz + offs, mask=ok & on, other=0.5)
+    else:
+        u = tl.rand(seed, b * V + offs)
+        u = tl.maximum(u, 1.1754943508222875e-38)
+    g = z - tl.log(-tl.log(u))
+    return tl.where(ok, g, -float("inf"))
+
+
+@triton.jit
+def _sample_step_kernel(
+    logits_ptr,
+    stride_l,
+    states_ptr,
+    budgets_ptr,
+    temp_ptr,
+    topk_ptr,
+    topp_ptr,
+    pen_ptr,
+    seen_ptr,
+    stride_s,
+    bitmask_ptr,
+    stride_bm,
+    nbc_ptr,
+    stride_n,
+    class_ptr,
+    mintok_ptr,
+    noise_ptr,
+    stride_nz,
+    seed,
+    tokens_ptr,
+    next_ptr,
+    noallowed_ptr,
+    V,
+    HAS_SEEN: tl.constexpr,
+    HAS_NOISE: tl.constexpr,
+    BLOCK: tl.constexpr,
+    PBLOCK: tl.constexpr,
+    NP: tl.constexpr,
+):
+    b = tl.program_id(0).to(tl.int64)
+    s = tl.load(states_ptr + b).to(tl.int64)
+    R = tl.load(budgets_ptr + b)
+    temp = tl.load(temp_ptr + b)
+    k = tl.load(topk_ptr + b)
+    p = tl.load(topp_ptr + b)
+    pen = tl.load(pen_ptr + b)
+    greedy = temp <= 0
+    sampling = tl.where(greedy, 0, 1)
+    t_eff = tl.where(greedy, 1.0, temp)
+    budget_on = tl.where((R >= 0) & (tl.load(mintok_ptr + s) <= R), 1, 0)
+    BIG: tl.constexpr = 0x7FFFFFFF
+    NEG_INF: tl.constexpr = -float("inf")
+
+    # ---- pass A: statistics over the allowed tokens --------------------------------------
+    m = tl.full((), NEG_INF, tl.float32)  # max z
+    arg = tl.full((), BIG, tl.int32)  # greedy argmax (lowest id)
+    zmin = tl.full((), float("inf"), tl.float32)
+    n = tl.full((), 0, tl.int32)  # allowed count
+    total = tl.full((), 0.0, tl.float32)  # sum exp(z - m), rescaled online
+    gbest = tl.full((), NEG_INF, tl.float32)  # Gumbel winner
+    gidx = tl.full((), BIG, tl.int32)
+    gz = tl.full((), NEG_INF, tl.float32)  # z of the Gumbel winner
+    lane = tl.arange(0, BLOCK)
+    for start in range(0, V, BLOCK):
+        offs = start + lane
+        z, ok = _tile(
+            b,
+            s,
+            offs,
+            V,
+            logits_ptr,
+            stride_l,
+            seen_ptr,
+            stride_s,
+            bitmask_ptr,
+            stride_bm,
+            class_ptr,
+            nbc_ptr,
+            stride_n,
+            mintok_ptr,
+            R,
+            budget_on,
+            pen,
+            t_eff,
+            HAS_SEEN,
+        )
+        tmax = tl.max(z, 0)
+        targ = tl.min(tl.where(ok & (z == tmax), offs, BIG), 0)
+        arg = tl.where(tmax > m, targ, arg)
+        m_new = tl.maximum(m, tmax)
+        scale = tl.where(m == m_new, 1.0, tl.exp(m - m_new))
+        total = total * scale + tl.sum(tl.where(ok, tl.exp(z - m_new), 0.0), 0)
+        m = m_new
+        n += tl.sum(ok.to(tl.int32), 0)
+        zmin = tl.minimum(zmin, tl.min(tl.where(ok, z, float("inf")), 0))
+        g = _gumbel(z, ok, b, offs, V, noise_ptr, stride_nz, seed, HAS_NOISE, sampling)
+        tg = tl.max(g, 0)
+        tgi = tl.min(tl.where(ok & (g == tg), offs, BIG), 0)
+        better = (tg > gbest) | ((gidx == BIG) & (tgi != BIG))
+        gz = tl.where(better, tl.sum(tl.where(offs == tgi, z, 0.0), 0), gz)
+        gidx = tl.where(better, tgi, gidx)
+        gbest = tl.where(better, tg, gbest)
+
+    # ---- threshold searches (only rows that truncate run any pass) ------------------------
+    need_k = (sampling != 0) & (k > 0) & (k < n)
+    need_p = (sampling != 0) & (p < 1.0) & (n > 1)
+    key_lo = _float_key(zmin).to(tl.int64)
+    key_hi = _float_key(m).to(tl.int64) + 1
+    j = tl.arange(0, NP).to(tl.int64)
+    plane = tl.arange(0, PBLOCK)
+
+    # top-k: largest key K with count(key >= K) >= k; also the mass at or above it
+    lo = key_lo
+    hi = tl.where(need_k, key_hi, key_lo + 1)
+    lo_mass = total
+    while hi - lo > 1:
+        piv = lo + ((hi - lo) * (j + 1)) // (NP + 1)  # [NP], increasing
+        cnt = tl.zeros((NP,), tl.int32)
+        mass = tl.zeros((NP,), tl.float32)
+        for start in range(0, V, PBLOCK):
+            offs = start + plane
+            z, ok = _tile(
+                b,
+                s,
+                offs,
+                V,
+                logits_ptr,
+                stride_l,
+                seen_ptr,
+                stride_s,
+                bitmask_ptr,
+                stride_bm,
+                class_ptr,
+                nbc_ptr,
+                stride_n,
+                mintok_ptr,
+                R,
+                budget_on,
+                pen,
+                t_eff,
+                HAS_SEEN,
+            )
+            key = _float_key(z).to(tl.int64)
+            e = tl.where(ok, tl.exp(z - m), 0.0)
+            above = ok[:, None] & (key[:, None] >= piv[None, :])  # [PBLOCK, NP]
+            cnt += tl.sum(above.to(tl.int32), 0)
+            mass += tl.sum(tl.where(above, e[:, None], 0.0), 0)
+        pred = cnt >= k
+        jstar = tl.max(tl.where(pred, j, -1), 0)
+        lo_mass = tl.where(jstar >= 0, tl.sum(tl.where(j == jstar, mass, 0.0), 0), lo_mass)
+        new_lo = tl.max(tl.where(pred, piv, lo), 0)
+        hi = tl.min(tl.where(pred, hi, piv), 0)
+        lo = new_lo
+    key_k = lo
+
+    # top-p: largest key K with mass(key_k <= key < K) <= (1 - p) * mass(key >= key_k)
+    budget_mass = (1.0 - p) * lo_mass
+    lo = key_k
+    hi = tl.where(need_p, key_hi, key_k + 1)
+    while hi - lo > 1:
+        piv = lo + ((hi - lo) * (j + 1)) // (NP + 1)
+        below = tl.zeros((NP,), tl.float32)
+        for start in range(0, V, PBLOCK):
+            offs = start + plane
+            z, ok = _tile(
+                b,
+                s,
+                offs,
+                V,
+                logits_ptr,
+                stride_l,
+                seen_ptr,
+                stride_s,
+                bitmask_ptr,
+                stride_bm,
+                class_ptr,
+                nbc_ptr,
+                stride_n,
+                mintok_ptr,
+                R,
+                budget_on,
+                pen,
+                t_eff,
+                HAS_SEEN,
+            )
+            key = _float_key(z).to(tl.int64)
+            e = tl.where(ok & (key >= key_k), tl.exp(z - m), 0.0)
+            inside = key[:, None] < piv[None, :]  # [PBLOCK, NP]
+            below += tl.sum(tl.where(inside, e[:, None], 0.0), 0)
+        pred = below <= budget_mass
+        new_lo = tl.max(tl.where(pred, piv, lo), 0)
+        hi = tl.min(tl.where(pred, hi, piv), 0)
+        lo = new_lo
+    key_tau = lo
+
+    # ---- draw: the pass-A winner if it is kept, else the argmax over the kept set ----------
+    redo = (need_k | need_p) & (_float_key(gz).to(tl.int64) < key_tau)
+    stop = tl.where(redo, V, 0)
+    for start in range(0, stop, BLOCK):
+        offs = start + lane
+        z, ok = _tile(
+            b,
+            s,
+            offs,
+            V,
+            logits_ptr,
+            stride_l,
+            seen_ptr,
+            stride_s,
+            bitmask_ptr,
+            stride_bm,
+            class_ptr,
+            nbc_ptr,
+            stride_n,
+            mintok_ptr,
+            R,
+            budget_on,
+            pen,
+            t_eff,
+            HAS_SEEN,
+        )
+        kept = ok & (_float_key(z).to(tl.int64) >= key_tau)
+        g = _gumbel(z, kept, b, offs, V, noise_ptr, stride_nz, seed, HAS_NOISE, sampling)
+        tg = tl.max(g, 0)
+        tgi = tl.min(tl.where(kept & (g == tg), offs, BIG), 0)
+        better = (tg > gbest) | (start == 0) | ((gidx == BIG) & (tgi != BIG))
+        better = better & (tgi != BIG)
+        gidx = tl.where(better, tgi, gidx)
+        gbest = tl.where(better, tg, gbest)
+
+    token = tl.where(greedy, arg, gidx)
+    empty = n == 0
+    token = tl.where(empty, -1, token)
+    cls = tl.load(class_ptr + token, mask=not empty, other=0)
+    nxt = tl.load(nbc_ptr + s * stride_n + cls, mask=not empty, other=0)
+    tl.store(tokens_ptr + b, token.to(tl.int64))
+    tl.store(next_ptr + b, tl.where(empty, s.to(tl.int32), nxt))
+    tl.store(noallowed_ptr + b, empty.to(tl.int8))
+
+
+def sample_step_triton(
+    logits,
+    states,
+    budgets,
+    temperature,
+    top_k,
+    top_p,
+    repetition_penalty,
+    seen,
+    tables,
+    *,
+    noise=None,
+    seed=0,
+    step=0,
+    block=None,
+    num_warps=None,
+) -> StepResult:
+    """Launch the fused step for the batch; see the module docstring. Arguments as `sample_step`."""
+    B, V = logits.shape
+    dev = logits.device
+    logits = logits.contiguous()
+    tokens = torch.empty(B, dtype=torch.int64, device=dev)
+    next_states = torch.empty(B, dtype=torch.int32, device=dev)
+    no_allowed = torch.empty(B, dtype=torch.int8, device=dev)
+    if B == 0:
+        return StepResult(tokens, next_states, no_allowed.bool())
+    seen_u8 = seen.contiguous().view(torch.uint8) if seen is not None else logits
+    noise_t = noise.to(torch.float32).contiguous() if noise is not None else logits
+    bitmask = tables.bitmask.contiguous()
+    nbc = tables.next_by_class.to(torch.int32).contiguous()
+    if block is None:
+        block = min(4096, triton.next_power_of_2(V))
+    pblock = min(256, block)
+    if num_warps is None:
+        num_warps = 8 if block >= 2048 else 4
+    _sample_step_kernel[(B,)](
+        logits,
+        logits.stride(0),
+        states.to(torch.int32).contiguous(),
+        budgets.to(torch.int32).contiguous(),
+        temperature.to(torch.float32).contiguous(),
+        top_k.to(torch.int32).contiguous(),
+        top_p.to(torch.float32).contiguous(),
+        repetition_penalty.to(torch.float32).contiguous(),
+        seen_u8,
+        V if seen is None else seen_u8.stride(0),
+        bitmask,
+        bitmask.stride(0),
+        nbc,
+        nbc.stride(0),
+        tables.class_of.to(torch.int32).contiguous(),
+        tables.min_tokens.to(torch.int32).contiguous(),
+        noise_t,
+        V if noise is None else noise_t.stride(0),
+        mix_seed(seed, step),
+        tokens,
+        next_states,
+        no_allowed,
+        V,
+        HAS_SEEN=seen is not None,
+        HAS_NOISE=noise is not None,
+        BLOCK=block,
+        PBLOCK=pblock,
+        NP=NPIV,
+        num_warps=num_warps,
+    )
+    return StepResult(tokens, next_states, no_allowed.bool())
