@@ -1,0 +1,71 @@
+"""``compile_regex``: the pipeline from pattern strings to a minimized byte DFA.
+
+    pattern(s) --parse--> syntax tree --nfa--> character NFA --remove assertions-->
+    NFA --subset construction (UTF-8, byte classes)--> DFA --prune, minimize--> DFA
+
+Each stage lives in its own module; this one wires them and applies the limits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from regexlm.automata import minimize as mz
+from regexlm.automata.dfa import DFA, determinize
+from regexlm.automata.limits import (
+    DEFAULT_MAX_NFA_STATES,
+    DEFAULT_MAX_STATES,
+    DEFAULT_TIMEOUT,
+    Deadline,
+    Limits,
+)
+from regexlm.automata.nfa import build_nfa, remove_looks
+from regexlm.automata.parse import parse
+
+
+def compile_regex(
+    pattern: str | Sequence[str],
+    *,
+    max_states: int = DEFAULT_MAX_STATES,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    max_nfa_states: int = DEFAULT_MAX_NFA_STATES,
+    minimize: bool = True,
+) -> DFA:
+    """Compile a Python regex (or a list of them) into a DFA over UTF-8 bytes.
+
+    The DFA accepts exactly the UTF-8 encodings of the strings ``s`` for which
+    ``re.fullmatch(pattern, s)`` succeeds. With several patterns it accepts a string matching any
+    of them and ``accept[state]`` is the lowest index that matches.
+
+    ``max_states`` caps the DFA states built, ``max_nfa_states`` the (estimated) NFA size and
+    ``timeout`` the seconds spent; past any of them :class:`~regexlm.PatternTooComplexError` is
+    raised. ``minimize=False`` skips minimization (still pruned; for tests and debugging).
+
+    Raises :class:`~regexlm.RegexSyntaxError` for invalid syntax and
+    :class:`~regexlm.UnsupportedRegexError` for constructs no finite automaton can express.
+    """
+    patterns = (pattern,) if isinstance(pattern, str) else tuple(pattern)
+    if not patterns:
+        raise ValueError("at least one pattern is required")
+    for p in patterns:
+        if not isinstance(p, str):
+            raise TypeError(f"patterns must be str, not {type(p).__name__}")
+    limits = Limits(max_states=max_states, max_nfa_states=max_nfa_states, timeout=timeout)
+    deadline = Deadline(timeout)
+    trees = [parse(p) for p in patterns]
+    nfa = build_nfa(trees, limits)
+    deadline.check("NFA construction")
+    nfa = remove_looks(nfa, limits, deadline)
+    table, accept, class_of, start = determinize(nfa, limits, deadline)
+    table = mz.prune(table, accept)
+    if minimize:
+        blocks = mz.hopcroft(table, accept, deadline)
+    else:
+        # Identity partition, except that pruned states (no way to a match) join the dead state.
+        live = (table != mz.DEAD).any(axis=1) | (accept >= 0)
+        blocks = np.where(live, np.arange(table.shape[0]), mz.DEAD)
+    table, accept, start = mz.renumber(table, accept, start, blocks)
+    table, byte_classes = mz.compress_classes(table, class_of)
+    return DFA(table, accept, byte_classes, start, patterns)

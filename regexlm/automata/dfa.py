@@ -1,0 +1,275 @@
+"""Subset construction over byte classes, and the :class:`DFA` every later layer reads.
+
+**Byte classes.** Two bytes that no transition of the automaton tells apart can share one column
+of the transition table. The classes used during construction are the intervals between the
+boundaries of every byte range in every UTF-8 automaton the NFA refers to: a handful for ASCII
+patterns, a few dozen for Unicode classes, never 256. After minimization the final classes are
+recomputed as the distinct columns of the whole table (bytes whose columns are equal merge even
+when they are not adjacent).
+
+**Subset construction.** A DFA state is the set of NFA positions the input can be in. A
+position is either an NFA state at a character boundary, or a point inside a character: an
+(UTF-8 automaton, its state, NFA state to enter once the character is complete) triple. The byte
+level is never built as an NFA; positions inside characters are created on demand and shared by
+every transition over the same class with the same target. Each position's moves are computed
+once, as ``(first class, last class, target positions)``; a DFA state's row is the union of its
+positions' moves, per class.
+
+The empty set is the dead state and gets id 0. The construction stops at ``max_states``.
+
+**The DFA.** :class:`DFA` holds the contract's arrays (see ``ARCHITECTURE.md``): ``table``
+``int32[num_states, num_byte_classes]``, ``byte_classes`` ``uint8[256]``, ``accept``
+``int32[num_states]`` (lowest matching pattern index when the input ends here, or -1). Every
+state other than the dead state can reach a match.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from regexlm.automata.limits import Deadline, Limits, too_many_dfa_states
+from regexlm.automata.nfa import CharNFA
+from regexlm.automata.utf8 import FINAL, utf8_automaton
+
+DEAD = 0
+
+
+def _closures(nfa: CharNFA):
+    """closure(q): the frozenset of important NFA states reachable from ``q`` by epsilons.
+
+    Important states are those with character transitions or a match.
+    """
+    eps, edges, match = nfa.eps, nfa.edges, nfa.match
+    cache: dict[int, frozenset] = {}
+
+    def closure(q: int) -> frozenset:
+        got = cache.get(q)
+        if got is not None:
+            return got
+        seen = {q}
+        stack = [q]
+        out = []
+        while stack:
+            s = stack.pop()
+            if edges[s] or match[s] >= 0:
+                out.append(s)
+            for t in eps[s]:
+                if t not in seen:
+                    seen.add(t)
+                    stack.append(t)
+        got = cache[q] = frozenset(out)
+        return got
+
+    return closure
+
+
+def determinize(nfa: CharNFA, limits: Limits, deadline: Deadline):
+    """Subset construction.
+
+    Returns ``(table int32[S, C], accept int32[S], class_of uint8[256], start)`` where state 0 is
+    dead and ``C`` the number of construction byte classes.
+    """
+    n = nfa.num_states
+    closure = _closures(nfa)
+
+    # The UTF-8 automaton of every set, and byte classes from all their range boundaries.
+    autos = {}
+    bounds = {0, 256}
+    for row in nfa.edges:
+        for chars, _ in row:
+            if chars not in autos:
+                a = autos[chars] = utf8_automaton(chars)
+                bounds |= a.boundaries
+    cuts = sorted(bounds)
+    class_of = np.zeros(256, dtype=np.int64)
+    for k in range(len(cuts) - 1):
+        class_of[cuts[k] : cuts[k + 1]] = k
+    num_classes = len(cuts) - 1
+    cls = class_of.tolist()
+
+    # Positions: ids < n are NFA states; ids >= n are points inside a character.
+    mid_ids: dict[tuple, int] = {}
+    mid_info: list[tuple] = []  # id - n -> (automaton, utf8 state, NFA target)
+    moves_cache: dict[int, list] = {}
+
+    def mid(auto, u: int, target: int) -> frozenset:
+        key = (id(auto), u, target)
+        pid = mid_ids.get(key)
+        if pid is None:
+            pid = mid_ids[key] = n + len(mid_info)
+            mid_info.append((auto, u, target))
+        return frozenset((pid,))
+
+    def auto_moves(auto, u: int, target: int, out: list) -> None:
+        for lo, hi, nxt in auto.trans[u]:
+            tgt = closure(target) if nxt == FINAL else mid(auto, nxt, target)
+            out.append((cls[lo], cls[hi], tgt))
+
+    def moves(p: int) -> list:
+        mv = moves_cache.get(p)
+        if mv is None:
+            mv = []
+            if p < n:
+                for chars, t in nfa.edges[p]:
+                    auto_moves(autos[chars], 0, t, mv)
+            else:
+                auto, u, t = mid_info[p - n]
+                auto_moves(auto, u, t, mv)
+            moves_cache[p] = mv
+        return mv
+
+    match = nfa.match
+    max_states = limits.max_states
+    empty = frozenset()
+    ids: dict[frozenset, int] = {empty: DEAD}
+    sets: list[frozenset] = [empty]
+    rows: list[list[int]] = [[DEAD] * num_classes]
+    accept: list[int] = [-1]
+
+    def state_id(key: frozenset) -> int:
+        sid = ids.get(key)
+        if sid is None:
+            sid = len(sets)
+            if sid > max_states:
+                raise too_many_dfa_states(max_states)
+            ids[key] = sid
+            sets.append(key)
+            best = -1
+            for p in key:
+                if p < n and match[p] >= 0 and (best < 0 or match[p] < best):
+                    best = match[p]
+            accept.append(best)
+        return sid
+
+    start = state_id(closure(nfa.start))
+    i = 1
+    while i < len(sets):
+        if i & 255 == 0:
+            deadline.check("subset construction")
+        buckets: list[list | None] = [None] * num_classes
+        for p in sets[i]:
+            for clo, chi, tgt in moves(p):
+                for c in range(clo, chi + 1):
+                    b = buckets[c]
+                    if b is None:
+                        buckets[c] = [tgt]
+                    else:
+                        b.append(tgt)
+        row = [DEAD] * num_classes
+        memo: dict[tuple, int] = {}
+        for c in range(num_classes):
+            b = buckets[c]
+            if b is None:
+                continue
+            if len(b) == 1:
+                row[c] = state_id(b[0])
+                continue
+            key = tuple(map(id, b))
+            sid = memo.get(key)
+            if sid is None:
+                sid = memo[key] = state_id(frozenset().union(*b))
+            row[c] = sid
+        rows.append(row)
+        i += 1
+    table = np.array(rows, dtype=np.int32).reshape(len(rows), num_classes)
+    return table, np.array(accept, dtype=np.int32), class_of.astype(np.uint8), start
+
+
+def _as_bytes(text: str | bytes) -> bytes | None:
+    if isinstance(text, (bytes, bytearray, memoryview)):
+        return bytes(text)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: not valid UTF-8, never matched
+        return None
+
+
+class DFA:
+    """A minimized DFA over UTF-8 bytes with fullmatch semantics.
+
+    ``table[s, byte_classes[b]]`` is the state after reading byte ``b`` in state ``s``; state 0 is
+    dead (it loops to itself and never matches); ``accept[s]`` is the lowest index of a pattern
+    that matches if the input ends in ``s``, or -1.
+    """
+
+    DEAD = DEAD
+    dead = DEAD
+
+    def __init__(
+        self,
+        table: np.ndarray,
+        accept: np.ndarray,
+        byte_classes: np.ndarray,
+        start: int,
+        patterns: Sequence[str],
+    ):
+        self.table = np.ascontiguousarray(table, dtype=np.int32)  # int32[S, C]
+        self.accept = np.ascontiguousarray(accept, dtype=np.int32)  # int32[S]
+        self.byte_classes = np.ascontiguousarray(byte_classes, dtype=np.uint8)  # uint8[256]
+        for a in (self.table, self.accept, self.byte_classes):
+            a.setflags(write=False)
+        self.start = int(start)
+        self.patterns = tuple(patterns)
+        self.num_states = int(self.table.shape[0])
+        self.num_byte_classes = int(self.table.shape[1])
+        # Plain-Python copies for the per-byte methods (numpy scalar indexing is slow).
+        self._rows = self.table.tolist()
+        self._cls = self.byte_classes.tolist()
+        self._accept = self.accept.tolist()
+
+    def __repr__(self) -> str:
+        return (
+            f"DFA(patterns={self.patterns!r}, num_states={self.num_states}, "
+            f"num_byte_classes={self.num_byte_classes})"
+        )
+
+    # -- single steps -------------------------------------------------------------------------
+    def next(self, state: int, byte: int) -> int:
+        return self._rows[state][self._cls[byte]]
+
+    def is_match(self, state: int) -> bool:
+        return self._accept[state] >= 0
+
+    def is_dead(self, state: int) -> bool:
+        return state == DEAD
+
+    def match_index(self, state: int) -> int:
+        """Lowest matching pattern index if the input ends in ``state``; -1 if none."""
+        return self._accept[state]
+
+    # -- whole inputs -------------------------------------------------------------------------
+    def run(self, data: bytes, state: int | None = None) -> int:
+        """State after reading ``data`` from ``state`` (default: the start)."""
+        s = self.start if state is None else state
+        rows, cls = self._rows, self._cls
+        for b in data:
+            s = rows[s][cls[b]]
+            if s == DEAD:
+                return DEAD
+        return s
+
+    def fullmatch(self, text: str | bytes) -> bool:
+        """Whether the whole of ``text`` matches (``re.fullmatch`` on a str)."""
+        data = _as_bytes(text)
+        return data is not None and self._accept[self.run(data)] >= 0
+
+    def fullmatch_index(self, text: str | bytes) -> int:
+        """Lowest index of a pattern that fully matches ``text``, or -1."""
+        data = _as_bytes(text)
+        return -1 if data is None else self._accept[self.run(data)]
+
+    def is_viable(self, prefix: str | bytes) -> bool:
+        """Whether some continuation of ``prefix`` (possibly empty) matches."""
+        data = _as_bytes(prefix)
+        return data is not None and self.run(data) != DEAD
+
+    @property
+    def is_empty(self) -> bool:
+        """Whether no string at all matches."""
+        return self.start == DEAD
+
+    def transitions(self) -> np.ndarray:
+        """The full table, ``int32[num_states, 256]``."""
+        return np.ascontiguousarray(self.table[:, self.byte_classes.astype(np.intp)])

@@ -1,0 +1,68 @@
+"""Size and time limits, checked before and during compilation.
+
+A regular expression can ask for far more automaton than it looks: ``a{100000}`` is a chain of
+100,000 states, ``(x{1000}){1000}`` a million, and ``(a|b)*a(a|b){20}`` has a DFA of two million
+states while its NFA has forty. Compilation therefore checks three limits, each raising
+:class:`~regexlm.errors.PatternTooComplexError` that names the limit and the amount:
+
+* ``max_nfa_states``: the NFA size is *estimated from the syntax tree before anything is
+  expanded* (a repeat costs its body times its count), so a huge repeat fails at once and without
+  allocating anything;
+* ``max_states``: the subset construction stops as soon as it creates one DFA state too many;
+* ``timeout``: every stage polls a deadline and stops once it has passed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from regexlm.errors import PatternTooComplexError
+
+DEFAULT_MAX_STATES = 10_000
+DEFAULT_MAX_NFA_STATES = 50_000
+DEFAULT_TIMEOUT = 1.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_states: int = DEFAULT_MAX_STATES
+    max_nfa_states: int = DEFAULT_MAX_NFA_STATES
+    timeout: float | None = DEFAULT_TIMEOUT
+
+
+class Deadline:
+    """A point in time after which compilation gives up."""
+
+    __slots__ = ("start", "timeout", "at")
+
+    def __init__(self, timeout: float | None):
+        self.start = time.perf_counter()
+        self.timeout = timeout
+        self.at = None if timeout is None else self.start + timeout
+
+    def check(self, stage: str) -> None:
+        if self.at is not None and time.perf_counter() > self.at:
+            elapsed = time.perf_counter() - self.start
+            raise PatternTooComplexError(
+                f"compiling the pattern took longer than the time limit of {self.timeout:g} s "
+                f"({elapsed:.2f} s spent, stopped during {stage}); simplify the pattern or raise "
+                "timeout",
+                limit="timeout",
+            )
+
+
+def too_many_dfa_states(limit: int) -> PatternTooComplexError:
+    return PatternTooComplexError(
+        f"the pattern needs more than max_states={limit} DFA states (stopped at {limit + 1}); "
+        "simplify the pattern (bounded repeats of alternations multiply states) or raise max_states",
+        limit="max_states",
+    )
+
+
+def too_many_nfa_states(estimate: int, limit: int) -> PatternTooComplexError:
+    return PatternTooComplexError(
+        f"the pattern expands to about {estimate} NFA states, over the limit of {limit} "
+        f"({estimate / limit:.1f}x); large repeat counts multiply the size of what they repeat",
+        limit="max_nfa_states",
+    )

@@ -1,0 +1,290 @@
+"""Thompson NFA over characters, and the removal of look-around assertions.
+
+**Construction.** The syntax tree becomes a Thompson NFA whose transitions read one *character*
+from a code-point set (a :data:`~regexlm.automata.charset.CharSet`); it has epsilon transitions,
+assertion transitions and match states (one per pattern, carrying the pattern index). Bounded
+repeats ``x{m,n}`` are laid out as ``m`` copies followed by ``n-m`` optional copies, each of which
+may jump straight to the end: the epsilon closure of any state then stays small, where the naive
+``x?x?x?...`` layout would put all ``n`` copies in one closure.
+
+The NFA is over characters, not bytes: the byte level is produced lazily by the subset
+construction (see ``dfa.py``), which reads each character transition through the UTF-8 automaton
+of its set. Many transitions share one set (``.``, ``\\w``), so they share one UTF-8 automaton.
+
+**Assertions.** ``^ $ \\A \\Z \\b \\B`` look at the character before and after the current
+position. As regex-automata does, they are removed by remembering context in the states:
+
+* *look-behind context*: the kind of the previous character (start of text, newline, word, other).
+  Only the distinctions some assertion needs are kept, so a pattern with only ``\\b`` tracks
+  "word / not word" and nothing else.
+* *look-ahead requirement*: a set of allowed kinds for the *next* character, plus "end of text".
+  Passing an assertion intersects the requirement; reading a character keeps only the part of the
+  transition set the requirement allows; a match state accepts only if "end of text" is allowed.
+  Non-multiline ``$`` may sit before a final newline, so one more requirement, "a newline that is
+  the last character", makes the newline transition lead to a state that must then end.
+
+The product of NFA state, context and requirement is explored from the start only as far as it is
+reachable, and yields an ordinary NFA with no assertions left.
+"""
+
+from __future__ import annotations
+
+from regexlm.automata import charset as cs
+from regexlm.automata import unicode as uni
+from regexlm.automata.charset import CharSet
+from regexlm.automata.limits import Deadline, Limits, too_many_nfa_states
+from regexlm.automata.parse import Alt, Chars, Concat, Look, Repeat
+
+
+class CharNFA:
+    """A Thompson NFA over characters.
+
+    For each state ``q``: ``eps[q]`` epsilon targets; ``edges[q]`` a list of ``(CharSet, target)``;
+    ``looks[q]`` a list of ``(look kind, target)``; ``match[q]`` the pattern index matched when the
+    input ends in ``q`` (-1 if none).
+    """
+
+    __slots__ = ("eps", "edges", "looks", "match", "start")
+
+    def __init__(self) -> None:
+        self.eps: list[list[int]] = []
+        self.edges: list[list[tuple[CharSet, int]]] = []
+        self.looks: list[list[tuple[str, int]]] = []
+        self.match: list[int] = []
+        self.start = 0
+
+    def add(self) -> int:
+        self.eps.append([])
+        self.edges.append([])
+        self.looks.append([])
+        self.match.append(-1)
+        return len(self.match) - 1
+
+    @property
+    def num_states(self) -> int:
+        return len(self.match)
+
+    def has_looks(self) -> bool:
+        return any(self.looks)
+
+
+# ---------------------------------------------------------------------------------------------
+# Size estimate (before building anything)
+
+
+def estimate_size(node, cap: int) -> int:
+    """States the NFA for ``node`` will have; stops counting early once past ``cap``."""
+    if isinstance(node, (Chars, Look)):
+        return 2
+    if isinstance(node, Concat):
+        total = 1
+        for item in node.items:
+            total += estimate_size(item, cap)
+            if total > cap:
+                return total
+        return total
+    if isinstance(node, Alt):
+        total = 2
+        for item in node.items:
+            total += estimate_size(item, cap)
+            if total > cap:
+                return total
+        return total
+    if isinstance(node, Repeat):
+        copies = node.max if node.max is not None else node.min + 1
+        if copies == 0:
+            return 2
+        return 3 + copies * (estimate_size(node.item, cap) + 2)
+    raise TypeError(f"unknown node {node!r}")  # pragma: no cover
+
+
+# ---------------------------------------------------------------------------------------------
+# Thompson construction
+
+
+def _fragment(nfa: CharNFA, node) -> tuple[int, int]:
+    """Add the states of ``node``; return its (entry, exit)."""
+    if isinstance(node, Chars):
+        s, e = nfa.add(), nfa.add()
+        if node.chars:
+            nfa.edges[s].append((node.chars, e))
+        return s, e
+    if isinstance(node, Concat):
+        s = cur = nfa.add()
+        for item in node.items:
+            a, b = _fragment(nfa, item)
+            nfa.eps[cur].append(a)
+            cur = b
+        return s, cur
+    if isinstance(node, Alt):
+        s, e = nfa.add(), nfa.add()
+        for item in node.items:
+            a, b = _fragment(nfa, item)
+            nfa.eps[s].append(a)
+            nfa.eps[b].append(e)
+        return s, e
+    if isinstance(node, Repeat):
+        s = cur = nfa.add()
+        for _ in range(node.min):
+            a, b = _fragment(nfa, node.item)
+            nfa.eps[cur].append(a)
+            cur = b
+        if node.max is None:
+            loop = nfa.add()
+            nfa.eps[cur].append(loop)
+            a, b = _fragment(nfa, node.item)
+            nfa.eps[loop].append(a)
+            nfa.eps[b].append(loop)
+            return s, loop
+        if node.max > node.min:
+            end = nfa.add()
+            for _ in range(node.max - node.min):
+                a, b = _fragment(nfa, node.item)
+                nfa.eps[cur].append(a)
+                nfa.eps[cur].append(end)
+                cur = b
+            nfa.eps[cur].append(end)
+            cur = end
+        return s, cur
+    if isinstance(node, Look):
+        s, e = nfa.add(), nfa.add()
+        nfa.looks[s].append((node.kind, e))
+        return s, e
+    raise TypeError(f"unknown node {node!r}")  # pragma: no cover
+
+
+def build_nfa(trees: list, limits: Limits) -> CharNFA:
+    """One NFA for all patterns; the match state of pattern ``i`` carries ``i``."""
+    cap = limits.max_nfa_states
+    total = 1
+    for tree in trees:
+        total += estimate_size(tree, cap) + 1
+        if total > cap:
+            raise too_many_nfa_states(total, cap)
+    nfa = CharNFA()
+    nfa.start = nfa.add()
+    for i, tree in enumerate(trees):
+        a, b = _fragment(nfa, tree)
+        m = nfa.add()
+        nfa.match[m] = i
+        nfa.eps[nfa.start].append(a)
+        nfa.eps[b].append(m)
+    return nfa
+
+
+# ---------------------------------------------------------------------------------------------
+# Removing assertions
+
+START = -1  # look-behind context at the start of the text
+END = 1  # requirement bit: the text may end here
+NL_FINAL = 2  # requirement bit: the next character may be a '\n' that ends the text
+
+_WORD_UNI = ("word_unicode", "not_word_unicode")
+_WORD_ASCII = ("word_ascii", "not_word_ascii")
+_NL_KINDS = ("start_line", "end_line", "end_text_nl")
+
+
+class _Atoms:
+    """The partition of characters that the assertions in use can tell apart."""
+
+    def __init__(self, kinds: set):
+        need_nl = any(k in kinds for k in _NL_KINDS)
+        need_uni = any(k in kinds for k in _WORD_UNI)
+        need_ascii = any(k in kinds for k in _WORD_ASCII)
+        nl = uni.NEWLINE
+        aword = uni.ASCII_WORD
+        uword = cs.subtract(uni.unicode_word(), aword) if need_uni else ()
+        other = cs.complement(cs.union(cs.union(nl, aword), uword))
+        base = [  # (chars, is newline, is ascii word, is unicode word)
+            (nl, True, False, False),
+            (aword, False, True, True),
+            (uword, False, False, True),
+            (other, False, False, False),
+        ]
+        groups: dict[tuple, CharSet] = {}
+        for chars, is_nl, is_a, is_u in base:
+            sig = (need_nl and is_nl, need_ascii and is_a, need_uni and is_u)
+            groups[sig] = cs.union(groups.get(sig, ()), chars)
+        self.sigs = list(groups)
+        self.chars = [groups[s] for s in self.sigs]
+        self.n = len(self.sigs)
+        self.full = (1 << (self.n + 2)) - 1
+        self.nl_atom = next(i for i, c in enumerate(self.chars) if cs.contains(c, 0x0A))
+
+        def bits(pred) -> int:
+            return sum(1 << (2 + i) for i, s in enumerate(self.sigs) if pred(s))
+
+        self.nl_bits = bits(lambda s: s[0])
+        self.aword_bits = bits(lambda s: s[1])
+        self.uword_bits = bits(lambda s: s[2])
+
+    def allowed(self, kind: str, prev: int) -> int:
+        """Requirement mask on what follows, for assertion ``kind`` after context ``prev``."""
+        full = self.full
+        if kind == "start_text":
+            return full if prev == START else 0
+        if kind == "start_line":
+            return full if prev == START or self.sigs[prev][0] else 0
+        if kind == "end_text":
+            return END
+        if kind == "end_line":
+            return END | NL_FINAL | self.nl_bits
+        if kind == "end_text_nl":
+            return END | NL_FINAL
+        if kind in _WORD_UNI:
+            word, prev_word = self.uword_bits, prev != START and self.sigs[prev][2]
+        else:
+            word, prev_word = self.aword_bits, prev != START and self.sigs[prev][1]
+        boundary = full & ~word if prev_word else word
+        not_boundary = word if prev_word else full & ~word
+        return boundary if kind.startswith("word") else not_boundary
+
+
+def remove_looks(nfa: CharNFA, limits: Limits, deadline: Deadline) -> CharNFA:
+    """An equivalent NFA without assertions (``nfa`` itself if it has none)."""
+    if not nfa.has_looks():
+        return nfa
+    kinds = {k for row in nfa.looks for k, _ in row}
+    atoms = _Atoms(kinds)
+    out = CharNFA()
+    ids: dict[tuple[int, int, int], int] = {}
+    todo: list[tuple[int, int, int]] = []
+    split_cache: dict[tuple[CharSet, int], CharSet] = {}
+    cap = limits.max_nfa_states
+
+    def state(key: tuple[int, int, int]) -> int:
+        sid = ids.get(key)
+        if sid is None:
+            sid = ids[key] = out.add()
+            todo.append(key)
+            if sid > cap:
+                raise too_many_nfa_states(sid, cap)
+        return sid
+
+    out.start = state((nfa.start, START, atoms.full))
+    newline = uni.NEWLINE
+    while todo:
+        key = todo.pop()
+        q, prev, req = key
+        sid = ids[key]
+        if sid & 1023 == 0:
+            deadline.check("assertion removal")
+        for t in nfa.eps[q]:
+            out.eps[sid].append(state((t, prev, req)))
+        for kind, t in nfa.looks[q]:
+            m = req & atoms.allowed(kind, prev)
+            if m:
+                out.eps[sid].append(state((t, prev, m)))
+        if nfa.match[q] >= 0 and req & END:
+            out.match[sid] = nfa.match[q]
+        for chars, t in nfa.edges[q]:
+            for i in range(atoms.n):
+                if req & (1 << (2 + i)):
+                    part = split_cache.get((chars, i))
+                    if part is None:
+                        part = split_cache[(chars, i)] = cs.intersect(chars, atoms.chars[i])
+                    if part:
+                        out.edges[sid].append((part, state((t, i, atoms.full))))
+                elif req & NL_FINAL and i == atoms.nl_atom and cs.contains(chars, 0x0A):
+                    out.edges[sid].append((newline, state((t, i, END))))
+    return out
