@@ -1,0 +1,53 @@
+"""Token classes: tokens that lead to the same place from every state share one column.
+
+After pruning, each behaviour group (a set of token strings, see :mod:`regexlm.index.build`)
+has a column: the next state from every index state, or -1. Many groups have the same column
+(every ASCII letter in ``[a-z]+``, every digit run of one length in ``\\d+``), so the index
+stores ``next_by_class[S, C]`` and ``class_of[V]`` instead of a ``[S, V]`` table.
+
+Columns are compared through a hash: ``h(g) = sum over its edges of r[s] * (2 * target + 1)``
+in wrapping 64-bit arithmetic, with ``r`` random odd multipliers. Equal columns get equal hashes;
+different columns collide with probability about ``2**-40``. The result is then checked
+exactly (every edge agrees with its class's column, and every column has as many entries as
+each of its groups); a collision is retried with fresh multipliers, so classes are always exact.
+
+Class 0 is reserved for "never allowed" (an all -1 column): special ids, empty tokens, and
+tokens dead from every state.
+"""
+
+from __future__ import annotations
+
+import torch
+
+_ATTEMPTS = 4
+
+
+def group_classes(
+    origin: torch.Tensor, group: torch.Tensor, target: torch.Tensor, num_groups: int, num_states: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(class_of_group int64[G], next_by_class int32[S, C])`` for edges ``origin -g-> target``.
+
+    States are index states ``0 .. num_states - 1``; groups without edges get class 0.
+    """
+    device = origin.device
+    counts = torch.bincount(group, minlength=num_groups)  # [G] entries per column
+    for attempt in range(_ATTEMPTS):
+        gen = torch.Generator().manual_seed(0x5EED + attempt)
+        r = torch.randint(-(1 << 62), 1 << 62, (num_states,), generator=gen, dtype=torch.int64)
+        r = (r * 2 + 1).to(device)
+        h = torch.zeros(num_groups, dtype=torch.int64, device=device)
+        h.index_add_(0, group, r[origin] * (2 * target + 1))
+        # distinct non-empty columns -> classes 1.., empty -> 0
+        nonempty = counts > 0
+        uniq, inv = torch.unique(h[nonempty], return_inverse=True)
+        class_of_group = torch.zeros(num_groups, dtype=torch.int64, device=device)
+        class_of_group[nonempty] = inv + 1
+        num_cls = uniq.numel() + 1
+        table = torch.full((num_states, num_cls), -1, dtype=torch.int64, device=device)
+        cls = class_of_group[group]
+        table[origin, cls] = target
+        agree = bool((table[origin, cls] == target).all())
+        filled = (table >= 0).sum(0)  # [C] entries per class column
+        if agree and bool((filled[class_of_group[nonempty]] == counts[nonempty]).all()):
+            return class_of_group, table.to(torch.int32)
+    raise RuntimeError("token class hashing collided repeatedly")  # pragma: no cover
