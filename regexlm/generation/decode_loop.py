@@ -1,0 +1,453 @@
+"""The decode loop: many prompts, each under its own pattern, decoded together.
+
+A batch goes through the model as one padded tensor. Prompts have different lengths, so they are
+*left*-padded: every row's last prompt token sits in the last column, and the logits for the next
+token of every row are read from the same place. Padding is hidden from the model by the attention
+mask, and position ids count only real tokens, so a row sees exactly what it would see alone.
+
+After one prefill over the prompts, each iteration is:
+
+1. ``sample``  -- one :func:`regexlm.ops.sample_step` per distinct token index over the live rows
+   (rows that share a pattern share one call): grammar mask, budget mask, penalty, temperature,
+   top-k, top-p, draw, automaton advance. Everything stays on the device.
+2. ``accept``  -- one transfer of the drawn tokens to the host, where each row appends its token,
+   its bytes and its text delta, and the stop rules decide whether the row is done.
+3. ``compact`` -- finished rows leave the batch: every per-row tensor and the KV cache keep only
+   the live rows, so the cost of a step follows the rows still decoding.
+4. ``decode``  -- one forward pass of the new tokens against the KV cache.
+
+Per-row state on the device (``B`` live rows, ``T`` positions so far, ``V`` logits width)::
+
+    attention_mask  int64[B, T]    1 for real tokens, 0 for left padding
+    next_position   int64[B]       position id of the row's next token (real tokens so far)
+    states          int32[B]       index state after the text so far
+    budgets         int32[B]       tokens left, the one being drawn included
+    seen            bool[B, V]     prompt and generated ids, for the repetition penalty
+
+Randomness is per row: a sampled row owns a ``torch.Generator`` seeded with its request's seed
+(or a fresh one), and its noise row is drawn from it alone, so a seeded request gives the same
+tokens whatever else shares its batch.
+
+Stop rules, applied after each accepted token (``s`` is the row's new state):
+
+* ``s`` matches and ``stop_after_match``                  -> ``pattern_match``
+* ``s`` matches and no token but EOS can follow (dead end) -> ``pattern_match``
+* the budget is spent                                      -> ``token_limit``
+
+and when the step drew end-of-sequence (allowed only where the text matches) the row ends with
+``pattern_match`` without appending it. A row left with no allowed token at a non-matching state
+cannot happen with a pruned index; if it does, the row ends as ``token_limit`` and a warning is
+logged, rather than emitting a token the pattern does not allow.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from regexlm.generation.completion import PATTERN_MATCH, TOKEN_LIMIT, Completion
+from regexlm.generation.constraint import Constraint
+from regexlm.generation.request import GenerationRequest
+from regexlm.generation.text import TextStream
+
+logger = logging.getLogger("regexlm.generation")
+
+_TINY = torch.finfo(torch.float32).tiny
+
+
+@dataclass
+class RowSpec:
+    """Everything the loop needs to know about one row before it starts."""
+
+    request: GenerationRequest
+    constraint: Constraint
+    prompt_ids: list[int]
+    compile_s: float = 0.0
+
+
+@dataclass
+class _Row:
+    """One row's progress, kept on the host."""
+
+    number: int  # position in the caller's request list
+    spec: RowSpec
+    state: int
+    rng: torch.Generator | None
+    token_ids: list[int] = field(default_factory=list)
+    text: TextStream = field(default_factory=TextStream)
+    stop_reason: str | None = None
+    decode_s: float = 0.0
+
+    @property
+    def finished(self) -> bool:
+        return self.stop_reason is not None
+
+
+@dataclass
+class _Batch:
+    """The live rows and their device tensors, aligned on dimension 0."""
+
+    rows: list[_Row]
+    logits: torch.Tensor | None  # [B, V] fp32/bf16, for the step about to be sampled
+    tokens: torch.Tensor | None  # [B] int64, the tokens drawn by the last step
+    attention_mask: torch.Tensor  # [B, T] int64
+    next_position: torch.Tensor  # [B] int64
+    states: torch.Tensor  # [B] int32
+    budgets: torch.Tensor  # [B] int32
+    temperature: torch.Tensor  # [B] fp32
+    top_k: torch.Tensor  # [B] int32
+    top_p: torch.Tensor  # [B] fp32
+    repetition_penalty: torch.Tensor  # [B] fp32
+    seen: torch.Tensor  # [B, V] bool
+    cache: object  # the model's KV cache, batch on dimension 0
+
+    _PER_ROW = (
+        "logits",
+        "tokens",
+        "attention_mask",
+        "next_position",
+        "states",
+        "budgets",
+        "temperature",
+        "top_k",
+        "top_p",
+        "repetition_penalty",
+        "seen",
+    )
+
+    def keep(self, positions: list[int]) -> None:
+        """Keep only the rows at ``positions`` (in order), in every tensor and the cache."""
+        if len(positions) == len(self.rows):
+            return
+        self.rows = [self.rows[i] for i in positions]
+        if not positions:
+            return
+        index = torch.tensor(positions, dtype=torch.long, device=self.states.device)
+        for name in self._PER_ROW:
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, value.index_select(0, index))
+        _select_cache_rows(self.cache, index)
+
+
+def run_batch(
+    model,
+    specs: list[RowSpec],
+    *,
+    token_bytes: list[bytes],
+    pad_id: int,
+    device: torch.device,
+    backend: str = "auto",
+    on_token=None,
+    should_stop=None,
+) -> list[Completion]:
+    """Decode every row of ``specs`` to its end; return one Completion per row, in order."""
+    from regexlm import ops
+
+    vocab_width = len(token_bytes)
+    rows = [
+        _Row(
+            number=i,
+            spec=spec,
+            state=spec.constraint.start_state,
+            rng=_row_generator(spec.request, device),
+        )
+        for i, spec in enumerate(specs)
+    ]
+    input_ids, attention_mask = _left_pad([s.prompt_ids for s in specs], pad_id, device)
+
+    started = time.perf_counter()
+    logits, cache = _prefill(model, input_ids, attention_mask)  # logits: [B, V]
+    _synchronize(device)
+    prefill_s = time.perf_counter() - started
+    decode_started = time.perf_counter()
+
+    batch = _Batch(
+        rows=list(rows),
+        logits=logits,
+        tokens=None,
+        attention_mask=attention_mask,
+        next_position=attention_mask.sum(dim=1),  # [B]
+        states=_column([r.state for r in rows], torch.int32, device),
+        budgets=_column([s.request.max_new_tokens for s in specs], torch.int32, device),
+        temperature=_column([float(s.request.temperature) for s in specs], torch.float32, device),
+        top_k=_column([s.request.top_k for s in specs], torch.int32, device),
+        top_p=_column([float(s.request.top_p) for s in specs], torch.float32, device),
+        repetition_penalty=_column(
+            [float(s.request.repetition_penalty) for s in specs], torch.float32, device
+        ),
+        seen=_seen_from_prompts([s.prompt_ids for s in specs], vocab_width, device),
+        cache=cache,
+    )
+
+    step = 0
+    while batch.rows:
+        if should_stop is not None:
+            _poll_should_stop(batch, should_stop, decode_started)
+            _compact(batch)
+            if not batch.rows:
+                break
+        tokens, next_states, no_allowed = _sample(batch, step, vocab_width, backend, ops)
+        ops.update_seen(batch.seen, tokens)
+        batch.tokens = tokens
+        batch.states = next_states
+        batch.budgets = batch.budgets - 1
+        _accept(batch, tokens, next_states, no_allowed, token_bytes, on_token, decode_started)
+        _compact(batch)
+        step += 1
+        if not batch.rows:
+            break
+        batch.logits = _decode(model, batch)  # logits: [B, V]
+
+    return [_completion(row, prefill_s) for row in rows]
+
+
+# --- the steps -------------------------------------------------------------------------------
+
+
+def _left_pad(prompts: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompts -> input_ids int64[B, L] and attention_mask int64[B, L], padded on the left."""
+    length = max(len(p) for p in prompts)
+    input_ids = torch.full((len(prompts), length), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(prompts), length), dtype=torch.long)
+    for b, ids in enumerate(prompts):
+        input_ids[b, length - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[b, length - len(ids) :] = 1
+    return input_ids.to(device), attention_mask.to(device)
+
+
+def _prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+    """One pass over the padded prompts: next-token logits [B, V] and the KV cache."""
+    position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)  # [B, L]
+    kwargs = {}
+    if _accepts(model, "logits_to_keep"):
+        kwargs["logits_to_keep"] = 1
+    out = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        use_cache=True,
+        **kwargs,
+    )
+    return out.logits[:, -1, :], _cache_of(out)  # [B, V]
+
+
+def _decode(model, batch: _Batch) -> torch.Tensor:
+    """Feed each live row's new token; return the next logits [B, V]."""
+    ones = torch.ones_like(batch.attention_mask[:, :1])  # [B, 1]
+    batch.attention_mask = torch.cat([batch.attention_mask, ones], dim=1)  # [B, T+1]
+    position_ids = batch.next_position.unsqueeze(1)  # [B, 1]
+    batch.next_position = batch.next_position + 1
+    out = model(
+        input_ids=batch.tokens.unsqueeze(1),  # [B, 1]
+        attention_mask=batch.attention_mask,
+        position_ids=position_ids,
+        use_cache=True,
+        **{_cache_argument(model): batch.cache},
+    )
+    batch.cache = _cache_of(out)
+    return out.logits[:, -1, :]  # [B, V]
+
+
+def _sample(batch: _Batch, step: int, vocab_width: int, backend: str, ops):
+    """One sampling step for all live rows: tokens int64[B], next states int32[B], no_allowed."""
+    noise = _draw_noise(batch.rows, vocab_width, batch.logits.device)  # [B, V] or None
+    groups: dict[int, list[int]] = {}
+    for b, row in enumerate(batch.rows):
+        groups.setdefault(id(row.spec.constraint.index), []).append(b)
+
+    if len(groups) == 1:
+        index = batch.rows[0].spec.constraint.index
+        result = ops.sample_step(
+            batch.logits,
+            batch.states,
+            batch.budgets,
+            batch.temperature,
+            batch.top_k,
+            batch.top_p,
+            batch.repetition_penalty,
+            batch.seen,
+            index,
+            noise=noise,
+            step=step,
+            backend=backend,
+        )
+        return result.tokens, result.next_states, result.no_allowed
+
+    B = len(batch.rows)
+    device = batch.states.device
+    tokens = torch.empty(B, dtype=torch.long, device=device)
+    next_states = torch.empty(B, dtype=torch.int32, device=device)
+    no_allowed = torch.empty(B, dtype=torch.bool, device=device)
+    for positions in groups.values():
+        rows = torch.tensor(positions, dtype=torch.long, device=device)
+        index = batch.rows[positions[0]].spec.constraint.index
+        result = ops.sample_step(
+            batch.logits.index_select(0, rows),
+            batch.states.index_select(0, rows),
+            batch.budgets.index_select(0, rows),
+            batch.temperature.index_select(0, rows),
+            batch.top_k.index_select(0, rows),
+            batch.top_p.index_select(0, rows),
+            batch.repetition_penalty.index_select(0, rows),
+            batch.seen.index_select(0, rows),
+            index,
+            noise=None if noise is None else noise.index_select(0, rows),
+            step=step,
+            backend=backend,
+        )
+        tokens[rows] = result.tokens
+        next_states[rows] = result.next_states
+        no_allowed[rows] = result.no_allowed
+    return tokens, next_states, no_allowed
+
+
+def _accept(batch, tokens, next_states, no_allowed, token_bytes, on_token, decode_started):
+    """Bring the step's tokens to the host and apply them row by row: the stop rules live here."""
+    # One transfer for the three results: [3, B] -> lists.
+    host = torch.stack([tokens, next_states.to(torch.long), no_allowed.to(torch.long)]).tolist()
+    for row, token, state, stuck in zip(batch.rows, *host):
+        constraint = row.spec.constraint
+        request = row.spec.request
+        if stuck:
+            if constraint.is_match(row.state):
+                _finish(row, PATTERN_MATCH, decode_started)
+            else:
+                logger.warning(
+                    "no token is allowed at a non-matching state (pattern %r, state %d); "
+                    "ending the row",
+                    constraint.patterns,
+                    row.state,
+                )
+                _finish(row, TOKEN_LIMIT, decode_started)
+            continue
+        if token in constraint.eos_ids:
+            if not constraint.is_match(row.state):
+                logger.warning("end-of-sequence drawn at a non-matching state; ending the row")
+                _finish(row, TOKEN_LIMIT, decode_started)
+            else:
+                _finish(row, PATTERN_MATCH, decode_started)
+            continue
+
+        row.state = state
+        row.token_ids.append(token)
+        if constraint.is_match(state) and (
+            request.stop_after_match or constraint.is_dead_end(state)
+        ):
+            _finish(row, PATTERN_MATCH, decode_started)
+        elif len(row.token_ids) >= request.max_new_tokens:
+            _finish(row, TOKEN_LIMIT, decode_started)
+        delta = row.text.push(token_bytes[token], final=row.finished)
+        if on_token is not None:
+            on_token(row.number, token, delta)
+
+
+def _poll_should_stop(batch: _Batch, should_stop, decode_started: float) -> None:
+    for row in batch.rows:
+        if should_stop(row.number):
+            _finish(row, TOKEN_LIMIT, decode_started)
+
+
+def _compact(batch: _Batch) -> None:
+    batch.keep([b for b, row in enumerate(batch.rows) if not row.finished])
+
+
+def _finish(row: _Row, reason: str, decode_started: float) -> None:
+    row.stop_reason = reason
+    row.decode_s = time.perf_counter() - decode_started
+
+
+def _completion(row: _Row, prefill_s: float) -> Completion:
+    match = row.spec.constraint.match_index[row.state]
+    return Completion(
+        completion=row.text.text,
+        tokens_generated=len(row.token_ids),
+        stop_reason=row.stop_reason or TOKEN_LIMIT,
+        matched=match >= 0,
+        pattern_index=match if match >= 0 else None,
+        token_ids=list(row.token_ids),
+        timings={"compile_s": row.spec.compile_s, "prefill_s": prefill_s, "decode_s": row.decode_s},
+    )
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _row_generator(request: GenerationRequest, device) -> torch.Generator | None:
+    """The row's own random stream; greedy rows draw nothing."""
+    if request.temperature == 0:
+        return None
+    seed = request.seed
+    if seed is None:
+        seed = int(torch.randint(0, 2**62, (1,)).item())
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    return generator
+
+
+def _draw_noise(rows: list[_Row], vocab_width: int, device) -> torch.Tensor | None:
+    """Uniform noise in (0, 1) for the Gumbel draw: [B, V], each sampled row from its own stream."""
+    if all(row.rng is None for row in rows):
+        return None
+    noise = torch.full((len(rows), vocab_width), 0.5, dtype=torch.float32, device=device)
+    for b, row in enumerate(rows):
+        if row.rng is not None:
+            noise[b] = torch.rand(vocab_width, generator=row.rng, device=device)
+    return noise.clamp_(min=_TINY)
+
+
+def _seen_from_prompts(prompts: list[list[int]], vocab_width: int, device) -> torch.Tensor:
+    """bool[B, V]: which ids each prompt holds (the repetition penalty's starting set)."""
+    seen = torch.zeros((len(prompts), vocab_width), dtype=torch.bool)
+    for b, ids in enumerate(prompts):
+        valid = [i for i in ids if 0 <= i < vocab_width]
+        if valid:
+            seen[b, torch.tensor(valid, dtype=torch.long)] = True
+    return seen.to(device)
+
+
+def _column(values, dtype, device) -> torch.Tensor:
+    return torch.tensor(values, dtype=dtype).to(device)
+
+
+def _select_cache_rows(cache, index: torch.Tensor) -> None:
+    """Keep only the rows at ``index`` in a transformers KV cache (in place)."""
+    if hasattr(cache, "batch_select_indices"):
+        cache.batch_select_indices(index)
+    elif hasattr(cache, "reorder_cache"):
+        cache.reorder_cache(index)
+    else:  # legacy tuple-of-tuples caches are not supported by current transformers models
+        raise TypeError(f"cannot select rows of a {type(cache).__name__} KV cache")
+
+
+_ACCEPTS: dict[tuple[type, str], bool] = {}
+
+
+def _cache_argument(model) -> str:
+    """The forward argument that takes the KV cache: ``cache`` (recent transformers) or the
+    older ``past_key_values``."""
+    return "cache" if _accepts(model, "cache") else "past_key_values"
+
+
+def _cache_of(output):
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values
+
+
+def _accepts(model, name: str) -> bool:
+    key = (type(model), name)
+    if key not in _ACCEPTS:
+        try:
+            _ACCEPTS[key] = name in inspect.signature(model.forward).parameters
+        except (TypeError, ValueError):
+            _ACCEPTS[key] = False
+    return _ACCEPTS[key]
+
+
+def _synchronize(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
