@@ -37,7 +37,7 @@ _LAZY = {
     "TokenIndex": "regexlm.index",
     "Vocabulary": "regexlm.index",
     "load_model": "regexlm.models",
-    "generate": "regexlm.generation",
+    "generate": "regexlm.generate",
     "Generator": "regexlm.generation",
     "Completion": "regexlm.generation",
     "GenerationRequest": "regexlm.generation",
