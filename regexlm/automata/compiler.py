@@ -60,6 +60,8 @@ def compile_regex(
     nfa = remove_looks(nfa, limits, deadline)
     table, accept, class_of, start = determinize(nfa, limits, deadline)
     table = mz.prune(table, accept)
+    # Merge construction classes that no state tells apart before the quadratic-ish stages.
+    table, class_of = mz.compress_classes(table, class_of)
     if minimize:
         blocks = mz.hopcroft(table, accept, deadline)
     else:

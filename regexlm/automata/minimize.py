@@ -61,22 +61,34 @@ def prune(table: np.ndarray, accept: np.ndarray) -> np.ndarray:
 
 
 def hopcroft(table: np.ndarray, accept: np.ndarray, deadline: Deadline) -> np.ndarray:
-    """Block id of every state in the coarsest partition compatible with ``accept``."""
-    num_states, num_classes = table.shape
-    # Inverse transitions per class: inv[c][t] = states s with table[s, c] == t.
-    inv: list[dict[int, list[int]]] = []
-    for c in range(num_classes):
-        col = table[:, c]
-        order = np.argsort(col, kind="stable")
-        targets = col[order]
-        cuts = np.flatnonzero(np.diff(targets)) + 1
-        d: dict[int, list[int]] = {}
-        for chunk in np.split(order, cuts):
-            if len(chunk):
-                d[int(col[chunk[0]])] = chunk.tolist()
-        inv.append(d)
+    """Block id of every state in the coarsest partition compatible with ``accept``.
 
-    keys = accept.tolist()
+    ``table`` must be pruned: a state with no transition out of the dead state and no match is
+    equivalent to the dead state and starts in its block.
+    """
+    num_states, num_classes = table.shape
+    rows = table.tolist()
+    # Inverse transitions, leaving out the dead state (never used as a splitter):
+    # inv[t] = [(class, [states s with table[s, class] == t]), ...], non-empty entries only.
+    inv_d: list[dict[int, list[int]] | None] = [None] * num_states
+    for s, row in enumerate(rows):
+        for c, t in enumerate(row):
+            if t != DEAD:
+                d = inv_d[t]
+                if d is None:
+                    inv_d[t] = {c: [s]}
+                else:
+                    lst = d.get(c)
+                    if lst is None:
+                        d[c] = [s]
+                    else:
+                        lst.append(s)
+    inv = [list(d.items()) if d else [] for d in inv_d]
+
+    keys: list[object] = accept.tolist()
+    for s, row in enumerate(rows):
+        if keys[s] < 0 and not any(row):
+            keys[s] = "dead"
     keys[DEAD] = "dead"
     groups: dict[object, set[int]] = {}
     for s, k in enumerate(keys):
@@ -86,28 +98,35 @@ def hopcroft(table: np.ndarray, accept: np.ndarray, deadline: Deadline) -> np.nd
     for b, members in enumerate(blocks):
         for s in members:
             block_of[s] = b
-    largest = max(range(len(blocks)), key=lambda b: len(blocks[b]))
-    work = {b for b in range(len(blocks)) if b != largest}
+    # Splitting by every block but one is enough (the last is the complement of the others);
+    # leaving out the dead block skips the bulk of the transitions.
+    dead_block = block_of[DEAD]
+    work = {b for b in range(len(blocks)) if b != dead_block}
 
     rounds = 0
     while work:
         rounds += 1
         if rounds & 127 == 0:
             deadline.check("minimization")
-        splitter = list(blocks[work.pop()])
-        for c in range(num_classes):
-            inv_c = inv[c]
+        # Predecessors of the splitter, per class: by_class[c] = states going into it on c.
+        by_class: dict[int, list[int]] = {}
+        for t in blocks[work.pop()]:
+            for c, srcs in inv[t]:
+                lst = by_class.get(c)
+                if lst is None:
+                    by_class[c] = list(srcs)
+                else:
+                    lst.extend(srcs)
+        for srcs in by_class.values():
+            # Group by the *current* blocks (earlier classes may have split some).
             hit: dict[int, list[int]] = {}
-            for t in splitter:
-                srcs = inv_c.get(t)
-                if srcs:
-                    for s in srcs:
-                        b = block_of[s]
-                        lst = hit.get(b)
-                        if lst is None:
-                            hit[b] = [s]
-                        else:
-                            lst.append(s)
+            for s in srcs:
+                b = block_of[s]
+                lst = hit.get(b)
+                if lst is None:
+                    hit[b] = [s]
+                else:
+                    lst.append(s)
             for b, inside in hit.items():
                 members = blocks[b]
                 if len(inside) == len(members):
@@ -130,34 +149,34 @@ def renumber(table: np.ndarray, accept: np.ndarray, start: int, block_of: np.nda
 
     Returns ``(table int32[S', C], accept int32[S'], start)``.
     """
+    num_blocks = int(block_of.max()) + 1
+    rep = np.full(num_blocks, -1, dtype=np.int64)  # block -> a representative state
+    rep[block_of[::-1]] = np.arange(len(block_of))[::-1]
+    # Block-level table: btable[b, c] = block of the successor of b's representative.
+    btable = block_of[table[rep]].tolist()
     dead_block = int(block_of[DEAD])
-    rep: dict[int, int] = {}  # block -> a representative state
-    for s, b in enumerate(block_of.tolist()):
-        rep.setdefault(b, s)
-    new_id = {dead_block: DEAD}
-    order = [dead_block]
     start_block = int(block_of[start])
-    if start_block not in new_id:
-        new_id[start_block] = len(order)
+    new_id = np.full(num_blocks, -1, dtype=np.int64)
+    new_id[dead_block] = DEAD
+    order = [dead_block]
+    if start_block != dead_block:
+        new_id[start_block] = 1
         order.append(start_block)
-    rows = table.tolist()
-    bo = block_of.tolist()
+    seen = new_id.tolist()
     i = 1
     while i < len(order):
-        for t in rows[rep[order[i]]]:
-            b = bo[t]
-            if b not in new_id:
-                new_id[b] = len(order)
+        for b in btable[order[i]]:
+            if seen[b] < 0:
+                seen[b] = len(order)
                 order.append(b)
         i += 1
-    out = np.empty((len(order), table.shape[1]), dtype=np.int32)
-    acc = np.empty(len(order), dtype=np.int32)
-    for nid, b in enumerate(order):
-        out[nid] = [new_id[bo[t]] for t in rows[rep[b]]]
-        acc[nid] = accept[rep[b]]
+    new_id = np.array(seen, dtype=np.int64)
+    order_a = np.array(order, dtype=np.int64)
+    out = new_id[np.array(btable, dtype=np.int64)[order_a]].astype(np.int32)
+    acc = accept[rep[order_a]].astype(np.int32)
     out[DEAD] = DEAD
     acc[DEAD] = -1
-    return out, acc, new_id[start_block]
+    return out, acc, int(new_id[start_block])
 
 
 def compress_classes(table: np.ndarray, class_of: np.ndarray):
@@ -165,13 +184,16 @@ def compress_classes(table: np.ndarray, class_of: np.ndarray):
 
     Classes are numbered in order of their first byte.
     """
-    full = table[:, class_of.astype(np.intp)]  # int32[S, 256]
-    _, first, inverse = np.unique(full, axis=1, return_index=True, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    # Renumber classes by first byte.
-    order = np.argsort(first, kind="stable")
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    byte_classes = rank[inverse].astype(np.uint8)
-    new_table = full[:, np.sort(first)]
-    return np.ascontiguousarray(new_table, dtype=np.int32), byte_classes
+    table = np.ascontiguousarray(table.T)  # int32[C, S]: one row per old class
+    key_of = [table[c].tobytes() for c in range(table.shape[0])]
+    new_of_key: dict[bytes, int] = {}
+    keep: list[int] = []  # old class kept for each new class
+    byte_classes = np.empty(256, dtype=np.uint8)
+    for b, c in enumerate(class_of.tolist()):
+        k = key_of[c]
+        new = new_of_key.get(k)
+        if new is None:
+            new = new_of_key[k] = len(keep)
+            keep.append(c)
+        byte_classes[b] = new
+    return np.ascontiguousarray(table[keep].T, dtype=np.int32), byte_classes

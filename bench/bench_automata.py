@@ -1,0 +1,156 @@
+"""Compile time and DFA size of ``regexlm.automata.compile_regex`` on realistic patterns.
+
+Usage: python bench/bench_automata.py [--repeats N] [--write-results]
+
+Each pattern is compiled once to warm the per-process caches (Unicode tables, UTF-8 automata of
+common classes), then ``--repeats`` more times; the median is reported. Target: each realistic
+pattern in at most 20 ms on one core, ``(a|b)*a(a|b){12}`` in at most 300 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import regexlm  # noqa: E402
+from regexlm.automata import compile_regex  # noqa: E402
+
+WORDS = (
+    "time year people way day man thing woman life child world school state family student "
+    "group country problem hand part place case week company system program question work "
+    "government number night point home water room mother area money story fact month lot right "
+    "study book eye job word business issue side kind head house service friend father power hour "
+    "game line end member law car city community name president team minute idea kid body "
+    "information back parent face others level office door health person art war history party "
+    "result change morning reason research girl guy moment air teacher force education foot boy "
+    "age policy everything process music market sense nation plan college interest death "
+    "experience effect use class control care field development role effort rate heart drug show "
+    "leader light voice wife police mind price report decision son view relationship town road "
+    "arm difference value building action model season society tax director position player "
+    "record paper space ground form event official matter center couple site project activity "
+    "star table need court american oil situation cost industry figure street image phone data "
+    "picture practice piece land product doctor wall patient worker news test movie north love "
+    "support technology step baby computer type attention film tree source organization hair "
+    "window evidence population site training"
+).split()
+assert len(WORDS) >= 200, len(WORDS)
+
+_STR = r'"(?:[^"\\]|\\.)*"'
+_NUM = r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?"
+_JSON_FIELDS = [
+    ("id", r"\d+"),
+    ("name", _STR),
+    ("email", _STR),
+    ("age", r"\d{1,3}"),
+    ("score", _NUM),
+    ("active", r"(?:true|false)"),
+    ("tags", r"\[(?:" + _STR + r"(?:, ?" + _STR + r")*)?\]"),
+    ("created", r'"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z"'),
+]
+JSON_OBJECT = r"\{ ?" + r", ?".join(f'"{k}": ?{v}' for k, v in _JSON_FIELDS) + r" ?\}"
+
+OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+PATTERNS = [
+    ("date", r"\d{4}-\d{2}-\d{2}"),
+    ("email", r"[a-zA-Z0-9._%+-]+@[a-zA-Z0-9.-]+\.[a-zA-Z]{2,}"),
+    ("ipv4", rf"{OCTET}(?:\.{OCTET}){{3}}"),
+    ("uuid", r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"),
+    (
+        "url",
+        r"https?://[a-zA-Z0-9.-]+(?::\d{1,5})?(?:/[a-zA-Z0-9._~%!$&'()*+,;=:@-]*)*(?:\?[^\s#]*)?(?:#\S*)?",
+    ),
+    (
+        "semver",
+        r"(?:0|[1-9]\d*)\.(?:0|[1-9]\d*)\.(?:0|[1-9]\d*)(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?",
+    ),
+    ("200-word alternation", "(?:" + "|".join(WORDS[:200]) + ")"),
+    ("[a-z]{1,200}", r"[a-z]{1,200}"),
+    (".{0,50}", r".{0,50}"),
+    ("JSON object, 8 fields", JSON_OBJECT),
+    ("(a|b)*a(a|b){12}", r"(a|b)*a(a|b){12}"),
+]
+TARGET_MS = {"(a|b)*a(a|b){12}": 300.0}
+DEFAULT_TARGET_MS = 20.0
+
+
+def measure(pattern: str, repeats: int) -> tuple[float, int, int]:
+    dfa = compile_regex(pattern)  # warm caches
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        compile_regex(pattern)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1e3, dfa.num_states, dfa.num_byte_classes
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    arch = subprocess.run(["uname", "-m"], capture_output=True, text=True).stdout.strip()
+    return f"{arch}, {os.cpu_count()} cores (nproc), {cpu}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=11)
+    ap.add_argument("--write-results", action="store_true", help="update bench/RESULTS.md")
+    args = ap.parse_args()
+    rows = []
+    for name, pattern in PATTERNS:
+        ms, states, classes = measure(pattern, args.repeats)
+        target = TARGET_MS.get(name, DEFAULT_TARGET_MS)
+        rows.append((name, ms, states, classes, target))
+    header = "| pattern | compile ms (median) | DFA states | byte classes | target ms | ok |"
+    lines = [header, "|---|---:|---:|---:|---:|:-:|"]
+    for name, ms, states, classes, target in rows:
+        ok = "yes" if ms <= target else "NO"
+        lines.append(f"| `{name}` | {ms:.2f} | {states} | {classes} | {target:g} | {ok} |")
+    table = "\n".join(lines)
+    print(table)
+    if args.write_results:
+        write_results(table, args.repeats)
+
+
+HEADING = "## Automata compile (bench/bench_automata.py)"
+
+
+def write_results(table: str, repeats: int) -> None:
+    path = ROOT / "bench" / "RESULTS.md"
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    section = (
+        f"{HEADING}\n\n"
+        f"- machine: {machine()}\n"
+        f"- date: {now}\n"
+        f"- regexlm {regexlm.__version__}, Python {platform.python_version()}\n"
+        f"- one process, one core; median of {repeats} compiles after one warm-up compile\n\n"
+        f"{table}\n"
+    )
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    # Replace our own section (up to the next level-2 heading) or append it.
+    pat = re.compile(re.escape(HEADING) + r"\n.*?(?=^## |\Z)", re.S | re.M)
+    if pat.search(text):
+        text = pat.sub(lambda _m: section + "\n", text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text.rstrip("\n") + "\n")
+
+
+if __name__ == "__main__":
+    main()
