@@ -25,13 +25,17 @@ def _cuda_extension():
     if torch.version.cuda is None or shutil.which("nvcc") is None and not os.environ.get("CUDA_HOME"):
         return [], {}
     root = Path(__file__).parent
-    sources = sorted(str(p.relative_to(root)) for p in (root / "csrc").glob("*.c*"))
+    # translation units only: kernels (.cu, no torch headers) and the torch glue (.cpp)
+    csrc = root / "csrc"
+    sources = sorted(str(p.relative_to(root)) for p in [*csrc.glob("*.cpp"), *csrc.glob("*.cu")])
     if not sources:
         return [], {}
+    # no --use_fast_math: the kernels round like the torch reference (see csrc/ comments);
+    # no -std flag: torch's build helpers pass the standard its headers need.
     ext = CUDAExtension(
         name="regexlm._C",
         sources=sources,
-        extra_compile_args={"cxx": ["-O3", "-std=c++17"], "nvcc": ["-O3", "-std=c++17", "--use_fast_math"]},
+        extra_compile_args={"cxx": ["-O3"], "nvcc": ["-O3"]},
     )
     return [ext], {"build_ext": BuildExtension}
 

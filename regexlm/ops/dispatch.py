@@ -32,12 +32,12 @@ def _triton_reason(device: torch.device) -> str | None:
     return None
 
 
-def _cuda_reason(device: torch.device) -> str | None:
+def _cuda_reason(device: torch.device, explicit: bool = False) -> str | None:
     if device.type != "cuda":
         return f"the CUDA backend needs tensors on a CUDA device, got {device.type}"
     from regexlm.ops import sample_cuda
 
-    return sample_cuda.unavailable_reason()
+    return sample_cuda.unavailable_reason(build=explicit)
 
 
 def available_backends(device: torch.device | str = "cuda") -> list[str]:
@@ -68,7 +68,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
         if _triton_reason(device) is None:
             return "triton"
         return "torch"
-    reason = _triton_reason(device) if backend == "triton" else _cuda_reason(device)
+    reason = _triton_reason(device) if backend == "triton" else _cuda_reason(device, True)
     if reason is not None:
         raise BackendUnavailableError(f"backend {backend!r} is unavailable: {reason}")
     return backend

@@ -1,0 +1,121 @@
+// Torch glue for the fused decode step: validates tensors and calls the plain-CUDA launcher in
+// `sample_step_kernel.cu`. Registered as the operator `regexlm::sample_step`; the CUDA stream
+// comes from Python as an integer (torch.cuda.current_stream().cuda_stream), so this file needs
+// no CUDA header and compiles against any torch build.
+
+#include <torch/extension.h>
+
+#include <cstdint>
+#include <tuple>
+
+extern "C" {
+int regexlm_sample_step_launch(
+    const void* logits, int dtype, int64_t stride_l, int32_t batch, int32_t vocab,
+    const int32_t* states, const int32_t* budgets, const float* temperature,
+    const int32_t* top_k, const float* top_p, const float* penalty,
+    const uint8_t* seen, int64_t stride_s,
+    const int32_t* bitmask, int64_t stride_bm, const int32_t* next_by_class, int64_t stride_n,
+    const int32_t* class_of, const int32_t* min_tokens,
+    const float* noise, int64_t stride_nz, uint64_t seed,
+    int64_t* tokens, int32_t* next_states, bool* no_allowed, void* stream);
+const char* regexlm_cuda_error_string(int code);
+}
+
+namespace {
+
+void check_vec(const torch::Tensor& t, const char* name, torch::ScalarType dtype, int64_t n,
+               const torch::Device& device) {
+  TORCH_CHECK(t.device() == device, name, " must be on ", device, ", got ", t.device());
+  TORCH_CHECK(t.scalar_type() == dtype, name, " must be ", dtype, ", got ", t.scalar_type());
+  TORCH_CHECK(t.dim() == 1 && t.size(0) == n, name, " must have shape [", n, "], got ", t.sizes());
+  TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
+}
+
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> sample_step(
+    const torch::Tensor& logits, const torch::Tensor& states, const torch::Tensor& budgets,
+    const torch::Tensor& temperature, const torch::Tensor& top_k, const torch::Tensor& top_p,
+    const torch::Tensor& penalty, const c10::optional<torch::Tensor>& seen,
+    const torch::Tensor& bitmask, const torch::Tensor& next_by_class,
+    const torch::Tensor& class_of, const torch::Tensor& min_tokens,
+    const c10::optional<torch::Tensor>& noise, int64_t seed, int64_t stream) {
+  TORCH_CHECK(logits.is_cuda(), "logits must be a CUDA tensor, got ", logits.device());
+  TORCH_CHECK(logits.dim() == 2, "logits must be [B, V], got ", logits.sizes());
+  TORCH_CHECK(logits.stride(1) == 1, "logits rows must be contiguous");
+  const auto device = logits.device();
+  const int64_t B = logits.size(0), V = logits.size(1);
+  TORCH_CHECK(V > 0 && V < (int64_t{1} << 31), "vocabulary size out of range: ", V);
+  int dtype = -1;
+  switch (logits.scalar_type()) {
+    case torch::kFloat: dtype = 0; break;
+    case torch::kBFloat16: dtype = 1; break;
+    case torch::kHalf: dtype = 2; break;
+    default: TORCH_CHECK(false, "logits must be fp32, bf16 or fp16, got ", logits.scalar_type());
+  }
+  check_vec(states, "states", torch::kInt, B, device);
+  check_vec(budgets, "budgets", torch::kInt, B, device);
+  check_vec(temperature, "temperature", torch::kFloat, B, device);
+  check_vec(top_k, "top_k", torch::kInt, B, device);
+  check_vec(top_p, "top_p", torch::kFloat, B, device);
+  check_vec(penalty, "repetition_penalty", torch::kFloat, B, device);
+  check_vec(class_of, "class_of", torch::kInt, V, device);
+  const int64_t S = next_by_class.size(0);
+  check_vec(min_tokens, "min_tokens", torch::kInt, S, device);
+  TORCH_CHECK(bitmask.device() == device && bitmask.scalar_type() == torch::kInt &&
+                  bitmask.dim() == 2 && bitmask.size(0) == S && bitmask.size(1) == (V + 31) / 32 &&
+                  bitmask.stride(1) == 1,
+              "bitmask must be int32[", S, ", ", (V + 31) / 32, "] on ", device, ", got ",
+              bitmask.scalar_type(), bitmask.sizes());
+  TORCH_CHECK(next_by_class.device() == device && next_by_class.scalar_type() == torch::kInt &&
+                  next_by_class.dim() == 2 && next_by_class.stride(1) == 1,
+              "next_by_class must be int32[S, C] on ", device);
+  const uint8_t* seen_ptr = nullptr;
+  int64_t stride_s = 0;
+  if (seen.has_value()) {
+    const auto& t = *seen;
+    TORCH_CHECK(t.device() == device && t.scalar_type() == torch::kBool && t.dim() == 2 &&
+                    t.size(0) == B && t.size(1) == V && t.stride(1) == 1,
+                "seen must be bool[", B, ", ", V, "] on ", device);
+    seen_ptr = reinterpret_cast<const uint8_t*>(t.data_ptr<bool>());
+    stride_s = t.stride(0);
+  }
+  const float* noise_ptr = nullptr;
+  int64_t stride_nz = 0;
+  if (noise.has_value()) {
+    const auto& t = *noise;
+    TORCH_CHECK(t.device() == device && t.scalar_type() == torch::kFloat && t.dim() == 2 &&
+                    t.size(0) == B && t.size(1) == V && t.stride(1) == 1,
+                "noise must be fp32[", B, ", ", V, "] on ", device);
+    noise_ptr = t.data_ptr<float>();
+    stride_nz = t.stride(0);
+  }
+  auto tokens = torch::empty({B}, logits.options().dtype(torch::kLong));
+  auto next_states = torch::empty({B}, logits.options().dtype(torch::kInt));
+  auto no_allowed = torch::empty({B}, logits.options().dtype(torch::kBool));
+  const int err = regexlm_sample_step_launch(
+      logits.data_ptr(), dtype, logits.stride(0), static_cast<int32_t>(B),
+      static_cast<int32_t>(V), states.data_ptr<int32_t>(), budgets.data_ptr<int32_t>(),
+      temperature.data_ptr<float>(), top_k.data_ptr<int32_t>(), top_p.data_ptr<float>(),
+      penalty.data_ptr<float>(), seen_ptr, stride_s, bitmask.data_ptr<int32_t>(),
+      bitmask.stride(0), next_by_class.data_ptr<int32_t>(), next_by_class.stride(0),
+      class_of.data_ptr<int32_t>(), min_tokens.data_ptr<int32_t>(), noise_ptr, stride_nz,
+      static_cast<uint64_t>(seed), tokens.data_ptr<int64_t>(), next_states.data_ptr<int32_t>(),
+      no_allowed.data_ptr<bool>(), reinterpret_cast<void*>(static_cast<intptr_t>(stream)));
+  TORCH_CHECK(err == 0, "regexlm sample_step launch failed: ", regexlm_cuda_error_string(err));
+  return {tokens, next_states, no_allowed};
+}
+
+}  // namespace
+
+TORCH_LIBRARY(regexlm, m) {
+  m.def(
+      "sample_step(Tensor logits, Tensor states, Tensor budgets, Tensor temperature, "
+      "Tensor top_k, Tensor top_p, Tensor repetition_penalty, Tensor? seen, Tensor bitmask, "
+      "Tensor next_by_class, Tensor class_of, Tensor min_tokens, Tensor? noise, int seed, "
+      "int stream) -> (Tensor, Tensor, Tensor)",
+      &sample_step);
+}
+
+// Importable as a Python module too (`import regexlm._C` registers the operator).
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "regexlm CUDA kernels; the operators live under torch.ops.regexlm";
+}

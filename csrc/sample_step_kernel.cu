@@ -1,0 +1,375 @@
+// The fused decode step in plain CUDA: mask, budget, penalty, temperature, top-k, top-p,
+// Gumbel draw and automaton advance for a batch, in one launch.
+//
+// This file includes no torch header: it is compiled by nvcc alone and exposes a C launcher
+// that takes raw pointers and a stream (`regexlm_sample_step_launch`). The torch glue lives in
+// `sample_step.cpp`. The algorithm is the one of `regexlm/ops/sample_triton.py`:
+//
+//   pass A   one block per row streams the row once: allowed count, min/max of z, greedy argmax,
+//            sum exp(z - max), and the Gumbel winner argmax z - log(-log u) over allowed tokens.
+//   search   top-k and top-p thresholds by a search over int32 keys that order like the floats;
+//            each pass tests NP pivot keys at once, so the bracket shrinks (NP + 1)-fold a pass.
+//   draw     the pass-A winner when it is kept, else one more pass for the argmax over the kept.
+//
+// Rounding follows the torch reference: divisions are correctly rounded (__fdiv_rn), logf/expf
+// are the accurate library functions (build without --use_fast_math), so with the same noise the
+// tokens equal the reference's except where a top-p boundary lies within rounding of a token.
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace {
+
+constexpr int kThreads = 512;
+constexpr int kWarps = kThreads / 32;
+constexpr int kPivots = 16;
+constexpr int kBig = 0x7fffffff;
+
+struct StepArgs {
+  const void* logits;
+  int64_t stride_l;
+  const int32_t* states;
+  const int32_t* budgets;
+  const float* temperature;
+  const int32_t* top_k;
+  const float* top_p;
+  const float* penalty;
+  const uint8_t* seen;  // may be null
+  int64_t stride_s;
+  const int32_t* bitmask;
+  int64_t stride_bm;
+  const int32_t* next_by_class;
+  int64_t stride_n;
+  const int32_t* class_of;
+  const int32_t* min_tokens;
+  const float* noise;  // may be null
+  int64_t stride_nz;
+  uint64_t seed;
+  int64_t* tokens;
+  int32_t* next_states;
+  bool* no_allowed;
+  int32_t vocab;
+};
+
+__device__ __forceinline__ float to_float(float x) { return x; }
+__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
+
+__device__ __forceinline__ int32_t float_key(float z) {
+  int32_t b = __float_as_int(z);
+  return b ^ ((b >> 31) & 0x7fffffff);
+}
+
+// Philox4x32-10, first output word, as a uniform in (0, 1).
+__device__ __forceinline__ float philox_uniform(uint64_t seed, uint32_t counter) {
+  uint32_t c0 = counter, c1 = 0, c2 = 0, c3 = 0;
+  uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
+#pragma unroll
+  for (int r = 0; r < 10; ++r) {
+    uint32_t hi0 = __umulhi(0xD2511F53u, c0), lo0 = 0xD2511F53u * c0;
+    uint32_t hi1 = __umulhi(0xCD9E8D57u, c2), lo1 = 0xCD9E8D57u * c2;
+    uint32_t n0 = hi1 ^ c1 ^ k0, n2 = hi0 ^ c3 ^ k1;
+    c0 = n0; c1 = lo1; c2 = n2; c3 = lo0;
+    k0 += 0x9E3779B9u; k1 += 0xBB67AE85u;
+  }
+  return (static_cast<float>(c0 >> 8) + 0.5f) * (1.0f / 16777216.0f);
+}
+
+struct Row {
+  int64_t b, s;
+  int32_t R;
+  bool budget_on;
+  float pen, t_eff;
+  bool sampling;
+};
+
+// z for token i of the row (-inf when not allowed); sets ok.
+template <typename T>
+__device__ __forceinline__ float token_z(const StepArgs& a, const Row& r, int32_t i, bool& ok) {
+  int32_t word = a.bitmask[r.s * a.stride_bm + (i >> 5)];
+  ok = ((word >> (i & 31)) & 1) != 0;
+  if (ok && r.budget_on) {
+    int32_t nxt = a.next_by_class[r.s * a.stride_n + a.class_of[i]];
+    ok = nxt >= 0 && a.min_tokens[nxt] <= r.R - 1;
+  }
+  if (!ok) return -INFINITY;
+  float x = to_float(static_cast<const T*>(a.logits)[r.b * a.stride_l + i]);
+  if (a.seen != nullptr && a.seen[r.b * a.stride_s + i]) {
+    x = x < 0.0f ? x * r.pen : __fdiv_rn(x, r.pen);
+  }
+  return __fdiv_rn(x, r.t_eff);
+}
+
+__device__ __forceinline__ float gumbel(const StepArgs& a, const Row& r, int32_t i, float z) {
+  float u = a.noise != nullptr ? a.noise[r.b * a.stride_nz + i]
+                               : philox_uniform(a.seed, static_cast<uint32_t>(r.b * a.vocab + i));
+  return z - logf(-logf(u));
+}
+
+// (value, index) argmax with the lowest index on ties; index kBig means "none".
+__device__ __forceinline__ void arg_merge(float& v, int32_t& i, float v2, int32_t i2) {
+  if (i2 == kBig) return;
+  if (i == kBig || v2 > v || (v2 == v && i2 < i)) { v = v2; i = i2; }
+}
+
+template <typename V>
+__device__ __forceinline__ V shfl(V x, int d) { return __shfl_xor_sync(0xffffffffu, x, d); }
+
+__device__ float block_sum(float x, float* sh) {
+  for (int d = 16; d > 0; d >>= 1) x += shfl(x, d);
+  __syncthreads();
+  if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = x;
+  __syncthreads();
+  float t = 0.0f;
+  for (int w = 0; w < kWarps; ++w) t += sh[w];
+  return t;
+}
+
+__device__ int32_t block_sum_i(int32_t x, int32_t* sh) {
+  for (int d = 16; d > 0; d >>= 1) x += shfl(x, d);
+  __syncthreads();
+  if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = x;
+  __syncthreads();
+  int32_t t = 0;
+  for (int w = 0; w < kWarps; ++w) t += sh[w];
+  return t;
+}
+
+__device__ float block_max(float x, float* sh) {
+  for (int d = 16; d > 0; d >>= 1) x = fmaxf(x, shfl(x, d));
+  __syncthreads();
+  if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = x;
+  __syncthreads();
+  float t = -INFINITY;
+  for (int w = 0; w < kWarps; ++w) t = fmaxf(t, sh[w]);
+  return t;
+}
+
+__device__ float block_min(float x, float* sh) { return -block_max(-x, sh); }
+
+__device__ void block_argmax(float& v, int32_t& i, float* shv, int32_t* shi) {
+  for (int d = 16; d > 0; d >>= 1) {
+    float v2 = shfl(v, d);
+    int32_t i2 = shfl(i, d);
+    arg_merge(v, i, v2, i2);
+  }
+  __syncthreads();
+  if ((threadIdx.x & 31) == 0) { shv[threadIdx.x >> 5] = v; shi[threadIdx.x >> 5] = i; }
+  __syncthreads();
+  v = -INFINITY; i = kBig;
+  for (int w = 0; w < kWarps; ++w) arg_merge(v, i, shv[w], shi[w]);
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads) sample_step_kernel(StepArgs a) {
+  __shared__ float shf[kWarps];
+  __shared__ int32_t shi[kWarps];
+  __shared__ float shp[kWarps][kPivots];
+  __shared__ int32_t shc[kWarps][kPivots];
+
+  Row r;
+  r.b = blockIdx.x;
+  r.s = a.states[r.b];
+  r.R = a.budgets[r.b];
+  r.budget_on = r.R >= 0 && a.min_tokens[r.s] <= r.R;
+  r.pen = a.penalty[r.b];
+  const float temp = a.temperature[r.b];
+  r.sampling = temp > 0.0f;
+  r.t_eff = r.sampling ? temp : 1.0f;
+  const int32_t V = a.vocab;
+  const int32_t k = a.top_k[r.b];
+  const float p = a.top_p[r.b];
+
+  // ---- pass A ------------------------------------------------------------------------------
+  float m = -INFINITY, zmin = INFINITY, gbest = -INFINITY, amax = -INFINITY;
+  int32_t arg = kBig, gidx = kBig, n = 0;
+  for (int32_t i = threadIdx.x; i < V; i += kThreads) {
+    bool ok;
+    float z = token_z<T>(a, r, i, ok);
+    if (!ok) continue;
+    ++n;
+    m = fmaxf(m, z);
+    zmin = fminf(zmin, z);
+    arg_merge(amax, arg, z, i);
+    if (r.sampling) arg_merge(gbest, gidx, gumbel(a, r, i, z), i);
+  }
+  n = block_sum_i(n, shi);
+  m = block_max(m, shf);
+  zmin = block_min(zmin, shf);
+  block_argmax(amax, arg, shf, shi);
+  block_argmax(gbest, gidx, shf, shi);
+
+  const bool need_k = r.sampling && k > 0 && k < n;
+  const bool need_p = r.sampling && p < 1.0f && n > 1;
+  int64_t key_tau = INT64_MIN;
+  if (need_k || need_p) {
+    // the softmax normaliser, needed by top-p only (top-k's search yields its own)
+    float total = 0.0f;
+    if (need_p) {
+      for (int32_t i = threadIdx.x; i < V; i += kThreads) {
+        bool ok;
+        float z = token_z<T>(a, r, i, ok);
+        if (ok) total += expf(z - m);
+      }
+      total = block_sum(total, shf);
+    }
+    const int64_t key_lo = float_key(zmin), key_hi = static_cast<int64_t>(float_key(m)) + 1;
+
+    // top-k: largest key K with count(key >= K) >= k, and the mass at or above it.
+    int64_t lo = key_lo, hi = need_k ? key_hi : key_lo + 1;
+    float lo_mass = total;
+    while (hi - lo > 1) {
+      int64_t piv[kPivots];
+      int32_t cnt[kPivots];
+      float mass[kPivots];
+#pragma unroll
+      for (int j = 0; j < kPivots; ++j) {
+        piv[j] = lo + ((hi - lo) * (j + 1)) / (kPivots + 1);
+        cnt[j] = 0;
+        mass[j] = 0.0f;
+      }
+      for (int32_t i = threadIdx.x; i < V; i += kThreads) {
+        bool ok;
+        float z = token_z<T>(a, r, i, ok);
+        if (!ok) continue;
+        int64_t key = float_key(z);
+        float e = expf(z - m);
+#pragma unroll
+        for (int j = 0; j < kPivots; ++j) {
+          if (key >= piv[j]) { ++cnt[j]; mass[j] += e; }
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < kPivots; ++j) {
+        for (int d = 16; d > 0; d >>= 1) { cnt[j] += shfl(cnt[j], d); mass[j] += shfl(mass[j], d); }
+      }
+      __syncthreads();
+      if ((threadIdx.x & 31) == 0) {
+        for (int j = 0; j < kPivots; ++j) { shc[threadIdx.x >> 5][j] = cnt[j]; shp[threadIdx.x >> 5][j] = mass[j]; }
+      }
+      __syncthreads();
+      int64_t new_lo = lo, new_hi = hi;
+      for (int j = 0; j < kPivots; ++j) {
+        int32_t c = 0;
+        float ms = 0.0f;
+        for (int w = 0; w < kWarps; ++w) { c += shc[w][j]; ms += shp[w][j]; }
+        if (c >= k) { new_lo = piv[j]; lo_mass = ms; }
+        else if (piv[j] < new_hi) new_hi = piv[j];
+      }
+      lo = new_lo;
+      hi = new_hi;
+    }
+    const int64_t key_k = lo;
+
+    // top-p: largest key K with mass(key_k <= key < K) <= (1 - p) * mass(key >= key_k).
+    const float budget_mass = (1.0f - p) * lo_mass;
+    lo = key_k;
+    hi = need_p ? key_hi : key_k + 1;
+    while (hi - lo > 1) {
+      int64_t piv[kPivots];
+      float below[kPivots];
+#pragma unroll
+      for (int j = 0; j < kPivots; ++j) {
+        piv[j] = lo + ((hi - lo) * (j + 1)) / (kPivots + 1);
+        below[j] = 0.0f;
+      }
+      for (int32_t i = threadIdx.x; i < V; i += kThreads) {
+        bool ok;
+        float z = token_z<T>(a, r, i, ok);
+        if (!ok) continue;
+        int64_t key = float_key(z);
+        if (key < key_k) continue;
+        float e = expf(z - m);
+#pragma unroll
+        for (int j = 0; j < kPivots; ++j) {
+          if (key < piv[j]) below[j] += e;
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < kPivots; ++j) {
+        for (int d = 16; d > 0; d >>= 1) below[j] += shfl(below[j], d);
+      }
+      __syncthreads();
+      if ((threadIdx.x & 31) == 0) {
+        for (int j = 0; j < kPivots; ++j) shp[threadIdx.x >> 5][j] = below[j];
+      }
+      __syncthreads();
+      int64_t new_lo = lo, new_hi = hi;
+      for (int j = 0; j < kPivots; ++j) {
+        float ms = 0.0f;
+        for (int w = 0; w < kWarps; ++w) ms += shp[w][j];
+        if (ms <= budget_mass) new_lo = piv[j];
+        else if (piv[j] < new_hi) new_hi = piv[j];
+      }
+      lo = new_lo;
+      hi = new_hi;
+    }
+    key_tau = lo;
+
+    // ---- draw over the kept set when the pass-A winner was cut ------------------------------
+    bool winner_kept = false;
+    if (gidx != kBig) {
+      bool ok;
+      float gz = token_z<T>(a, r, gidx, ok);
+      winner_kept = float_key(gz) >= key_tau;
+    }
+    if (!winner_kept) {
+      gbest = -INFINITY;
+      gidx = kBig;
+      for (int32_t i = threadIdx.x; i < V; i += kThreads) {
+        bool ok;
+        float z = token_z<T>(a, r, i, ok);
+        if (!ok || float_key(z) < key_tau) continue;
+        arg_merge(gbest, gidx, gumbel(a, r, i, z), i);
+      }
+      block_argmax(gbest, gidx, shf, shi);
+    }
+  }
+
+  if (threadIdx.x == 0) {
+    const bool empty = n == 0;
+    const int32_t token = empty ? -1 : (r.sampling ? gidx : arg);
+    a.tokens[r.b] = token;
+    a.no_allowed[r.b] = empty;
+    a.next_states[r.b] =
+        empty ? static_cast<int32_t>(r.s) : a.next_by_class[r.s * a.stride_n + a.class_of[token]];
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+// dtype: 0 = fp32, 1 = bf16, 2 = fp16. Returns a cudaError_t value (0 = success).
+int regexlm_sample_step_launch(
+    const void* logits, int dtype, int64_t stride_l, int32_t batch, int32_t vocab,
+    const int32_t* states, const int32_t* budgets, const float* temperature,
+    const int32_t* top_k, const float* top_p, const float* penalty,
+    const uint8_t* seen, int64_t stride_s,
+    const int32_t* bitmask, int64_t stride_bm, const int32_t* next_by_class, int64_t stride_n,
+    const int32_t* class_of, const int32_t* min_tokens,
+    const float* noise, int64_t stride_nz, uint64_t seed,
+    int64_t* tokens, int32_t* next_states, bool* no_allowed, void* stream) {
+  if (batch == 0) return 0;
+  StepArgs a{logits, stride_l, states, budgets, temperature, top_k, top_p, penalty,
+             seen, stride_s, bitmask, stride_bm, next_by_class, stride_n, class_of, min_tokens,
+             noise, stride_nz, seed, tokens, next_states, no_allowed, vocab};
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  dim3 grid(batch), block(kThreads);
+  switch (dtype) {
+    case 0: sample_step_kernel<float><<<grid, block, 0, s>>>(a); break;
+    case 1: sample_step_kernel<__nv_bfloat16><<<grid, block, 0, s>>>(a); break;
+    case 2: sample_step_kernel<__half><<<grid, block, 0, s>>>(a); break;
+    default: return static_cast<int>(cudaErrorInvalidValue);
+  }
+  return static_cast<int>(cudaGetLastError());
+}
+
+const char* regexlm_cuda_error_string(int code) {
+  return cudaGetErrorString(static_cast<cudaError_t>(code));
+}
+
+}  // extern "C"
