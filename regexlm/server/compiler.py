@@ -1,0 +1,174 @@
+"""Pattern compilation for the service: off the event loop, under a time limit, cached.
+
+Compiling a pattern (parse, automaton, token index) takes from a millisecond to seconds, so it
+never runs on the event loop: a small thread pool runs the generator's ``compile``. Around it:
+
+* **a cache** of outcomes keyed by the tuple of patterns. A compiled pattern is kept (the
+  generator keeps the index itself; here we only remember that it compiled), and so is a refusal
+  (a syntax error, an unsupported construct, a pattern too complex or an empty language), so a
+  client repeating a bad pattern is answered at once. The cache is a bounded LRU.
+* **single flight**: concurrent requests for the same patterns wait on one compilation.
+* **a time limit** per compilation, measured from its start. A compilation that outlives it is
+  refused as too complex, and that refusal is remembered, so the answer for a pattern does not
+  flip once the abandoned compilation finishes in the background (a thread cannot be stopped;
+  the automaton layer's own time limit ends it soon after).
+
+Python's own ``re`` parses each pattern first: it is the oracle of the dialect, and its message
+and position are what a user needs to fix a typo. All cache bookkeeping happens on the event
+loop thread; the pool threads only compile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from regexlm.errors import PatternTooComplexError, RegexError, RegexSyntaxError
+from regexlm.server.metrics import ServiceMetrics
+
+
+@dataclass(frozen=True)
+class CompileFailure:
+    """A remembered refusal: the error and, for a list of patterns, the index it concerns."""
+
+    error: RegexError
+    pattern_index: int | None
+
+
+class PatternRefused(Exception):
+    """The patterns cannot be used; carries the library error and the offending index."""
+
+    def __init__(self, failure: CompileFailure):
+        super().__init__(str(failure.error))
+        self.error = failure.error
+        self.pattern_index = failure.pattern_index
+
+
+def check_syntax(patterns: tuple[str, ...]) -> None:
+    """Parse each pattern with Python's ``re``; raise :class:`RegexSyntaxError` on the first bad one."""
+    for i, pattern in enumerate(patterns):
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            error = RegexSyntaxError(exc.msg, pattern, exc.pos)
+            error.pattern_index = i
+            raise error from None
+        except RecursionError:
+            error = PatternTooComplexError("the pattern nests groups too deeply", limit="nesting")
+            error.pattern_index = i
+            raise error from None
+        except (OverflowError, ValueError) as exc:
+            error = PatternTooComplexError(f"the pattern is too large for Python's re: {exc}",
+                                           limit="size")
+            error.pattern_index = i
+            raise error from None
+
+
+def _index_of(error: RegexError, patterns: tuple[str, ...], is_list: bool) -> int | None:
+    if not is_list:
+        return None
+    index = getattr(error, "pattern_index", None)
+    if isinstance(index, int):
+        return index
+    source = getattr(error, "pattern", None)
+    if isinstance(source, str) and source in patterns:
+        return patterns.index(source)
+    return None
+
+
+def _error_kind(error: RegexError) -> str:
+    return {
+        "RegexSyntaxError": "syntax",
+        "UnsupportedRegexError": "unsupported",
+        "PatternTooComplexError": "too_complex",
+        "EmptyLanguageError": "empty_language",
+    }.get(type(error).__name__, "other")
+
+
+class PatternCompiler:
+    """Compile patterns in a thread pool, once, within ``timeout`` seconds."""
+
+    def __init__(self, compile_fn: Callable[[str | list[str]], object], *, timeout: float,
+                 metrics: ServiceMetrics, workers: int = 2, max_entries: int = 4096):
+        self._compile_fn = compile_fn
+        self.timeout = timeout
+        self.metrics = metrics
+        self.max_entries = max_entries
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="regexlm-compile")
+        self._cache: OrderedDict[tuple[str, ...], CompileFailure | None] = OrderedDict()
+        self._inflight: dict[tuple[str, ...], tuple[asyncio.Future, float]] = {}
+
+    def _run(self, patterns: tuple[str, ...], is_list: bool) -> float:
+        started = time.perf_counter()
+        check_syntax(patterns)
+        self._compile_fn(list(patterns) if is_list else patterns[0])
+        return time.perf_counter() - started
+
+    def _remember(self, key: tuple[str, ...], outcome: CompileFailure | None) -> None:
+        self._cache[key] = outcome
+        self._cache.move_to_end(key)
+        while len(self._cache) > self.max_entries:
+            self._cache.popitem(last=False)
+
+    def _settle(self, key: tuple[str, ...], is_list: bool, future: asyncio.Future) -> None:
+        self._inflight.pop(key, None)
+        if future.cancelled() or key in self._cache:
+            return  # already refused for taking too long: keep that answer
+        error = future.exception()
+        if error is None:
+            self.metrics.compile_duration.observe(future.result())
+            self._remember(key, None)
+        elif isinstance(error, RegexError):
+            self.metrics.compile_errors.inc(kind=_error_kind(error))
+            self._remember(key, CompileFailure(error, _index_of(error, key, is_list)))
+
+    async def compile(self, patterns: tuple[str, ...], is_list: bool) -> float:
+        """Make sure ``patterns`` compile; return the seconds this call waited.
+
+        Raises :class:`PatternRefused` when they cannot be used; any other exception is a bug
+        in a lower layer and propagates.
+        """
+        started = time.perf_counter()
+        key = tuple(patterns)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            self.metrics.compile_cache_hits.inc()
+            failure = self._cache[key]
+            if failure is not None:
+                raise PatternRefused(failure)
+            return 0.0
+        if key in self._inflight:
+            self.metrics.compile_cache_hits.inc()
+            future, first_started = self._inflight[key]
+        else:
+            self.metrics.compile_cache_misses.inc()
+            loop = asyncio.get_running_loop()
+            future = loop.run_in_executor(self._pool, self._run, key, is_list)
+            first_started = started
+            self._inflight[key] = (future, first_started)
+            future.add_done_callback(lambda f: self._settle(key, is_list, f))
+        remaining = self.timeout - (started - first_started)
+        try:
+            await asyncio.wait_for(asyncio.shield(future), timeout=max(remaining, 0.0))
+        except (asyncio.TimeoutError, TimeoutError):
+            if key not in self._cache:
+                error = PatternTooComplexError(
+                    f"compiling it took longer than this server's limit of {self.timeout:g} s",
+                    limit="timeout")
+                self.metrics.compile_errors.inc(kind="too_complex")
+                self._remember(key, CompileFailure(error, None))
+            failure = self._cache[key]
+            if failure is None:
+                return time.perf_counter() - started
+            raise PatternRefused(failure) from None
+        except RegexError as error:
+            raise PatternRefused(CompileFailure(error, _index_of(error, key, is_list))) from None
+        return time.perf_counter() - started
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

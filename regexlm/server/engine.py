@@ -1,0 +1,328 @@
+"""The engine: an asyncio front and one worker thread that drives the generator in batches.
+
+Requests are admitted by the event loop and decoded by a single worker thread, since one thread
+drives one :class:`~regexlm.generation.Generator`. The worker takes up to ``max_batch_size`` waiting
+jobs, runs them through ``generate_batch`` together (each with its own prompt, patterns and
+sampling parameters), hands each result back to the event loop, and starts over with whatever
+arrived meanwhile. When it wakes up to a queue shorter than a full batch while more admitted
+requests are on their way (still compiling their patterns), it waits up to ``batch_window``
+seconds for them, so bursts decode together.
+
+Life of a request:
+
+1. :meth:`Engine.admit` reserves a place, or raises :class:`QueueFull` (the HTTP 503) when
+   ``queue_size`` requests are already admitted but not yet decoding.
+2. :meth:`Engine.submit` queues the :class:`Job` once its patterns compiled.
+3. The worker decodes it; ``on_token`` forwards each token to the job's listener on the loop
+   (streaming), and ``should_stop`` lets the generator drop a job that was cancelled meanwhile.
+4. :meth:`Engine.cancel` (timeout, client gone) removes a waiting job at once, or flags a running
+   one, which the generator then drops at its next step.
+
+:meth:`Engine.drain` waits for the queue and the running batch to finish (graceful shutdown);
+:meth:`Engine.close` then stops the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from regexlm.server.metrics import ServiceMetrics
+
+logger = logging.getLogger("regexlm.server.engine")
+
+
+class QueueFull(Exception):
+    """Too many requests are waiting already."""
+
+
+class EngineClosed(Exception):
+    """The engine is shutting down and takes no new work."""
+
+
+class JobCancelled(Exception):
+    """The job was cancelled before it produced a result."""
+
+
+@dataclass(eq=False)
+class Job:
+    """One request's way through the engine."""
+
+    request: Any  # GenerationRequest
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+    #: Called on the event loop with (token_id, text_delta) for each accepted token.
+    on_token: Callable[[int, str], None] | None = None
+    submitted_at: float = field(default_factory=time.perf_counter)
+    started_at: float | None = None
+    finished_at: float | None = None
+    cancel_reason: str | None = None
+    tokens_seen: int = 0
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel_reason is not None
+
+    @property
+    def queue_s(self) -> float:
+        start = self.started_at if self.started_at is not None else time.perf_counter()
+        return start - self.submitted_at
+
+
+class Ticket:
+    """A reserved place in the queue; released once the job starts decoding or gives up."""
+
+    __slots__ = ("_engine", "released")
+
+    def __init__(self, engine: Engine):
+        self._engine = engine
+        self.released = False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self._engine._release()
+
+
+def _resolve(future: asyncio.Future, result: Any = None, error: BaseException | None = None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class Engine:
+    """Batch concurrent requests onto one generator, from a single worker thread."""
+
+    def __init__(self, generator: Any, *, max_batch_size: int, queue_size: int,
+                 metrics: ServiceMetrics, batch_window: float = 0.005):
+        self.generator = generator
+        self.max_batch_size = max_batch_size
+        self.queue_size = queue_size
+        self.metrics = metrics
+        self.batch_window = batch_window
+        self._cond = threading.Condition()
+        self._queue: deque[Job] = deque()
+        self._admitted = 0  # tickets not yet released (compiling or waiting)
+        self._running: list[Job] = []
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self.batches = 0
+
+    # -- state, for /health and /metrics -------------------------------------------------------
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    @property
+    def waiting(self) -> int:
+        """Requests admitted and not yet decoding."""
+        return self._admitted
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        with self._cond:
+            if self._closing:
+                raise EngineClosed
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name="regexlm-engine", daemon=True)
+                self._thread.start()
+
+    async def drain(self, timeout: float | None = None) -> bool:
+        """Stop admitting; wait until every queued and running job finished. True if it did."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        deadline = None if timeout is None else time.perf_counter() + timeout
+        while True:
+            with self._cond:
+                idle = not self._queue and not self._running and self._admitted == 0
+            if idle:
+                return True
+            if deadline is not None and time.perf_counter() > deadline:
+                return False
+            await asyncio.sleep(0.02)
+
+    def close(self, timeout: float | None = 5.0) -> None:
+        """Stop the worker; jobs still queued are failed with :class:`EngineClosed`."""
+        with self._cond:
+            self._closing = True
+            leftover = list(self._queue)
+            self._queue.clear()
+            self._cond.notify_all()
+        for job in leftover:
+            self._post(job, error=EngineClosed())
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # -- the front (event loop) ----------------------------------------------------------------
+
+    def admit(self) -> Ticket:
+        """Reserve a place in the queue, or raise :class:`QueueFull` / :class:`EngineClosed`."""
+        with self._cond:
+            if self._closing:
+                raise EngineClosed
+            if self._admitted >= self.queue_size:
+                raise QueueFull
+            self._admitted += 1
+        return Ticket(self)
+
+    def _release(self) -> None:
+        with self._cond:
+            self._admitted -= 1
+            self._cond.notify_all()
+
+    def submit(self, ticket: Ticket, request: Any,
+               on_token: Callable[[int, str], None] | None = None) -> Job:
+        """Queue a request whose place ``ticket`` holds; its result arrives on ``job.future``."""
+        self.start()
+        loop = asyncio.get_running_loop()
+        job = Job(request=request, future=loop.create_future(), loop=loop, on_token=on_token)
+        # A caller that gave up (timeout, disconnect) never reads the outcome; mark it read.
+        job.future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        job.ticket = ticket  # type: ignore[attr-defined]
+        with self._cond:
+            self._queue.append(job)
+            self._cond.notify_all()
+        return job
+
+    def cancel(self, job: Job, reason: str) -> None:
+        """Drop a job: at once if it is still waiting, at the generator's next step if running."""
+        with self._cond:
+            if job.cancel_reason is not None or job.future.done():
+                return
+            job.cancel_reason = reason
+            waiting = job in self._queue
+            if waiting:
+                self._queue.remove(job)
+        self.metrics.cancelled.inc(reason=reason)
+        if waiting:
+            job.ticket.release()  # type: ignore[attr-defined]
+            _resolve(job.future, error=JobCancelled(reason))
+
+    # -- the worker thread ---------------------------------------------------------------------
+
+    def _post(self, job: Job, result: Any = None, error: BaseException | None = None) -> None:
+        """Hand a result to the job's event loop (from the worker thread)."""
+        try:
+            job.loop.call_soon_threadsafe(_resolve, job.future, result, error)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
+
+    def _take_batch(self) -> list[Job] | None:
+        with self._cond:
+            while not self._queue:
+                if self._closing and self._admitted == 0:
+                    return None
+                self._cond.wait(0.5)
+            # More admitted requests are still compiling: give them a moment to join.
+            if self.batch_window > 0 and len(self._queue) < self.max_batch_size:
+                deadline = time.perf_counter() + self.batch_window
+                while (len(self._queue) < self.max_batch_size
+                       and self._admitted > len(self._queue)):
+                    left = deadline - time.perf_counter()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+            batch = []
+            while self._queue and len(batch) < self.max_batch_size:
+                batch.append(self._queue.popleft())
+            self._running = batch
+        now = time.perf_counter()
+        for job in batch:
+            job.started_at = now
+            job.ticket.release()  # type: ignore[attr-defined]
+            self.metrics.queue_wait.observe(job.queue_s)
+        return batch
+
+    def _work(self) -> None:
+        while True:
+            batch = self._take_batch()
+            if batch is None:
+                return
+            try:
+                self._run_batch(batch)
+            except BaseException as exc:  # never let the worker die with jobs pending
+                logger.exception("the engine failed a batch of %d", len(batch))
+                for job in batch:
+                    self._post(job, error=exc)
+            finally:
+                with self._cond:
+                    self._running = []
+                    self._cond.notify_all()
+
+    def _run_batch(self, batch: list[Job]) -> None:
+        self.batches += 1
+        self.metrics.batch_size.observe(len(batch))
+        started = time.perf_counter()
+        try:
+            completions = self._generate(batch)
+        except Exception as exc:
+            if len(batch) > 1 and not any(job.tokens_seen for job in batch):
+                # Find out which request failed; the others still get their answers.
+                logger.warning("a batch of %d failed (%s: %s); running its requests one by one",
+                               len(batch), type(exc).__name__, exc)
+                for job in batch:
+                    self._run_alone(job)
+                return
+            for job in batch:
+                self._post(job, error=exc)
+            return
+        finally:
+            self.metrics.batch_duration.observe(time.perf_counter() - started)
+        self._finish(batch, completions)
+
+    def _run_alone(self, job: Job) -> None:
+        try:
+            completions = self._generate([job])
+        except Exception as exc:
+            self._post(job, error=exc)
+            return
+        self._finish([job], completions)
+
+    def _generate(self, batch: list[Job]) -> list[Any]:
+        def on_token(row: int, token_id: int, text: str) -> None:
+            job = batch[row]
+            job.tokens_seen += 1
+            if job.on_token is not None and not job.cancelled:
+                try:
+                    job.loop.call_soon_threadsafe(job.on_token, token_id, text)
+                except RuntimeError:
+                    pass
+
+        def should_stop(row: int) -> bool:
+            return batch[row].cancelled
+
+        completions = self.generator.generate_batch(
+            [job.request for job in batch], on_token=on_token, should_stop=should_stop)
+        if len(completions) != len(batch):
+            raise RuntimeError(f"generate_batch returned {len(completions)} completions "
+                               f"for {len(batch)} requests")
+        return completions
+
+    def _finish(self, batch: list[Job], completions: list[Any]) -> None:
+        now = time.perf_counter()
+        for job, completion in zip(batch, completions):
+            job.finished_at = now
+            if job.cancelled:
+                self._post(job, error=JobCancelled(job.cancel_reason or "cancelled"))
+            else:
+                self._post(job, result=completion)
