@@ -148,7 +148,6 @@ def run_batch(
     """Decode every row of ``specs`` to its end; return one Completion per row, in order."""
     from regexlm import ops
 
-    vocab_width = len(token_bytes)
     rows = [
         _Row(
             number=i,
@@ -162,6 +161,7 @@ def run_batch(
 
     started = time.perf_counter()
     logits, cache = _prefill(model, input_ids, attention_mask)  # logits: [B, V]
+    vocab_width = logits.shape[1]
     _synchronize(device)
     prefill_s = time.perf_counter() - started
     decode_started = time.perf_counter()

@@ -69,7 +69,9 @@ class Generator:
         if self._vocabulary is None:
             from regexlm.index import Vocabulary
 
-            self._vocabulary = Vocabulary.from_tokenizer(self.tokenizer, vocab_size=self.vocab_size)
+            self._vocabulary = Vocabulary.from_tokenizer(
+                self.tokenizer, vocab_size=self.vocab_size, generation_config=self.model
+            )
         return self._vocabulary
 
     def compile(self, pattern: str | Sequence[str]):

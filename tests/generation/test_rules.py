@@ -1,0 +1,70 @@
+"""Every output rule, on random prompts, patterns and parameters, alone and in mixed batches.
+
+The tiny random-weight model spreads its logits over the whole vocabulary, which drives decoding
+into every corner of a constraint (Unicode digits, half characters, long tokens). The oracles are
+Python's `re` and the `regex` package (see oracles.py), never regexlm's own automaton.
+"""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from regexlm.generation import GenerationRequest
+from tests.generation.conftest import REALISTIC
+from tests.generation.oracles import check_completion
+
+SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                      HealthCheck.too_slow])
+
+prompts = st.one_of(
+    st.sampled_from(["", "The date today is ", "Contact: ", "Answer yes or no: ", "日本語 ", "x"]),
+    st.text(max_size=30),
+)
+params = st.fixed_dictionaries(
+    {
+        "max_new_tokens": st.integers(1, 24),
+        "stop_after_match": st.booleans(),
+        "top_k": st.sampled_from([0, 1, 2, 5, 50, 1000, 49152, 100_000]),
+        "top_p": st.one_of(st.sampled_from([0.01, 0.3, 0.9, 1.0]), st.floats(0.01, 1.0)),
+        "temperature": st.one_of(st.sampled_from([0.0, 0.0, 0.5, 1.0, 2.5]), st.floats(0.05, 4.0)),
+        "repetition_penalty": st.one_of(
+            st.sampled_from([0.5, 1.0, 1.0, 1.3, 2.0]), st.floats(0.2, 4.0)
+        ),
+        "seed": st.one_of(st.none(), st.integers(0, 2**40)),
+    }
+)
+
+
+@st.composite
+def realistic_requests(draw):
+    """A request over one realistic pattern or a list of them; with a bound on the fewest
+    tokens to a match (the tokenizer's own encoding of an example)."""
+    cases = draw(st.lists(st.sampled_from(REALISTIC), min_size=1, max_size=3, unique=True))
+    pattern = cases[0][0] if len(cases) == 1 and draw(st.booleans()) else [p for p, _ in cases]
+    request = GenerationRequest(draw(prompts), pattern, **draw(params))
+    return request, cases
+
+
+def _bound(tokenizer, cases) -> int:
+    return min(len(tokenizer.encode(example)) for _, example in cases)
+
+
+@settings(max_examples=250, **SETTINGS)
+@given(case=realistic_requests())
+def test_one_request_keeps_every_rule(tiny_generator, case):
+    request, cases = case
+    result = tiny_generator.generate_batch([request])[0]
+    check_completion(result, request, tiny_generator.tokenizer,
+                     min_tokens=_bound(tiny_generator.tokenizer, cases))
+
+
+@settings(max_examples=80, **SETTINGS)
+@given(cases=st.lists(realistic_requests(), min_size=2, max_size=6))
+def test_mixed_batch_keeps_every_rule(tiny_generator, cases):
+    requests = [request for request, _ in cases]
+    results = tiny_generator.generate_batch(requests)
+    assert len(results) == len(requests)
+    for (request, patterns), result in zip(cases, results):
+        check_completion(result, request, tiny_generator.tokenizer,
+                         min_tokens=_bound(tiny_generator.tokenizer, patterns))
