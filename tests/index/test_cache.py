@@ -1,0 +1,90 @@
+"""The memory and disk caches: hits, round trips, bypass, and corrupt files."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+import regexlm
+from regexlm.index import cache
+
+PATTERN = r"[a-z]+@[a-z]+\.com"
+
+
+def _same(a, b) -> bool:
+    return (
+        all(torch.equal(getattr(a, n), getattr(b, n)) for n in ("next_by_class", "class_of", "bitmask", "min_tokens", "match_index", "dfa_state"))
+        and a.start_state == b.start_state
+        and a.eos_ids == b.eos_ids
+    )
+
+
+def test_memory_cache_returns_the_same_index(index_cache_dir, smollm2_vocab):
+    a = regexlm.compile(PATTERN, smollm2_vocab)
+    assert regexlm.compile(PATTERN, smollm2_vocab) is a
+    assert regexlm.compile([PATTERN], smollm2_vocab) is a  # one pattern, either spelling
+    assert regexlm.compile(PATTERN, smollm2_vocab, cache=False) is not a
+
+
+def test_disk_round_trip(index_cache_dir, smollm2_vocab):
+    built = regexlm.compile(PATTERN, smollm2_vocab)
+    files = sorted(p.suffix for p in index_cache_dir.iterdir())
+    assert files == [".json", ".safetensors"]
+    cache.clear_memory()
+    loaded = regexlm.compile(PATTERN, smollm2_vocab)
+    assert loaded is not built and loaded.info.get("from_disk")
+    assert _same(loaded, built)
+
+
+def test_cache_false_neither_reads_nor_writes(index_cache_dir, smollm2_vocab):
+    regexlm.compile(PATTERN, smollm2_vocab, cache=False)
+    assert not index_cache_dir.exists() or not any(index_cache_dir.iterdir())
+
+
+def test_corrupt_tensor_file_is_detected_and_rebuilt(index_cache_dir, smollm2_vocab):
+    built = regexlm.compile(PATTERN, smollm2_vocab)
+    (tensor_file,) = index_cache_dir.glob("*.safetensors")
+    data = bytearray(tensor_file.read_bytes())
+    data[-5] ^= 0xFF  # flip bits inside a table
+    tensor_file.write_bytes(bytes(data))
+    cache.clear_memory()
+    again = regexlm.compile(PATTERN, smollm2_vocab)
+    assert not again.info.get("from_disk")  # rebuilt, not read
+    assert _same(again, built)
+    cache.clear_memory()
+    assert regexlm.compile(PATTERN, smollm2_vocab).info.get("from_disk")  # rewritten intact
+
+
+def test_truncated_or_mismatched_entries_are_misses(index_cache_dir, smollm2_vocab):
+    regexlm.compile(PATTERN, smollm2_vocab)
+    (tensor_file,) = index_cache_dir.glob("*.safetensors")
+    (meta_file,) = index_cache_dir.glob("*.json")
+    tensor_file.write_bytes(tensor_file.read_bytes()[:100])
+    assert cache.load((PATTERN,), smollm2_vocab.fingerprint, torch.device("cpu")) is None
+    assert not meta_file.exists()  # the broken entry was removed
+    regexlm.compile(PATTERN, smollm2_vocab, cache=False)
+    cache.clear_memory()
+    regexlm.compile(PATTERN, smollm2_vocab)
+    meta = json.loads(meta_file.read_text())
+    meta["patterns"] = ["something else"]
+    meta_file.write_text(json.dumps(meta))
+    assert cache.load((PATTERN,), smollm2_vocab.fingerprint, torch.device("cpu")) is None
+
+
+def test_keys_separate_vocabularies_and_patterns(index_cache_dir, smollm2_vocab, gemma_vocab):
+    a = regexlm.compile(PATTERN, smollm2_vocab)
+    b = regexlm.compile(PATTERN, gemma_vocab)
+    c = regexlm.compile(r"[a-z]+@[a-z]+\.org", smollm2_vocab)
+    assert a.vocab_size != b.vocab_size
+    assert not torch.equal(a.bitmask, c.bitmask)
+    assert len(list(index_cache_dir.glob("*.json"))) == 3
+
+
+def test_memory_cache_is_bounded(index_cache_dir, smollm2_vocab, monkeypatch):
+    monkeypatch.setattr(cache, "MEMORY_ENTRIES", 3)
+    first = regexlm.compile("a", smollm2_vocab)
+    for p in ("b", "c", "d"):
+        regexlm.compile(p, smollm2_vocab)
+    assert len(cache._memory) == 3
+    assert regexlm.compile("a", smollm2_vocab) is not first  # evicted, read back from disk

@@ -1,0 +1,91 @@
+"""The TokenIndex contract: shapes, dtypes, layout, per-state queries, devices."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import regexlm
+from regexlm.errors import EmptyLanguageError, RegexError
+from regexlm.index import TokenIndex
+from tests.index.oracle import unpack
+
+
+@pytest.fixture(scope="module")
+def email(smollm2_tokenizer):
+    return regexlm.compile(r"[a-z]+@[a-z]+\.com", smollm2_tokenizer, cache=False)
+
+
+def test_tables_follow_the_contract(email):
+    s, c, v = email.num_states, email.num_classes, email.vocab_size
+    assert isinstance(email, TokenIndex)
+    assert v == 49152
+    assert email.next_by_class.shape == (s, c) and email.next_by_class.dtype == torch.int32
+    assert email.class_of.shape == (v,) and email.class_of.dtype == torch.int32
+    assert email.bitmask.shape == (s, (v + 31) // 32) and email.bitmask.dtype == torch.int32
+    assert email.min_tokens.shape == (s,) and email.min_tokens.dtype == torch.int32
+    assert email.match_index.shape == (s,) and email.match_index.dtype == torch.int32
+    assert int(email.next_by_class.min()) >= -1 and int(email.next_by_class.max()) < s
+    assert 0 <= email.start_state < s
+    assert email.nbytes == sum(
+        t.numel() * t.element_size()
+        for t in (email.next_by_class, email.class_of, email.bitmask, email.min_tokens, email.match_index, email.dfa_state)
+    )
+
+
+def test_bitmask_agrees_with_next_by_class(email):
+    for s in range(email.num_states):
+        row = torch.from_numpy(unpack(email.allowed_bitmask(s), email.vocab_size))
+        assert torch.equal(row, email.next_by_class[s, email.class_of.long()] >= 0)
+        assert torch.equal(email.allowed_tokens(s), row.nonzero().flatten())
+
+
+def test_allowed_bitmask_is_a_view(email):
+    row = email.allowed_bitmask(email.start_state)
+    assert row.data_ptr() == email.bitmask[email.start_state].data_ptr()
+
+
+def test_walking_an_encoded_match(email, smollm2_tokenizer):
+    ids = smollm2_tokenizer.encode("alice@example.com", add_special_tokens=False)
+    s = email.start_state
+    seen = []
+    for t in ids:
+        seen.append(email.min_tokens_to_match(s))
+        s = email.next_state(s, t)
+        assert s >= 0
+    assert email.is_match(s) and email.min_tokens_to_match(s) == 0
+    assert email.next_state(s, smollm2_tokenizer.eos_token_id) == s
+    assert all(m >= 1 for m in seen)
+
+
+def test_uneven_vocabulary_width(smollm2_tokenizer):
+    vocab = regexlm.Vocabulary.from_tokenizer(smollm2_tokenizer, vocab_size=49152 + 7)
+    index = regexlm.compile(r"[0-9]+", vocab, cache=False)
+    assert index.bitmask.shape[1] == (49159 + 31) // 32
+    assert not unpack(index.bitmask[index.start_state], 49159 + 32)[49152:].any()
+
+
+def test_to_device_keeps_the_tables(email):
+    same = email.to("cpu")
+    assert same is email
+    meta = email.to("meta")
+    assert meta.bitmask.device.type == "meta" and meta.start_state == email.start_state
+
+
+def test_errors_are_typed(smollm2_tokenizer):
+    with pytest.raises(EmptyLanguageError):
+        regexlm.compile(r"[a-z]\b[a-z]", smollm2_tokenizer, cache=False)
+    with pytest.raises(RegexError):
+        regexlm.compile(r"(a)\1", smollm2_tokenizer, cache=False)
+    with pytest.raises(TypeError):
+        regexlm.compile([], smollm2_tokenizer)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_build_on_cuda_equals_cpu(smollm2_vocab):
+    for p in (r"[a-z]+@[a-z]+\.com", r".{0,20}", r"(a|b)*a(a|b){6}"):
+        cpu = regexlm.compile(p, smollm2_vocab, cache=False)
+        gpu = regexlm.compile(p, smollm2_vocab, device="cuda", cache=False)
+        assert gpu.bitmask.is_cuda
+        for name in ("next_by_class", "class_of", "bitmask", "min_tokens", "match_index"):
+            assert torch.equal(getattr(gpu, name).cpu(), getattr(cpu, name)), (p, name)
