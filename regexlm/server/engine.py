@@ -50,6 +50,10 @@ class JobCancelled(Exception):
     """The job was cancelled before it produced a result."""
 
 
+class RequestRejected(Exception):
+    """The generator cannot take this request (its prompt does not fit the model's context)."""
+
+
 @dataclass(eq=False)
 class Job:
     """One request's way through the engine."""
@@ -269,7 +273,42 @@ class Engine:
                     self._running = []
                     self._cond.notify_all()
 
+    def _preflight(self, job: Job) -> BaseException | None:
+        """Check what only the generator's thread may check: does the prompt fit the context?
+
+        Done here, job by job, so one oversized prompt cannot fail a whole batch.
+        """
+        encode = getattr(self.generator, "encode_prompt", None)
+        context = getattr(self.generator, "context_length", None)
+        if encode is None or not context:
+            return None
+        try:
+            prompt_tokens = len(encode(job.request.prompt))
+        except Exception as exc:  # a tokenizer failure is a bug, reported like any other
+            return exc
+        needed = prompt_tokens + job.request.max_new_tokens
+        if needed > context:
+            return RequestRejected(
+                f"The prompt is {prompt_tokens} tokens long; with max_new_tokens="
+                f"{job.request.max_new_tokens} that exceeds the model's context of {context} "
+                "tokens. Shorten the prompt or ask for fewer tokens.")
+        return None
+
     def _run_batch(self, batch: list[Job]) -> None:
+        admitted = []
+        for job in batch:
+            problem = None if job.cancelled else self._preflight(job)
+            if job.cancelled:
+                self._post(job, error=JobCancelled(job.cancel_reason or "cancelled"))
+            elif problem is not None:
+                self._post(job, error=problem)
+            else:
+                admitted.append(job)
+        if not admitted:
+            return
+        batch = admitted
+        with self._cond:
+            self._running = batch
         self.batches += 1
         self.metrics.batch_size.observe(len(batch))
         started = time.perf_counter()

@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from regexlm.errors import RegexError
 from regexlm.server.access_log import request_id
 from regexlm.server.compiler import PatternRefused
-from regexlm.server.engine import EngineClosed, Job, JobCancelled, QueueFull
+from regexlm.server.engine import EngineClosed, Job, JobCancelled, QueueFull, RequestRejected
 from regexlm.server.errors import APIError, describe_regex_error, error_response
 from regexlm.server.metrics import CONTENT_TYPE
 from regexlm.server.schema import CompletionParams, parse_completion_request
@@ -88,6 +88,10 @@ def job_error(request: Request, exc: BaseException) -> tuple[int, str]:
         return 503, "The server is shutting down; send the request again to another instance."
     if isinstance(exc, JobCancelled):
         return 503, "The request was cancelled before it finished; send it again."
+    if isinstance(exc, RequestRejected):
+        return 400, str(exc)
+    if isinstance(exc, ValueError):  # the generator's own check of a request
+        return 400, f"The request cannot be completed: {exc}."
     internal_error(request, exc)
     return 500, INTERNAL_MESSAGE.format(request_id(request.scope))
 

@@ -1,0 +1,224 @@
+"""The service through Starlette's TestClient, over a real Generator on the tiny random Llama.
+
+Every status the API promises, the error JSON shape, the validation paths end to end, the seed's
+example request, streaming, /health and /metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from starlette.testclient import TestClient
+
+from regexlm.server import create_app
+from tests.server.conftest import API_KEY, AUTH, OTHER_KEY, SEED_EXAMPLE
+
+URL = "/v1/completion/regex"
+
+
+@pytest.fixture(scope="module")
+def client(tiny_generator):
+    app = create_app(tiny_generator, api_keys=[API_KEY, OTHER_KEY], max_new_tokens_limit=64,
+                     max_body_bytes=4096, max_prompt_chars=500, max_patterns=4,
+                     max_pattern_chars=200, compile_timeout=5.0)
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def post(client, body, headers=AUTH):
+    if isinstance(body, bytes | str):
+        return client.post(URL, content=body, headers={**headers, "Content-Type": "application/json"})
+    return client.post(URL, json=body, headers=headers)
+
+
+def assert_error(response, status):
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error", "code"} and body["code"] == status
+    assert isinstance(body["error"], str) and len(body["error"]) > 10
+    assert "Traceback" not in body["error"]
+    return body["error"]
+
+
+def assert_consistent(body, request):
+    patterns = request["pattern"] if isinstance(request["pattern"], list) else [request["pattern"]]
+    assert set(body) == {"completion", "tokens_generated", "stop_reason", "matched",
+                         "pattern_index", "timings"}
+    matches = [i for i, p in enumerate(patterns) if re.fullmatch(p, body["completion"])]
+    assert body["matched"] == bool(matches)
+    assert body["pattern_index"] == (matches[0] if matches else None)
+    assert 0 <= body["tokens_generated"] <= request.get("max_new_tokens", 5)
+    if body["stop_reason"] == "pattern_match":
+        assert body["matched"]
+    else:
+        assert body["stop_reason"] == "token_limit"
+        assert body["tokens_generated"] == request.get("max_new_tokens", 5)
+    assert set(body["timings"]) == {"queue_s", "compile_s", "prefill_s", "decode_s", "total_s"}
+    assert all(v >= 0 for v in body["timings"].values())
+
+
+def test_seed_example_request(client):
+    response = post(client, SEED_EXAMPLE)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert_consistent(body, SEED_EXAMPLE)
+    # The pattern is a prefix-closed viable language: the text always stays viable.
+    assert body["matched"] or body["stop_reason"] == "token_limit"
+
+
+@pytest.mark.parametrize("request_body", [
+    {"prompt": "The date today is ", "pattern": r"\d{4}-\d{2}-\d{2}", "max_new_tokens": 12},
+    {"prompt": "Email: ", "pattern": r"[a-z]+@[a-z]+\.com"},
+    {"prompt": "Pick: ", "pattern": ["yes", "no", "maybe"], "temperature": 0},
+    {"prompt": "", "pattern": "(?i)hello( world)?", "stop_after_match": False, "max_new_tokens": 8},
+    {"prompt": "Num: ", "pattern": r"\d+", "top_k": 0, "top_p": 1, "repetition_penalty": 2,
+     "max_new_tokens": 3},
+    {"prompt": "Unicode: ", "pattern": "[é😀]{1,3}", "max_new_tokens": 12},
+])
+def test_completions_satisfy_their_patterns(client, request_body):
+    response = post(client, request_body)
+    assert response.status_code == 200, response.text
+    assert_consistent(response.json(), request_body)
+
+
+def test_seed_makes_a_request_reproducible(client):
+    body = {"prompt": "x", "pattern": "[a-z]{8}", "max_new_tokens": 8, "seed": 1234}
+    first, second = post(client, body).json(), post(client, body).json()
+    assert first["completion"] == second["completion"]
+
+
+def test_both_configured_keys_work(client):
+    assert post(client, {"prompt": "a", "pattern": "b"},
+                {"Authorization": f"Bearer {OTHER_KEY}"}).status_code == 200
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer nope"},
+                                     {"Authorization": f"Basic {API_KEY}"}])
+def test_401(client, headers):
+    response = post(client, {"prompt": "a", "pattern": "b"}, headers)
+    assert assert_error(response, 401) == "Invalid API Key provided."
+    assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_404_and_405(client):
+    assert "POST /v1/completion/regex" in assert_error(client.get("/nothing"), 404)
+    assert_error(client.post("/v1/other", headers=AUTH), 404)
+    response = client.get(URL, headers=AUTH)
+    assert_error(response, 405)
+    assert "POST" in response.headers["allow"]
+    assert_error(client.delete("/health"), 405)
+
+
+def test_413_for_declared_and_streamed_bodies(client):
+    big = json.dumps({"prompt": "x" * 5000, "pattern": "a"})
+    assert "4096 bytes" in assert_error(post(client, big), 413)
+
+    def chunks():
+        for _ in range(10):
+            yield b"x" * 1000
+
+    response = client.post(URL, content=chunks(), headers=AUTH)  # chunked: no Content-Length
+    assert_error(response, 413)
+
+
+@pytest.mark.parametrize("body, words", [
+    (b"{not json", "not valid JSON"),
+    ({"prompt": "a", "pattern": "b", "colour": "red"}, "Unknown field"),
+    ({"prompt": "a", "pattern": "b", "max_new_tokens": True}, "must be an integer"),
+    ({"prompt": "a", "pattern": "b", "max_new_tokens": 65}, "between 1 and 64"),
+    ({"prompt": "a", "pattern": "b", "top_p": 0}, "greater than 0"),
+    ({"prompt": "a", "pattern": "b", "temperature": -1}, "at least 0"),
+    ({"prompt": "a", "pattern": "b", "repetition_penalty": 0}, "greater than 0"),
+    ({"prompt": "a", "pattern": "b", "top_k": -1}, "between 0"),
+    ({"prompt": "a" * 501, "pattern": "b"}, "at most 500"),
+    ({"prompt": "a", "pattern": ["b"] * 5}, "at most 4"),
+    ({"prompt": "a", "pattern": "b" * 201}, "at most 200"),
+    ({"prompt": "a", "pattern": "(ab"}, "position 0"),
+    ({"prompt": "a", "pattern": "ab)"}, "position 2"),
+    ({"prompt": "a", "pattern": ["ok", "x{2,1}"]}, "pattern[1] is not a valid regular expression"),
+    ({"prompt": "a", "pattern": "a(?=b)"}, "lookahead"),
+    ({"prompt": "a", "pattern": "(?<!a)b"}, "lookbehind"),
+    ({"prompt": "a", "pattern": r"(a)\1"}, "backreference"),
+    ({"prompt": "a", "pattern": "(?>a)"}, "atomic"),
+    ({"prompt": "a", "pattern": "(a|b)*a(a|b){20}"}, "too complex"),
+    ({"prompt": "a", "pattern": "a{100000}"}, "too complex"),
+    ({"prompt": "a", "pattern": r"[^\s\S]"}, "cannot be satisfied"),
+])
+def test_400s_name_the_problem(client, body, words):
+    message = assert_error(post(client, body), 400)
+    assert words.lower() in message.lower()
+
+
+def test_prompt_longer_than_the_models_context(tiny_generator):
+    app = create_app(tiny_generator, api_keys=[API_KEY], max_new_tokens_limit=64,
+                     max_prompt_chars=100_000, max_body_bytes=1_000_000)
+    with TestClient(app) as client:
+        message = assert_error(post(client, {"prompt": "word " * 3000, "pattern": "a"}), 400)
+        assert "context" in message
+        # The server goes on answering.
+        assert post(client, {"prompt": "word", "pattern": "a"}).status_code == 200
+
+
+def test_streaming_sends_each_token_then_the_whole_answer(client):
+    request = {"prompt": "Code: ", "pattern": "[A-Z]{3}-[0-9]{2}", "max_new_tokens": 12,
+               "stream": True}
+    with client.stream("POST", URL, json=request, headers=AUTH) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        raw = response.read().decode()
+    events = [block for block in raw.split("\n\n") if block]
+    parsed = []
+    for block in events:
+        name, data = block.split("\n")
+        assert name.startswith("event: ") and data.startswith("data: ")
+        parsed.append((name[7:], json.loads(data[6:])))
+    names = [name for name, _ in parsed]
+    assert names[-1] == "completion" and set(names[:-1]) <= {"token"}
+    final = parsed[-1][1]
+    assert_consistent(final, request)
+    tokens = [data for name, data in parsed if name == "token"]
+    assert len(tokens) == final["tokens_generated"]
+    assert [t["index"] for t in tokens] == list(range(len(tokens)))
+    assert "".join(t["text"] for t in tokens) == final["completion"]
+
+
+def test_streaming_request_with_a_bad_pattern_is_a_plain_400(client):
+    response = post(client, {"prompt": "a", "pattern": "(?=x)", "stream": True})
+    assert_error(response, 400)
+
+
+def test_health_and_metrics(client):
+    health = client.get("/health")
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+    post(client, {"prompt": "a", "pattern": "cached+"})
+    post(client, {"prompt": "a", "pattern": "cached+"})
+    post(client, {"prompt": "a", "pattern": "[bad"})
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    text = response.text
+
+    def value(name):
+        found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+        assert found, name
+        return float(found.group(1))
+
+    assert value('regexlm_http_requests_total{route="/v1/completion/regex",method="POST",status="200"}') >= 2
+    assert value('regexlm_http_requests_total{route="/v1/completion/regex",method="POST",status="400"}') >= 1
+    assert value("regexlm_compile_cache_hits_total") >= 1
+    assert value("regexlm_compile_cache_misses_total") >= 2
+    assert value("regexlm_generated_tokens_total") >= 2
+    assert value("regexlm_batch_size_count") >= 2
+    assert value('regexlm_compile_errors_total{kind="syntax"}') >= 1
+    assert "regexlm_http_request_duration_seconds_bucket" in text
+    assert "regexlm_requests_waiting 0" in text
+
+
+def test_request_id_is_echoed_or_made(client):
+    response = client.get("/health", headers={"X-Request-ID": "abc-123"})
+    assert response.headers["x-request-id"] == "abc-123"
+    response = client.get("/health", headers={"X-Request-ID": "bad id\twith spaces"})
+    assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
