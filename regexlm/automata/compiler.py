@@ -63,7 +63,7 @@ def compile_regex(
     # Merge construction classes that no state tells apart before the quadratic-ish stages.
     table, class_of = mz.compress_classes(table, class_of)
     if minimize:
-        blocks = mz.hopcroft(table, accept, deadline)
+        blocks = mz.minimize(table, accept, deadline)
     else:
         # Identity partition, except that pruned states (no way to a match) join the dead state.
         live = (table != mz.DEAD).any(axis=1) | (accept >= 0)

@@ -94,13 +94,16 @@ def determinize(nfa: CharNFA, limits: Limits, deadline: Deadline):
     mid_info: list[tuple] = []  # id - n -> (automaton, utf8 state, NFA target)
     moves_cache: dict[int, list] = {}
 
+    mid_sets: list[frozenset] = []  # id - n -> the interned singleton {id}
+
     def mid(auto, u: int, target: int) -> frozenset:
         key = (id(auto), u, target)
         pid = mid_ids.get(key)
         if pid is None:
             pid = mid_ids[key] = n + len(mid_info)
             mid_info.append((auto, u, target))
-        return frozenset((pid,))
+            mid_sets.append(frozenset((pid,)))
+        return mid_sets[pid - n]
 
     def auto_moves(auto, u: int, target: int, out: list) -> None:
         for lo, hi, nxt in auto.trans[u]:
@@ -144,37 +147,56 @@ def determinize(nfa: CharNFA, limits: Limits, deadline: Deadline):
         return sid
 
     start = state_id(closure(nfa.start))
+    # Union of target sets -> DFA state, keyed by the ids of the (persistent) target objects.
+    union_memo: dict[tuple[int, ...], int] = {}
     i = 1
     while i < len(sets):
         if i & 255 == 0:
             deadline.check("subset construction")
-        buckets: list[list | None] = [None] * num_classes
+        # Sweep over class intervals: events (class, +1/-1, target) where a move starts / ends.
+        events = []
         for p in sets[i]:
             for clo, chi, tgt in moves(p):
-                for c in range(clo, chi + 1):
-                    b = buckets[c]
-                    if b is None:
-                        buckets[c] = [tgt]
-                    else:
-                        b.append(tgt)
+                events.append((clo, 1, tgt))
+                events.append((chi + 1, -1, tgt))
+        events.sort(key=_event_key)
         row = [DEAD] * num_classes
-        memo: dict[tuple, int] = {}
-        for c in range(num_classes):
-            b = buckets[c]
-            if b is None:
+        active: dict[int, list] = {}  # id(target) -> [target, count]
+        k = 0
+        num_events = len(events)
+        while k < num_events:
+            pos = events[k][0]
+            while k < num_events and events[k][0] == pos:
+                _, delta, tgt = events[k]
+                entry = active.get(id(tgt))
+                if entry is None:
+                    active[id(tgt)] = [tgt, 1]
+                else:
+                    entry[1] += delta
+                    if entry[1] == 0:
+                        del active[id(tgt)]
+                k += 1
+            if not active or pos >= num_classes:
                 continue
-            if len(b) == 1:
-                row[c] = state_id(b[0])
-                continue
-            key = tuple(map(id, b))
-            sid = memo.get(key)
-            if sid is None:
-                sid = memo[key] = state_id(frozenset().union(*b))
-            row[c] = sid
+            end = events[k][0] if k < num_events else num_classes
+            if len(active) == 1:
+                sid = state_id(next(iter(active.values()))[0])
+            else:
+                key = tuple(sorted(active))
+                sid = union_memo.get(key)
+                if sid is None:
+                    sid = union_memo[key] = state_id(
+                        frozenset().union(*[e[0] for e in active.values()])
+                    )
+            row[pos:end] = [sid] * (end - pos)
         rows.append(row)
         i += 1
     table = np.array(rows, dtype=np.int32).reshape(len(rows), num_classes)
     return table, np.array(accept, dtype=np.int32), class_of.astype(np.uint8), start
+
+
+def _event_key(event: tuple) -> tuple[int, int]:
+    return event[0], event[1]
 
 
 def _as_bytes(text: str | bytes) -> bytes | None:

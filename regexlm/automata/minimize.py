@@ -5,7 +5,7 @@ follows, the input cannot match. The contract promises that every state except t
 still reach a match (so "not dead" means "viable"), so such states are found by a backward search
 from the accepting states and merged into state 0.
 
-**Minimization** is Hopcroft's partition refinement. Start from the partition of states by
+**Minimization** is partition refinement (Moore rounds in numpy, then Hopcroft for deep DFAs). Start from the partition of states by
 ``accept`` value (the dead state apart), and repeatedly split blocks by their predecessors over
 each byte class: two states stay together only if every byte leads them into the same block.
 Hopcroft's rule of adding only the smaller half of a split block back to the work list gives
@@ -60,11 +60,60 @@ def prune(table: np.ndarray, accept: np.ndarray) -> np.ndarray:
     return out
 
 
-def hopcroft(table: np.ndarray, accept: np.ndarray, deadline: Deadline) -> np.ndarray:
-    """Block id of every state in the coarsest partition compatible with ``accept``.
+def initial_partition(table: np.ndarray, accept: np.ndarray) -> np.ndarray:
+    """Block ids by ``accept`` value; states equivalent to the dead state in its block.
 
     ``table`` must be pruned: a state with no transition out of the dead state and no match is
-    equivalent to the dead state and starts in its block.
+    equivalent to the dead state.
+    """
+    key = accept.astype(np.int64) + 1  # 0 .. patterns
+    dead_like = (accept < 0) & ~(table != DEAD).any(axis=1)
+    key[dead_like] = -1
+    _, blocks = np.unique(key, return_inverse=True)
+    return blocks.reshape(-1).astype(np.int64)
+
+
+def _row_hash(sig: np.ndarray) -> np.ndarray:
+    """A 64-bit hash per row of ``sig`` (int64[S, K]); collisions are checked by the caller."""
+    k = sig.shape[1]
+    mult = (np.arange(1, k + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)) | np.uint64(1)
+    with np.errstate(over="ignore"):
+        h = (sig.astype(np.uint64) + np.uint64(0x632BE59BD9B4E019)) * mult
+        h ^= h >> np.uint64(29)
+        return h.sum(axis=1, dtype=np.uint64)
+
+
+def moore(table: np.ndarray, blocks: np.ndarray, deadline: Deadline, max_rounds: int):
+    """Moore's refinement, vectorized: ``(blocks, converged)`` after at most ``max_rounds``.
+
+    Each round splits blocks by the blocks of the successors, ``O(S C)`` in numpy. It needs as
+    many rounds as the longest word needed to tell two states apart, so it is the fast path for
+    shallow DFAs and hands deep ones (long chains) to :func:`hopcroft`.
+    """
+    count = int(blocks.max()) + 1
+    for _ in range(max_rounds):
+        sig = np.concatenate([blocks[:, None], blocks[table]], axis=1)  # int64[S, 1 + C]
+        h = _row_hash(sig)
+        _, first, new = np.unique(h, return_index=True, return_inverse=True)
+        new = new.reshape(-1)
+        if not (sig == sig[first[new]]).all():  # a hash collision: exact (slow) grouping
+            _, new = np.unique(sig, axis=0, return_inverse=True)
+            new = new.reshape(-1)
+        new_count = int(new.max()) + 1
+        if new_count == count:
+            return blocks, True
+        blocks, count = new.astype(np.int64), new_count
+        deadline.check("minimization")
+    return blocks, False
+
+
+def hopcroft(
+    table: np.ndarray, accept: np.ndarray, deadline: Deadline, initial: np.ndarray | None = None
+) -> np.ndarray:
+    """Block id of every state in the coarsest partition refining ``initial``.
+
+    ``initial`` defaults to :func:`initial_partition`; it must keep the dead state apart from
+    every state that can still match.
     """
     num_states, num_classes = table.shape
     rows = table.tolist()
@@ -85,19 +134,16 @@ def hopcroft(table: np.ndarray, accept: np.ndarray, deadline: Deadline) -> np.nd
                         lst.append(s)
     inv = [list(d.items()) if d else [] for d in inv_d]
 
-    keys: list[object] = accept.tolist()
-    for s, row in enumerate(rows):
-        if keys[s] < 0 and not any(row):
-            keys[s] = "dead"
-    keys[DEAD] = "dead"
-    groups: dict[object, set[int]] = {}
-    for s, k in enumerate(keys):
-        groups.setdefault(k, set()).add(s)
+    if initial is None:
+        initial = initial_partition(table, accept)
+    groups: dict[int, set[int]] = {}
+    for st, k in enumerate(initial.tolist()):
+        groups.setdefault(k, set()).add(st)
     blocks: list[set[int]] = list(groups.values())
     block_of = [0] * num_states
     for b, members in enumerate(blocks):
-        for s in members:
-            block_of[s] = b
+        for st in members:
+            block_of[st] = b
     # Splitting by every block but one is enough (the last is the complement of the others);
     # leaving out the dead block skips the bulk of the transitions.
     dead_block = block_of[DEAD]
@@ -142,6 +188,15 @@ def hopcroft(table: np.ndarray, accept: np.ndarray, deadline: Deadline) -> np.nd
                 else:
                     work.add(new if len(inside_set) <= len(members) else b)
     return np.array(block_of, dtype=np.int64)
+
+
+def minimize(table: np.ndarray, accept: np.ndarray, deadline: Deadline) -> np.ndarray:
+    """Block id of every state in the minimal DFA: Moore's rounds, then Hopcroft if still going."""
+    blocks = initial_partition(table, accept)
+    blocks, converged = moore(table, blocks, deadline, max_rounds=48)
+    if converged:
+        return blocks
+    return hopcroft(table, accept, deadline, initial=blocks)
 
 
 def renumber(table: np.ndarray, accept: np.ndarray, start: int, block_of: np.ndarray):

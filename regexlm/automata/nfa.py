@@ -29,6 +29,8 @@ reachable, and yields an ordinary NFA with no assertions left.
 
 from __future__ import annotations
 
+import re
+
 from regexlm.automata import charset as cs
 from regexlm.automata import unicode as uni
 from regexlm.automata.charset import CharSet
@@ -179,6 +181,9 @@ START = -1  # look-behind context at the start of the text
 END = 1  # requirement bit: the text may end here
 NL_FINAL = 2  # requirement bit: the next character may be a '\n' that ends the text
 
+# Before Python 3.14, ``\B`` never matches when the whole input is empty; ask ``re``.
+_NOT_WORD_MATCHES_EMPTY = re.fullmatch(r"\B", "") is not None
+
 _WORD_UNI = ("word_unicode", "not_word_unicode")
 _WORD_ASCII = ("word_ascii", "not_word_ascii")
 _NL_KINDS = ("start_line", "end_line", "end_text_nl")
@@ -237,6 +242,8 @@ class _Atoms:
             word, prev_word = self.aword_bits, prev != START and self.sigs[prev][1]
         boundary = full & ~word if prev_word else word
         not_boundary = word if prev_word else full & ~word
+        if prev == START and not _NOT_WORD_MATCHES_EMPTY:
+            not_boundary &= ~END  # at the start, END means the input is empty
         return boundary if kind.startswith("word") else not_boundary
 
 

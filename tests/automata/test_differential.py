@@ -1,0 +1,220 @@
+"""Differential tests: generated patterns and strings, Python's ``re`` as the oracle.
+
+* ``DFA.fullmatch`` agrees with ``re.fullmatch`` on structured samples, mutations, random strings,
+  and on strings drawn by walking the DFA itself (which also must be valid UTF-8);
+* ``DFA.is_viable`` agrees with the ``regex`` package's partial matching, on patterns where that
+  package reads classes as ``re`` does (no case folding; the alphabet avoids the characters where
+  their ``\\w \\d \\s`` differ) - checked per string before comparing;
+* the minimized DFA accepts the same language as the unminimized one (exact product check);
+* invalid generated patterns raise :class:`RegexSyntaxError` exactly when ``re`` refuses them.
+"""
+
+import random
+import re
+
+import numpy as np
+import pytest
+import regex
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from regexlm.automata import compile_regex
+from regexlm.errors import PatternTooComplexError, RegexSyntaxError
+from tests.strategies import pattern_cases
+
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+# Deterministic limits (no clock): generated patterns over Unicode classes occasionally need
+# more states than is reasonable to build in a test; those examples are discarded.
+LIMITS = {"max_states": 4000, "timeout": None}
+
+
+def _compile_both(pattern: str, **kwargs):
+    """(re pattern, DFA) or None after checking both refuse an invalid pattern alike."""
+    try:
+        compiled = re.compile(pattern)
+    except re.error:
+        with pytest.raises(RegexSyntaxError):
+            compile_regex(pattern)
+        return None
+    try:
+        return compiled, compile_regex(pattern, **LIMITS, **kwargs)
+    except PatternTooComplexError:
+        assume(False)
+
+
+def dfa_walks(dfa, rng: random.Random, count: int = 8, max_len: int = 12) -> list[bytes]:
+    """Byte strings the DFA accepts, by random walks over live transitions."""
+    full = dfa.transitions()
+    out = []
+    if dfa.is_empty:
+        return out
+    for _ in range(count):
+        s, data = dfa.start, bytearray()
+        for _ in range(max_len * 4):
+            if dfa.is_match(s) and rng.random() < 0.3:
+                break
+            live = np.flatnonzero(full[s] != 0)
+            if len(live) == 0:
+                break
+            b = int(rng.choice(live.tolist()))
+            data.append(b)
+            s = int(full[s, b])
+        if dfa.is_match(s):
+            out.append(bytes(data))
+    return out
+
+
+@SETTINGS
+@given(pattern_cases(), st.randoms(use_true_random=False))
+def test_fullmatch_agrees_with_re(case, rng):
+    pattern, strings = case
+    both = _compile_both(pattern)
+    if both is None:
+        return
+    compiled, dfa = both
+    for s in strings:
+        assert dfa.fullmatch(s) == (compiled.fullmatch(s) is not None), (pattern, s)
+        assert dfa.fullmatch(s.encode()) == (compiled.fullmatch(s) is not None), (pattern, s)
+    for data in dfa_walks(dfa, rng):
+        text = data.decode("utf-8")  # the DFA only accepts valid UTF-8
+        assert compiled.fullmatch(text) is not None, (pattern, text)
+
+
+def shortest_completion(dfa, state: int) -> bytes | None:
+    """Fewest bytes leading from ``state`` to a match (None if none), by BFS."""
+    full = dfa.transitions()
+    back = {state: None}
+    todo = [state]
+    for s in todo:
+        if dfa.is_match(s):
+            out = bytearray()
+            while back[s] is not None:
+                s, b = back[s]
+                out.append(b)
+            return bytes(reversed(out))
+        for b in range(256):
+            t = int(full[s, b])
+            if t != 0 and t not in back:
+                back[t] = (s, b)
+                todo.append(t)
+    return None
+
+
+def _some_completion_matches(compiled, prefix: str, alphabet: str) -> bool:
+    if compiled.fullmatch(prefix):
+        return True
+    return any(compiled.fullmatch(prefix + a + b) for a in alphabet for b in ["", *alphabet])
+
+
+SHORT_ALPHABET = "ab0_ \n.é日"
+
+
+def _check_viability_witnesses(pattern, compiled, dfa, strings) -> None:
+    """Viable prefixes have a completion (the DFA's own shortest one, checked by ``re``); the
+    first non-viable prefix of each string has no short completion (checked by ``re``)."""
+    for s in strings:
+        for k in range(len(s) + 1):
+            prefix = s[:k]
+            if dfa.is_viable(prefix):
+                tail = shortest_completion(dfa, dfa.run(prefix.encode()))
+                assert tail is not None, (pattern, prefix)
+                text = prefix + tail.decode("utf-8")
+                assert compiled.fullmatch(text), (pattern, prefix, text)
+            else:
+                found = _some_completion_matches(compiled, prefix, SHORT_ALPHABET)
+                assert not found, (pattern, prefix)
+                break
+
+
+@SETTINGS
+@given(pattern_cases(case_insensitive=False, anchors=False))
+def test_is_viable_agrees_with_regex_partial(case):
+    r"""On patterns without assertions (where partial matching is well defined) and strings the
+    ``regex`` package reads as ``re`` does, ``is_viable`` equals ``regex``'s partial fullmatch.
+
+    ``regex`` reports a partial match whenever an attempt reaches the end of the text, even when
+    nothing could follow (an empty class such as ``[^\w\W]``); there no short completion may
+    exist either."""
+    pattern, strings = case
+    both = _compile_both(pattern)
+    if both is None:
+        return
+    compiled, dfa = both
+    other = regex.compile(pattern)
+    for s in strings:
+        if (other.fullmatch(s) is None) != (compiled.fullmatch(s) is None):
+            continue  # the regex package reads this string differently from re
+        for k in range(len(s) + 1):
+            prefix = s[:k]
+            viable = dfa.is_viable(prefix)
+            partial = other.fullmatch(prefix, partial=True) is not None
+            if viable or not partial:
+                assert viable == partial, (pattern, prefix)
+            else:
+                found = _some_completion_matches(compiled, prefix, SHORT_ALPHABET)
+                assert not found, (pattern, prefix)
+    _check_viability_witnesses(pattern, compiled, dfa, strings)
+
+
+@SETTINGS
+@given(pattern_cases())
+def test_is_viable_has_witnesses(case):
+    """With every construct and flag: viability is confirmed by ``re`` on completions."""
+    pattern, strings = case
+    both = _compile_both(pattern)
+    if both is None:
+        return
+    compiled, dfa = both
+    _check_viability_witnesses(pattern, compiled, dfa, strings)
+
+
+def equivalent(a, b) -> bool:
+    """Whether two DFAs accept the same byte strings with the same pattern index (product BFS)."""
+    ta, tb = a.transitions(), b.transitions()
+    seen = {(a.start, b.start)}
+    todo = [(a.start, b.start)]
+    while todo:
+        s, t = todo.pop()
+        if a.match_index(s) != b.match_index(t):
+            return False
+        for pair in set(zip(ta[s].tolist(), tb[t].tolist())):
+            if pair not in seen:
+                seen.add(pair)
+                todo.append(pair)
+    return True
+
+
+@SETTINGS
+@given(pattern_cases(n=3))
+def test_minimized_equals_unminimized(case):
+    pattern, _ = case
+    both = _compile_both(pattern, minimize=False)
+    if both is None:
+        return
+    big = both[1]
+    small = compile_regex(pattern, **LIMITS)
+    assert small.num_states <= big.num_states
+    assert equivalent(small, big), pattern
+    # Minimal: no two states of the minimized DFA are equivalent.
+    rows = {(tuple(row), acc) for row, acc in zip(small.table.tolist(), small.accept.tolist())}
+    assert len(rows) == small.num_states
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(pattern_cases(n=12), min_size=2, max_size=3))
+def test_pattern_lists_report_lowest_index(cases):
+    patterns = [p for p, _ in cases]
+    try:
+        compiled = [re.compile(p) for p in patterns]
+    except re.error:
+        return
+    try:
+        dfa = compile_regex(patterns, **LIMITS)
+    except PatternTooComplexError:
+        assume(False)
+    for _, strings in cases:
+        for s in strings:
+            matches = [i for i, c in enumerate(compiled) if c.fullmatch(s)]
+            assert dfa.fullmatch_index(s) == (matches[0] if matches else -1), (patterns, s)
