@@ -68,3 +68,32 @@ def test_mixed_batch_keeps_every_rule(tiny_generator, cases):
     for (request, patterns), result in zip(cases, results):
         check_completion(result, request, tiny_generator.tokenizer,
                          min_tokens=_bound(tiny_generator.tokenizer, patterns))
+
+
+@st.composite
+def random_pattern_requests(draw):
+    """A request over a random pattern (or two) from the shared regex strategy."""
+    from tests.strategies import regex_patterns
+
+    patterns = draw(st.lists(regex_patterns(max_depth=3), min_size=1, max_size=2))
+    pattern = patterns[0] if len(patterns) == 1 else patterns
+    return GenerationRequest(draw(prompts), pattern, **draw(params))
+
+
+@settings(max_examples=200, **SETTINGS)
+@given(request=random_pattern_requests())
+def test_random_patterns_keep_every_rule(tiny_generator, request):
+    from hypothesis import assume
+
+    from regexlm.errors import EmptyLanguageError, PatternTooComplexError
+
+    try:
+        index = tiny_generator.compile(request.pattern)
+    except (EmptyLanguageError, PatternTooComplexError):
+        assume(False)  # no string (or no tractable automaton): nothing to generate
+        return
+    result = tiny_generator.generate_batch([request])[0]
+    # the index's own count of the fewest tokens is only the precondition of the budget rule;
+    # whether the result matches is decided by `re`.
+    check_completion(result, request, tiny_generator.tokenizer,
+                     min_tokens=index.min_tokens_to_match(index.start_state))
