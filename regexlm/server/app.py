@@ -127,7 +127,9 @@ def create_app(
             yield
         finally:
             drained = await engine.drain(timeout=limits.request_timeout + 5.0)
-            if not drained:
+            if drained:
+                logger.info("engine drained: every accepted request was answered")
+            else:
                 logger.warning("shutting down with requests still unfinished")
             engine.close()
             compiler.shutdown()

@@ -72,10 +72,17 @@ class ServerProcess:
 
 
 @contextmanager
-def serve_process(*extra: str, startup_timeout: float = 120.0):
-    """Run ``python -m regexlm.server --port 0`` on 127.0.0.1 and yield a :class:`ServerProcess`."""
-    env = dict(os.environ, REGEXLM_API_KEYS=f"{API_KEY},{OTHER_KEY}", HF_HUB_OFFLINE="1",
-               TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+def serve_process(*extra: str, keys: str | None = f"{API_KEY},{OTHER_KEY}",
+                  startup_timeout: float = 120.0):
+    """Run ``python -m regexlm.server --port 0`` on 127.0.0.1 and yield a :class:`ServerProcess`.
+
+    ``keys`` goes to ``REGEXLM_API_KEYS``; None leaves the variable unset.
+    """
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+    env.pop("REGEXLM_API_KEYS", None)
+    if keys is not None:
+        env["REGEXLM_API_KEYS"] = keys
     handle, name = tempfile.mkstemp(prefix="regexlm-serve-", suffix=".log")
     log = Path(name)
     with os.fdopen(handle, "wb") as sink:
@@ -114,10 +121,18 @@ def serve_process(*extra: str, startup_timeout: float = 120.0):
         log.unlink(missing_ok=True)
 
 
-@pytest.fixture(scope="module")
-def default_server():
-    """A real ``regexlm serve`` process on the default model, shared by a test module."""
+FILE_KEY = "key-from-a-file"
+
+
+@pytest.fixture(scope="session")
+def default_server(tmp_path_factory):
+    """A real ``regexlm serve`` process on the default model, shared by the tests that need one.
+
+    Keys: the two of ``REGEXLM_API_KEYS`` plus one from ``--api-key-file``.
+    """
+    key_file = tmp_path_factory.mktemp("keys") / "keys.txt"
+    key_file.write_text(f"# keys for the tests\n\n{FILE_KEY}\n")
     with serve_process("--max-batch-size", "32", "--max-new-tokens-limit", "64",
                        "--max-body-bytes", "65536", "--request-timeout", "60",
-                       "--compile-timeout", "5") as server:
+                       "--compile-timeout", "5", "--api-key-file", str(key_file)) as server:
         yield server
