@@ -41,6 +41,8 @@ Small batches are instead served by wide tiles and many warps per program.
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
@@ -49,6 +51,10 @@ from regexlm.ops.noise import mix_seed
 from regexlm.ops.types import StepResult
 
 NPIV = 16  # pivot keys tested per search pass
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET") == "1"
 
 
 @triton.jit
@@ -195,8 +201,9 @@ def _sample_step_kernel(
         targ = tl.min(tl.where(ok & (z == tmax), offs, BIG), 0)
         arg = tl.where(tmax > m, targ, arg)
         m_new = tl.maximum(m, tmax)
-        scale = tl.where(m == m_new, 1.0, tl.exp(m - m_new))
-        total = total * scale + tl.sum(tl.where(ok, tl.exp(z - m_new), 0.0), 0)
+        scale = tl.where(m == m_new, 1.0, tl.exp(m - tl.where(m_new == NEG_INF, 0.0, m_new)))
+        m_safe = tl.where(m_new == NEG_INF, 0.0, m_new)  # no NaN on empty rows
+        total = total * scale + tl.sum(tl.where(ok, tl.exp(z - m_safe), 0.0), 0)
         m = m_new
         n += tl.sum(ok.to(tl.int32), 0)
         zmin = tl.minimum(zmin, tl.min(tl.where(ok, z, float("inf")), 0))
@@ -220,8 +227,12 @@ def _sample_step_kernel(
     lo = key_lo
     hi = tl.where(need_k, key_hi, key_lo + 1)
     lo_mass = total
-    while hi - lo > 1:
+    wkey = _float_key(gz).to(tl.int64) + 1  # pivot that decides whether the winner is kept
+    # without top-p, stop once the winner is known to be kept (tau_k <= key(winner))
+    stop_k = tl.where(need_p, -(2**62), wkey)
+    while (hi - lo > 1) & (hi > stop_k):
         piv = lo + ((hi - lo) * (j + 1)) // (NP + 1)  # [NP], increasing
+        piv = tl.where((j == NP - 1) & (wkey > lo) & (wkey < hi), wkey, piv)
         cnt = tl.zeros((NP,), tl.int32)
         mass = tl.zeros((NP,), tl.float32)
         for start in range(0, V, PBLOCK):
@@ -253,9 +264,9 @@ def _sample_step_kernel(
             cnt += tl.sum(above.to(tl.int32), 0)
             mass += tl.sum(tl.where(above, e[:, None], 0.0), 0)
         pred = cnt >= k
-        jstar = tl.max(tl.where(pred, j, -1), 0)
-        lo_mass = tl.where(jstar >= 0, tl.sum(tl.where(j == jstar, mass, 0.0), 0), lo_mass)
         new_lo = tl.max(tl.where(pred, piv, lo), 0)
+        at_lo = tl.max(tl.where(pred & (piv == new_lo), mass, -1.0), 0)
+        lo_mass = tl.where(new_lo > lo, at_lo, lo_mass)
         hi = tl.min(tl.where(pred, hi, piv), 0)
         lo = new_lo
     key_k = lo
@@ -264,8 +275,9 @@ def _sample_step_kernel(
     budget_mass = (1.0 - p) * lo_mass
     lo = key_k
     hi = tl.where(need_p, key_hi, key_k + 1)
-    while hi - lo > 1:
+    while (hi - lo > 1) & (hi > wkey):  # stop once the winner is known to be kept
         piv = lo + ((hi - lo) * (j + 1)) // (NP + 1)
+        piv = tl.where((j == NP - 1) & (wkey > lo) & (wkey < hi), wkey, piv)
         below = tl.zeros((NP,), tl.float32)
         for start in range(0, V, PBLOCK):
             offs = start + plane
@@ -378,6 +390,8 @@ def sample_step_triton(
     if block is None:
         block = min(4096, triton.next_power_of_2(V))
     pblock = min(256, block)
+    if _interpreting():  # numpy runs one op at a time: fewer, larger tiles are faster
+        block = pblock = min(8192, triton.next_power_of_2(V))
     if num_warps is None:
         num_warps = 8 if block >= 2048 else 4
     _sample_step_kernel[(B,)](

@@ -1,0 +1,195 @@
+"""The step as the reference docstring states it: a plain per-row loop over tokens (numpy fp32).
+
+Independent of `regexlm.ops.reference` (no shared code), so comparing the two checks the
+vectorised reference against its own specification. Small vocabularies only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from regexlm.ops.testing import random_tables, step_inputs
+
+
+def loop_step(
+    logits, states, budgets, temperature, top_k, top_p, repetition_penalty, seen, tables, noise
+):
+    """Returns (tokens, next_states, no_allowed) as Python lists."""
+    x_all = logits.float().numpy()
+    bitmask = tables.bitmask.numpy().view(np.uint32)
+    nbc = tables.next_by_class.numpy()
+    class_of = tables.class_of.numpy()
+    min_tokens = tables.min_tokens.numpy()
+    B, V = x_all.shape
+    out_t, out_s, out_e = [], [], []
+    for b in range(B):
+        s, R = int(states[b]), int(budgets[b])
+        allowed = [t for t in range(V) if (int(bitmask[s, t // 32]) >> (t % 32)) & 1]
+        if R >= 0 and min_tokens[s] <= R:
+            allowed = [
+                t
+                for t in allowed
+                if nbc[s, class_of[t]] >= 0 and min_tokens[nbc[s, class_of[t]]] <= R - 1
+            ]
+        if not allowed:
+            out_t.append(-1), out_s.append(s), out_e.append(True)
+            continue
+        p = np.float32(repetition_penalty[b])
+        z = {}
+        for t in allowed:
+            v = np.float32(x_all[b, t])
+            if seen is not None and bool(seen[b, t]):
+                v = np.float32(v * p) if v < 0 else np.float32(v / p)
+            z[t] = v
+        temp = float(temperature[b])
+        if temp <= 0:
+            best = max(z.values())
+            token = min(t for t in allowed if z[t] == best)
+        else:
+            tf = np.float32(temp)
+            z = {t: np.float32(v / tf) for t, v in z.items()}
+            kept = list(allowed)
+            k = int(top_k[b])
+            if 0 < k:
+                kth = sorted((z[t] for t in kept), reverse=True)[min(k, len(kept)) - 1]
+                kept = [t for t in kept if z[t] >= kth]
+            pp = float(top_p[b])
+            if pp < 1:
+                vals = np.array([z[t] for t in kept], dtype=np.float32)
+                q = np.exp(vals - vals.max())
+                q = q / q.sum()
+                order = np.argsort(vals, kind="stable")  # ascending
+                cum = np.cumsum(q[order], dtype=np.float32)
+                mass_le = {}
+                for pos, i in enumerate(order):  # ties: the mass up to the last tied entry
+                    mass_le[float(vals[i])] = cum[pos]
+                keep = [t for t in kept if mass_le[float(z[t])] > np.float32(1 - np.float32(pp))]
+                top = max(z[t] for t in kept)
+                kept = keep or [t for t in kept if z[t] == top]
+            u = noise[b].numpy()
+            g = {t: np.float32(z[t] - np.log(-np.log(u[t]))) for t in kept}
+            best = max(g.values())
+            token = min(t for t in kept if g[t] == best)
+        out_t.append(token)
+        out_s.append(int(nbc[s, class_of[token]]))
+        out_e.append(False)
+    return out_t, out_s, out_e
+
+
+def mixed_case(B: int, V: int, *, seed: int = 0, dtype=torch.float32, num_states: int = 8):
+    """A batch whose rows use different parameters (greedy, top-k, top-p, both, budgets)."""
+    tables = random_tables(num_states, V, 16, seed=seed)
+    a = step_inputs(B, V, tables, dtype=dtype, seed=seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    presets = [  # temperature, top_k, top_p, penalty, budget
+        (1.0, 0, 1.0, 1.0, -1),
+        (0.7, 5, 1.0, 1.3, -1),
+        (1.3, 0, 0.6, 0.8, 2),
+        (0.9, 20, 0.8, 1.2, 1),
+        (0.0, 0, 1.0, 1.5, 3),
+        (1.0, 3, 0.3, 1.0, -1),
+        (2.0, 1000000, 0.95, 1.1, 4),
+    ]
+    order = torch.randperm(len(presets), generator=g).tolist()
+    rows = [presets[order[i % len(presets)]] for i in range(B)]
+    a["temperature"] = torch.tensor([r[0] for r in rows], dtype=torch.float32)
+    a["top_k"] = torch.tensor([r[1] for r in rows], dtype=torch.int32)
+    a["top_p"] = torch.tensor([r[2] for r in rows], dtype=torch.float32)
+    a["repetition_penalty"] = torch.tensor([r[3] for r in rows], dtype=torch.float32)
+    a["budgets"] = torch.tensor([r[4] for r in rows], dtype=torch.int32)
+    return a
+
+
+def single_state_tables(allowed: torch.Tensor, min_tokens: int = 0):
+    """Tables with one live state (1) whose allowed tokens are `allowed` bool[V]; each allowed
+    token loops back to state 1; state 0 allows nothing."""
+    from regexlm.ops.testing import pack_bitmask
+    from regexlm.ops.types import IndexTables
+
+    V = allowed.shape[0]
+    class_of = torch.arange(V, dtype=torch.int32)
+    nbc = torch.full((2, V), -1, dtype=torch.int32)
+    nbc[1, allowed] = 1
+    mask = torch.zeros(2, V, dtype=torch.bool)
+    mask[1] = allowed
+    return IndexTables(
+        pack_bitmask(mask), nbc, class_of, torch.tensor([9, min_tokens], dtype=torch.int32)
+    )
+
+
+def simple_inputs(logits, tables=None, **params):
+    """Inputs for rows of `logits` [B, V] all in state 1 of `tables` (everything allowed by default)."""
+    B, V = logits.shape
+    if tables is None:
+        tables = single_state_tables(torch.ones(V, dtype=torch.bool))
+    a = dict(
+        logits=logits,
+        states=torch.ones(B, dtype=torch.int32),
+        budgets=torch.full((B,), -1, dtype=torch.int32),
+        temperature=torch.ones(B),
+        top_k=torch.zeros(B, dtype=torch.int32),
+        top_p=torch.ones(B),
+        repetition_penalty=torch.ones(B),
+        seen=None,
+        tables=tables,
+        noise=torch.rand(B, V, generator=torch.Generator().manual_seed(0)).clamp(min=1e-12),
+    )
+    for key, value in params.items():
+        if key in ("temperature", "top_p", "repetition_penalty") and not torch.is_tensor(value):
+            value = torch.full((B,), float(value))
+        elif key in ("top_k", "budgets", "states") and not torch.is_tensor(value):
+            value = torch.full((B,), int(value), dtype=torch.int32)
+        a[key] = value
+    return a
+
+
+def chi_square_pvalue(counts: torch.Tensor, probs: torch.Tensor) -> float:
+    """Pearson's chi-square goodness of fit, p-value from the regularised upper gamma."""
+    n = counts.sum()
+    support = probs > 0
+    assert int(counts[~support].sum()) == 0, "drew a token outside the kept set"
+    expected = probs[support].double() * n
+    stat = ((counts[support].double() - expected) ** 2 / expected).sum()
+    df = int(support.sum()) - 1
+    if df == 0:
+        return 1.0
+    return float(torch.special.gammaincc(torch.tensor(df / 2.0, dtype=torch.float64), stat / 2))
+
+
+def _to(inputs: dict, device) -> dict:
+    out = {}
+    for key, value in inputs.items():
+        if torch.is_tensor(value):
+            value = value.to(device)
+        elif key == "tables":
+            value = type(value)(
+                *(
+                    getattr(value, f).to(device)
+                    for f in ("bitmask", "next_by_class", "class_of", "min_tokens")
+                )
+            )
+        out[key] = value
+    return out
+
+
+def run_backend(name: str, inputs: dict, **kw):
+    """Run one backend's step function directly; results on the CPU.
+
+    Without a GPU, Triton runs in its interpreter on CPU tensors; with one, the Triton and CUDA
+    backends get the inputs moved to the GPU.
+    """
+    from regexlm.ops.types import StepResult
+
+    if name == "torch":
+        from regexlm.ops.reference import sample_step_reference as fn
+    elif name == "triton":
+        from regexlm.ops.sample_triton import sample_step_triton as fn
+    elif name == "cuda":
+        from regexlm.ops.sample_cuda import sample_step_cuda as fn
+    else:
+        raise ValueError(name)
+    if name != "torch" and torch.cuda.is_available():
+        inputs = _to(inputs, "cuda")
+    r = fn(**inputs, **kw)
+    return StepResult(r.tokens.cpu(), r.next_states.cpu(), r.no_allowed.cpu())
