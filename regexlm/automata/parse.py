@@ -131,8 +131,6 @@ def _scan_unsupported(pattern: str) -> list[tuple[str, int]]:
         if ch == "\\":
             if not in_class and i + 1 < n and pattern[i + 1].isdigit() and pattern[i + 1] != "0":
                 found.append(("backreference", i))
-            elif not in_class and pattern.startswith("g<", i + 1):
-                found.append(("backreference", i))
             i += 2
             continue
         if in_class:

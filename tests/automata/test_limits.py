@@ -1,0 +1,76 @@
+"""Regex bombs fail fast, with a typed error naming the limit, and without a memory spike."""
+
+import time
+import tracemalloc
+
+import pytest
+
+from regexlm.automata import compile_regex
+from regexlm.errors import PatternTooComplexError, RegexError
+
+BOMBS = [
+    (r"(a|b)*a(a|b){20}", "max_states"),
+    (r"a{100000}", "max_nfa_states"),
+    (r"(x{1000}){1000}", "max_nfa_states"),
+    (r"[\s\S]{5000}", "max_states"),
+    ("(" * 1000 + "a" + ")" * 1000, "nesting"),
+    ("(?:a|" * 300 + ")" * 300, "nesting"),
+    ("((((((((((a{2}){2}){2}){2}){2}){2}){2}){2}){2}){2}){2}" * 8, "max_nfa_states"),
+    (r"\w{1000}", "max_states"),
+    (r"(?:[\s\S]{10}){500}", "max_states"),
+]
+
+
+@pytest.mark.parametrize(
+    "pattern,limit", BOMBS, ids=lambda x: x[:30] if isinstance(x, str) else None
+)
+def test_bomb_fails_fast(pattern, limit):
+    start = time.perf_counter()
+    with pytest.raises(PatternTooComplexError) as info:
+        compile_regex(pattern, timeout=None)  # the structural limits alone stop it
+    assert time.perf_counter() - start < 2.0
+    assert info.value.limit == limit
+    assert isinstance(info.value, RegexError) and isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    "pattern,limit", BOMBS[:4] + BOMBS[6:], ids=lambda x: x[:30] if isinstance(x, str) else None
+)
+def test_bomb_has_no_memory_spike(pattern, limit):
+    tracemalloc.start()
+    try:
+        with pytest.raises(PatternTooComplexError):
+            compile_regex(pattern)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 100 * 2**20, peak
+
+
+def test_messages_say_which_limit_and_how_much():
+    with pytest.raises(PatternTooComplexError, match=r"max_states=50\b.*51"):
+        compile_regex(r"(a|b)*a(a|b){8}", max_states=50)
+    with pytest.raises(
+        PatternTooComplexError, match=r"about \d+ NFA states, over the limit of 1000 \(\d+\.\dx\)"
+    ):
+        compile_regex(r"a{5000}", max_nfa_states=1000)
+    with pytest.raises(PatternTooComplexError, match=r"time limit of 0\.001 s") as info:
+        compile_regex(r"(a|b)*a(a|b){16}", timeout=0.001, max_states=10**6)
+    assert info.value.limit == "timeout"
+
+
+def test_limits_are_configurable():
+    # Fails under a small state cap, compiles under a larger one.
+    with pytest.raises(PatternTooComplexError):
+        compile_regex(r"(a|b)*a(a|b){10}", max_states=1000)
+    dfa = compile_regex(r"(a|b)*a(a|b){10}", max_states=5000)
+    assert dfa.num_states == 2**11 + 1  # 2^11 windows of the last 11 letters, plus dead
+    assert compile_regex(
+        r"a{60000}", max_nfa_states=500_000, max_states=70_000, timeout=None
+    ).fullmatch("a" * 60000)
+
+
+def test_realistic_large_repeat_compiles():
+    dfa = compile_regex(r"[a-z]{1,200}")
+    assert dfa.fullmatch("a" * 200) and not dfa.fullmatch("a" * 201)
+    assert compile_regex(r"(a|b)*a(a|b){12}").num_states == 2**13 + 1

@@ -1,0 +1,98 @@
+"""UTF-8 automata accept exactly the encodings of their set: valid UTF-8, no surrogates."""
+
+import itertools
+import random
+import re
+
+import pytest
+
+from regexlm.automata import charset as cs
+from regexlm.automata import compile_regex
+from regexlm.automata.utf8 import utf8_automaton
+
+SETS = [
+    cs.ALL,
+    ((0x7F, 0x80),),
+    ((0x7FF, 0x800),),
+    ((0xFFFF, 0x10000),),
+    ((0xD7FF, 0xE000),),  # spans the surrogates
+    ((0x10FFFF, 0x10FFFF),),
+    ((0x41, 0x41), (0xE9, 0xE9), (0x65E5, 0x65E5), (0x1F600, 0x1F600)),
+    cs.complement(((0x61, 0x61),)),
+    ((0x100, 0x2FFF), (0x3001, 0x10000), (0x10002, 0x10FFFE)),
+]
+
+
+def _decode_one(data: bytes) -> int | None:
+    """The code point if ``data`` is exactly one valid UTF-8 character, else None."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return ord(text) if len(text) == 1 else None
+
+
+def _all_short_inputs(rng: random.Random):
+    yield from (bytes([b]) for b in range(256))
+    yield from (bytes(p) for p in itertools.product(range(0xC0, 0x100), range(0x70, 0xD0, 3)))
+    for _ in range(20000):
+        n = rng.randint(2, 4)
+        lead = rng.choice([rng.randrange(0xC0, 0x100), rng.randrange(0xE0, 0xF8)])
+        yield bytes([lead] + [rng.randrange(0x70, 0xD0) for _ in range(n - 1)])
+
+
+@pytest.mark.parametrize("chars", SETS, ids=lambda s: str(s[:2]))
+def test_accepts_exactly_the_encodings(chars):
+    auto = utf8_automaton(chars)
+    rng = random.Random(str(chars))
+    for data in _all_short_inputs(rng):
+        c = _decode_one(data)
+        want = c is not None and cs.contains(chars, c)
+        assert auto.accepts(data) == want, (chars[:3], data)
+    # Every edge code point of every range.
+    for lo, hi in chars:
+        for c in {lo - 1, lo, hi, hi + 1}:
+            if 0 <= c <= 0x10FFFF and not 0xD800 <= c <= 0xDFFF:
+                assert auto.accepts(chr(c).encode()) == cs.contains(chars, c), hex(c)
+
+
+BROAD = [r"(?s).", r".", r"[^a]", r"\W", r"\D", r"\S", r"[\s\S]", r"[^\n]"]
+INVALID = [
+    b"\xed\xa0\x80",  # U+D800, a surrogate
+    b"\xed\xbf\xbf",  # U+DFFF
+    b"\xc0\x80",  # overlong NUL
+    b"\xc1\xbf",
+    b"\xe0\x80\x80",  # overlong
+    b"\xe0\x9f\xbf",
+    b"\xf0\x80\x80\x80",
+    b"\xf0\x8f\xbf\xbf",
+    b"\xf4\x90\x80\x80",  # above U+10FFFF
+    b"\xf5\x80\x80\x80",
+    b"\xff",
+    b"\x80",
+    b"\xc3",  # truncated
+]
+
+
+@pytest.mark.parametrize("pattern", BROAD)
+def test_invalid_utf8_and_surrogates_never_match(pattern):
+    dfa = compile_regex(pattern)
+    for data in INVALID:
+        assert not dfa.fullmatch(data), (pattern, data)
+    # A str holding a lone surrogate is not UTF-8 either: never a match, never viable.
+    assert not dfa.fullmatch("\ud800")
+    assert not dfa.is_viable("\udfff")
+    assert re.fullmatch(pattern, "\ud800")  # whereas re itself would match it
+
+
+def test_negated_class_accepts_multibyte():
+    dfa = compile_regex("[^a]")
+    for ch in ["é", "ß", "日", "😀", "\u212a", "\U0010ffff", "\x00", "\n"]:
+        assert dfa.fullmatch(ch), ch
+    assert not dfa.fullmatch("a")
+    assert dfa.is_viable(b"\xf0\x9f")  # first half of an emoji
+    assert not dfa.is_viable(b"\xf0\x8f")  # overlong prefix: nothing completes it
+
+
+def test_dot_automaton_is_small():
+    assert utf8_automaton(cs.complement(((0x0A, 0x0A),))).num_states == 8
