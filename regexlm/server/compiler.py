@@ -8,8 +8,9 @@ never runs on the event loop: a small thread pool runs the generator's ``compile
   (a syntax error, an unsupported construct, a pattern too complex or an empty language), so a
   client repeating a bad pattern is answered at once. The cache is a bounded LRU.
 * **single flight**: concurrent requests for the same patterns wait on one compilation.
-* **a time limit** per compilation, measured from its start. A compilation that outlives it is
-  refused as too complex, and that refusal is remembered, so the answer for a pattern does not
+* **a time limit** per compilation, measured from the moment a thread starts it (time spent
+  waiting for a free thread is load, not complexity, and counts only against the request's own
+  time limit). A compilation that outlives it is refused as too complex, and that refusal is remembered, so the answer for a pattern does not
   flip once the abandoned compilation finishes in the background (a thread cannot be stopped;
   the automaton layer's own time limit ends it soon after).
 
@@ -30,6 +31,15 @@ from dataclasses import dataclass
 
 from regexlm.errors import PatternTooComplexError, RegexError, RegexSyntaxError
 from regexlm.server.metrics import ServiceMetrics
+
+
+@dataclass
+class _Flight:
+    """One compilation in progress, shared by every request that waits for it."""
+
+    started: asyncio.Event
+    future: asyncio.Future | None = None
+    started_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -101,10 +111,12 @@ class PatternCompiler:
         self.max_entries = max_entries
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="regexlm-compile")
         self._cache: OrderedDict[tuple[str, ...], CompileFailure | None] = OrderedDict()
-        self._inflight: dict[tuple[str, ...], tuple[asyncio.Future, float]] = {}
+        self._inflight: dict[tuple[str, ...], _Flight] = {}
 
-    def _run(self, patterns: tuple[str, ...], is_list: bool) -> float:
-        started = time.perf_counter()
+    def _run(self, patterns: tuple[str, ...], is_list: bool, flight: _Flight,
+             loop: asyncio.AbstractEventLoop) -> float:
+        started = flight.started_at = time.perf_counter()
+        loop.call_soon_threadsafe(flight.started.set)
         check_syntax(patterns)
         self._compile_fn(list(patterns) if is_list else patterns[0])
         return time.perf_counter() - started
@@ -142,18 +154,26 @@ class PatternCompiler:
             if failure is not None:
                 raise PatternRefused(failure)
             return 0.0
-        if key in self._inflight:
+        flight = self._inflight.get(key)
+        if flight is not None:
             self.metrics.compile_cache_hits.inc()
-            future, first_started = self._inflight[key]
         else:
             self.metrics.compile_cache_misses.inc()
             loop = asyncio.get_running_loop()
-            future = loop.run_in_executor(self._pool, self._run, key, is_list)
-            first_started = started
-            self._inflight[key] = (future, first_started)
-            future.add_done_callback(lambda f: self._settle(key, is_list, f))
-        remaining = self.timeout - (started - first_started)
+            flight = _Flight(started=asyncio.Event())
+            flight.future = loop.run_in_executor(self._pool, self._run, key, is_list, flight, loop)
+            self._inflight[key] = flight
+            flight.future.add_done_callback(lambda f: self._settle(key, is_list, f))
+        future = flight.future
         try:
+            if not flight.started.is_set():
+                # Waiting for a free thread: bounded by the caller's deadline, not by ours.
+                waiter = asyncio.ensure_future(flight.started.wait())
+                try:
+                    await asyncio.wait({waiter, future}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiter.cancel()
+            remaining = self.timeout - (time.perf_counter() - flight.started_at)
             await asyncio.wait_for(asyncio.shield(future), timeout=max(remaining, 0.0))
         except (asyncio.TimeoutError, TimeoutError):
             if key not in self._cache:

@@ -220,6 +220,17 @@ def test_compile_time_limit():
     assert fake.compiled == ["slow+"]
 
 
+def test_waiting_for_a_compile_thread_does_not_count_as_complexity():
+    fake = ScriptedGenerator(compile_delay=0.3)
+    app = make_app(fake, compile_timeout=0.5, compile_workers=1)
+    with TestClient(app) as client, ThreadPoolExecutor(3) as pool:
+        futures = [pool.submit(client.post, URL, json={"prompt": "a", "pattern": f"x{{{i}}}"},
+                               headers=AUTH) for i in (1, 2, 3)]
+        responses = [f.result() for f in futures]
+    assert [r.status_code for r in responses] == [200, 200, 200]
+    assert sorted(fake.compiled) == ["x{1}", "x{2}", "x{3}"]
+
+
 def test_a_failing_request_does_not_take_its_batch_down(caplog):
     fake = ScriptedGenerator()
     fake.gate.clear()
