@@ -9,6 +9,8 @@
 //            sum exp(z - max), and the Gumbel winner argmax z - log(-log u) over allowed tokens.
 //   search   top-k and top-p thresholds by a search over int32 keys that order like the floats;
 //            each pass tests NP pivot keys at once, so the bracket shrinks (NP + 1)-fold a pass.
+//            The winner's key is always among the pivots, so a search stops as soon as the
+//            winner is known to be kept (top-k alone usually needs a single pass).
 //   draw     the pass-A winner when it is kept, else one more pass for the argmax over the kept.
 //
 // Rounding follows the torch reference: divisions are correctly rounded (__fdiv_rn), logf/expf
@@ -217,11 +219,19 @@ __global__ void __launch_bounds__(kThreads) sample_step_kernel(StepArgs a) {
       total = block_sum(total, shf);
     }
     const int64_t key_lo = float_key(zmin), key_hi = static_cast<int64_t>(float_key(m)) + 1;
+    // the winner's key + 1 is always one of the pivots: once tau <= key(winner) the winner is
+    // kept and the search can stop (top-k alone; top-p needs tau_k exactly, so k runs on).
+    int64_t wkey = INT64_MIN;
+    if (gidx != kBig) {
+      bool ok;
+      wkey = static_cast<int64_t>(float_key(token_z<T>(a, r, gidx, ok))) + 1;
+    }
+    const int64_t stop_k = need_p ? INT64_MIN : wkey;
 
     // top-k: largest key K with count(key >= K) >= k, and the mass at or above it.
     int64_t lo = key_lo, hi = need_k ? key_hi : key_lo + 1;
     float lo_mass = total;
-    while (hi - lo > 1) {
+    while (hi - lo > 1 && hi > stop_k) {
       int64_t piv[kPivots];
       int32_t cnt[kPivots];
       float mass[kPivots];
@@ -231,6 +241,7 @@ __global__ void __launch_bounds__(kThreads) sample_step_kernel(StepArgs a) {
         cnt[j] = 0;
         mass[j] = 0.0f;
       }
+      if (wkey > lo && wkey < hi) piv[kPivots - 1] = wkey;
       for (int32_t i = threadIdx.x; i < V; i += kThreads) {
         bool ok;
         float z = token_z<T>(a, r, i, ok);
@@ -256,8 +267,11 @@ __global__ void __launch_bounds__(kThreads) sample_step_kernel(StepArgs a) {
         int32_t c = 0;
         float ms = 0.0f;
         for (int w = 0; w < kWarps; ++w) { c += shc[w][j]; ms += shp[w][j]; }
-        if (c >= k) { new_lo = piv[j]; lo_mass = ms; }
-        else if (piv[j] < new_hi) new_hi = piv[j];
+        if (c >= k) {
+          if (piv[j] > new_lo) { new_lo = piv[j]; lo_mass = ms; }
+        } else if (piv[j] < new_hi) {
+          new_hi = piv[j];
+        }
       }
       lo = new_lo;
       hi = new_hi;
@@ -268,7 +282,7 @@ __global__ void __launch_bounds__(kThreads) sample_step_kernel(StepArgs a) {
     const float budget_mass = (1.0f - p) * lo_mass;
     lo = key_k;
     hi = need_p ? key_hi : key_k + 1;
-    while (hi - lo > 1) {
+    while (hi - lo > 1 && hi > wkey) {
       int64_t piv[kPivots];
       float below[kPivots];
 #pragma unroll
@@ -276,6 +290,7 @@ __global__ void __launch_bounds__(kThreads) sample_step_kernel(StepArgs a) {
         piv[j] = lo + ((hi - lo) * (j + 1)) / (kPivots + 1);
         below[j] = 0.0f;
       }
+      if (wkey > lo && wkey < hi) piv[kPivots - 1] = wkey;
       for (int32_t i = threadIdx.x; i < V; i += kThreads) {
         bool ok;
         float z = token_z<T>(a, r, i, ok);
@@ -301,8 +316,11 @@ __global__ void __launch_bounds__(kThreads) sample_step_kernel(StepArgs a) {
       for (int j = 0; j < kPivots; ++j) {
         float ms = 0.0f;
         for (int w = 0; w < kWarps; ++w) ms += shp[w][j];
-        if (ms <= budget_mass) new_lo = piv[j];
-        else if (piv[j] < new_hi) new_hi = piv[j];
+        if (ms <= budget_mass) {
+          if (piv[j] > new_lo) new_lo = piv[j];
+        } else if (piv[j] < new_hi) {
+          new_hi = piv[j];
+        }
       }
       lo = new_lo;
       hi = new_hi;
@@ -310,12 +328,7 @@ __global__ void __launch_bounds__(kThreads) sample_step_kernel(StepArgs a) {
     key_tau = lo;
 
     // ---- draw over the kept set when the pass-A winner was cut ------------------------------
-    bool winner_kept = false;
-    if (gidx != kBig) {
-      bool ok;
-      float gz = token_z<T>(a, r, gidx, ok);
-      winner_kept = float_key(gz) >= key_tau;
-    }
+    const bool winner_kept = gidx != kBig && wkey - 1 >= key_tau;
     if (!winner_kept) {
       gbest = -INFINITY;
       gidx = kBig;

@@ -7,6 +7,7 @@ vectorised reference against its own specification. Small vocabularies only.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from regexlm.ops.testing import random_tables, step_inputs
@@ -193,3 +194,17 @@ def run_backend(name: str, inputs: dict, **kw):
         inputs = _to(inputs, "cuda")
     r = fn(**inputs, **kw)
     return StepResult(r.tokens.cpu(), r.next_states.cpu(), r.no_allowed.cpu())
+
+
+def backend_params():
+    """torch, triton (its interpreter without a GPU) and cuda (GPU only), as pytest params.
+
+    With a GPU the compiled backends carry the ``gpu`` mark, so ``pytest -m gpu`` runs them.
+    """
+    gpu = torch.cuda.is_available()
+    needs_gpu = [pytest.mark.gpu, pytest.mark.skipif(not gpu, reason="needs a CUDA device")]
+    return [
+        "torch",
+        pytest.param("triton", marks=[pytest.mark.gpu]) if gpu else "triton",
+        pytest.param("cuda", marks=needs_gpu),
+    ]

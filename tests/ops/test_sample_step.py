@@ -7,9 +7,9 @@ import torch
 
 from regexlm.ops.testing import pack_bitmask
 from regexlm.ops.types import IndexTables
-from tests.ops.oracle import run_backend, simple_inputs, single_state_tables
+from tests.ops.oracle import backend_params, run_backend, simple_inputs, single_state_tables
 
-BACKENDS = ["torch", "triton"]
+BACKENDS = backend_params()
 
 
 def _rows(row, B):

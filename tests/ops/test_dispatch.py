@@ -1,0 +1,70 @@
+"""Backend choice, argument checks and `update_seen`."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from regexlm.ops import (
+    BackendUnavailableError,
+    available_backends,
+    resolve_backend,
+    sample_step,
+    update_seen,
+)
+from regexlm.ops.reference import sample_step_reference
+from tests.ops.oracle import mixed_case
+
+
+def test_auto_on_cpu_is_the_torch_reference():
+    a = mixed_case(3, 100, seed=1)
+    assert resolve_backend("auto", torch.device("cpu")) == "torch"
+    got = sample_step(**a, backend="auto")
+    want = sample_step_reference(**a)
+    assert torch.equal(got.tokens, want.tokens)
+    assert torch.equal(got.next_states, want.next_states)
+    assert got.tokens.dtype == torch.int64
+    assert got.next_states.dtype == torch.int32
+    assert got.no_allowed.dtype == torch.bool
+    assert available_backends("cpu") == ["torch"]
+
+
+@pytest.mark.parametrize("backend", ["triton", "cuda"])
+def test_gpu_backends_on_cpu_tensors_raise_a_clear_error(backend):
+    a = mixed_case(2, 50, seed=1)
+    with pytest.raises(BackendUnavailableError, match=f"backend '{backend}' is unavailable.*CUDA"):
+        sample_step(**a, backend=backend)
+
+
+def test_unknown_backend_and_bad_shapes_are_rejected():
+    a = mixed_case(2, 50, seed=1)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        sample_step(**a, backend="tpu")
+    with pytest.raises(ValueError, match="top_k must have shape"):
+        sample_step(**{**a, "top_k": torch.zeros(3, dtype=torch.int32)})
+    with pytest.raises(ValueError, match="logits have 49 columns"):
+        sample_step(**{**a, "logits": a["logits"][:, :49], "noise": None})
+    with pytest.raises(ValueError, match="seen must be bool"):
+        sample_step(**{**a, "seen": a["seen"].int()})
+
+
+def test_seed_none_draws_fresh_noise_and_seed_reproduces():
+    a = mixed_case(4, 200, seed=3)
+    a.pop("noise")
+    a["temperature"] = torch.full((4,), 5.0)
+    a["top_k"] = torch.zeros(4, dtype=torch.int32)
+    a["top_p"] = torch.ones(4)
+    a["budgets"] = torch.full((4,), -1, dtype=torch.int32)
+    x = sample_step(**a, seed=5, step=2).tokens
+    assert torch.equal(x, sample_step(**a, seed=5, step=2).tokens)
+    fresh = [sample_step(**a).tokens for _ in range(4)]
+    assert any(not torch.equal(fresh[0], f) for f in fresh[1:])
+
+
+def test_update_seen_marks_new_tokens_and_skips_minus_one():
+    seen = torch.zeros(3, 10, dtype=torch.bool)
+    seen[2, 0] = True
+    update_seen(seen, torch.tensor([4, -1, 9]))
+    assert seen.nonzero().tolist() == [[0, 4], [2, 0], [2, 9]]
+    update_seen(seen, torch.tensor([-1, -1, -1]))
+    assert seen.nonzero().tolist() == [[0, 4], [2, 0], [2, 9]]
