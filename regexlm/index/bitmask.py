@@ -6,8 +6,10 @@ xgrammar, llguidance and outlines-core share, so one mask kernel serves all of t
 
 Many states allow the same set of classes (every state inside ``[a-z]{1,200}`` far from the
 bound), so rows are packed once per distinct class pattern and then copied. A row is packed
-either sparsely (scatter the few allowed tokens) or densely (gather the class of every token,
-then fold 32 booleans into a word), whichever touches less memory.
+sparsely (scatter the few allowed tokens) when few tokens are ever allowed; otherwise each class
+gets its own packed mask, and since classes own disjoint bits, a row is the sum of the masks of
+the classes it allows: one ``[R, C] x [C, W]`` matrix product (float64 holds 32-bit words
+exactly). With very many classes, each token's flag is gathered and folded 8 to a byte.
 """
 
 from __future__ import annotations
@@ -23,15 +25,30 @@ def _to_int32(words: torch.Tensor) -> torch.Tensor:
     return torch.where(words >= (1 << 31), words - (1 << 32), words).to(torch.int32)
 
 
-def pack_bitmask(allowed_class: torch.Tensor, class_of: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """``int32[S, ceil(V/32)]`` from ``allowed_class bool[S, C]`` and ``class_of int64[V]``."""
+# Below this many states, rows are packed as they are, without looking for repeats.
+DEDUPE_FROM = 64
+# Up to this many classes, wide rows are packed by a matrix product of per-class masks.
+MATMUL_MAX_CLASSES = 1024
+
+
+def pack_bitmask(
+    allowed_class: torch.Tensor, class_of: torch.Tensor, vocab_size: int, candidates: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``int32[S, ceil(V/32)]`` from ``allowed_class bool[S, C]`` and ``class_of int64[V]``.
+
+    ``candidates`` optionally lists every token whose class is not 0 (saves a scan of V).
+    """
     device = allowed_class.device
     num_words = (vocab_size + 31) // 32
-    # rows: [R, C] distinct allowed-class patterns; row_of_state: [S]
-    rows, row_of_state = torch.unique(allowed_class.to(torch.uint8), dim=0, return_inverse=True)
-    rows = rows.bool()
+    num_states = allowed_class.shape[0]
+    if num_states >= DEDUPE_FROM:
+        # rows: [R, C] distinct allowed-class patterns; row_of_state: [S]
+        rows, row_of_state = torch.unique(allowed_class.to(torch.uint8), dim=0, return_inverse=True)
+        rows = rows.bool()
+    else:
+        rows, row_of_state = allowed_class, None
     num_rows = rows.shape[0]
-    live = (class_of != 0).nonzero().flatten()  # tokens allowed somewhere
+    live = (class_of != 0).nonzero().flatten() if candidates is None else candidates
     if live.numel() * 4 < vocab_size:
         # sparse: scatter each allowed (row, token) bit
         r, k = rows[:, class_of[live]].nonzero(as_tuple=True)
@@ -39,14 +56,25 @@ def pack_bitmask(allowed_class: torch.Tensor, class_of: torch.Tensor, vocab_size
         words = torch.zeros(num_rows * num_words, dtype=torch.int64, device=device)
         words.index_add_(0, r * num_words + torch.div(tok, 32, rounding_mode="floor"), _bits(device)[tok % 32])
         packed = words.view(num_rows, num_words)
+    elif rows.shape[1] <= MATMUL_MAX_CLASSES:
+        # per-class masks: tokens of different classes are different bits, so a row's words
+        # are the *sum* of its allowed classes' words, a matrix product (exact in float64)
+        tok = live
+        cls = class_of[tok]
+        words = torch.zeros(rows.shape[1] * num_words, dtype=torch.int64, device=device)
+        words.index_add_(0, cls * num_words + torch.div(tok, 32, rounding_mode="floor"), _bits(device)[tok % 32])
+        class_words = words.view(rows.shape[1], num_words).to(torch.float64)  # [C, W]
+        packed = (rows.to(torch.float64) @ class_words).to(torch.int64)  # [R, W]
     else:
-        # dense: one boolean per (row, token), folded 32 to a word
-        # padding ids get class 0, which no row allows
+        # dense: one boolean per (row, token), folded 8 to a byte; 4 little-endian bytes a word
         padded = torch.zeros(num_words * 32, dtype=torch.int64, device=device)
-        padded[:vocab_size] = class_of
-        flags = rows[:, padded].view(num_rows, num_words, 32).to(torch.int64)
-        packed = (flags * _bits(device)).sum(-1)
-    packed = _to_int32(packed)
-    if num_rows == allowed_class.shape[0] and bool((row_of_state == torch.arange(num_rows, device=device)).all()):
-        return packed
-    return packed[row_of_state]
+        padded[:vocab_size] = class_of  # padding ids get class 0, which no row allows
+        flags = rows[:, padded].view(num_rows, num_words * 4, 8).to(torch.uint8)
+        weights = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8, device=device)
+        packed_bytes = (flags * weights).sum(-1, dtype=torch.uint8)  # [R, 4W]
+        return _select(packed_bytes.view(torch.int32), row_of_state)
+    return _select(_to_int32(packed), row_of_state)
+
+
+def _select(packed: torch.Tensor, row_of_state: torch.Tensor | None) -> torch.Tensor:
+    return packed if row_of_state is None else packed[row_of_state]

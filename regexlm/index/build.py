@@ -10,20 +10,30 @@ states x vocabulary x token length:
    hold the live pairs ``(origin state, prefix, current state)``; each is extended by the
    prefix's children and dropped the moment the automaton dies. Only prefixes that are alive
    from at least one origin are expanded.
-2. **Walk byte classes, not bytes.** The automaton cannot tell apart two bytes of the same class,
-   so two prefixes with the same class sequence behave identically from every state. At every
-   depth the live trie nodes are grouped by their class sequence ("class nodes") and pairs are
-   kept per class node. ``.{0,50}`` has 262k tokens but only a few thousand class sequences.
+2. **Group prefixes by what they do.** Two prefixes that send every origin state to the same
+   state are interchangeable from then on: their extensions by bytes of the same class again
+   agree everywhere. So the pairs are kept per *prefix group* ("class node"), not per prefix. A
+   depth's groups are first keyed by (parent group, byte class), which is exact because the
+   automaton cannot tell apart two bytes of one class; where that leaves many groups, they are
+   merged by their transition function (``origin -> current state``), compared through two
+   independent 64-bit hashes. ``[a-z ,]{10,80}`` has tens of thousands of letter tokens but
+   only one group per (length, spaces) shape, and a DFA whose byte classes split the letters
+   (because of literal words elsewhere in the pattern) still gets the same few groups.
+
+3. **Finish small walks string by string.** Deep in the trie few prefixes stay alive (runs of
+   dashes, long words), yet each depth costs a fixed number of tensor operations. Once the
+   remaining (pair, longer string) combinations are few, they are expanded explicitly and
+   walked one byte column at a time, with each string its own group.
 
 The output is an edge list ``(origin, group, target)`` where a group is a class node at which
-some token string ends, and ``group_of_string`` maps each distinct token string to its group
-(-1: dead from every state). Tokens of one group behave alike everywhere; the classes of the
+some token string ends (or a single string finished by the tail walk), and ``strings`` /
+``string_group`` list the token strings that are alive from some state with their group. Tokens of one group behave alike everywhere; the classes of the
 final index merge groups further (:mod:`regexlm.index.classes`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -38,16 +48,16 @@ class Edges:
     origin: torch.Tensor  # [E] DFA state the token starts from
     group: torch.Tensor  # [E] behaviour group of the token
     target: torch.Tensor  # [E] DFA state after the token (never dead)
-    group_of_string: torch.Tensor  # [U] group of each distinct token string, -1 if dead
+    strings: torch.Tensor  # [L] distinct token strings alive from some state
+    string_group: torch.Tensor  # [L] their groups
     num_groups: int
+    stats: dict = field(default_factory=dict)
 
 
-def _expand(start: torch.Tensor, count: torch.Tensor, total: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ranges ``[start[i], start[i] + count[i])`` laid end to end -> (values, owner i)."""
-    owner = torch.repeat_interleave(torch.arange(count.numel(), device=count.device), count, output_size=total)
-    first = torch.cumsum(count, 0) - count
-    values = start[owner] + torch.arange(total, device=count.device) - first[owner]
-    return values, owner
+def _expand(start: torch.Tensor, count: torch.Tensor, total: int) -> torch.Tensor:
+    """Ranges ``[start[i], start[i] + count[i])`` laid end to end."""
+    shift = start - (torch.cumsum(count, 0) - count)
+    return torch.repeat_interleave(shift, count, output_size=total) + torch.arange(total, device=count.device)
 
 
 def _unique_inverse(keys: torch.Tensor, bound: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,6 +71,42 @@ def _unique_inverse(keys: torch.Tensor, bound: int) -> tuple[torch.Tensor, torch
     return uniq, inv
 
 
+# Merge prefix groups by transition function only when a depth has at least this many.
+MERGE_FROM = 48
+
+
+class _Hashes:
+    """Two independent random odd multipliers per DFA state, for hashing transition functions."""
+
+    def __init__(self, num_states: int, device):
+        gen = torch.Generator().manual_seed(0x1DE5)
+        r = torch.randint(-(1 << 62), 1 << 62, (2, num_states), generator=gen, dtype=torch.int64)
+        self.r = (r * 2 + 1).to(device)
+
+    def merge(self, pairs: torch.Tensor, n_cn: int):
+        """Groups with equal functions -> (new id per group [n_cn], count, kept pair columns)."""
+        o, j, q = pairs
+        contrib = self.r[:, o] * (2 * q + 1)  # [2, P]
+        h = torch.zeros(2, n_cn, dtype=torch.int64, device=pairs.device)
+        h.index_add_(1, j, contrib)
+        uniq, inv = torch.unique(h[0], return_inverse=True)
+        n_new = uniq.numel()
+        if n_new == n_cn:
+            return None
+        ids = torch.arange(n_cn, device=pairs.device)
+        rep = torch.empty(n_new, dtype=torch.int64, device=pairs.device)
+        rep[inv] = ids
+        # the second hash must agree within every merged group, or nothing is merged
+        if not bool((h[1, rep[inv]] == h[1]).all()):
+            return None
+        is_rep = rep[inv] == ids
+        return inv, n_new, is_rep[j]
+
+
+# Switch to the string-by-string tail once this few (pair, longer string) combinations remain.
+TAIL_MAX = 16384
+
+
 def walk(trie, table: torch.Tensor, byte_classes: torch.Tensor) -> Edges:
     """Edges of every live (DFA state, token string) pair.
 
@@ -69,78 +115,143 @@ def walk(trie, table: torch.Tensor, byte_classes: torch.Tensor) -> Edges:
     """
     device = table.device
     num_states, num_classes = table.shape
-    origins_o, origins_g, origins_t = [], [], []
-    group_of_string = torch.full((trie.num_strings,), -1, dtype=torch.int64, device=device)
+    found: list[torch.Tensor] = []  # [3, e] blocks of (origin, group, target)
+    ended: list[torch.Tensor] = []  # [2, l] blocks of (string, group)
     group_base = 0
+    empty = torch.zeros(0, dtype=torch.int64, device=device)
     if trie.max_len == 0 or num_states <= 1:
-        return Edges(*(torch.zeros(0, dtype=torch.int64, device=device),) * 3, group_of_string, 0)
+        return Edges(empty, empty, empty, empty, empty, 0)
+    hashes = _Hashes(num_states, device)
 
-    # Depth 1: the class nodes are the byte classes present among first bytes.
+    # Depth 1: the groups are the byte classes present among first bytes.
     nodes = torch.arange(trie.byte[0].numel(), device=device)  # live trie nodes at this depth
     cn_cls, node_cn = _unique_inverse(byte_classes[trie.byte[0]], num_classes)
-    # cur: [S-1, n_cn] state after the first byte, from every live origin
-    cur = table[1:, cn_cls]
+    cur = table[1:, cn_cls]  # [S-1, n_cn] state after the first byte, from every origin
     o, j = (cur != 0).nonzero(as_tuple=True)
-    q = cur[o, j]
-    o = o + 1
+    pairs = torch.stack([o + 1, j, cur[o, j]])  # [3, P]: origin, group, current state
     n_cn = cn_cls.numel()
+    stats = {"depths": 0, "pairs": 0, "tail_triples": 0, "tail_columns": 0}
 
     for depth in range(trie.max_len):
-        if o.numel() == 0:
+        if pairs.shape[1] == 0:
             break
-        if o.numel() > MAX_LIVE_PAIRS:
+        stats["depths"] += 1
+        stats["pairs"] += pairs.shape[1]
+        if pairs.shape[1] > MAX_LIVE_PAIRS:
             raise PatternTooComplexError(
                 f"index build needs more than {MAX_LIVE_PAIRS} live (state, token prefix) pairs",
                 limit="live_pairs",
             )
-        # Keep the trie nodes whose class node is alive from some origin.
+        if n_cn >= MERGE_FROM:
+            merged = hashes.merge(pairs, n_cn)
+            if merged is not None:
+                inv, n_cn, keep_pair = merged
+                pairs = pairs[:, keep_pair]
+                pairs[1] = inv[pairs[1]]
+                node_cn = inv[node_cn]
+        # Keep the trie nodes whose group is alive from some origin.
         live_cn = torch.zeros(n_cn, dtype=torch.bool, device=device)
-        live_cn[j] = True
-        keep = live_cn[node_cn]
-        nodes, node_cn = nodes[keep], node_cn[keep]
+        live_cn[pairs[1]] = True
+        sel = live_cn[node_cn].nonzero().flatten()
+        nodes, node_cn = nodes[sel], node_cn[sel]
 
-        # Token strings ending here: their group is this class node.
+        # Token strings ending here: their group is this depth's group.
         strings = trie.term[depth][nodes]
-        ends = strings >= 0
-        if bool(ends.any()):
+        ends = (strings >= 0).nonzero().flatten()
+        if ends.numel():
             end_cn = node_cn[ends]
-            group_of_string[strings[ends]] = group_base + end_cn
+            ended.append(torch.stack([strings[ends], end_cn + group_base]))
             is_end = torch.zeros(n_cn, dtype=torch.bool, device=device)
             is_end[end_cn] = True
-            rec = is_end[j]
-            origins_o.append(o[rec])
-            origins_g.append(j[rec] + group_base)
-            origins_t.append(q[rec])
+            block = pairs[:, is_end[pairs[1]]]
+            block[1] += group_base
+            found.append(block)
         group_base += n_cn
-
         if depth + 1 >= trie.max_len:
             break
-        # Children of the live nodes, grouped into the next depth's class nodes.
+
+        # Few combinations left: finish string by string.
+        longer = trie.tail_count[depth][nodes]
+        per_group = torch.zeros(n_cn, dtype=torch.int64, device=device)
+        per_group.index_add_(0, node_cn, longer)
+        if int(per_group[pairs[1]].sum()) <= TAIL_MAX:
+            group_base = _tail(
+                trie, table, byte_classes, depth, nodes, node_cn, n_cn, pairs, group_base, found, ended, stats
+            )
+            break
+
+        # Children of the live nodes, keyed by (parent group, byte class).
         count = trie.child_count[depth][nodes]
         total = int(count.sum())
         if total == 0:
             break
-        child, owner = _expand(trie.child_start[depth][nodes], count, total)
-        key = node_cn[owner] * num_classes + byte_classes[trie.byte[depth + 1][child]]
+        child = _expand(trie.child_start[depth][nodes], count, total)
+        key = torch.repeat_interleave(node_cn, count, output_size=total) * num_classes
+        key += byte_classes[trie.byte[depth + 1][child]]
         ukey, child_cn = _unique_inverse(key, n_cn * num_classes)
         parent_of_new = torch.div(ukey, num_classes, rounding_mode="floor")
         cls_of_new = ukey - parent_of_new * num_classes
-        # The class nodes of one parent are contiguous in `ukey`.
-        ids = torch.arange(n_cn, device=device)
-        first_new = torch.searchsorted(parent_of_new, ids)
-        num_new = torch.searchsorted(parent_of_new, ids, right=True) - first_new
+        # The new groups of one parent are contiguous in `ukey`.
+        num_new = torch.bincount(parent_of_new, minlength=n_cn)
+        first_new = torch.cumsum(num_new, 0) - num_new
 
-        # Extend every live pair by its class node's children.
-        pair_count = num_new[j]
+        # Extend every live pair by its group's children; drop those the automaton kills.
+        pair_count = num_new[pairs[1]]
         pair_total = int(pair_count.sum())
-        new_j, owner = _expand(first_new[j], pair_count, pair_total)
-        new_q = table[q[owner], cls_of_new[new_j]]
-        alive = new_q != 0
-        o, j, q = o[owner][alive], new_j[alive], new_q[alive]
+        grown = torch.repeat_interleave(pairs, pair_count, dim=1, output_size=pair_total)  # [3, P']
+        grown[1] = _expand(first_new[pairs[1]], pair_count, pair_total)
+        grown[2] = table[grown[2], cls_of_new[grown[1]]]
+        pairs = grown[:, (grown[2] != 0).nonzero().flatten()]
         nodes, node_cn, n_cn = child, child_cn, ukey.numel()
 
-    if origins_o:
-        origin, group, target = torch.cat(origins_o), torch.cat(origins_g), torch.cat(origins_t)
+    if found:
+        origin, group, target = torch.cat(found, dim=1)
+        strings, string_group = torch.cat(ended, dim=1)
     else:
-        origin = group = target = torch.zeros(0, dtype=torch.int64, device=device)
-    return Edges(origin, group, target, group_of_string, group_base)
+        origin = group = target = strings = string_group = empty
+    return Edges(origin, group, target, strings, string_group, group_base, stats)
+
+
+def _tail(trie, table, byte_classes, depth, nodes, node_cn, n_cn, pairs, group_base, found, ended, stats) -> int:
+    """Walk the strings longer than ``depth + 1`` bytes below the live nodes, column by column.
+
+    Every live pair is joined with the nodes of its group, then with the strings below each
+    node; each (origin, state, string) triple steps one byte per column until the string ends
+    (an edge) or the automaton dies. Returns the next free group id.
+    """
+    device = table.device
+    # nodes grouped by their group: [n_cn] counts, nodes in group order
+    order = torch.argsort(node_cn)
+    by_group = nodes[order]
+    gcount = torch.bincount(node_cn, minlength=n_cn)
+    gfirst = torch.cumsum(gcount, 0) - gcount
+    pc = gcount[pairs[1]]
+    total = int(pc.sum())
+    node = by_group[_expand(gfirst[pairs[1]], pc, total)]
+    oq = torch.repeat_interleave(pairs[[0, 2]], pc, dim=1, output_size=total)
+    dc = trie.tail_count[depth][node]
+    total = int(dc.sum())
+    s = _expand(trie.tail_first[depth][node], dc, total)  # [T] strings
+    o, q = torch.repeat_interleave(oq, dc, dim=1, output_size=total)
+    width = trie.width
+    stats["tail_triples"] = total
+    done: list[torch.Tensor] = []
+    k = depth + 1  # bytes consumed so far
+    while s.numel():
+        stats["tail_columns"] += 1
+        b = trie.string_bytes[s * width + k].long()
+        q = table[q, byte_classes[b]]
+        k += 1
+        alive = q != 0
+        finished = alive & (trie.string_len[s] == k)
+        if bool(finished.any()):
+            done.append(torch.stack([o[finished], s[finished], q[finished]]))
+        go = (alive & ~finished).nonzero().flatten()
+        o, q, s = o[go], q[go], s[go]
+    if not done:
+        return group_base
+    o, s, q = torch.cat(done, dim=1)
+    live, group = torch.unique(s, return_inverse=True)
+    found.append(torch.stack([o, group + group_base, q]))
+    ended.append(torch.stack([live, torch.arange(live.numel(), device=device) + group_base]))
+    return group_base + live.numel()

@@ -24,7 +24,7 @@ import torch
 from regexlm.errors import EmptyLanguageError
 from regexlm.index import cache as index_cache
 from regexlm.index.bitmask import pack_bitmask
-from regexlm.index.build import _unique_inverse, walk
+from regexlm.index.build import _expand, _unique_inverse, walk
 from regexlm.index.classes import group_classes
 from regexlm.index.min_tokens import token_distances
 from regexlm.index.token_index import TokenIndex
@@ -129,16 +129,20 @@ def build_index(dfa, vocab: Vocabulary, device=None, *, patterns: tuple[str, ...
     group = torch.cat([group, torch.full_like(matching, eos_group)])
     class_of_group, next_by_class = group_classes(origin, group, target, eos_group + 1, num_states)
 
-    # class_of: [V], 0 for ids that are never allowed
-    string_of = trie.string_of
-    group_of_token = torch.where(
-        string_of >= 0, edges.group_of_string[string_of.clamp(min=0)], torch.full_like(string_of, -1)
-    )
-    class_of = torch.where(group_of_token >= 0, class_of_group[group_of_token.clamp(min=0)], 0)
+    # class_of: [V], 0 for ids that are never allowed (or dead everywhere)
+    string_class = class_of_group[edges.string_group]
+    first = trie.token_of_string_start[edges.strings]
+    count = trie.token_of_string_start[edges.strings + 1] - first
+    total = int(count.sum())
+    tokens = trie.token_ids[_expand(first, count, total)]
+    class_of = torch.zeros(vocab.size, dtype=torch.int64, device=device)
+    class_of[tokens] = torch.repeat_interleave(string_class, count, output_size=total)
     if vocab.eos_ids:
-        class_of[torch.as_tensor(vocab.eos_ids, device=device)] = class_of_group[eos_group]
+        eos = torch.as_tensor(vocab.eos_ids, device=device)
+        class_of[eos] = class_of_group[eos_group]
+        tokens = torch.cat([tokens, eos])
 
-    bitmask = pack_bitmask(next_by_class >= 0, class_of, vocab.size)
+    bitmask = pack_bitmask(next_by_class >= 0, class_of, vocab.size, candidates=tokens)
     index = TokenIndex(
         next_by_class=next_by_class,
         class_of=class_of.to(torch.int32),
@@ -152,6 +156,7 @@ def build_index(dfa, vocab: Vocabulary, device=None, *, patterns: tuple[str, ...
         vocab_fingerprint=vocab.fingerprint,
     )
     index.info["build_seconds"] = time.perf_counter() - started
+    index.info.update(edges.stats)
     return index
 
 

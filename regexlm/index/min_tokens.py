@@ -44,12 +44,12 @@ def _bfs(starts: np.ndarray, adj: np.ndarray, sources: np.ndarray, n: int, allow
             break
         owner = np.repeat(np.arange(frontier.size), counts)
         idx = lo[owner] + np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-        nxt = np.unique(adj[idx])
+        nxt = adj[idx]
         nxt = nxt[dist[nxt] == UNREACHABLE]
         if allowed is not None:
             nxt = nxt[allowed[nxt]]
         dist[nxt] = level
-        frontier = nxt
+        frontier = np.flatnonzero(dist == level) if nxt.size > 64 else np.unique(nxt)
     return dist
 
 

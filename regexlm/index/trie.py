@@ -11,7 +11,13 @@ token string, in lexicographic order. For each level we keep
 * ``term[d]``        ``int64[n_d]``  the distinct string that ends at the node, or -1;
 * ``child_start[d]`` ``int64[n_d]``  first child at depth ``d + 1`` (children are contiguous,
   because the nodes of each level are sorted by parent, then byte);
-* ``child_count[d]`` ``int64[n_d]``  number of children.
+* ``child_count[d]`` ``int64[n_d]``  number of children;
+* ``tail_first[d]``, ``tail_count[d]`` ``int64[n_d]``: the strings strictly longer than the node
+  that start with it, a contiguous range of the sorted strings (for finishing a sparse walk
+  string by string, see :mod:`regexlm.index.build`).
+
+The strings themselves are kept as ``string_bytes uint8[U * W]`` (row-major, zero-padded to
+``W = max_len``) with ``string_len int64[U]``.
 
 Token ids with the same bytes share one string: ``string_of[V]`` maps an id to its string, or
 -1 for ids that are never allowed (special ids, empty bytes). Built once per vocabulary on the
@@ -34,9 +40,19 @@ class VocabTrie:
     term: list[torch.Tensor]  # per depth: [n_d]
     child_start: list[torch.Tensor]  # per depth: [n_d]
     child_count: list[torch.Tensor]  # per depth: [n_d]
+    tail_first: list[torch.Tensor]  # per depth: [n_d]
+    tail_count: list[torch.Tensor]  # per depth: [n_d]
+    string_bytes: torch.Tensor  # [U * W] uint8
+    string_len: torch.Tensor  # [U]
+    token_of_string_start: torch.Tensor  # [U + 1] CSR over `token_ids`
+    token_ids: torch.Tensor  # [V'] allowed token ids, grouped by string
 
     @property
     def max_len(self) -> int:
+        return len(self.byte)
+
+    @property
+    def width(self) -> int:
         return len(self.byte)
 
     @property
@@ -52,6 +68,12 @@ class VocabTrie:
             move(self.term),
             move(self.child_start),
             move(self.child_count),
+            move(self.tail_first),
+            move(self.tail_count),
+            self.string_bytes.to(device),
+            self.string_len.to(device),
+            self.token_of_string_start.to(device),
+            self.token_ids.to(device),
         )
 
     @classmethod
@@ -81,7 +103,7 @@ class VocabTrie:
             differs = padded[1:] != padded[:-1]
             lcp[1:] = np.argmax(differs, axis=1)
         byte, term, node_of_prev = [], [], None
-        parents = []
+        parents, tail_first, tail_count = [], [], []
         for d in range(1, width + 1):
             members = np.nonzero(lengths >= d)[0]
             new = lcp[members] < d
@@ -91,6 +113,10 @@ class VocabTrie:
             byte.append(padded[first, d - 1].astype(np.int64))
             term.append(np.where(lengths[first] == d, first, -1))
             parents.append(np.zeros(first.size, dtype=np.int64) if d == 1 else node_of_prev[first])
+            block = np.bincount(node_of[members], minlength=first.size)  # strings under each node
+            ends_here = (lengths[first] == d).astype(np.int64)
+            tail_first.append(first + ends_here)
+            tail_count.append(block - ends_here)
             node_of_prev = node_of
         child_start, child_count = [], []
         for d in range(width):
@@ -104,6 +130,10 @@ class VocabTrie:
                 stop = start
             child_start.append(start.astype(np.int64))
             child_count.append((stop - start).astype(np.int64))
+        string_bytes = np.where(padded[:, :width] >= 0, padded[:, :width], 0).astype(np.uint8)
+        order = np.argsort(string_of, kind="stable")
+        order = order[string_of[order] >= 0]  # allowed token ids, by string
+        starts = np.searchsorted(string_of[order], np.arange(u + 1))
         t = torch.from_numpy
         return cls(
             t(string_of),
@@ -112,4 +142,10 @@ class VocabTrie:
             [t(x.astype(np.int64)) for x in term],
             [t(x) for x in child_start],
             [t(x) for x in child_count],
+            [t(x.astype(np.int64)) for x in tail_first],
+            [t(x.astype(np.int64)) for x in tail_count],
+            t(np.ascontiguousarray(string_bytes).reshape(-1)),
+            t(lengths),
+            t(starts.astype(np.int64)),
+            t(order.astype(np.int64)),
         )
