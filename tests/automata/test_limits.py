@@ -65,9 +65,10 @@ def test_limits_are_configurable():
         compile_regex(r"(a|b)*a(a|b){10}", max_states=1000)
     dfa = compile_regex(r"(a|b)*a(a|b){10}", max_states=5000)
     assert dfa.num_states == 2**11 + 1  # 2^11 windows of the last 11 letters, plus dead
-    assert compile_regex(
-        r"a{60000}", max_nfa_states=500_000, max_states=70_000, timeout=None
-    ).fullmatch("a" * 60000)
+    with pytest.raises(PatternTooComplexError):
+        compile_regex(r"a{20000}")
+    dfa = compile_regex(r"a{20000}", max_nfa_states=100_000, max_states=30_000, timeout=None)
+    assert dfa.fullmatch("a" * 20000) and not dfa.fullmatch("a" * 19999)
 
 
 def test_realistic_large_repeat_compiles():
