@@ -54,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="most patterns per request (default %(default)s)")
     parser.add_argument("--max-pattern-chars", type=int, default=Limits.max_pattern_chars, metavar="N",
                         help="longest pattern (default %(default)s)")
+    parser.add_argument("--batch-window", type=float, default=Limits.batch_window, metavar="SECONDS",
+                        help="longest wait for more requests before starting a batch that is not "
+                             "full (default %(default)s)")
     parser.add_argument("--log-level", default="info",
                         choices=("critical", "error", "warning", "info", "debug"),
                         help="log verbosity (default %(default)s)")
@@ -134,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
             queue_size=args.queue_size, request_timeout=args.request_timeout,
             max_body_bytes=args.max_body_bytes, max_prompt_chars=args.max_prompt_chars,
             max_patterns=args.max_patterns, max_pattern_chars=args.max_pattern_chars,
-            compile_timeout=args.compile_timeout, model_name=args.model or "smollm2",
+            compile_timeout=args.compile_timeout, batch_window=args.batch_window,
+            model_name=args.model or "smollm2",
         )
     except ValueError as exc:
         _say(f"error: {exc}")

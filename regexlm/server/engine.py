@@ -4,9 +4,11 @@ Requests are admitted by the event loop and decoded by a single worker thread, s
 drives one :class:`~regexlm.generation.Generator`. The worker takes up to ``max_batch_size`` waiting
 jobs, runs them through ``generate_batch`` together (each with its own prompt, patterns and
 sampling parameters), hands each result back to the event loop, and starts over with whatever
-arrived meanwhile. When it wakes up to a queue shorter than a full batch while more admitted
-requests are on their way (still compiling their patterns), it waits up to ``batch_window``
-seconds for them, so bursts decode together.
+arrived meanwhile. When it finds fewer requests waiting than a full batch while more are likely on
+their way (admitted requests still compiling their patterns, or fewer waiting than the last batch
+held, whose clients tend to come back together), it waits up to ``batch_window`` seconds for
+them, so that bursts and steady streams of clients decode together instead of splitting into a
+small batch and a large one.
 
 Life of a request:
 
@@ -107,7 +109,7 @@ class Engine:
     """Batch concurrent requests onto one generator, from a single worker thread."""
 
     def __init__(self, generator: Any, *, max_batch_size: int, queue_size: int,
-                 metrics: ServiceMetrics, batch_window: float = 0.005):
+                 metrics: ServiceMetrics, batch_window: float = 0.02):
         self.generator = generator
         self.max_batch_size = max_batch_size
         self.queue_size = queue_size
@@ -117,6 +119,7 @@ class Engine:
         self._queue: deque[Job] = deque()
         self._admitted = 0  # tickets not yet released (compiling or waiting)
         self._running: list[Job] = []
+        self._last_batch_size = 0
         self._closing = False
         self._thread: threading.Thread | None = None
         self.batches = 0
@@ -237,11 +240,13 @@ class Engine:
                 if self._closing and self._admitted == 0:
                     return None
                 self._cond.wait(0.5)
-            # More admitted requests are still compiling: give them a moment to join.
+            # Give stragglers a moment to join: requests still compiling their patterns, and the
+            # clients of the last batch, who tend to come back together.
             if self.batch_window > 0 and len(self._queue) < self.max_batch_size:
                 deadline = time.perf_counter() + self.batch_window
                 while (len(self._queue) < self.max_batch_size
-                       and self._admitted > len(self._queue)):
+                       and (self._admitted > len(self._queue)
+                            or len(self._queue) < self._last_batch_size)):
                     left = deadline - time.perf_counter()
                     if left <= 0:
                         break
@@ -250,6 +255,7 @@ class Engine:
             while self._queue and len(batch) < self.max_batch_size:
                 batch.append(self._queue.popleft())
             self._running = batch
+            self._last_batch_size = len(batch)
         now = time.perf_counter()
         for job in batch:
             job.started_at = now

@@ -46,7 +46,7 @@ class Limits:
     #: Seconds a pattern may take to compile before it is called too complex.
     compile_timeout: float = 10.0
     #: Seconds the engine waits for more requests before starting a batch that is not full.
-    batch_window: float = 0.005
+    batch_window: float = 0.02
     #: Seconds a client is told to wait (``Retry-After``) when the queue is full.
     retry_after: int = 1
 
