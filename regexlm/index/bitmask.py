@@ -21,8 +21,8 @@ def _bits(device) -> torch.Tensor:
 
 
 def _to_int32(words: torch.Tensor) -> torch.Tensor:
-    """Unsigned 32-bit words held in int64 -> the same bits as int32."""
-    return torch.where(words >= (1 << 31), words - (1 << 32), words).to(torch.int32)
+    """Unsigned 32-bit words held in int64 -> the same bits as int32 (the cast truncates)."""
+    return words.to(torch.int32)
 
 
 # Below this many states, rows are packed as they are, without looking for repeats.

@@ -7,6 +7,7 @@ every DFA state, then computes token-level reachability and distances by plain i
 from __future__ import annotations
 
 import numpy as np
+import torch
 import pytest
 
 from regexlm.automata import compile_regex
@@ -92,3 +93,34 @@ def _invalid_utf8(b: bytes) -> bool:
     except UnicodeDecodeError:
         return True
     return False
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        {"TAIL_MAX": -1, "MERGE_FROM": 10**9},  # trie walk only, groups by class sequence
+        {"TAIL_MAX": -1, "MERGE_FROM": 1},  # trie walk, groups merged at every depth
+        {"TAIL_MAX": 10**12, "MERGE_FROM": 10**9},  # string-by-string from the first byte
+    ],
+    ids=["trie", "trie+merge", "tail"],
+)
+@pytest.mark.parametrize("pattern", [r"[a-z]+@[a-z]+\.com", r".{0,3}", r"(a|b)*a(a|b){3}", "[日本語]{1,4}"])
+def test_every_build_strategy_is_exact(smollm2_vocab, monkeypatch, strategy, pattern):
+    from regexlm.index import bitmask, build
+
+    for name, value in strategy.items():
+        monkeypatch.setattr(build, name, value)
+    monkeypatch.setattr(bitmask, "DEDUPE_FROM", 1)
+    dfa = compile_regex(pattern)
+    assert compare(build_index(dfa, smollm2_vocab), dfa, smollm2_vocab) == EXACT
+
+
+@pytest.mark.parametrize("packing", [{"MATMUL_MAX_CLASSES": 0}, {"MATMUL_MAX_CLASSES": 10**6}], ids=["fold", "matmul"])
+def test_wide_bitmask_packings_agree(smollm2_vocab, monkeypatch, packing):
+    from regexlm.index import bitmask
+
+    dfa = compile_regex(r"[A-Z][a-z ,]{2,12}\.")
+    reference = build_index(dfa, smollm2_vocab).bitmask
+    for name, value in packing.items():
+        monkeypatch.setattr(bitmask, name, value)
+    assert torch.equal(build_index(dfa, smollm2_vocab).bitmask, reference)
