@@ -209,8 +209,8 @@ def gpu_bench(args):
                         print(
                             f"{config:9s} {row['dtype']:8s} V={V:6d} B={B:3d} {name:10s} "
                             f"{ms * 1e3:9.1f} us {row['gbps']:8.1f} GB/s "
-                            f"x{row['vs_one_pass']:.2f} of one pass, "
-                            f"{row['speedup_vs_torch']:.2f}x vs torch-sort",
+                            f"x{row['vs_one_pass'] or float('nan'):.2f} of one pass, "
+                            f"{row['speedup_vs_torch'] or float('nan'):.2f}x vs torch-sort",
                             flush=True,
                         )
                     del a
