@@ -146,10 +146,11 @@ class Engine:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Start the worker thread (once). Requests admitted before a drain are still served."""
         with self._cond:
-            if self._closing:
-                raise EngineClosed
             if self._thread is None:
+                if self._closing:
+                    raise EngineClosed
                 self._thread = threading.Thread(target=self._work, name="regexlm-engine", daemon=True)
                 self._thread.start()
 

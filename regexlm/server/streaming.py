@@ -12,9 +12,11 @@ then one final event with exactly the body a non-streaming request would get::
     event: completion
     data: {"completion": "2024-05-17", "tokens_generated": 10, "stop_reason": "pattern_match", ...}
 
-Errors found before the stream starts (validation, patterns, a full queue) are ordinary JSON
-answers. An error after it started (the request timed out, generation failed) ends the stream with
-``event: error`` and the usual ``{"error": ..., "code": ...}`` object. While streaming, the
+Errors found before the first token (validation, patterns, a full queue, a prompt too long for the
+model, a timeout while waiting) are ordinary JSON answers with their status: the 200 and the
+event stream only start with the first token. An error after that (the request timed out,
+generation failed) ends the stream with ``event: error`` and the usual
+``{"error": ..., "code": ...}`` object. While streaming, the
 response listens for the client leaving and cancels the job when it does.
 """
 
@@ -30,6 +32,10 @@ from typing import Any
 from starlette.types import Receive, Scope, Send
 
 from regexlm.server.engine import Engine, Job
+from regexlm.server.errors import send_error
+
+TIMEOUT_MESSAGE = ("The request took longer than this server's time limit; try again later or ask "
+                   "for fewer tokens.")
 
 HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -78,15 +84,43 @@ class CompletionStream:
         self._index = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
         gone = asyncio.ensure_future(wait_for_disconnect(receive))
         try:
+            # Hold the 200 back until there is something to stream: a request that fails before
+            # its first token (a prompt too long for the model, say) gets a plain JSON error.
+            if not await self._first_event(scope, send, gone):
+                return
+            await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
             await self._stream(scope, send, gone)
         except OSError:  # the connection broke while we wrote to it
             self.engine.cancel(self.job, "disconnect")
             scope["regexlm.status"] = 499
         finally:
             gone.cancel()
+
+    async def _first_event(self, scope: Scope, send: Send, gone: asyncio.Future) -> bool:
+        """Wait for the first token or the end; answer plainly and return False on a failure."""
+        job = self.job
+        arrived = asyncio.ensure_future(self.events.arrived.wait())
+        try:
+            remaining = self.deadline - time.perf_counter()
+            done, _ = await asyncio.wait({arrived, gone, job.future}, timeout=max(remaining, 0),
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            arrived.cancel()
+        if self.events.pending or (job.future.done() and job.future.exception() is None):
+            return True
+        if job.future.done():
+            _, body = await self.finish(job)
+            await send_error(send, body["code"], body["error"])
+            return False
+        if gone in done:
+            self.engine.cancel(job, "disconnect")
+            scope["regexlm.status"] = 499
+            return False
+        self.engine.cancel(job, "timeout")
+        await send_error(send, 504, TIMEOUT_MESSAGE)
+        return False
 
     async def _send(self, send: Send, chunk: bytes, more: bool = True) -> None:
         await send({"type": "http.response.body", "body": chunk, "more_body": more})
@@ -121,7 +155,6 @@ class CompletionStream:
                 scope["regexlm.status"] = 499
                 return
             self.engine.cancel(job, "timeout")
-            await self._send(send, sse_event("error", {
-                "error": "The request took longer than this server's time limit; try again later "
-                         "or ask for fewer tokens.", "code": 504}), more=False)
+            await self._send(send, sse_event("error", {"error": TIMEOUT_MESSAGE, "code": 504}),
+                             more=False)
             return

@@ -158,6 +158,9 @@ def test_prompt_longer_than_the_models_context(tiny_generator):
     with TestClient(app) as client:
         message = assert_error(post(client, {"prompt": "word " * 3000, "pattern": "a"}), 400)
         assert "context" in message
+        # Streaming or not: the failure comes before the first token, so it is a plain 400.
+        response = post(client, {"prompt": "word " * 3000, "pattern": "a", "stream": True})
+        assert "context" in assert_error(response, 400)
         # The server goes on answering.
         assert post(client, {"prompt": "word", "pattern": "a"}).status_code == 200
 

@@ -282,3 +282,34 @@ def test_draining_server_reports_unhealthy_and_refuses_new_work():
         fake.gate.set()
         assert in_flight.result().status_code == 200
         assert drained.result(10) is True
+
+
+def test_streaming_timeouts_before_and_after_the_first_token():
+    fake = ScriptedGenerator(step_delay=0.05)
+    fake.gate.clear()
+    with TestClient(make_app(fake, request_timeout=0.4, max_new_tokens_limit=100)) as client:
+        request = {"prompt": "a", "pattern": "x+", "max_new_tokens": 100,
+                   "stop_after_match": False, "stream": True}
+        # Nothing generated yet when the time is up: a plain JSON 504.
+        response = client.post(URL, json=request, headers=AUTH)
+        assert response.status_code == 504 and response.json()["code"] == 504
+        fake.gate.set()
+        # Tokens already streamed: the stream ends with an error event.
+        response = client.post(URL, json=request, headers=AUTH)
+        assert response.status_code == 200
+        events = [block.split("\n") for block in response.text.split("\n\n") if block]
+        assert events[0][0] == "event: token" and events[-1][0] == "event: error"
+        assert json.loads(events[-1][1][6:])["code"] == 504
+
+
+def test_requests_admitted_before_a_drain_are_still_served():
+    fake = ScriptedGenerator(compile_delay=0.4)
+    with TestClient(make_app(fake)) as client, ThreadPoolExecutor(2) as pool:
+        engine = client.app.state.service.engine
+        compiling = pool.submit(client.post, URL, json={"prompt": "a", "pattern": "x{2}"}, headers=AUTH)
+        wait_until(lambda: engine.waiting == 1)
+        drained = client.portal.start_task_soon(engine.drain, 10)
+        wait_until(lambda: engine.closing)
+        response = compiling.result(10)
+        assert response.status_code == 200 and response.json()["completion"] == "xx"
+        assert drained.result(10) is True
