@@ -122,8 +122,11 @@ class RegexLogitsProcessor(_Base):
         allowed = allowed_mask(states, budgets, index)  # [B, V]
         if self._blocked_eos.numel():
             allowed[:, self._blocked_eos.to(device)] = False
+        # Like the Generator, a row stops after the first *generated* token that makes a match:
+        # a pattern that matches the empty text still gets one token.
+        stop_at_match = self.stop_after_match and self._generated > 0
         eos_only = torch.tensor(
-            [done or (self.stop_after_match and self._is_match(s))
+            [done or (stop_at_match and self._is_match(s))
              for s, done in zip(self._states, self._done)],
             dtype=torch.bool,
             device=device,

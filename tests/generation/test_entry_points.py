@@ -113,3 +113,36 @@ def test_cli_plain_text_and_exit_codes(tiny_model_dir, capsys):
     assert "max-new-tokens" in capsys.readouterr().err
     assert _cli(["generate", "x", "-p", "(a", "--model", str(tiny_model_dir)]) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_default_generator_is_built_once_under_concurrency(tiny_model_dir, monkeypatch):
+    import threading
+
+    from regexlm.generation import default
+    from regexlm.generation.generator import Generator
+
+    monkeypatch.setattr(default, "_shared", {})
+    built = []
+    original = Generator.from_pretrained.__func__
+
+    def counting(cls, name_or_path=None, **kwargs):
+        built.append(name_or_path)
+        return original(cls, name_or_path, **kwargs)
+
+    monkeypatch.setattr(Generator, "from_pretrained", classmethod(counting))
+    barrier = threading.Barrier(6)
+    results = []
+
+    def worker():
+        barrier.wait()
+        results.append(default.generate("x", r"(yes|no)", model=str(tiny_model_dir),
+                                        temperature=0))
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert built == [str(tiny_model_dir)]
+    assert len(results) == 6 and len({r.completion for r in results}) == 1
+    assert results[0].completion in ("yes", "no")

@@ -17,6 +17,7 @@ CASES = [
     (r"(red|green|blue)", 4),
     (r"[αβγ]+ (été|日本)", 8),
     ([r"[0-9]{3}", r"(yes|no)"], 6),
+    (r"[a-z]{0,3}", 4),  # matches the empty text: one token is still generated
 ]
 MODES = {
     "greedy": dict(do_sample=False),

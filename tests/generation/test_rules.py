@@ -50,7 +50,7 @@ def _bound(tokenizer, cases) -> int:
     return min(len(tokenizer.encode(example)) for _, example in cases)
 
 
-@settings(max_examples=250, **SETTINGS)
+@settings(max_examples=400, **SETTINGS)
 @given(case=realistic_requests())
 def test_one_request_keeps_every_rule(tiny_generator, case):
     request, cases = case
@@ -59,7 +59,7 @@ def test_one_request_keeps_every_rule(tiny_generator, case):
                      min_tokens=_bound(tiny_generator.tokenizer, cases))
 
 
-@settings(max_examples=80, **SETTINGS)
+@settings(max_examples=150, **SETTINGS)
 @given(cases=st.lists(realistic_requests(), min_size=2, max_size=6))
 def test_mixed_batch_keeps_every_rule(tiny_generator, cases):
     requests = [request for request, _ in cases]
@@ -80,7 +80,7 @@ def random_pattern_requests(draw):
     return GenerationRequest(draw(prompts), pattern, **draw(params))
 
 
-@settings(max_examples=200, **SETTINGS)
+@settings(max_examples=400, **SETTINGS)
 @given(request=random_pattern_requests())
 def test_random_patterns_keep_every_rule(tiny_generator, request):
     from hypothesis import assume
