@@ -59,9 +59,9 @@ def compile_regex(
     deadline.check("NFA construction")
     nfa = remove_looks(nfa, limits, deadline)
     table, accept, class_of, start = determinize(nfa, limits, deadline)
-    table = mz.prune(table, accept)
-    # Merge construction classes that no state tells apart before the quadratic-ish stages.
+    # Merge construction classes that no state tells apart, before the costlier stages.
     table, class_of = mz.compress_classes(table, class_of)
+    table = mz.prune(table, accept)
     if minimize:
         blocks = mz.minimize(table, accept, deadline)
     else:

@@ -26,15 +26,14 @@ DEAD = 0
 
 
 def _predecessors(table: np.ndarray):
-    """CSR of distinct (target -> sources) pairs: (indptr int64[S+1], sources int64[E])."""
+    """CSR of (target -> sources) over all transitions: (indptr int64[S+1], sources int64[E])."""
     num_states, num_classes = table.shape
-    src = np.repeat(np.arange(num_states, dtype=np.int64), num_classes)
-    dst = table.reshape(-1).astype(np.int64)
-    pairs = np.unique(dst * num_states + src)
-    dst, src = pairs // num_states, pairs % num_states
+    dst = table.reshape(-1)
+    order = np.argsort(dst, kind="stable")
+    src = order // num_classes
     indptr = np.zeros(num_states + 1, dtype=np.int64)
-    np.add.at(indptr, dst + 1, 1)
-    return np.cumsum(indptr), src
+    np.cumsum(np.bincount(dst, minlength=num_states), out=indptr[1:])
+    return indptr, src
 
 
 def prune(table: np.ndarray, accept: np.ndarray) -> np.ndarray:
@@ -200,35 +199,29 @@ def minimize(table: np.ndarray, accept: np.ndarray, deadline: Deadline) -> np.nd
 
 
 def renumber(table: np.ndarray, accept: np.ndarray, start: int, block_of: np.ndarray):
-    """Quotient by ``block_of``, keeping reachable blocks in BFS order, the dead block as 0.
+    """Quotient by ``block_of``: the dead block becomes 0, the start block 1 (unless the language
+    is empty), the others follow in the order of their first state (breadth-first order, as the
+    subset construction numbers states).
 
+    Every state of ``table`` must be reachable from ``start`` (so every block is).
     Returns ``(table int32[S', C], accept int32[S'], start)``.
     """
+    num_states = len(block_of)
+    _, block_of = np.unique(block_of, return_inverse=True)  # ids 0 .. blocks-1, no gaps
+    block_of = block_of.reshape(-1)
     num_blocks = int(block_of.max()) + 1
-    rep = np.full(num_blocks, -1, dtype=np.int64)  # block -> a representative state
-    rep[block_of[::-1]] = np.arange(len(block_of))[::-1]
-    # Block-level table: btable[b, c] = block of the successor of b's representative.
-    btable = block_of[table[rep]].tolist()
+    rep = np.empty(num_blocks, dtype=np.int64)  # block -> its first (smallest) state
+    rep[block_of[::-1]] = np.arange(num_states - 1, -1, -1)
     dead_block = int(block_of[DEAD])
     start_block = int(block_of[start])
-    new_id = np.full(num_blocks, -1, dtype=np.int64)
-    new_id[dead_block] = DEAD
-    order = [dead_block]
-    if start_block != dead_block:
-        new_id[start_block] = 1
-        order.append(start_block)
-    seen = new_id.tolist()
-    i = 1
-    while i < len(order):
-        for b in btable[order[i]]:
-            if seen[b] < 0:
-                seen[b] = len(order)
-                order.append(b)
-        i += 1
-    new_id = np.array(seen, dtype=np.int64)
-    order_a = np.array(order, dtype=np.int64)
-    out = new_id[np.array(btable, dtype=np.int64)[order_a]].astype(np.int32)
-    acc = accept[rep[order_a]].astype(np.int32)
+    key = rep.copy()
+    key[start_block] = -1
+    key[dead_block] = -2
+    order = np.argsort(key, kind="stable")  # new id -> block
+    new_id = np.empty(num_blocks, dtype=np.int64)
+    new_id[order] = np.arange(num_blocks)
+    out = new_id[block_of[table[rep[order]]]].astype(np.int32)  # int32[S', C]
+    acc = accept[rep[order]].astype(np.int32)
     out[DEAD] = DEAD
     acc[DEAD] = -1
     return out, acc, int(new_id[start_block])
