@@ -70,6 +70,8 @@ class Job:
     finished_at: float | None = None
     cancel_reason: str | None = None
     tokens_seen: int = 0
+    #: The job's place in the queue, released when it starts decoding or leaves.
+    ticket: Ticket | None = None
 
     @property
     def cancelled(self) -> bool:
@@ -203,10 +205,10 @@ class Engine:
         """Queue a request whose place ``ticket`` holds; its result arrives on ``job.future``."""
         self.start()
         loop = asyncio.get_running_loop()
-        job = Job(request=request, future=loop.create_future(), loop=loop, on_token=on_token)
+        job = Job(request=request, future=loop.create_future(), loop=loop, on_token=on_token,
+                  ticket=ticket)
         # A caller that gave up (timeout, disconnect) never reads the outcome; mark it read.
         job.future.add_done_callback(lambda f: f.cancelled() or f.exception())
-        job.ticket = ticket  # type: ignore[attr-defined]
         with self._cond:
             self._queue.append(job)
             self._cond.notify_all()
@@ -223,7 +225,7 @@ class Engine:
                 self._queue.remove(job)
         self.metrics.cancelled.inc(reason=reason)
         if waiting:
-            job.ticket.release()  # type: ignore[attr-defined]
+            job.ticket.release()
             _resolve(job.future, error=JobCancelled(reason))
 
     # -- the worker thread ---------------------------------------------------------------------
@@ -260,7 +262,7 @@ class Engine:
         now = time.perf_counter()
         for job in batch:
             job.started_at = now
-            job.ticket.release()  # type: ignore[attr-defined]
+            job.ticket.release()
             self.metrics.queue_wait.observe(job.queue_s)
         return batch
 
