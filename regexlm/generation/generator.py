@@ -6,11 +6,14 @@ the pattern list; the index layer keeps its own memory and disk cache beneath). 
 checked and compiled before the model runs, so a bad field or a bad pattern fails fast and costs
 no model time; then :func:`regexlm.generation.decode_loop.run_batch` decodes the batch.
 
-A Generator is not thread-safe: one thread drives one Generator.
+One thread drives a Generator's ``generate``/``generate_batch``. ``compile`` may also be called
+from other threads (a server compiles patterns in a pool while a batch decodes): the pattern
+cache is guarded by a lock, and compilations of different patterns run in parallel.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -43,6 +46,7 @@ class Generator:
         self.max_cached_patterns = max_cached_patterns
         self._vocabulary = None
         self._constraints: OrderedDict[tuple[str, ...], Constraint] = OrderedDict()
+        self._lock = threading.Lock()
 
     @classmethod
     def from_pretrained(cls, name_or_path=None, *, device=None, backend: str = "auto",
@@ -69,9 +73,11 @@ class Generator:
         if self._vocabulary is None:
             from regexlm.index import Vocabulary
 
-            self._vocabulary = Vocabulary.from_tokenizer(
-                self.tokenizer, vocab_size=self.vocab_size, generation_config=self.model
-            )
+            with self._lock:
+                if self._vocabulary is None:
+                    self._vocabulary = Vocabulary.from_tokenizer(
+                        self.tokenizer, vocab_size=self.vocab_size, generation_config=self.model
+                    )
         return self._vocabulary
 
     def compile(self, pattern: str | Sequence[str]):
@@ -84,20 +90,24 @@ class Generator:
     def _constraint(self, pattern: str | Sequence[str]) -> tuple[Constraint, float]:
         """(constraint, seconds spent compiling it now: 0 when it was cached)."""
         key = (pattern,) if isinstance(pattern, str) else tuple(pattern)
-        found = self._constraints.get(key)
-        if found is not None:
-            self._constraints.move_to_end(key)
-            return found, 0.0
+        with self._lock:
+            found = self._constraints.get(key)
+            if found is not None:
+                self._constraints.move_to_end(key)
+                return found, 0.0
         from regexlm.index import compile as compile_index
 
+        vocabulary = self.vocabulary
         started = time.perf_counter()
         source = key[0] if len(key) == 1 else list(key)
-        index = compile_index(source, self.vocabulary, device=self.device)
+        index = compile_index(source, vocabulary, device=self.device)
         constraint = Constraint.from_index(index, key)
         seconds = time.perf_counter() - started
-        self._constraints[key] = constraint
-        while len(self._constraints) > self.max_cached_patterns:
-            self._constraints.popitem(last=False)
+        with self._lock:
+            self._constraints[key] = constraint
+            self._constraints.move_to_end(key)
+            while len(self._constraints) > self.max_cached_patterns:
+                self._constraints.popitem(last=False)
         return constraint, seconds
 
     # --- prompts -------------------------------------------------------------------------------

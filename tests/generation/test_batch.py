@@ -166,3 +166,33 @@ def test_timings_are_reported(tiny_generator):
                                     max_new_tokens=8)
     assert again.timings["compile_s"] == 0.0  # cached
     assert again.timings["prefill_s"] > 0 and again.timings["decode_s"] > 0
+
+
+def test_compile_from_other_threads_while_decoding(tiny_model):
+    """A server compiles in a pool while one thread decodes; the pattern cache stays sound."""
+    import threading
+
+    from regexlm.generation import Generator
+
+    model, tokenizer = tiny_model
+    generator = Generator(model, tokenizer, max_cached_patterns=3)
+    patterns = [f"[a-z]{{{n}}}" for n in range(1, 9)]
+    errors = []
+
+    def compile_all():
+        try:
+            for pattern in patterns:
+                index = generator.compile(pattern)
+                assert index.num_states > 0
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=compile_all) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    results = [generator.generate("x", p, temperature=0, max_new_tokens=10) for p in patterns]
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert all(r.matched for r in results)
+    assert len(generator._constraints) <= 3
