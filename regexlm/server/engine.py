@@ -368,7 +368,7 @@ class Engine:
 
     def _finish(self, batch: list[Job], completions: list[Any]) -> None:
         now = time.perf_counter()
-        for job, completion in zip(batch, completions):
+        for job, completion in zip(batch, completions, strict=True):
             job.finished_at = now
             if job.cancelled:
                 self._post(job, error=JobCancelled(job.cancel_reason or "cancelled"))

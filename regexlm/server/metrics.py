@@ -35,7 +35,7 @@ def _escape(value: str) -> str:
 
 
 def _format_labels(names: Sequence[str], values: Sequence[str], extra: str = "") -> str:
-    parts = [f'{name}="{_escape(value)}"' for name, value in zip(names, values)]
+    parts = [f'{name}="{_escape(value)}"' for name, value in zip(names, values, strict=True)]
     if extra:
         parts.append(extra)
     return "{" + ",".join(parts) + "}" if parts else ""
@@ -146,7 +146,7 @@ class Histogram(_Metric):
         lines = self.header()
         for key, (counts, total) in items:
             running = 0
-            for bound, count in zip((*self.buckets, math.inf), counts):
+            for bound, count in zip((*self.buckets, math.inf), counts, strict=True):
                 running += count
                 le = 'le="' + _number(bound) + '"'
                 lines.append(f"{self.name}_bucket{_format_labels(self.labelnames, key, le)} {running}")

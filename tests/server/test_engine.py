@@ -245,7 +245,7 @@ def test_a_failing_request_does_not_take_its_batch_down(caplog):
         wait_until(lambda: engine.queue_depth == 4)
         fake.gate.set()
         assert blocker.result().status_code == 200
-        responses = dict(zip(prompts, (f.result() for f in futures)))
+        responses = dict(zip(prompts, (f.result() for f in futures), strict=True))
     assert [responses[p].status_code for p in prompts] == [200, 500, 200, 200]
     error = responses["boom"].json()
     assert error["code"] == 500 and "scripted failure" not in error["error"]

@@ -63,7 +63,7 @@ def test_32_concurrent_requests_succeed_and_are_batched(default_server):
 
     before = default_server.client().get("/metrics").text
     responses = asyncio.run(main())
-    for request, response in zip(requests, responses):
+    for request, response in zip(requests, responses, strict=True):
         assert response.status_code == 200, response.text
         body = response.json()
         check(body, request)
@@ -138,7 +138,7 @@ def test_sigterm_lets_requests_in_flight_finish():
                 return responses
 
         responses = asyncio.run(main())
-        for request, response in zip(requests, responses):
+        for request, response in zip(requests, responses, strict=True):
             assert response.status_code == 200, response.text
             body = response.json()
             check(body, request)
