@@ -196,3 +196,30 @@ def test_compile_from_other_threads_while_decoding(tiny_model):
     assert not errors
     assert all(r.matched for r in results)
     assert len(generator._constraints) <= 3
+
+
+def test_a_row_with_no_allowed_token_ends_without_garbage(tiny_generator, monkeypatch, caplog):
+    """Should a step ever find no allowed token at a non-matching state, the row ends as
+    token_limit with what it had, and a warning is logged."""
+    import torch
+
+    import regexlm.ops as ops
+
+    real = ops.sample_step
+    calls = []
+
+    def stuck_on_third_step(logits, states, *args, **kwargs):
+        result = real(logits, states, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 3:
+            return type(result)(torch.full_like(result.tokens, -1), states.clone(),
+                                torch.ones_like(result.no_allowed))
+        return result
+
+    monkeypatch.setattr(ops, "sample_step", stuck_on_third_step)
+    with caplog.at_level("WARNING", logger="regexlm.generation"):
+        result = tiny_generator.generate("x", r"[0-9]{10}", temperature=0, max_new_tokens=12)
+    assert result.tokens_generated == 2 and -1 not in result.token_ids
+    assert result.stop_reason == "token_limit" and not result.matched
+    assert result.completion == tiny_generator.tokenizer.decode(result.token_ids)
+    assert "no token is allowed" in caplog.text

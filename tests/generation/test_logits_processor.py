@@ -87,3 +87,18 @@ def test_processor_instance_is_reusable(tiny_model):
         for row in _generate(model, tokenizer, prompts, processor, 6, do_sample=False):
             text = tokenizer.decode(_strip_end(row, tokenizer.eos_token_id))
             assert re.fullmatch(r"[0-9]{3}", text)
+
+
+@pytest.mark.parametrize("penalty", [0.7, 1.5, 3.0])
+def test_repetition_penalty_agrees_with_transformers(tiny_model, tiny_generator, penalty):
+    """Greedy with transformers' own repetition penalty over prompt + generated ids gives the
+    Generator's tokens: same seen set, same rule."""
+    model, tokenizer = tiny_model
+    prompt = "abc abc abc 123 123"
+    for pattern, budget in [(r"[a-z0-9 ]{12}", 12), (r"[a-z]+@[a-z]+\.com", 8)]:
+        processor = RegexLogitsProcessor(pattern, tokenizer, max_new_tokens=budget)
+        row = _generate(model, tokenizer, [prompt], processor, budget, do_sample=False,
+                        repetition_penalty=penalty)[0]
+        ours = tiny_generator.generate(prompt, pattern, temperature=0, max_new_tokens=budget,
+                                       repetition_penalty=penalty)
+        assert _strip_end(row, tokenizer.eos_token_id) == ours.token_ids
