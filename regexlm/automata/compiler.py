@@ -1,7 +1,7 @@
 """``compile_regex``: the pipeline from pattern strings to a minimized byte DFA.
 
-    pattern(s) --parse--> syntax tree --nfa--> character NFA --remove assertions-->
-    NFA --subset construction (UTF-8, byte classes)--> DFA --prune, minimize--> DFA
+    pattern(s) --parse--> syntax tree --nfa--> character NFA --remove assertions, trim-->
+    NFA --subset construction (UTF-8, byte classes)--> DFA --minimize--> DFA
 
 Each stage lives in its own module; this one wires them and applies the limits.
 """
@@ -21,7 +21,7 @@ from regexlm.automata.limits import (
     Deadline,
     Limits,
 )
-from regexlm.automata.nfa import build_nfa, remove_looks
+from regexlm.automata.nfa import build_nfa, remove_looks, trim
 from regexlm.automata.parse import parse
 
 
@@ -41,7 +41,7 @@ def compile_regex(
 
     ``max_states`` caps the DFA states built, ``max_nfa_states`` the (estimated) NFA size and
     ``timeout`` the seconds spent; past any of them :class:`~regexlm.PatternTooComplexError` is
-    raised. ``minimize=False`` skips minimization (still pruned; for tests and debugging).
+    raised. ``minimize=False`` skips minimization (for tests and debugging).
 
     Raises :class:`~regexlm.RegexSyntaxError` for invalid syntax and
     :class:`~regexlm.UnsupportedRegexError` for constructs no finite automaton can express.
@@ -57,17 +57,14 @@ def compile_regex(
     trees = [parse(p) for p in patterns]
     nfa = build_nfa(trees, limits)
     deadline.check("NFA construction")
-    nfa = remove_looks(nfa, limits, deadline)
+    nfa = trim(remove_looks(nfa, limits, deadline))
     table, accept, class_of, start = determinize(nfa, limits, deadline)
     # Merge construction classes that no state tells apart, before the costlier stages.
     table, class_of = mz.compress_classes(table, class_of)
-    table = mz.prune(table, accept)
     if minimize:
         blocks = mz.minimize(table, accept, deadline)
     else:
-        # Identity partition, except that pruned states (no way to a match) join the dead state.
-        live = (table != mz.DEAD).any(axis=1) | (accept >= 0)
-        blocks = np.where(live, np.arange(table.shape[0]), mz.DEAD)
+        blocks = np.arange(table.shape[0])
     table, accept, start = mz.renumber(table, accept, start, blocks)
     table, byte_classes = mz.compress_classes(table, class_of)
     return DFA(table, accept, byte_classes, start, patterns)

@@ -1,19 +1,24 @@
-"""Pruning and minimization of a DFA, and its final byte classes.
+"""Minimization of a DFA, and its final numbering and byte classes.
 
-**Pruning.** A state from which no accepting state can be reached is as good as dead: whatever
-follows, the input cannot match. The contract promises that every state except the dead state can
-still reach a match (so "not dead" means "viable"), so such states are found by a backward search
-from the accepting states and merged into state 0.
+The input comes from the subset construction over a trimmed NFA, so every state but the dead
+state can still reach a match (the contract's "not dead" means "viable"); minimization keeps it
+so, since it only merges states with the same future.
 
-**Minimization** is partition refinement (Moore rounds in numpy, then Hopcroft for deep DFAs). Start from the partition of states by
-``accept`` value (the dead state apart), and repeatedly split blocks by their predecessors over
-each byte class: two states stay together only if every byte leads them into the same block.
-Hopcroft's rule of adding only the smaller half of a split block back to the work list gives
-``O(C n log n)``. Multiple patterns are handled by the initial partition: states accepting
-different pattern indices are never merged.
+**Minimization** is partition refinement. Start from the partition of states by ``accept``
+value (the dead state apart; states accepting different pattern indices are never merged) and
+split blocks until two states share a block only if every byte class leads them into the same
+block. Two algorithms do the splitting:
 
-**Numbering and byte classes.** States are renumbered in breadth-first order from the start, the
-dead state first (id 0). Finally bytes whose columns agree in the whole table share a class.
+* Moore's rounds, vectorized with numpy: each round regroups states by (own block, blocks of
+  all successors). A round costs ``O(S C)`` in C code, but it takes as many rounds as the longest
+  word needed to tell two states apart, so it suits the shallow DFAs most patterns give.
+* Hopcroft's algorithm finishes deep DFAs (long chains such as ``[a-z]{1,200}``): split blocks
+  by the predecessors of a splitter block, and put back only the smaller half of each split,
+  for ``O(C n log n)`` in all.
+
+**Numbering and byte classes.** The dead state becomes 0 and the start 1; the other states
+keep the breadth-first order of the subset construction. Finally bytes whose columns agree in the
+whole table share a class.
 """
 
 from __future__ import annotations
@@ -25,45 +30,11 @@ from regexlm.automata.limits import Deadline
 DEAD = 0
 
 
-def _predecessors(table: np.ndarray):
-    """CSR of (target -> sources) over all transitions: (indptr int64[S+1], sources int64[E])."""
-    num_states, num_classes = table.shape
-    dst = table.reshape(-1)
-    order = np.argsort(dst, kind="stable")
-    src = order // num_classes
-    indptr = np.zeros(num_states + 1, dtype=np.int64)
-    np.cumsum(np.bincount(dst, minlength=num_states), out=indptr[1:])
-    return indptr, src
-
-
-def prune(table: np.ndarray, accept: np.ndarray) -> np.ndarray:
-    """Redirect every transition into a state that cannot reach a match to the dead state.
-
-    Returns a new table; unreachable rows are left in place (minimization drops them).
-    """
-    indptr, src = _predecessors(table)
-    live = accept >= 0
-    stack = np.flatnonzero(live).tolist()
-    indptr_l, src_l = indptr.tolist(), src.tolist()
-    live_l = live.tolist()
-    while stack:
-        t = stack.pop()
-        for s in src_l[indptr_l[t] : indptr_l[t + 1]]:
-            if not live_l[s]:
-                live_l[s] = True
-                stack.append(s)
-    live = np.array(live_l, dtype=bool)
-    live[DEAD] = False
-    out = np.where(live[table], table, DEAD).astype(np.int32)
-    out[~live] = DEAD
-    return out
-
-
 def initial_partition(table: np.ndarray, accept: np.ndarray) -> np.ndarray:
     """Block ids by ``accept`` value; states equivalent to the dead state in its block.
 
-    ``table`` must be pruned: a state with no transition out of the dead state and no match is
-    equivalent to the dead state.
+    A state with no transition out of the dead state and no match is equivalent to the dead
+    state (none arise from a trimmed NFA, but the rule costs nothing).
     """
     key = accept.astype(np.int64) + 1  # 0 .. patterns
     dead_like = (accept < 0) & ~(table != DEAD).any(axis=1)

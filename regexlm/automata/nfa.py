@@ -295,3 +295,42 @@ def remove_looks(nfa: CharNFA, limits: Limits, deadline: Deadline) -> CharNFA:
                 elif req & NL_FINAL and i == atoms.nl_atom and cs.contains(chars, 0x0A):
                     out.edges[sid].append((newline, state((t, i, END))))
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Trimming
+
+
+def trim(nfa: CharNFA) -> CharNFA:
+    """Drop every transition into a state from which no match can be reached (in place).
+
+    A character transition counts only if some character of its set has a UTF-8 encoding (a set
+    of lone surrogates has none). After trimming, every non-empty set of NFA positions can still
+    reach a match, so the subset construction never creates a state that cannot match: the dead
+    state is the only one, and no pruning pass over the DFA is needed.
+    """
+    assert not nfa.has_looks(), "assertions must be removed first"
+    n = nfa.num_states
+    preds: list[list[int]] = [[] for _ in range(n)]
+    for q in range(n):
+        for t in nfa.eps[q]:
+            preds[t].append(q)
+        for chars, t in nfa.edges[q]:
+            if cs.subtract(chars, cs.SURROGATES):
+                preds[t].append(q)
+    live = [m >= 0 for m in nfa.match]
+    stack = [q for q in range(n) if live[q]]
+    while stack:
+        t = stack.pop()
+        for q in preds[t]:
+            if not live[q]:
+                live[q] = True
+                stack.append(q)
+    for q in range(n):
+        nfa.eps[q] = [t for t in nfa.eps[q] if live[t]]
+        nfa.edges[q] = [
+            (chars, t) for chars, t in nfa.edges[q] if live[t] and cs.subtract(chars, cs.SURROGATES)
+        ]
+    if not live[nfa.start]:
+        nfa.eps[nfa.start] = []
+    return nfa
