@@ -75,13 +75,27 @@ def _unique_inverse(keys: torch.Tensor, bound: int) -> tuple[torch.Tensor, torch
 MERGE_FROM = 48
 
 
+_MULTIPLIERS: dict = {}
+
+
+def random_multipliers(rows: int, n: int, seed: int, device) -> torch.Tensor:
+    """``int64[rows, n]`` fixed random odd numbers (the same on every call), cached per device."""
+    key = (rows, seed, str(device))
+    found = _MULTIPLIERS.get(key)
+    if found is None or found.shape[1] < n:
+        size = max(n, 1024, 0 if found is None else 2 * found.shape[1])
+        gen = torch.Generator().manual_seed(seed)
+        r = torch.randint(-(1 << 62), 1 << 62, (rows, size), generator=gen, dtype=torch.int64)
+        found = (r * 2 + 1).to(device)
+        _MULTIPLIERS[key] = found
+    return found[:, :n]
+
+
 class _Hashes:
     """Two independent random odd multipliers per DFA state, for hashing transition functions."""
 
     def __init__(self, num_states: int, device):
-        gen = torch.Generator().manual_seed(0x1DE5)
-        r = torch.randint(-(1 << 62), 1 << 62, (2, num_states), generator=gen, dtype=torch.int64)
-        self.r = (r * 2 + 1).to(device)
+        self.r = random_multipliers(2, num_states, 0x1DE5, device)
 
     def merge(self, pairs: torch.Tensor, n_cn: int):
         """Groups with equal functions -> (new id per group [n_cn], count, kept pair columns)."""

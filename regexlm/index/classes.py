@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import torch
 
+from regexlm.index.build import random_multipliers
+
 _ATTEMPTS = 4
 
 
@@ -32,9 +34,7 @@ def group_classes(
     device = origin.device
     counts = torch.bincount(group, minlength=num_groups)  # [G] entries per column
     for attempt in range(_ATTEMPTS):
-        gen = torch.Generator().manual_seed(0x5EED + attempt)
-        r = torch.randint(-(1 << 62), 1 << 62, (num_states,), generator=gen, dtype=torch.int64)
-        r = (r * 2 + 1).to(device)
+        r = random_multipliers(1, num_states, 0x5EED + attempt, device)[0]
         h = torch.zeros(num_groups, dtype=torch.int64, device=device)
         h.index_add_(0, group, r[origin] * (2 * target + 1))
         # distinct non-empty columns -> classes 1.., empty -> 0

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from regexlm.errors import EmptyLanguageError
+from regexlm.errors import EmptyLanguageError, PatternTooComplexError
 from regexlm.index import cache as index_cache
 from regexlm.index.bitmask import pack_bitmask
 from regexlm.index.build import _expand, _unique_inverse, walk
@@ -31,6 +31,9 @@ from regexlm.index.token_index import TokenIndex
 from regexlm.index.vocabulary import Vocabulary
 
 _VOCABS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+# The largest allowed-token bitmask an index may hold (states x ceil(V/32) x 4 bytes).
+MAX_BITMASK_BYTES = 4 << 30
 
 
 def vocabulary_of(tokenizer) -> Vocabulary:
@@ -142,6 +145,13 @@ def build_index(dfa, vocab: Vocabulary, device=None, *, patterns: tuple[str, ...
         class_of[eos] = class_of_group[eos_group]
         tokens = torch.cat([tokens, eos])
 
+    bitmask_bytes = num_states * ((vocab.size + 31) // 32) * 4
+    if bitmask_bytes > MAX_BITMASK_BYTES:
+        raise PatternTooComplexError(
+            f"the index would need a {bitmask_bytes / 2**30:.1f} GiB bitmask ({num_states} states x "
+            f"{vocab.size} tokens), over the {MAX_BITMASK_BYTES / 2**30:.1f} GiB limit",
+            limit="index_bytes",
+        )
     bitmask = pack_bitmask(next_by_class >= 0, class_of, vocab.size, candidates=tokens)
     index = TokenIndex(
         next_by_class=next_by_class,

@@ -30,7 +30,7 @@ def _csr(src: np.ndarray, dst: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarr
 def _bfs(starts: np.ndarray, adj: np.ndarray, sources: np.ndarray, n: int, allowed=None) -> np.ndarray:
     """Breadth-first distances from ``sources`` over a CSR graph; ``allowed`` masks visitable nodes."""
     dist = np.full(n, UNREACHABLE, dtype=np.int64)
-    frontier = np.unique(sources)
+    frontier = np.flatnonzero(np.bincount(sources, minlength=n))
     if allowed is not None:
         frontier = frontier[allowed[frontier]]
     dist[frontier] = 0
@@ -49,7 +49,7 @@ def _bfs(starts: np.ndarray, adj: np.ndarray, sources: np.ndarray, n: int, allow
         if allowed is not None:
             nxt = nxt[allowed[nxt]]
         dist[nxt] = level
-        frontier = np.flatnonzero(dist == level) if nxt.size > 64 else np.unique(nxt)
+        frontier = np.flatnonzero(dist == level)
     return dist
 
 

@@ -74,15 +74,20 @@ class Vocabulary:
 
     def tables(self, device=None):
         """The per-device trie of token bytes (built on first use, then cached here)."""
-        from regexlm.index.trie import VocabTrie
-
-        import torch
-
-        key = str(torch.device(device) if device is not None else torch.device("cpu"))
+        key = "cpu" if device is None else str(device)
         found = self._device_tables.get(key)
         if found is None:
-            found = VocabTrie.build(self).to(key)
-            self._device_tables[key] = found
+            import torch
+
+            from regexlm.index.trie import VocabTrie
+
+            key = str(torch.device(key))
+            found = self._device_tables.get(key)
+            if found is None:
+                cpu = self._device_tables.get("cpu") or VocabTrie.build(self)
+                self._device_tables["cpu"] = cpu
+                found = cpu.to(key)
+                self._device_tables[key] = found
         return found
 
     def byte_matrix(self, device=None):

@@ -169,3 +169,24 @@ def test_oracle_comparison_detects_a_wrong_bit():
     index = build_index(dfa, vocab)
     index.bitmask[index.start_state, 0] ^= 1 << 3  # allow "b" at the start
     assert compare(index, dfa, vocab)["false_allow"] == 1
+
+
+def test_index_size_limit_is_a_typed_error(monkeypatch):
+    from regexlm.errors import PatternTooComplexError
+    from regexlm.index import compiler
+
+    vocab = make_vocab([b"a", b"b"], size=64)
+    monkeypatch.setattr(compiler, "MAX_BITMASK_BYTES", 16)  # two states of two words
+    build_index(tiny_dfa("a"), vocab)
+    with pytest.raises(PatternTooComplexError, match="bitmask"):
+        build_index(tiny_dfa("ab"), vocab)
+
+
+def test_live_pair_limit_is_a_typed_error(monkeypatch):
+    from regexlm.errors import PatternTooComplexError
+    from regexlm.index import build
+
+    vocab = make_vocab([b"a", b"b", b"ab", b"ba", b"aa"])
+    monkeypatch.setattr(build, "MAX_LIVE_PAIRS", 3)
+    with pytest.raises(PatternTooComplexError, match="live"):
+        build_index(tiny_dfa("(a|b)*a(a|b){3}"), vocab)
