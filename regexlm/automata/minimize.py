@@ -163,7 +163,7 @@ def hopcroft(
 def minimize(table: np.ndarray, accept: np.ndarray, deadline: Deadline) -> np.ndarray:
     """Block id of every state in the minimal DFA: Moore's rounds, then Hopcroft if still going."""
     blocks = initial_partition(table, accept)
-    blocks, converged = moore(table, blocks, deadline, max_rounds=48)
+    blocks, converged = moore(table, blocks, deadline, max_rounds=24)
     if converged:
         return blocks
     return hopcroft(table, accept, deadline, initial=blocks)
