@@ -91,7 +91,7 @@ def prepare(tok_name: str, tokenizer, vocab, workdir: Path, only: str | None) ->
     for name, pattern in PATTERNS:
         if only and only not in name:
             continue
-        index = regexlm.compile(pattern, vocab, cache=False)
+        index = regexlm.compile(pattern, vocab, cache=False, timeout=120)
         walks = []
         for _ in range(WALKS):
             state, walk = index.start_state, []
@@ -104,7 +104,7 @@ def prepare(tok_name: str, tokenizer, vocab, workdir: Path, only: str | None) ->
                 state = index.next_state(state, token)
             walks.append(walk)
         record = {"walks": walks, "oracle": None}
-        dfa = compile_regex(pattern)
+        dfa = compile_regex(pattern, timeout=120)
         if dfa.num_states <= ORACLE_MAX_STATES[tok_name]:
             o = oracle(dfa, vocab)
             accept = np.asarray(dfa.accept) >= 0
@@ -142,8 +142,8 @@ class Regexlm:
         self.setup_s = time.perf_counter() - started
 
     def compile(self, pattern):
-        index = self.regexlm.compile(pattern, self.vocab, cache=False)
-        return index
+        # the automata layer's default 1 s time limit is lifted: the peers have none
+        return self.regexlm.compile(pattern, self.vocab, cache=False, timeout=120)
 
     def memory(self, index):
         return index.nbytes

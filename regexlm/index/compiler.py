@@ -62,12 +62,14 @@ def _device(device) -> torch.device:
     return torch.device(device) if device is not None else torch.device("cpu")
 
 
-def compile(pattern, tokenizer, device=None, cache: bool = True) -> TokenIndex:  # noqa: A001
+def compile(pattern, tokenizer, device=None, cache: bool = True, **regex_options) -> TokenIndex:  # noqa: A001
     """The token index of ``pattern`` (a string or a list of strings) for ``tokenizer``.
 
     ``tokenizer`` is a Hugging Face tokenizer, a tiktoken-style encoding or a
     :class:`Vocabulary`. The index lives on ``device`` (default CPU). ``cache=False`` bypasses
-    the in-memory and the on-disk cache (both read and write).
+    the in-memory and the on-disk cache (both read and write). ``regex_options`` (``timeout``,
+    ``max_states``, ...) go to :func:`regexlm.automata.compile_regex`; they decide whether a
+    pattern compiles, never what it compiles to, so they are not part of the cache key.
     """
     from regexlm.automata import compile_regex
 
@@ -79,7 +81,7 @@ def compile(pattern, tokenizer, device=None, cache: bool = True) -> TokenIndex: 
         if found is not None:
             return found
     started = time.perf_counter()
-    dfa = compile_regex(list(patterns) if len(patterns) > 1 else patterns[0])
+    dfa = compile_regex(list(patterns) if len(patterns) > 1 else patterns[0], **regex_options)
     regex_seconds = time.perf_counter() - started
     index = build_index(dfa, vocab, device, patterns=patterns)
     index.info["regex_seconds"] = regex_seconds
