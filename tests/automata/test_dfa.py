@@ -139,3 +139,25 @@ def test_lazy_quantifiers_have_the_greedy_language():
         a, b = compile_regex(lazy), compile_regex(greedy)
         assert a.num_states == b.num_states
         assert (a.table == b.table).all() and (a.accept == b.accept).all()
+
+
+def _all_strings(alphabet: str, max_len: int):
+    out = [""]
+    for _ in range(max_len):
+        out += [s + c for s in out if len(s) == len(out[-1]) for c in alphabet]
+    return sorted(set(out))
+
+
+@pytest.mark.parametrize("flags", ["", "(?m)", "(?a)", "(?ma)"])
+@pytest.mark.parametrize("anchor", ["^", "$", r"\A", r"\Z", r"\b", r"\B"])
+def test_anchors_exhaustively_on_short_strings(flags, anchor):
+    strings = _all_strings("aé \n", 4)
+    for pattern in [
+        flags + r"[aé \n]*" + anchor + r"[aé \n]*",
+        flags + r"(?:a|\n)*" + anchor + r"(?:é|\n)?" + anchor + r"[ a]*",
+        flags + anchor + r"(?:" + anchor + r"[aé\n]|\s)*" + anchor,
+    ]:
+        dfa = compile_regex(pattern)
+        compiled = re.compile(pattern)
+        for s in strings:
+            assert dfa.fullmatch(s) == (compiled.fullmatch(s) is not None), (pattern, s)
