@@ -301,6 +301,11 @@ def remove_looks(nfa: CharNFA, limits: Limits, deadline: Deadline) -> CharNFA:
 # Trimming
 
 
+def _encodable(chars: CharSet) -> bool:
+    """Whether some member is not a surrogate (so has a UTF-8 encoding)."""
+    return any(lo < 0xD800 or hi > 0xDFFF for lo, hi in chars)
+
+
 def trim(nfa: CharNFA) -> CharNFA:
     """Drop every transition into a state from which no match can be reached (in place).
 
@@ -316,7 +321,7 @@ def trim(nfa: CharNFA) -> CharNFA:
         for t in nfa.eps[q]:
             preds[t].append(q)
         for chars, t in nfa.edges[q]:
-            if cs.subtract(chars, cs.SURROGATES):
+            if _encodable(chars):
                 preds[t].append(q)
     live = [m >= 0 for m in nfa.match]
     stack = [q for q in range(n) if live[q]]
@@ -328,9 +333,7 @@ def trim(nfa: CharNFA) -> CharNFA:
                 stack.append(q)
     for q in range(n):
         nfa.eps[q] = [t for t in nfa.eps[q] if live[t]]
-        nfa.edges[q] = [
-            (chars, t) for chars, t in nfa.edges[q] if live[t] and cs.subtract(chars, cs.SURROGATES)
-        ]
+        nfa.edges[q] = [(chars, t) for chars, t in nfa.edges[q] if live[t] and _encodable(chars)]
     if not live[nfa.start]:
         nfa.eps[nfa.start] = []
     return nfa
