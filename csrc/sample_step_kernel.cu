@@ -23,9 +23,19 @@
 
 #include <cstdint>
 
+// The launch goes through a macro so that the host emulation used by the CPU tests
+// (tests/ops/cuda_emu) can run the same file.
+#ifndef REGEXLM_LAUNCH
+#define REGEXLM_LAUNCH(kernel, grid, block, stream, ...) \
+  kernel<<<grid, block, 0, stream>>>(__VA_ARGS__)
+#endif
+
 namespace {
 
-constexpr int kThreads = 512;
+#ifndef REGEXLM_THREADS
+#define REGEXLM_THREADS 512  // threads per block (one block per row)
+#endif
+constexpr int kThreads = REGEXLM_THREADS;
 constexpr int kWarps = kThreads / 32;
 constexpr int kPivots = 16;
 constexpr int kBig = 0x7fffffff;
@@ -373,9 +383,9 @@ int regexlm_sample_step_launch(
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   dim3 grid(batch), block(kThreads);
   switch (dtype) {
-    case 0: sample_step_kernel<float><<<grid, block, 0, s>>>(a); break;
-    case 1: sample_step_kernel<__nv_bfloat16><<<grid, block, 0, s>>>(a); break;
-    case 2: sample_step_kernel<__half><<<grid, block, 0, s>>>(a); break;
+    case 0: REGEXLM_LAUNCH(sample_step_kernel<float>, grid, block, s, a); break;
+    case 1: REGEXLM_LAUNCH(sample_step_kernel<__nv_bfloat16>, grid, block, s, a); break;
+    case 2: REGEXLM_LAUNCH(sample_step_kernel<__half>, grid, block, s, a); break;
     default: return static_cast<int>(cudaErrorInvalidValue);
   }
   return static_cast<int>(cudaGetLastError());

@@ -188,16 +188,19 @@ def run_backend(name: str, inputs: dict, **kw):
         from regexlm.ops.sample_triton import sample_step_triton as fn
     elif name == "cuda":
         from regexlm.ops.sample_cuda import sample_step_cuda as fn
+    elif name == "cuda-emu":  # the csrc kernel on the CPU, through tests/ops/cuda_emu
+        from tests.ops.emulated_cuda import sample_step_emulated as fn
     else:
         raise ValueError(name)
-    if name != "torch" and torch.cuda.is_available():
+    if name in ("triton", "cuda") and torch.cuda.is_available():
         inputs = _to(inputs, "cuda")
     r = fn(**inputs, **kw)
     return StepResult(r.tokens.cpu(), r.next_states.cpu(), r.no_allowed.cpu())
 
 
 def backend_params():
-    """torch, triton (its interpreter without a GPU) and cuda (GPU only), as pytest params.
+    """torch, triton (its interpreter without a GPU), cuda (GPU only) and cuda-emu (the csrc
+    kernel run on the CPU by tests/ops/cuda_emu), as pytest params.
 
     With a GPU the compiled backends carry the ``gpu`` mark, so ``pytest -m gpu`` runs them.
     """
@@ -207,4 +210,11 @@ def backend_params():
         "torch",
         pytest.param("triton", marks=[pytest.mark.gpu]) if gpu else "triton",
         pytest.param("cuda", marks=needs_gpu),
+        pytest.param("cuda-emu", marks=pytest.mark.skipif(not _has_gxx(), reason="needs g++")),
     ]
+
+
+def _has_gxx() -> bool:
+    import shutil
+
+    return shutil.which("g++") is not None
