@@ -40,7 +40,7 @@ def compile_regex(
     of them and ``accept[state]`` is the lowest index that matches.
 
     ``max_states`` caps the DFA states built, ``max_nfa_states`` the (estimated) NFA size and
-    ``timeout`` the seconds spent; past any of them :class:`~regexlm.PatternTooComplexError` is
+    ``timeout`` the CPU seconds spent (None: no time limit); past any of them :class:`~regexlm.PatternTooComplexError` is
     raised. ``minimize=False`` skips minimization (for tests and debugging).
 
     Raises :class:`~regexlm.RegexSyntaxError` for invalid syntax and

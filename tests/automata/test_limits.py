@@ -25,10 +25,10 @@ BOMBS = [
     "pattern,limit", BOMBS, ids=lambda x: x[:30] if isinstance(x, str) else None
 )
 def test_bomb_fails_fast(pattern, limit):
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: robust to other processes on a shared machine
     with pytest.raises(PatternTooComplexError) as info:
         compile_regex(pattern, timeout=None)  # the structural limits alone stop it
-    assert time.perf_counter() - start < 2.0
+    assert time.process_time() - start < 2.0
     assert info.value.limit == limit
     assert isinstance(info.value, RegexError) and isinstance(info.value, ValueError)
 
