@@ -406,11 +406,18 @@ def main() -> None:
     ap.add_argument("--only", help="run the patterns whose name contains this")
     ap.add_argument("--write-results", action="store_true")
     ap.add_argument("--json", help="also write the raw results here")
+    ap.add_argument("--from-json", help="render (and with --write-results, record) a saved run")
     ap.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         lib, tok_name, workdir, repeats, skip = args.worker
         worker(lib, tok_name, Path(workdir), int(repeats), int(skip), args.only)
+        return
+    if args.from_json:
+        text = render(json.loads(Path(args.from_json).read_text()), args)
+        print(text)
+        if args.write_results:
+            write_results(text)
         return
     import torch
 
@@ -490,7 +497,11 @@ def render(results: dict, args) -> str:
             )
         out.append("")
         names = [r["pattern"] for r in next(iter(libs.values()))["rows"]]
-        head = "| pattern | " + " | ".join(f"{lib} compile ms / p99 µs / memory / wrong" for lib in libs) + " |"
+        out.append(
+            "Per pattern: compile median ms / mask p99 µs / memory / steps with a wrong mask out of "
+            "steps checked (+ tokens falsely allowed, − tokens falsely denied, summed over steps).\n"
+        )
+        head = "| pattern | " + " | ".join(libs) + " |"
         out.append(head)
         out.append("|---|" + "---:|" * len(libs))
         for name in names:
@@ -503,7 +514,11 @@ def render(results: dict, args) -> str:
                     cells.append(f"error: {row['error'][:60]}")
                 else:
                     w = row.get("wrong")
-                    wrong = "n/a" if not w else (f"{w['wrong_steps']}/{w['steps']}" + (f", rejected {w['rejected']}" if w["rejected"] else ""))
+                    wrong = "n/a" if not w else f"{w['wrong_steps']}/{w['steps']}"
+                    if w and w["wrong_steps"]:
+                        wrong += f" (+{w['false_allow']} −{w['false_deny']})"
+                    if w and w["rejected"]:
+                        wrong += f", rejected {w['rejected']}"
                     cells.append(
                         f"{_fmt_ms(statistics.median(row['compile_ms']))} / {row['mask_us_p99']:.1f} / {_fmt_bytes(row['memory'])} / {wrong}"
                     )

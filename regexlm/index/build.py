@@ -3,7 +3,7 @@
 The question the index answers is: from DFA state ``s``, where does token ``t`` lead? A token
 is a byte string, so the answer is ``s`` stepped through its bytes, or the dead state.
 
-Two observations keep the cost near the number of live answers rather than
+Three devices keep the cost near the number of live answers rather than
 states x vocabulary x token length:
 
 1. **Walk the vocabulary trie level by level** (:mod:`regexlm.index.trie`). At depth ``d`` we
@@ -19,7 +19,6 @@ states x vocabulary x token length:
    independent 64-bit hashes. ``[a-z ,]{10,80}`` has tens of thousands of letter tokens but
    only one group per (length, spaces) shape, and a DFA whose byte classes split the letters
    (because of literal words elsewhere in the pattern) still gets the same few groups.
-
 3. **Finish small walks string by string.** Deep in the trie few prefixes stay alive (runs of
    dashes, long words), yet each depth costs a fixed number of tensor operations. Once the
    remaining (pair, longer string) combinations are few, they are expanded explicitly and
@@ -27,8 +26,13 @@ states x vocabulary x token length:
 
 The output is an edge list ``(origin, group, target)`` where a group is a class node at which
 some token string ends (or a single string finished by the tail walk), and ``strings`` /
-``string_group`` list the token strings that are alive from some state with their group. Tokens of one group behave alike everywhere; the classes of the
-final index merge groups further (:mod:`regexlm.index.classes`).
+``string_group`` list the token strings alive from some state with their group. Tokens of one
+group behave alike everywhere; the classes of the final index merge groups further
+(:mod:`regexlm.index.classes`).
+
+The hashed merge is the one step that is not exact by construction: two different transition
+functions would have to agree on two independent random 64-bit hashes (odds below 2**-80 per
+comparison) for a wrong merge; the second hash is checked inside every merged group.
 """
 
 from __future__ import annotations
