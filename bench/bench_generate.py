@@ -125,41 +125,84 @@ def _overhead(generator, Request, args) -> list[str]:
     n = args.tokens
     for pattern in LONG_PATTERNS.values():  # compile outside the timed runs
         generator.compile(pattern)
+    clock = _ForwardClock(generator.model)
     # warm-up, both paths
     _unconstrained(generator, PROMPTS[0], n, seed=0)
     generator.generate_batch([Request(PROMPTS[0], r"[^\n]*", max_new_tokens=n,
                                       stop_after_match=False, seed=0, **SAMPLING)])
-    base: list[float] = []
-    ours: dict[str, list[float]] = {name: [] for name in LONG_PATTERNS}
+    # Each constrained run is paired with an unconstrained run of the same prompt just before
+    # it, so that a load change on a shared machine hits both sides of a ratio alike.
+    base: list[tuple[float, float]] = []  # (s / token, s outside the model / token)
+    ours: dict[str, list[tuple[float, float]]] = {name: [] for name in LONG_PATTERNS}
+    ratios: dict[str, list[float]] = {name: [] for name in LONG_PATTERNS}
     tokens: dict[str, int] = {name: 0 for name in LONG_PATTERNS}
     for repeat in range(args.repeats):
         for prompt in PROMPTS:
-            base.append(_unconstrained(generator, prompt, n, seed=repeat))
             for name, pattern in LONG_PATTERNS.items():
+                clock.reset()
+                per_base = _unconstrained(generator, prompt, n, seed=repeat)
+                base.append((per_base, per_base - clock.decode_seconds / n))
                 request = Request(prompt, pattern, max_new_tokens=n, stop_after_match=False,
                                   seed=repeat, **SAMPLING)
+                clock.reset()
                 result = generator.generate_batch([request])[0]
-                if result.tokens_generated:
-                    ours[name].append(result.timings["decode_s"] / result.tokens_generated)
-                    tokens[name] += result.tokens_generated
-    base_tok = statistics.median(base)
+                count = result.tokens_generated
+                if count:
+                    per = result.timings["decode_s"] / count
+                    ours[name].append((per, per - clock.decode_seconds / count))
+                    ratios[name].append(per / per_base)
+                    tokens[name] += count
+    clock.remove()
+    median = statistics.median
     rows = [
         "### Constrained against unconstrained, one row",
         "",
         f"{len(PROMPTS)} prompts x {args.repeats} repeats, up to {n} new tokens, sampling "
         f"top_k=50, top_p=0.9, temperature=0.8, repetition_penalty=1.2, "
-        "`stop_after_match=False`. Median decode time per token (prefill excluded).",
+        "`stop_after_match=False`. Decode time per token, prefill excluded; *outside the model* "
+        "is that time minus the forward passes (sampling, masks, bookkeeping). Overhead is the "
+        "median ratio over runs paired with an unconstrained run of the same prompt just before.",
         "",
-        "| run | ms / token | tokens / s | overhead per token |",
-        "|---|---|---|---|",
+        "| run | ms / token | tokens / s | ms / token outside the model | overhead per token |",
+        "|---|---|---|---|---|",
         f"| unconstrained (same model calls, transformers' processors + multinomial) | "
-        f"{base_tok * 1e3:.2f} | {1 / base_tok:.1f} | - |",
+        f"{median(b for b, _ in base) * 1e3:.2f} | {1 / median(b for b, _ in base):.1f} | "
+        f"{median(o for _, o in base) * 1e3:.2f} | - |",
     ]
     for name, pattern in LONG_PATTERNS.items():
-        per = statistics.median(ours[name])
+        per = median(t for t, _ in ours[name])
+        outside = median(o for _, o in ours[name])
         rows.append(f"| constrained `{pattern}` ({name}, {tokens[name]} tokens) | "
-                    f"{per * 1e3:.2f} | {1 / per:.1f} | {(per / base_tok - 1) * 100:+.1f} % |")
+                    f"{per * 1e3:.2f} | {1 / per:.1f} | {outside * 1e3:.2f} | "
+                    f"{(median(ratios[name]) - 1) * 100:+.1f} % |")
     return rows + [""]
+
+
+class _ForwardClock:
+    """Seconds spent inside the model's forward passes of one token (decode steps only)."""
+
+    def __init__(self, model):
+        self.decode_seconds = 0.0
+        self._started = None
+        self._handles = [
+            model.register_forward_pre_hook(self._pre, with_kwargs=True),
+            model.register_forward_hook(self._post, with_kwargs=True),
+        ]
+
+    def _pre(self, module, args, kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        self._started = time.perf_counter() if ids is not None and ids.shape[1] == 1 else None
+
+    def _post(self, module, args, kwargs, output):
+        if self._started is not None:
+            self.decode_seconds += time.perf_counter() - self._started
+
+    def reset(self):
+        self.decode_seconds = 0.0
+
+    def remove(self):
+        for handle in self._handles:
+            handle.remove()
 
 
 def _unconstrained(generator, prompt: str, n: int, seed: int) -> float:
