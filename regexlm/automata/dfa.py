@@ -8,10 +8,13 @@ recomputed as the distinct columns of the whole table (bytes whose columns are e
 when they are not adjacent).
 
 **Subset construction.** A DFA state is the set of NFA positions the input can be in. A
-position is either an NFA state at a character boundary, or a point inside a character: an
-(UTF-8 automaton, its state, NFA state to enter once the character is complete) triple. The byte
-level is never built as an NFA; positions inside characters are created on demand and shared by
-every transition over the same class with the same target. Each position's moves are computed
+position is either an NFA state at a character boundary, or a point inside a character: a
+(UTF-8 automaton, its state, NFA states to enter once the character is complete) triple. All the
+character transitions of one NFA state share one UTF-8 automaton whose final transitions say which
+transition was taken (see ``utf8.utf8_partition_automaton``), so the sets an assertion splits a
+class into share their states inside a character. The byte level is never built as an NFA;
+positions inside characters are created on demand and shared by every NFA state with the same
+sets and targets. Each position's moves are computed
 once, as ``(first class, last class, target positions)``; a DFA state's row is the union of its
 positions' moves, per class.
 
@@ -31,7 +34,7 @@ import numpy as np
 
 from regexlm.automata.limits import Deadline, Limits, too_many_dfa_states
 from regexlm.automata.nfa import CharNFA
-from regexlm.automata.utf8 import FINAL, utf8_automaton
+from regexlm.automata.utf8 import utf8_partition_automaton
 
 DEAD = 0
 
@@ -74,14 +77,16 @@ def determinize(nfa: CharNFA, limits: Limits, deadline: Deadline):
     n = nfa.num_states
     closure = _closures(nfa)
 
-    # The UTF-8 automaton of every set, and byte classes from all their range boundaries.
-    autos = {}
+    # The UTF-8 automaton of the character transitions of every NFA state (one automaton for
+    # all of a state's sets, labelled by transition), and byte classes from all their boundaries.
+    autos: list = [None] * n
+    targets: list[tuple[int, ...]] = [()] * n
     bounds = {0, 256}
-    for row in nfa.edges:
-        for chars, _ in row:
-            if chars not in autos:
-                a = autos[chars] = utf8_automaton(chars)
-                bounds |= a.boundaries
+    for q, row in enumerate(nfa.edges):
+        if row:
+            a = autos[q] = utf8_partition_automaton(tuple(chars for chars, _ in row))
+            targets[q] = tuple(t for _, t in row)
+            bounds |= a.boundaries
     cuts = sorted(bounds)
     class_of = np.zeros(256, dtype=np.int64)
     for k in range(len(cuts) - 1):
@@ -91,35 +96,34 @@ def determinize(nfa: CharNFA, limits: Limits, deadline: Deadline):
 
     # Positions: ids < n are NFA states; ids >= n are points inside a character.
     mid_ids: dict[tuple, int] = {}
-    mid_info: list[tuple] = []  # id - n -> (automaton, utf8 state, NFA target)
+    mid_info: list[tuple] = []  # id - n -> (automaton, utf8 state, NFA targets by label)
     moves_cache: dict[int, list] = {}
 
     mid_sets: list[frozenset] = []  # id - n -> the interned singleton {id}
 
-    def mid(auto, u: int, target: int) -> frozenset:
-        key = (id(auto), u, target)
+    def mid(auto, u: int, tgts: tuple[int, ...]) -> frozenset:
+        key = (id(auto), u, tgts)
         pid = mid_ids.get(key)
         if pid is None:
             pid = mid_ids[key] = n + len(mid_info)
-            mid_info.append((auto, u, target))
+            mid_info.append((auto, u, tgts))
             mid_sets.append(frozenset((pid,)))
         return mid_sets[pid - n]
 
-    def auto_moves(auto, u: int, target: int, out: list) -> None:
-        for lo, hi, nxt in auto.trans[u]:
-            tgt = closure(target) if nxt == FINAL else mid(auto, nxt, target)
-            out.append((cls[lo], cls[hi], tgt))
-
     def moves(p: int) -> list:
+        """[(first class, last class, target positions)] for position ``p``."""
         mv = moves_cache.get(p)
         if mv is None:
-            mv = []
             if p < n:
-                for chars, t in nfa.edges[p]:
-                    auto_moves(autos[chars], 0, t, mv)
+                auto, u, tgts = autos[p], 0, targets[p]
             else:
-                auto, u, t = mid_info[p - n]
-                auto_moves(auto, u, t, mv)
+                auto, u, tgts = mid_info[p - n]
+            mv = []
+            if auto is not None:
+                for lo, hi, nxt in auto.trans[u]:
+                    # nxt < 0: a character of set -1-nxt is complete.
+                    tgt = closure(tgts[-1 - nxt]) if nxt < 0 else mid(auto, nxt, tgts)
+                    mv.append((cls[lo], cls[hi], tgt))
             moves_cache[p] = mv
         return mv
 

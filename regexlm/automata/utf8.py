@@ -30,7 +30,7 @@ from functools import lru_cache
 from regexlm.automata import charset as cs
 from regexlm.automata.charset import CharSet
 
-FINAL = -1  # transition target meaning "a whole character has been read"
+FINAL = -1  # transition target meaning "a whole character has been read" (of set 0)
 
 # (first code point, last code point, lead byte base, continuation bytes) for each length.
 _LENGTHS = (
@@ -44,15 +44,16 @@ class Utf8Automaton:
     """A byte DFA accepting the UTF-8 encodings of one code-point set.
 
     ``trans[u]`` lists ``(lo, hi, target)`` byte ranges leaving state ``u``, sorted and disjoint;
-    ``target`` is another state or :data:`FINAL`. State 0 is the start. ``boundaries`` are the
+    ``target`` is another state, or negative: :data:`FINAL` (-1), or ``final(i)`` in an automaton
+    built for several sets. State 0 is the start. ``boundaries`` are the
     byte values where some range starts or ends + 1 (used to build byte classes).
     """
 
-    __slots__ = ("trans", "boundaries", "charset")
+    __slots__ = ("trans", "boundaries", "charsets")
 
-    def __init__(self, trans: list[list[tuple[int, int, int]]], charset: CharSet):
+    def __init__(self, trans: list[list[tuple[int, int, int]]], charsets: tuple[CharSet, ...]):
         self.trans = trans
-        self.charset = charset
+        self.charsets = charsets
         bounds = set()
         for row in trans:
             for lo, hi, _ in row:
@@ -65,12 +66,12 @@ class Utf8Automaton:
         return len(self.trans)
 
     def accepts(self, data: bytes) -> bool:
-        """Whether ``data`` is exactly one encoded member (used by tests)."""
+        """Whether ``data`` is exactly one encoded member of some set (used by tests)."""
         u = 0
         for i, b in enumerate(data):
             for lo, hi, t in self.trans[u]:
                 if lo <= b <= hi:
-                    if t == FINAL:
+                    if t < 0:
                         return i == len(data) - 1
                     u = t
                     break
@@ -107,37 +108,70 @@ def _merge_runs(pairs: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
     return out
 
 
-@lru_cache(maxsize=2048)
-def utf8_automaton(charset: CharSet) -> Utf8Automaton:
-    """The minimal byte DFA for the UTF-8 encodings of ``charset`` (surrogates excluded)."""
-    charset = cs.subtract(charset, cs.SURROGATES)
-    trans: list[list[tuple[int, int, int]]] = [[]]
-    memo: dict[tuple[int, CharSet], int] = {}
+def _split_labelled(rels: tuple[CharSet, ...], shift: int) -> list[tuple[int, tuple]]:
+    """Split each label's relative ranges by child: [(child index, per-label child ranges)]."""
+    per_child: dict[int, list[CharSet]] = {}
+    for label, rel in enumerate(rels):
+        for j, child in _split(rel, shift):
+            per_child.setdefault(j, [()] * len(rels))[label] = child
+    return [(j, tuple(per_child[j])) for j in sorted(per_child)]
 
-    def node(k: int, rel: CharSet) -> int:
-        # State reading ``k`` more continuation bytes whose 6k bits must fall in ``rel``.
-        key = (k, rel)
+
+def final(label: int) -> int:
+    """Transition target meaning "a whole character of set ``label`` has been read"."""
+    return -1 - label
+
+
+@lru_cache(maxsize=2048)
+def utf8_partition_automaton(charsets: tuple[CharSet, ...]) -> Utf8Automaton:
+    """One byte DFA for several disjoint sets, its final transitions labelled by set.
+
+    Reading a character of ``charsets[i]`` ends with a transition to :func:`final` ``(i)``. The
+    sets share every state until the last byte tells them apart, so splitting a class into
+    parts (as assertions do: ``.`` into word and non-word characters) does not multiply the
+    states inside a character.
+    """
+    charsets = tuple(cs.subtract(c, cs.SURROGATES) for c in charsets)
+    trans: list[list[tuple[int, int, int]]] = [[]]
+    memo: dict[tuple[int, tuple], int] = {}
+
+    def node(k: int, rels: tuple) -> int:
+        # State reading ``k`` more continuation bytes whose 6k bits select a label via ``rels``.
+        key = (k, rels)
         sid = memo.get(key)
         if sid is not None:
             return sid
         sid = len(trans)
         trans.append([])
         memo[key] = sid
-        shift = 6 * (k - 1)
         pairs = []
-        for j, child in _split(rel, shift):
-            pairs.append((0x80 | j, FINAL if k == 1 else node(k - 1, child)))
+        for j, children in _split_labelled(rels, 6 * (k - 1)):
+            if k == 1:  # the sets are disjoint: exactly one label holds this byte
+                label = next(i for i, child in enumerate(children) if child)
+                pairs.append((0x80 | j, final(label)))
+            else:
+                pairs.append((0x80 | j, node(k - 1, children)))
         trans[sid] = _merge_runs(pairs)
         return sid
 
     start: list[tuple[int, int, int]] = []
-    for lo, hi in cs.intersect(charset, ((0, 0x7F),)):
-        start.append((lo, hi, FINAL))
+    for label, chars in enumerate(charsets):
+        for lo, hi in cs.intersect(chars, ((0, 0x7F),)):
+            start.append((lo, hi, final(label)))
     for first, last, lead, k in _LENGTHS:
-        part = cs.intersect(charset, ((first, last),))
-        if not part:
+        parts = tuple(cs.intersect(chars, ((first, last),)) for chars in charsets)
+        if not any(parts):
             continue
-        pairs = [(lead | j, node(k, child)) for j, child in _split(part, 6 * k)]
+        pairs = [(lead | j, node(k, children)) for j, children in _split_labelled(parts, 6 * k)]
         start.extend(_merge_runs(pairs))
+    start.sort()
     trans[0] = start
-    return Utf8Automaton(trans, charset)
+    return Utf8Automaton(trans, charsets)
+
+
+def utf8_automaton(charset: CharSet) -> Utf8Automaton:
+    """The minimal byte DFA for the UTF-8 encodings of ``charset`` (surrogates excluded).
+
+    Its only final transition target is :data:`FINAL`.
+    """
+    return utf8_partition_automaton((charset,))

@@ -96,3 +96,41 @@ def test_negated_class_accepts_multibyte():
 
 def test_dot_automaton_is_small():
     assert utf8_automaton(cs.complement(((0x0A, 0x0A),))).num_states == 8
+
+
+def _run_labelled(auto, data: bytes):
+    """Label of the set whose member ``data`` encodes, or None."""
+    u = 0
+    for i, b in enumerate(data):
+        for lo, hi, t in auto.trans[u]:
+            if lo <= b <= hi:
+                if t < 0:
+                    return -1 - t if i == len(data) - 1 else None
+                u = t
+                break
+        else:
+            return None
+    return None
+
+
+def test_partition_automaton_labels_each_set():
+    from regexlm.automata import unicode as uni
+    from regexlm.automata.utf8 import utf8_partition_automaton
+
+    word = uni.unicode_word()
+    parts = (cs.subtract(cs.complement(((10, 10),)), word), word, ((10, 10),))
+    auto = utf8_partition_automaton(parts)
+    single = [utf8_automaton(p) for p in parts]
+    # Shared states inside characters: fewer than the separate automata together.
+    assert auto.num_states < sum(a.num_states for a in single)
+    rng = random.Random(7)
+    points = [c for c in rng.sample(range(0x110000), 20000) if not 0xD800 <= c <= 0xDFFF]
+    for lo, hi in word:
+        points += [lo, hi, lo - 1, hi + 1]
+    for c in points:
+        if not 0 <= c <= 0x10FFFF or 0xD800 <= c <= 0xDFFF:
+            continue
+        want = next(i for i, p in enumerate(parts) if cs.contains(p, c))
+        assert _run_labelled(auto, chr(c).encode()) == want, hex(c)
+    for data in INVALID:
+        assert _run_labelled(auto, data) is None
