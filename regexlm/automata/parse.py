@@ -158,10 +158,9 @@ def _scan_unsupported(pattern: str) -> list[tuple[str, int]]:
 
 
 def _quantifier_before(pattern: str, i: int) -> bool:
-    # Possessive iff the char before '+' ends a quantifier (and is not itself escaped).
-    j = i - 1
+    """Whether ``pattern[i - 1]`` (one of ``*+?}``) is a quantifier, not an escaped literal."""
     backslashes = 0
-    k = j - 1
+    k = i - 2
     while k >= 0 and pattern[k] == "\\":
         backslashes += 1
         k -= 1
