@@ -7,9 +7,11 @@ mask, and position ids count only real tokens, so a row sees exactly what it wou
 
 After one prefill over the prompts, each iteration is:
 
-1. ``sample``  -- one :func:`regexlm.ops.sample_step` per distinct token index over the live rows
-   (rows that share a pattern share one call): grammar mask, budget mask, penalty, temperature,
-   top-k, top-p, draw, automaton advance. Everything stays on the device.
+1. ``sample``  -- one :func:`regexlm.ops.sample_step` for all live rows: grammar mask, budget
+   mask, penalty, temperature, top-k, top-p, draw, automaton advance, all on the device. Rows of
+   different patterns step together through their indexes stacked into one table
+   (:mod:`regexlm.generation.stacked`); should the stack be too large, each index's rows step
+   in their own call.
 2. ``accept``  -- one transfer of the drawn tokens to the host, where each row appends its token,
    its bytes and its text delta, and the stop rules decide whether the row is done.
 3. ``compact`` -- finished rows leave the batch: every per-row tensor and the KV cache keep only
@@ -20,9 +22,10 @@ Per-row state on the device (``B`` live rows, ``T`` positions so far, ``V`` logi
 
     attention_mask  int64[B, T]    1 for real tokens, 0 for left padding
     next_position   int64[B]       position id of the row's next token (real tokens so far)
-    states          int32[B]       index state after the text so far
+    states          int32[B]       index state after the text so far (in the stacked numbering)
     budgets         int32[B]       tokens left, the one being drawn included
     seen            bool[B, V]     prompt and generated ids, for the repetition penalty
+                                   (None when no row has a penalty)
 
 Randomness is per row: a sampled row owns a ``torch.Generator`` seeded with its request's seed
 (or a fresh one), and its noise row is drawn from it alone, so a seeded request gives the same
@@ -75,8 +78,9 @@ class _Row:
 
     number: int  # position in the caller's request list
     spec: RowSpec
-    state: int
+    state: int  # in the row's own index
     rng: torch.Generator | None
+    offset: int = 0  # the row's index's first state in the step table
     token_ids: list[int] = field(default_factory=list)
     text: TextStream = field(default_factory=TextStream)
     stop_reason: str | None = None
@@ -102,8 +106,9 @@ class _Batch:
     top_k: torch.Tensor  # [B] int32
     top_p: torch.Tensor  # [B] fp32
     repetition_penalty: torch.Tensor  # [B] fp32
-    seen: torch.Tensor  # [B, V] bool
+    seen: torch.Tensor | None  # [B, V] bool
     cache: object  # the model's KV cache, batch on dimension 0
+    step_index: object | None  # one table for every row, or None: a call per index
 
     _PER_ROW = (
         "logits",
@@ -157,6 +162,7 @@ def run_batch(
         )
         for i, spec in enumerate(specs)
     ]
+    step_index = _step_index(rows)
     input_ids, attention_mask = _left_pad([s.prompt_ids for s in specs], pad_id, device)
 
     started = time.perf_counter()
@@ -172,7 +178,7 @@ def run_batch(
         tokens=None,
         attention_mask=attention_mask,
         next_position=attention_mask.sum(dim=1),  # [B]
-        states=_column([r.state for r in rows], torch.int32, device),
+        states=_column([r.state + r.offset for r in rows], torch.int32, device),
         budgets=_column([s.request.max_new_tokens for s in specs], torch.int32, device),
         temperature=_column([float(s.request.temperature) for s in specs], torch.float32, device),
         top_k=_column([s.request.top_k for s in specs], torch.int32, device),
@@ -180,8 +186,13 @@ def run_batch(
         repetition_penalty=_column(
             [float(s.request.repetition_penalty) for s in specs], torch.float32, device
         ),
-        seen=_seen_from_prompts([s.prompt_ids for s in specs], vocab_width, device),
+        seen=(
+            _seen_from_prompts([s.prompt_ids for s in specs], vocab_width, device)
+            if any(s.request.repetition_penalty != 1.0 for s in specs)
+            else None
+        ),
         cache=cache,
+        step_index=step_index,
     )
 
     step = 0
@@ -192,7 +203,8 @@ def run_batch(
             if not batch.rows:
                 break
         tokens, next_states, no_allowed = _sample(batch, step, vocab_width, backend, ops)
-        ops.update_seen(batch.seen, tokens)
+        if batch.seen is not None:
+            ops.update_seen(batch.seen, tokens)
         batch.tokens = tokens
         batch.states = next_states
         batch.budgets = batch.budgets - 1
@@ -256,12 +268,7 @@ def _decode(model, batch: _Batch) -> torch.Tensor:
 def _sample(batch: _Batch, step: int, vocab_width: int, backend: str, ops):
     """One sampling step for all live rows: tokens int64[B], next states int32[B], no_allowed."""
     noise = _draw_noise(batch.rows, vocab_width, batch.logits.device)  # [B, V] or None
-    groups: dict[int, list[int]] = {}
-    for b, row in enumerate(batch.rows):
-        groups.setdefault(id(row.spec.constraint.index), []).append(b)
-
-    if len(groups) == 1:
-        index = batch.rows[0].spec.constraint.index
+    if batch.step_index is not None:
         result = ops.sample_step(
             batch.logits,
             batch.states,
@@ -271,13 +278,17 @@ def _sample(batch: _Batch, step: int, vocab_width: int, backend: str, ops):
             batch.top_p,
             batch.repetition_penalty,
             batch.seen,
-            index,
+            batch.step_index,
             noise=noise,
             step=step,
             backend=backend,
         )
         return result.tokens, result.next_states, result.no_allowed
 
+    # Fallback: the rows' indexes were too many to stack; one call per index.
+    groups: dict[int, list[int]] = {}
+    for b, row in enumerate(batch.rows):
+        groups.setdefault(id(row.spec.constraint.index), []).append(b)
     B = len(batch.rows)
     device = batch.states.device
     tokens = torch.empty(B, dtype=torch.long, device=device)
@@ -294,7 +305,7 @@ def _sample(batch: _Batch, step: int, vocab_width: int, backend: str, ops):
             batch.top_k.index_select(0, rows),
             batch.top_p.index_select(0, rows),
             batch.repetition_penalty.index_select(0, rows),
-            batch.seen.index_select(0, rows),
+            None if batch.seen is None else batch.seen.index_select(0, rows),
             index,
             noise=None if noise is None else noise.index_select(0, rows),
             step=step,
@@ -333,6 +344,7 @@ def _accept(batch, tokens, next_states, no_allowed, token_bytes, on_token, decod
                 _finish(row, PATTERN_MATCH, decode_started)
             continue
 
+        state -= row.offset
         row.state = state
         row.token_ids.append(token)
         if constraint.is_match(state) and (
@@ -375,6 +387,23 @@ def _completion(row: _Row, prefill_s: float) -> Completion:
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+def _step_index(rows: list[_Row]):
+    """The table every row steps through, setting each row's offset into it; None when the
+    rows' indexes are too many to stack (then each index's rows step separately)."""
+    from regexlm.generation.stacked import stack_indexes
+
+    distinct = list({id(r.spec.constraint.index): r.spec.constraint.index for r in rows}.values())
+    if len(distinct) == 1:
+        return distinct[0]
+    stacked = stack_indexes(distinct)
+    if stacked is None:
+        return None
+    offsets = {id(index): offset for index, offset in zip(distinct, stacked.offsets)}
+    for row in rows:
+        row.offset = offsets[id(row.spec.constraint.index)]
+    return stacked
 
 
 def _row_generator(request: GenerationRequest, device) -> torch.Generator | None:
