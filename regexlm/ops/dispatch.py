@@ -113,8 +113,9 @@ def sample_step(
     top_p: torch.Tensor,
     repetition_penalty: torch.Tensor,
     seen: torch.Tensor | None,
-    tables,
+    tables=None,
     *,
+    index=None,
     noise: torch.Tensor | None = None,
     seed: int | None = None,
     step: int = 0,
@@ -127,7 +128,14 @@ def sample_step(
     next_by_class, class_of, min_tokens (a `TokenIndex` or `IndexTables`). ``noise`` fp32[B, V]
     uniform in (0, 1) makes every backend return the same tokens; otherwise ``seed`` and ``step``
     seed the backend's own generator (see `regexlm.ops.noise`). A budget < 0 means no budget.
+    The tables may also be passed by keyword as ``index=`` (the name the architecture page uses).
     """
+    if tables is None:
+        tables = index
+    elif index is not None:
+        raise TypeError("pass the index tables once, as `tables` or as `index`")
+    if tables is None:
+        raise TypeError("sample_step needs the index tables (`tables=` or `index=`)")
     _check(
         logits, states, budgets, temperature, top_k, top_p, repetition_penalty, seen, tables, noise
     )

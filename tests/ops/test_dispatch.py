@@ -36,6 +36,15 @@ def test_gpu_backends_on_cpu_tensors_raise_a_clear_error(backend):
         sample_step(**a, backend=backend)
 
 
+def test_tables_may_be_passed_as_index_keyword():
+    a = mixed_case(3, 100, seed=2)
+    tables = a.pop("tables")
+    by_kw = sample_step(**a, index=tables)
+    assert torch.equal(by_kw.tokens, sample_step(**a, tables=tables).tokens)
+    with pytest.raises(TypeError, match="once"):
+        sample_step(**a, tables=tables, index=tables)
+
+
 def test_unknown_backend_and_bad_shapes_are_rejected():
     a = mixed_case(2, 50, seed=1)
     with pytest.raises(ValueError, match="backend must be one of"):
