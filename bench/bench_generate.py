@@ -261,7 +261,7 @@ def _step_kernel(generator) -> list[str]:
         class_of=torch.zeros(V, dtype=torch.int32),
         min_tokens=torch.zeros(1, dtype=torch.int32),
     )
-    rows = ["### The sampling step alone (one row, V = %d)" % V, "",
+    rows = [f"### The sampling step alone (one row, V = {V})", "",
             "| table | µs / step |", "|---|---|"]
     tables = [("allows every token", everything, 0)]
     for pattern in LONG_PATTERNS.values():

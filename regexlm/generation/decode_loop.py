@@ -321,7 +321,7 @@ def _accept(batch, tokens, next_states, no_allowed, token_bytes, on_token, decod
     """Bring the step's tokens to the host and apply them row by row: the stop rules live here."""
     # One transfer for the three results: [3, B] -> lists.
     host = torch.stack([tokens, next_states.to(torch.long), no_allowed.to(torch.long)]).tolist()
-    for row, token, state, stuck in zip(batch.rows, *host):
+    for row, token, state, stuck in zip(batch.rows, *host, strict=True):
         constraint = row.spec.constraint
         request = row.spec.request
         if stuck:
@@ -400,7 +400,7 @@ def _step_index(rows: list[_Row]):
     stacked = stack_indexes(distinct)
     if stacked is None:
         return None
-    offsets = {id(index): offset for index, offset in zip(distinct, stacked.offsets)}
+    offsets = {id(index): offset for index, offset in zip(distinct, stacked.offsets, strict=True)}
     for row in rows:
         row.offset = offsets[id(row.spec.constraint.index)]
     return stacked

@@ -127,7 +127,7 @@ class RegexLogitsProcessor(_Base):
         stop_at_match = self.stop_after_match and self._generated > 0
         eos_only = torch.tensor(
             [done or (stop_at_match and self._is_match(s))
-             for s, done in zip(self._states, self._done)],
+             for s, done in zip(self._states, self._done, strict=True)],
             dtype=torch.bool,
             device=device,
         )  # [B]

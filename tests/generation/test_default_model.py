@@ -79,7 +79,7 @@ def test_batch_on_the_real_model(default_generator):
         GenerationRequest("Answer yes or no: ", r"(yes|no)", temperature=0),
     ]
     together = default_generator.generate_batch(requests)
-    for request, result in zip(requests, together):
+    for request, result in zip(requests, together, strict=True):
         check_completion(result, request, default_generator.tokenizer)
         assert result.matched
         alone = default_generator.generate_batch([request])[0]

@@ -66,7 +66,7 @@ def test_greedy_agrees_with_the_generator(tiny_model, tiny_generator):
             GenerationRequest(p, pattern, temperature=0, max_new_tokens=budget,
                               repetition_penalty=1.0) for p in ["The answer is ", "Hi"]
         ])
-        for row, result in zip(rows, ours):
+        for row, result in zip(rows, ours, strict=True):
             assert _strip_end(row, tokenizer.eos_token_id) == result.token_ids
 
 

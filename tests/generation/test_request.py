@@ -63,7 +63,7 @@ def test_completion_to_dict():
 def test_text_stream_deltas_concatenate_to_the_replace_decoding(data, cuts):
     stream = TextStream()
     points = sorted({0, len(data), *(c for c in cuts if c <= len(data))})
-    deltas = [stream.push(data[a:b]) for a, b in zip(points, points[1:])]
+    deltas = [stream.push(data[a:b]) for a, b in zip(points, points[1:], strict=False)]
     deltas.append(stream.finish())
     assert "".join(deltas) == data.decode("utf-8", errors="replace") == stream.text
     assert stream.data == data

@@ -65,7 +65,7 @@ def test_mixed_batch_keeps_every_rule(tiny_generator, cases):
     requests = [request for request, _ in cases]
     results = tiny_generator.generate_batch(requests)
     assert len(results) == len(requests)
-    for (request, patterns), result in zip(cases, results):
+    for (request, patterns), result in zip(cases, results, strict=True):
         check_completion(result, request, tiny_generator.tokenizer,
                          min_tokens=_bound(tiny_generator.tokenizer, patterns))
 

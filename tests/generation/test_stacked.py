@@ -16,7 +16,7 @@ def test_stacked_tables_act_as_each_index(tiny_generator):
     assert stacked is not None and stack_indexes(indexes) is stacked  # cached
     V = indexes[0].vocab_size
     tokens = torch.randint(0, V, (4000,), generator=torch.Generator().manual_seed(0))
-    for index, offset in zip(indexes, stacked.offsets):
+    for index, offset in zip(indexes, stacked.offsets, strict=True):
         for state in range(index.num_states):
             local = index.next_by_class[state, index.class_of[tokens]]  # [n]
             joint = stacked.next_by_class[offset + state, stacked.class_of[tokens]]  # [n]
@@ -43,5 +43,5 @@ def test_stacked_step_equals_one_call_per_index(tiny_generator, monkeypatch):
     monkeypatch.setattr(stacked_module, "_cache", type(stacked_module._cache)())
     assert stack_indexes([tiny_generator.compile(p) for p in ("a", "b")]) is None
     separately = tiny_generator.generate_batch(requests)
-    for a, b in zip(together, separately):
+    for a, b in zip(together, separately, strict=True):
         assert a.token_ids == b.token_ids and a.stop_reason == b.stop_reason
