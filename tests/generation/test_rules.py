@@ -59,17 +59,6 @@ def test_one_request_keeps_every_rule(tiny_generator, case):
                      min_tokens=_bound(tiny_generator.tokenizer, cases))
 
 
-@settings(max_examples=150, **SETTINGS)
-@given(cases=st.lists(realistic_requests(), min_size=2, max_size=6))
-def test_mixed_batch_keeps_every_rule(tiny_generator, cases):
-    requests = [request for request, _ in cases]
-    results = tiny_generator.generate_batch(requests)
-    assert len(results) == len(requests)
-    for (request, patterns), result in zip(cases, results, strict=True):
-        check_completion(result, request, tiny_generator.tokenizer,
-                         min_tokens=_bound(tiny_generator.tokenizer, patterns))
-
-
 @st.composite
 def random_pattern_requests(draw):
     """A request over a random pattern (or two) from the shared regex strategy."""
@@ -97,3 +86,37 @@ def test_random_patterns_keep_every_rule(tiny_generator, request):
     # whether the result matches is decided by `re`.
     check_completion(result, request, tiny_generator.tokenizer,
                      min_tokens=index.min_tokens_to_match(index.start_state))
+
+
+@st.composite
+def any_request(draw):
+    """(request, its realistic cases or None for a random pattern)."""
+    if draw(st.booleans()):
+        return draw(realistic_requests())
+    return draw(random_pattern_requests()), None
+
+
+@settings(max_examples=150, **SETTINGS)
+@given(cases=st.lists(any_request(), min_size=2, max_size=6))
+def test_mixed_batch_keeps_every_rule(tiny_generator, cases):
+    """Realistic and random patterns, every parameter, in one batch."""
+    from hypothesis import assume
+
+    from regexlm.errors import EmptyLanguageError, PatternTooComplexError
+
+    usable = []
+    for request, realistic in cases:
+        try:
+            index = tiny_generator.compile(request.pattern)
+        except (EmptyLanguageError, PatternTooComplexError):
+            continue
+        bound = index.min_tokens_to_match(index.start_state)
+        if realistic is not None:
+            bound = min(bound, _bound(tiny_generator.tokenizer, realistic))
+        usable.append((request, bound))
+    assume(len(usable) >= 2)
+    requests = [request for request, _ in usable]
+    results = tiny_generator.generate_batch(requests)
+    assert len(results) == len(requests)
+    for (request, bound), result in zip(usable, results, strict=True):
+        check_completion(result, request, tiny_generator.tokenizer, min_tokens=bound)
