@@ -150,10 +150,16 @@ class Generator:
     ) -> list[Completion]:
         """Decode all requests together; one Completion per request, in order.
 
-        ``on_token(row, token_id, text_delta)`` is called after each accepted token; the deltas
-        of a row concatenate to its completion (an incomplete UTF-8 character is held back until
-        its last byte arrives). ``should_stop(row)`` is polled before each step; a row for which
-        it returns true ends at once with the text generated so far (``token_limit``).
+        Every request is validated and its pattern compiled before the model runs: a bad field
+        raises ``ValueError`` naming it, a bad pattern the :class:`~regexlm.errors.RegexError`
+        family, and nothing is generated for any row.
+
+        ``on_token(row, token_id, text_delta)`` is called after each accepted token (``row`` is
+        the request's position in ``requests``; end-of-sequence is never reported). A delta holds
+        back an incomplete UTF-8 character until its last byte arrives, so the deltas of a row
+        concatenate to its completion. ``should_stop(row)`` is polled before each step; a row for
+        which it returns true ends at once with what it generated so far (``token_limit``); its
+        deltas then lack a held-back partial character, which its completion shows as U+FFFD.
         """
         import torch
 
