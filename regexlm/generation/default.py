@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from regexlm.generation.completion import Completion
 
 _build_lock = threading.Lock()
-_shared: dict[str | None, tuple[object, threading.Lock]] = {}
+# model name or path as given, and as resolved to files -> (Generator, its lock)
+_shared: dict[object, tuple[object, threading.Lock]] = {}
 
 
 def shared_generator(model: str | os.PathLike | None = None):
@@ -25,16 +26,21 @@ def shared_generator(model: str | os.PathLike | None = None):
 
 
 def _shared_entry(model):
-    key = None if model is None else os.fspath(model)
-    entry = _shared.get(key)
-    if entry is None:
-        with _build_lock:
-            entry = _shared.get(key)
-            if entry is None:
-                from regexlm.generation.generator import Generator
+    entry = _shared.get(model)  # fast path: the very name seen before
+    if entry is not None:
+        return entry
+    from regexlm.models import resolve_model_source
 
-                entry = (Generator.from_pretrained(key), threading.Lock())
-                _shared[key] = entry
+    # Names that resolve to the same files ("smollm2", None, its folder) share one Generator.
+    key = resolve_model_source(None if model is None else os.fspath(model)).describe()
+    with _build_lock:
+        entry = _shared.get(key)
+        if entry is None:
+            from regexlm.generation.generator import Generator
+
+            entry = (Generator.from_pretrained(key), threading.Lock())
+            _shared[key] = entry
+        _shared[model] = entry
     return entry
 
 

@@ -71,6 +71,8 @@ def test_generate_accepts_a_generator_and_reuses_loaded_models(tiny_generator, t
     assert out.completion in ("yes", "no") and out.stop_reason == "pattern_match"
     first = shared_generator(str(tiny_model_dir))
     assert shared_generator(str(tiny_model_dir)) is first
+    # another spelling of the same folder reuses the loaded model
+    assert shared_generator(Path(str(tiny_model_dir) + "/")) is first
 
 
 def test_generate_raises_regex_errors(tiny_generator):
