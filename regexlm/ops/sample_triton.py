@@ -350,8 +350,8 @@ def _sample_step_kernel(
     token = tl.where(greedy, arg, gidx)
     empty = n == 0
     token = tl.where(empty, -1, token)
-    cls = tl.load(class_ptr + token, mask=not empty, other=0)
-    nxt = tl.load(nbc_ptr + s * stride_n + cls, mask=not empty, other=0)
+    cls = tl.load(class_ptr + token, mask=n > 0, other=0)
+    nxt = tl.load(nbc_ptr + s * stride_n + cls, mask=n > 0, other=0)
     tl.store(tokens_ptr + b, token.to(tl.int64))
     tl.store(next_ptr + b, tl.where(empty, s.to(tl.int32), nxt))
     tl.store(noallowed_ptr + b, empty.to(tl.int8))
