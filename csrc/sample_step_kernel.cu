@@ -9,8 +9,9 @@
 //            sum exp(z - max), and the Gumbel winner argmax z - log(-log u) over allowed tokens.
 //   search   top-k and top-p thresholds by a search over int32 keys that order like the floats;
 //            each pass tests NP pivot keys at once, so the bracket shrinks (NP + 1)-fold a pass.
-//            The winner's key is always among the pivots, so a search stops as soon as the
-//            winner is known to be kept (top-k alone usually needs a single pass).
+//            With top-k alone or top-p alone, one cheap pass (one comparison per token) first
+//            tests whether the pass-A winner is kept, which usually settles the row. The
+//            winner's key is also always among the pivots, so a search stops once it is known.
 //   draw     the pass-A winner when it is kept, else one more pass for the argmax over the kept.
 //
 // Rounding follows the torch reference: divisions are correctly rounded (__fdiv_rn), logf/expf
@@ -218,16 +219,6 @@ __global__ void __launch_bounds__(kThreads) sample_step_kernel(StepArgs a) {
   const bool need_p = r.sampling && p < 1.0f && n > 1;
   int64_t key_tau = INT64_MIN;
   if (need_k || need_p) {
-    // the softmax normaliser, needed by top-p only (top-k's search yields its own)
-    float total = 0.0f;
-    if (need_p) {
-      for (int32_t i = threadIdx.x; i < V; i += kThreads) {
-        bool ok;
-        float z = token_z<T>(a, r, i, ok);
-        if (ok) total += expf(z - m);
-      }
-      total = block_sum(total, shf);
-    }
     const int64_t key_lo = float_key(zmin), key_hi = static_cast<int64_t>(float_key(m)) + 1;
     // the winner's key + 1 is always one of the pivots: once tau <= key(winner) the winner is
     // kept and the search can stop (top-k alone; top-p needs tau_k exactly, so k runs on).
@@ -236,10 +227,32 @@ __global__ void __launch_bounds__(kThreads) sample_step_kernel(StepArgs a) {
       bool ok;
       wkey = static_cast<int64_t>(float_key(token_z<T>(a, r, gidx, ok))) + 1;
     }
+    // One pass: the softmax normaliser (top-p) and, with a single criterion, the winner check:
+    // top-k alone keeps it iff count(z > z_w) < k, top-p alone iff mass(z <= z_w) > (1-p) total.
+    const bool single = need_k != need_p;
+    float total = 0.0f, mass_le = 0.0f;
+    int32_t cnt_gt = 0;
+    if (need_p || single) {
+      for (int32_t i = threadIdx.x; i < V; i += kThreads) {
+        bool ok;
+        float z = token_z<T>(a, r, i, ok);
+        if (!ok) continue;
+        const float e = expf(z - m);
+        total += e;
+        if (static_cast<int64_t>(float_key(z)) < wkey) mass_le += e;
+        else ++cnt_gt;
+      }
+      total = block_sum(total, shf);
+      mass_le = block_sum(mass_le, shf);
+      cnt_gt = block_sum_i(cnt_gt, shi);
+    }
+    const bool decided =
+        single && ((need_k && cnt_gt < k) || (need_p && mass_le > (1.0f - p) * total));
+    const bool search_k = need_k && !decided, search_p = need_p && !decided;
     const int64_t stop_k = need_p ? INT64_MIN : wkey;
 
     // top-k: largest key K with count(key >= K) >= k, and the mass at or above it.
-    int64_t lo = key_lo, hi = need_k ? key_hi : key_lo + 1;
+    int64_t lo = key_lo, hi = search_k ? key_hi : key_lo + 1;
     float lo_mass = total;
     while (hi - lo > 1 && hi > stop_k) {
       int64_t piv[kPivots];
@@ -291,7 +304,7 @@ __global__ void __launch_bounds__(kThreads) sample_step_kernel(StepArgs a) {
     // top-p: largest key K with mass(key_k <= key < K) <= (1 - p) * mass(key >= key_k).
     const float budget_mass = (1.0f - p) * lo_mass;
     lo = key_k;
-    hi = need_p ? key_hi : key_k + 1;
+    hi = search_p ? key_hi : key_k + 1;
     while (hi - lo > 1 && hi > wkey) {
       int64_t piv[kPivots];
       float below[kPivots];

@@ -26,7 +26,9 @@ starts from ``[key(min z), key(max z)]``.
 
 The draw is the Gumbel winner over the kept set. When the pass-A winner is already kept (it wins
 over a superset, so it wins over the kept set) no further pass is needed; otherwise one last pass
-takes the argmax over the kept tokens. Sums are taken in a different order than the reference's
+takes the argmax over the kept tokens. With top-k alone or top-p alone, one cheap pass (a single
+comparison per token) tests the winner first, so such rows usually take two passes in all; the
+winner's key is also always one of the search pivots, so a search stops as soon as it is known. Sums are taken in a different order than the reference's
 sort and cumulative sum, so a kept set can differ from the reference's only when a token's
 cumulative mass lies within float rounding of the top-p boundary.
 
@@ -223,11 +225,52 @@ def _sample_step_kernel(
     j = tl.arange(0, NP).to(tl.int64)
     plane = tl.arange(0, PBLOCK)
 
+    # ---- winner check: with a single criterion, one comparison per token usually decides ----
+    # top-k alone keeps the winner iff count(z > z_w) < k; top-p alone iff
+    # mass(z <= z_w) > (1 - p) * total (the search predicate below, at the winner's key).
+    nk = need_k.to(tl.int32)
+    npp = need_p.to(tl.int32)
+    key_w = _float_key(gz).to(tl.int64)
+    cnt_gt = tl.full((), 0, tl.int32)
+    mass_le = tl.full((), 0.0, tl.float32)
+    stop = tl.where(nk + npp == 1, V, 0)
+    for start in range(0, stop, BLOCK):
+        offs = start + lane
+        z, ok = _tile(
+            b,
+            s,
+            offs,
+            V,
+            logits_ptr,
+            stride_l,
+            seen_ptr,
+            stride_s,
+            bitmask_ptr,
+            stride_bm,
+            class_ptr,
+            nbc_ptr,
+            stride_n,
+            mintok_ptr,
+            R,
+            budget_on,
+            pen,
+            t_eff,
+            HAS_SEEN,
+        )
+        key = _float_key(z).to(tl.int64)
+        cnt_gt += tl.sum((ok & (key > key_w)).to(tl.int32), 0)
+        mass_le += tl.sum(tl.where(ok & (key <= key_w), tl.exp(z - m), 0.0), 0)
+    kept_k = (nk == 1) & (npp == 0) & (cnt_gt < k)
+    kept_p = (npp == 1) & (nk == 0) & (mass_le > (1.0 - p) * total)
+    decided = kept_k | kept_p
+    need_k = need_k & (decided == 0)
+    need_p = need_p & (decided == 0)
+
     # top-k: largest key K with count(key >= K) >= k; also the mass at or above it
     lo = key_lo
     hi = tl.where(need_k, key_hi, key_lo + 1)
     lo_mass = total
-    wkey = _float_key(gz).to(tl.int64) + 1  # pivot that decides whether the winner is kept
+    wkey = key_w + 1  # pivot that decides whether the winner is kept
     # without top-p, stop once the winner is known to be kept (tau_k <= key(winner))
     stop_k = tl.where(need_p, -(2**62), wkey)
     while (hi - lo > 1) & (hi > stop_k):
