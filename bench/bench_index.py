@@ -495,6 +495,16 @@ def render(results: dict, args) -> str:
                 if ok
                 else f"| {lib} | — | — | — | — | — | — | — | {len(errs)} |"
             )
+        ours = [r for r in libs.get("regexlm", {}).get("rows", []) if "build_ms" in r]
+        if ours:
+            build = [r["build_ms"] for r in ours if r["pattern"] != BLOWUP]
+            blow = [r["build_ms"] for r in ours if r["pattern"] == BLOWUP]
+            regex = [statistics.median(r["compile_ms"]) - r["build_ms"] for r in ours if r["pattern"] != BLOWUP]
+            out.append(
+                f"\nregexlm split: index build alone (last run of each pattern) median {statistics.median(build):.2f} ms, "
+                f"worst {max(build):.0f} ms" + (f", blow-up {blow[0]:.0f} ms" if blow else "")
+                + f"; the rest of compile (regex to DFA, caches off) median {statistics.median(regex):.2f} ms, worst {max(regex):.0f} ms."
+            )
         out.append("")
         names = [r["pattern"] for r in next(iter(libs.values()))["rows"]]
         out.append(

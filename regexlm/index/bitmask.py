@@ -20,6 +20,17 @@ def _bits(device) -> torch.Tensor:
     return torch.pow(2, torch.arange(32, dtype=torch.int64, device=device))
 
 
+def _sum_bits(slot: torch.Tensor, token: torch.Tensor, size: int, exact: bool = True) -> torch.Tensor:
+    """Words ``[size]`` with bit ``token % 32`` set in word ``slot``, for each (slot, token).
+
+    The bits of one word are distinct, so their sum is their union; float64 holds any sum of
+    distinct 32-bit values exactly. Returned as int64 (``exact``) or float64.
+    """
+    weights = _bits(slot.device)[token % 32].to(torch.float64)
+    words = torch.bincount(slot, weights=weights, minlength=size)
+    return words.to(torch.int64) if exact else words
+
+
 def _to_int32(words: torch.Tensor) -> torch.Tensor:
     """Unsigned 32-bit words held in int64 -> the same bits as int32 (the cast truncates)."""
     return words.to(torch.int32)
@@ -53,17 +64,15 @@ def pack_bitmask(
         # sparse: scatter each allowed (row, token) bit
         r, k = rows[:, class_of[live]].nonzero(as_tuple=True)
         tok = live[k]
-        words = torch.zeros(num_rows * num_words, dtype=torch.int64, device=device)
-        words.index_add_(0, r * num_words + torch.div(tok, 32, rounding_mode="floor"), _bits(device)[tok % 32])
-        packed = words.view(num_rows, num_words)
+        slot = r * num_words + torch.div(tok, 32, rounding_mode="floor")
+        packed = _sum_bits(slot, tok, num_rows * num_words).view(num_rows, num_words)
     elif rows.shape[1] <= MATMUL_MAX_CLASSES:
         # per-class masks: tokens of different classes are different bits, so a row's words
         # are the *sum* of its allowed classes' words, a matrix product (exact in float64)
         tok = live
         cls = class_of[tok]
-        words = torch.zeros(rows.shape[1] * num_words, dtype=torch.int64, device=device)
-        words.index_add_(0, cls * num_words + torch.div(tok, 32, rounding_mode="floor"), _bits(device)[tok % 32])
-        class_words = words.view(rows.shape[1], num_words).to(torch.float64)  # [C, W]
+        slot = cls * num_words + torch.div(tok, 32, rounding_mode="floor")
+        class_words = _sum_bits(slot, tok, rows.shape[1] * num_words, exact=False).view(rows.shape[1], num_words)
         packed = (rows.to(torch.float64) @ class_words).to(torch.int64)  # [R, W]
     else:
         # dense: one boolean per (row, token), folded 8 to a byte; 4 little-endian bytes a word

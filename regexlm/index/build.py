@@ -170,8 +170,9 @@ def walk(trie, table: torch.Tensor, byte_classes: torch.Tensor) -> Edges:
         # Keep the trie nodes whose group is alive from some origin.
         live_cn = torch.zeros(n_cn, dtype=torch.bool, device=device)
         live_cn[pairs[1]] = True
-        sel = live_cn[node_cn].nonzero().flatten()
-        nodes, node_cn = nodes[sel], node_cn[sel]
+        if not bool(live_cn.all()):
+            sel = live_cn[node_cn].nonzero().flatten()
+            nodes, node_cn = nodes[sel], node_cn[sel]
 
         # Token strings ending here: their group is this depth's group.
         strings = trie.term[depth][nodes]
@@ -189,10 +190,13 @@ def walk(trie, table: torch.Tensor, byte_classes: torch.Tensor) -> Edges:
             break
 
         # Few combinations left: finish string by string.
-        longer = trie.tail_count[depth][nodes]
-        per_group = torch.zeros(n_cn, dtype=torch.int64, device=device)
-        per_group.index_add_(0, node_cn, longer)
-        if int(per_group[pairs[1]].sum()) <= TAIL_MAX:
+        if pairs.shape[1] <= TAIL_MAX:
+            longer = trie.tail_count[depth][nodes].to(torch.float64)
+            per_group = torch.bincount(node_cn, weights=longer, minlength=n_cn)
+            go_tail = float(per_group[pairs[1]].sum()) <= TAIL_MAX
+        else:
+            go_tail = False  # with this many pairs, sharing prefixes beats walking strings
+        if go_tail:
             group_base = _tail(
                 trie, table, byte_classes, depth, nodes, node_cn, n_cn, pairs, group_base, found, ended, stats
             )
