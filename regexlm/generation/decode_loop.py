@@ -27,9 +27,9 @@ Per-row state on the device (``B`` live rows, ``T`` positions so far, ``V`` logi
     seen            bool[B, V]     prompt and generated ids, for the repetition penalty
                                    (None when no row has a penalty)
 
-Randomness is per row: a sampled row owns a ``torch.Generator`` seeded with its request's seed
-(or a fresh one), and its noise row is drawn from it alone, so a seeded request gives the same
-tokens whatever else shares its batch.
+Randomness is per row (:mod:`regexlm.generation.randomness`), so a seeded request gives the
+same tokens whatever else shares its batch. The model calls themselves (padding, the cache
+argument, dropping rows from the cache) live in :mod:`regexlm.generation.model_calls`.
 
 Stop rules, applied after each accepted token (``s`` is the row's new state):
 
@@ -45,22 +45,20 @@ logged, rather than emitting a token the pattern does not allow.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from dataclasses import dataclass, field
 
 import torch
 
+from regexlm.generation import model_calls
 from regexlm.generation.completion import PATTERN_MATCH, TOKEN_LIMIT, Completion
 from regexlm.generation.constraint import Constraint
+from regexlm.generation.randomness import draw_noise, row_generator
 from regexlm.generation.request import GenerationRequest
 from regexlm.generation.text import TextStream
 
 logger = logging.getLogger("regexlm.generation")
-
-_TINY = torch.finfo(torch.float32).tiny
-
 
 @dataclass
 class RowSpec:
@@ -136,7 +134,7 @@ class _Batch:
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, value.index_select(0, index))
-        _select_cache_rows(self.cache, index)
+        model_calls.select_cache_rows(self.cache, index)
 
 
 def run_batch(
@@ -158,17 +156,17 @@ def run_batch(
             number=i,
             spec=spec,
             state=spec.constraint.start_state,
-            rng=_row_generator(spec.request, device),
+            rng=row_generator(spec.request.temperature, spec.request.seed, device),
         )
         for i, spec in enumerate(specs)
     ]
     step_index = _step_index(rows)
-    input_ids, attention_mask = _left_pad([s.prompt_ids for s in specs], pad_id, device)
+    input_ids, attention_mask = model_calls.left_pad([s.prompt_ids for s in specs], pad_id, device)
 
     started = time.perf_counter()
-    logits, cache = _prefill(model, input_ids, attention_mask)  # logits: [B, V]
+    logits, cache = model_calls.prefill(model, input_ids, attention_mask)  # logits: [B, V]
     vocab_width = logits.shape[1]
-    _synchronize(device)
+    model_calls.synchronize(device)
     prefill_s = time.perf_counter() - started
     decode_started = time.perf_counter()
 
@@ -221,53 +219,21 @@ def run_batch(
 # --- the steps -------------------------------------------------------------------------------
 
 
-def _left_pad(prompts: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Prompts -> input_ids int64[B, L] and attention_mask int64[B, L], padded on the left."""
-    length = max(len(p) for p in prompts)
-    input_ids = torch.full((len(prompts), length), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(prompts), length), dtype=torch.long)
-    for b, ids in enumerate(prompts):
-        input_ids[b, length - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-        attention_mask[b, length - len(ids) :] = 1
-    return input_ids.to(device), attention_mask.to(device)
-
-
-def _prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor):
-    """One pass over the padded prompts: next-token logits [B, V] and the KV cache."""
-    position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)  # [B, L]
-    kwargs = {}
-    if _accepts(model, "logits_to_keep"):
-        kwargs["logits_to_keep"] = 1
-    out = model(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        position_ids=position_ids,
-        use_cache=True,
-        **kwargs,
-    )
-    return out.logits[:, -1, :], _cache_of(out)  # [B, V]
-
-
 def _decode(model, batch: _Batch) -> torch.Tensor:
     """Feed each live row's new token; return the next logits [B, V]."""
     ones = torch.ones_like(batch.attention_mask[:, :1])  # [B, 1]
     batch.attention_mask = torch.cat([batch.attention_mask, ones], dim=1)  # [B, T+1]
     position_ids = batch.next_position.unsqueeze(1)  # [B, 1]
     batch.next_position = batch.next_position + 1
-    out = model(
-        input_ids=batch.tokens.unsqueeze(1),  # [B, 1]
-        attention_mask=batch.attention_mask,
-        position_ids=position_ids,
-        use_cache=True,
-        **{_cache_argument(model): batch.cache},
+    logits, batch.cache = model_calls.step(
+        model, batch.tokens, batch.attention_mask, position_ids, batch.cache
     )
-    batch.cache = _cache_of(out)
-    return out.logits[:, -1, :]  # [B, V]
+    return logits  # [B, V]
 
 
 def _sample(batch: _Batch, step: int, vocab_width: int, backend: str, ops):
     """One sampling step for all live rows: tokens int64[B], next states int32[B], no_allowed."""
-    noise = _draw_noise(batch.rows, vocab_width, batch.logits.device)  # [B, V] or None
+    noise = draw_noise([row.rng for row in batch.rows], vocab_width, batch.logits.device)  # [B, V]
     if batch.step_index is not None:
         result = ops.sample_step(
             batch.logits,
@@ -406,29 +372,6 @@ def _step_index(rows: list[_Row]):
     return stacked
 
 
-def _row_generator(request: GenerationRequest, device) -> torch.Generator | None:
-    """The row's own random stream; greedy rows draw nothing."""
-    if request.temperature == 0:
-        return None
-    seed = request.seed
-    if seed is None:
-        seed = int(torch.randint(0, 2**62, (1,)).item())
-    generator = torch.Generator(device=device)
-    generator.manual_seed(seed)
-    return generator
-
-
-def _draw_noise(rows: list[_Row], vocab_width: int, device) -> torch.Tensor | None:
-    """Uniform noise in (0, 1) for the Gumbel draw: [B, V], each sampled row from its own stream."""
-    if all(row.rng is None for row in rows):
-        return None
-    noise = torch.full((len(rows), vocab_width), 0.5, dtype=torch.float32, device=device)
-    for b, row in enumerate(rows):
-        if row.rng is not None:
-            noise[b] = torch.rand(vocab_width, generator=row.rng, device=device)
-    return noise.clamp_(min=_TINY)
-
-
 def _seen_from_prompts(prompts: list[list[int]], vocab_width: int, device) -> torch.Tensor:
     """bool[B, V]: which ids each prompt holds (the repetition penalty's starting set)."""
     seen = torch.zeros((len(prompts), vocab_width), dtype=torch.bool)
@@ -441,42 +384,3 @@ def _seen_from_prompts(prompts: list[list[int]], vocab_width: int, device) -> to
 
 def _column(values, dtype, device) -> torch.Tensor:
     return torch.tensor(values, dtype=dtype).to(device)
-
-
-def _select_cache_rows(cache, index: torch.Tensor) -> None:
-    """Keep only the rows at ``index`` in a transformers KV cache (in place)."""
-    if hasattr(cache, "batch_select_indices"):
-        cache.batch_select_indices(index)
-    elif hasattr(cache, "reorder_cache"):
-        cache.reorder_cache(index)
-    else:  # legacy tuple-of-tuples caches are not supported by current transformers models
-        raise TypeError(f"cannot select rows of a {type(cache).__name__} KV cache")
-
-
-_ACCEPTS: dict[tuple[type, str], bool] = {}
-
-
-def _cache_argument(model) -> str:
-    """The forward argument that takes the KV cache: ``cache`` (recent transformers) or the
-    older ``past_key_values``."""
-    return "cache" if _accepts(model, "cache") else "past_key_values"
-
-
-def _cache_of(output):
-    cache = getattr(output, "cache", None)
-    return cache if cache is not None else output.past_key_values
-
-
-def _accepts(model, name: str) -> bool:
-    key = (type(model), name)
-    if key not in _ACCEPTS:
-        try:
-            _ACCEPTS[key] = name in inspect.signature(model.forward).parameters
-        except (TypeError, ValueError):
-            _ACCEPTS[key] = False
-    return _ACCEPTS[key]
-
-
-def _synchronize(device) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
