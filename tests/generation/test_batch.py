@@ -12,7 +12,7 @@ from tests.generation.conftest import REALISTIC
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                       HealthCheck.too_slow])
 PROMPTS = ["", "a", "The date today is ", "A much longer prompt, with several words in it: ",
-           "日本語のテキスト", "Contact me at "]
+           "日本語のテキスト", "Contact me at ", "word " * 150]  # 1 to 150 tokens
 patterns = st.sampled_from([p for p, _ in REALISTIC])
 
 
