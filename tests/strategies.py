@@ -268,11 +268,14 @@ def mutate(s: str, r: random.Random, alphabet: str = ALPHABET) -> str:
     return s[:i] + c + s[i + 1 :]
 
 
+MAX_SAMPLE_LEN = 24  # keeps re's backtracking on nested repeats cheap
+
+
 def candidate_strings(rx: Rx, r: random.Random, n: int = 24, alphabet: str = ALPHABET) -> list[str]:
     """Strings to test a pattern on: samples of its structure, their mutations, random strings."""
     out = [""]
     for _ in range(n // 3):
-        s = rx.sample(r)
+        s = rx.sample(r)[:MAX_SAMPLE_LEN]
         out.append(s)
         out.append(mutate(s, r, alphabet))
         out.append("".join(r.choice(alphabet) for _ in range(r.randint(0, 6))))
