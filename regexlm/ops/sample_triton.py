@@ -59,6 +59,29 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
+_SM_COUNT: dict[int, int] = {}
+_COUNTERS: dict[tuple, torch.Tensor] = {}
+
+
+def _sm_count(dev: torch.device) -> int:
+    idx = dev.index if dev.index is not None else torch.cuda.current_device()
+    if idx not in _SM_COUNT:
+        _SM_COUNT[idx] = torch.cuda.get_device_properties(idx).multi_processor_count
+    return _SM_COUNT[idx]
+
+
+def _counters(dev: torch.device, B: int) -> torch.Tensor:
+    """Per-row arrival counters for split rows, zero between launches (the last program of a
+    row resets its counter). One buffer per device and stream, so concurrent streams do not
+    share counters."""
+    stream = torch.cuda.current_stream(dev).cuda_stream if dev.type == "cuda" else 0
+    key = (str(dev), stream)
+    buf = _COUNTERS.get(key)
+    if buf is None or buf.numel() < B:
+        buf = _COUNTERS[key] = torch.zeros(max(B, 64), dtype=torch.int32, device=dev)
+    return buf
+
+
 @triton.jit
 def _float_key(z):
     """fp32 -> int32 with the same order (no NaNs)."""
@@ -146,13 +169,20 @@ def _sample_step_kernel(
     next_ptr,
     noallowed_ptr,
     V,
+    part_f_ptr,
+    part_i_ptr,
+    counter_ptr,
+    CHUNK,
+    NSPLIT,
     HAS_SEEN: tl.constexpr,
     HAS_NOISE: tl.constexpr,
     BLOCK: tl.constexpr,
     PBLOCK: tl.constexpr,
     NP: tl.constexpr,
+    SPLIT_P2: tl.constexpr,
 ):
     b = tl.program_id(0).to(tl.int64)
+    c = tl.program_id(1).to(tl.int64)  # chunk of the row for pass A
     s = tl.load(states_ptr + b).to(tl.int64)
     R = tl.load(budgets_ptr + b)
     temp = tl.load(temp_ptr + b)
@@ -176,7 +206,7 @@ def _sample_step_kernel(
     gidx = tl.full((), BIG, tl.int32)
     gz = tl.full((), NEG_INF, tl.float32)  # z of the Gumbel winner
     lane = tl.arange(0, BLOCK)
-    for start in range(0, V, BLOCK):
+    for start in range(c * CHUNK, tl.minimum(c * CHUNK + CHUNK, V), BLOCK):
         offs = start + lane
         z, ok = _tile(
             b,
@@ -217,9 +247,45 @@ def _sample_step_kernel(
         gidx = tl.where(better, tgi, gidx)
         gbest = tl.where(better, tg, gbest)
 
+    # ---- split rows: every chunk leaves its statistics; the last one to finish goes on -------
+    last = tl.full((), 1, tl.int32)
+    if SPLIT_P2 > 1:
+        slot = (b * NSPLIT + c) * 8
+        tl.store(part_f_ptr + slot + 0, m)
+        tl.store(part_f_ptr + slot + 1, zmin)
+        tl.store(part_f_ptr + slot + 2, total)
+        tl.store(part_f_ptr + slot + 3, gbest)
+        tl.store(part_f_ptr + slot + 4, gz)
+        tl.store(part_i_ptr + slot + 0, arg)
+        tl.store(part_i_ptr + slot + 1, n)
+        tl.store(part_i_ptr + slot + 2, gidx)
+        done = tl.atomic_add(counter_ptr + b, 1)  # acq_rel: the stores above are visible
+        last = tl.where(done == NSPLIT - 1, 1, 0)
+        cs = tl.arange(0, SPLIT_P2).to(tl.int64)
+        cm = (cs < NSPLIT) & ((tl.zeros_like(cs) + last) != 0)
+        slots = (b * NSPLIT + cs) * 8
+        mc = tl.load(part_f_ptr + slots + 0, mask=cm, other=NEG_INF, volatile=True)
+        zc = tl.load(part_f_ptr + slots + 1, mask=cm, other=float("inf"), volatile=True)
+        tc = tl.load(part_f_ptr + slots + 2, mask=cm, other=0.0, volatile=True)
+        gc = tl.load(part_f_ptr + slots + 3, mask=cm, other=NEG_INF, volatile=True)
+        gzc = tl.load(part_f_ptr + slots + 4, mask=cm, other=NEG_INF, volatile=True)
+        ac = tl.load(part_i_ptr + slots + 0, mask=cm, other=BIG, volatile=True)
+        nc = tl.load(part_i_ptr + slots + 1, mask=cm, other=0, volatile=True)
+        ic = tl.load(part_i_ptr + slots + 2, mask=cm, other=BIG, volatile=True)
+        m = tl.max(mc, 0)
+        arg = tl.min(tl.where((mc == m) & (ac != BIG), ac, BIG), 0)
+        m_safe = tl.where(m == NEG_INF, 0.0, m)
+        total = tl.sum(tl.where(mc != NEG_INF, tc * tl.exp(mc - m_safe), 0.0), 0)
+        zmin = tl.min(zc, 0)
+        n = tl.sum(nc, 0)
+        gbest = tl.max(gc, 0)
+        gidx = tl.min(tl.where((gc == gbest) & (ic != BIG), ic, BIG), 0)
+        gz = tl.max(tl.where((ic == gidx) & (ic != BIG), gzc, NEG_INF), 0)
+        tl.store(counter_ptr + b, 0, mask=last != 0)  # ready for the next launch
+
     # ---- threshold searches (only rows that truncate run any pass) ------------------------
-    need_k = (sampling != 0) & (k > 0) & (k < n)
-    need_p = (sampling != 0) & (p < 1.0) & (n > 1)
+    need_k = (last != 0) & (sampling != 0) & (k > 0) & (k < n)
+    need_p = (last != 0) & (sampling != 0) & (p < 1.0) & (n > 1)
     key_lo = _float_key(zmin).to(tl.int64)
     key_hi = _float_key(m).to(tl.int64) + 1
     j = tl.arange(0, NP).to(tl.int64)
@@ -358,6 +424,8 @@ def _sample_step_kernel(
     # ---- draw: the pass-A winner if it is kept, else the argmax over the kept set ----------
     redo = (need_k | need_p) & (_float_key(gz).to(tl.int64) < key_tau)
     stop = tl.where(redo, V, 0)
+    gbest = tl.where(redo, NEG_INF, gbest)  # the argmax restarts over the kept set
+    gidx = tl.where(redo, BIG, gidx)
     for start in range(0, stop, BLOCK):
         offs = start + lane
         z, ok = _tile(
@@ -385,8 +453,7 @@ def _sample_step_kernel(
         g = _gumbel(z, kept, b, offs, V, noise_ptr, stride_nz, seed, HAS_NOISE, sampling)
         tg = tl.max(g, 0)
         tgi = tl.min(tl.where(kept & (g == tg), offs, BIG), 0)
-        better = (tg > gbest) | (start == 0) | ((gidx == BIG) & (tgi != BIG))
-        better = better & (tgi != BIG)
+        better = (tgi != BIG) & ((tg > gbest) | (gidx == BIG))
         gidx = tl.where(better, tgi, gidx)
         gbest = tl.where(better, tg, gbest)
 
@@ -395,9 +462,9 @@ def _sample_step_kernel(
     token = tl.where(empty, -1, token)
     cls = tl.load(class_ptr + token, mask=n > 0, other=0)
     nxt = tl.load(nbc_ptr + s * stride_n + cls, mask=n > 0, other=0)
-    tl.store(tokens_ptr + b, token.to(tl.int64))
-    tl.store(next_ptr + b, tl.where(empty, s.to(tl.int32), nxt))
-    tl.store(noallowed_ptr + b, empty.to(tl.int8))
+    tl.store(tokens_ptr + b, token.to(tl.int64), mask=last != 0)
+    tl.store(next_ptr + b, tl.where(empty, s.to(tl.int32), nxt), mask=last != 0)
+    tl.store(noallowed_ptr + b, empty.to(tl.int8), mask=last != 0)
 
 
 def sample_step_triton(
@@ -416,8 +483,12 @@ def sample_step_triton(
     step=0,
     block=None,
     num_warps=None,
+    split=None,
 ) -> StepResult:
-    """Launch the fused step for the batch; see the module docstring. Arguments as `sample_step`."""
+    """Launch the fused step for the batch; see the module docstring. Arguments as `sample_step`.
+
+    ``split`` (chunks per row for pass A) defaults to enough programs to fill the GPU twice.
+    """
     B, V = logits.shape
     dev = logits.device
     logits = logits.contiguous()
@@ -432,12 +503,22 @@ def sample_step_triton(
     nbc = tables.next_by_class.to(torch.int32).contiguous()
     if block is None:
         block = min(4096, triton.next_power_of_2(V))
-    pblock = min(256, block)
-    if _interpreting():  # numpy runs one op at a time: fewer, larger tiles are faster
-        block = pblock = min(8192, triton.next_power_of_2(V))
+        if _interpreting():  # numpy runs one op at a time: fewer, larger tiles are faster
+            block = min(8192, triton.next_power_of_2(V))
+    pblock = block if _interpreting() else min(256, block)
     if num_warps is None:
         num_warps = 8 if block >= 2048 else 4
-    _sample_step_kernel[(B,)](
+    if split is None:
+        split = max(1, (2 * _sm_count(dev)) // B) if dev.type == "cuda" else 1
+    chunk = triton.cdiv(triton.cdiv(V, min(split, triton.cdiv(V, block))), block) * block
+    nsplit = triton.cdiv(V, chunk)
+    if nsplit > 1:
+        part_f = torch.empty(B * nsplit * 8, dtype=torch.float32, device=dev)
+        part_i = torch.empty(B * nsplit * 8, dtype=torch.int32, device=dev)
+        counters = _counters(dev, B)
+    else:
+        part_f, part_i, counters = logits, logits, logits  # unused
+    _sample_step_kernel[(B, nsplit)](
         logits,
         logits.stride(0),
         states.to(torch.int32).contiguous(),
@@ -461,11 +542,17 @@ def sample_step_triton(
         next_states,
         no_allowed,
         V,
+        part_f,
+        part_i,
+        counters,
+        chunk,
+        nsplit,
         HAS_SEEN=seen is not None,
         HAS_NOISE=noise is not None,
         BLOCK=block,
         PBLOCK=pblock,
         NP=NPIV,
+        SPLIT_P2=triton.next_power_of_2(nsplit) if nsplit > 1 else 1,
         num_warps=num_warps,
     )
     return StepResult(tokens, next_states, no_allowed.bool())
