@@ -206,7 +206,8 @@ def _sample_step_kernel(
     gidx = tl.full((), BIG, tl.int32)
     gz = tl.full((), NEG_INF, tl.float32)  # z of the Gumbel winner
     lane = tl.arange(0, BLOCK)
-    for start in range(c * CHUNK, tl.minimum(c * CHUNK + CHUNK, V), BLOCK):
+    c32 = tl.program_id(1)  # int32 loop bounds keep token ids int32
+    for start in range(c32 * CHUNK, tl.minimum(c32 * CHUNK + CHUNK, V), BLOCK):
         offs = start + lane
         z, ok = _tile(
             b,
