@@ -1,7 +1,14 @@
 """The whole decode step as one Triton kernel: mask, budget, penalty, temperature, top-k, top-p,
 Gumbel draw and automaton advance, one launch for the batch, no host synchronisation.
 
-One program handles one row and streams it in tiles; the row is never sorted.
+A row is streamed in tiles and never sorted. The grid is (B, chunks): pass A, the pass every row
+needs, is split into chunks of the row when the batch is small (by default enough programs to
+fill the GPU twice). Each chunk program writes its partial statistics, then takes a ticket from a
+per-row arrival counter (an atomic add); the program that arrives last combines the partials and
+carries on alone with the rest of the row (winner check, searches, final draw), then resets the
+counter. No program waits for another, so this needs no grid barrier and also runs in Triton's
+interpreter. The later passes stay with one program per row: each needs the row's global counts
+before the next pivot choice, which only a grid-wide barrier could share across programs.
 
 Pass A (always) builds the processed logits ``z`` tile by tile (bitmask bit, budget test through
 ``class_of``/``next_by_class``/``min_tokens``, penalty from ``seen``, division by the temperature)
@@ -28,17 +35,16 @@ The draw is the Gumbel winner over the kept set. When the pass-A winner is alrea
 over a superset, so it wins over the kept set) no further pass is needed; otherwise one last pass
 takes the argmax over the kept tokens. With top-k alone or top-p alone, one cheap pass (a single
 comparison per token) tests the winner first, so such rows usually take two passes in all; the
-winner's key is also always one of the search pivots, so a search stops as soon as it is known. Sums are taken in a different order than the reference's
-sort and cumulative sum, so a kept set can differ from the reference's only when a token's
-cumulative mass lies within float rounding of the top-p boundary.
+winner's key is also always one of the search pivots, so a search stops as soon as it is known.
+Sums are taken in a different order than the reference's sort and cumulative sum, so a kept set
+can differ from the reference's only when a token's cumulative mass lies within float rounding of
+the top-p boundary.
 
 Noise: an explicit ``noise`` tensor gives the reference's tokens exactly; otherwise ``tl.rand``
 (Philox) keyed by ``mix_seed(seed, step)`` and counted by ``b * V + t``.
 
-Why one program per row: the search passes need the row's global counts before the next pass, so
-splitting a row across programs needs a grid-wide barrier between passes, which Triton does not
-offer safely (and its interpreter runs programs one after another, so a spin barrier would hang).
-Small batches are instead served by wide tiles and many warps per program.
+Rows with top-k alone or top-p alone usually finish after pass A and one cheap check pass; rows
+with both run the multi-pivot searches (a handful of passes, each one comparison per pivot).
 """
 
 from __future__ import annotations
