@@ -8,7 +8,8 @@ states while its NFA has forty. Compilation therefore checks three limits, each 
 * ``max_nfa_states``: the NFA size is *estimated from the syntax tree before anything is
   expanded* (a repeat costs its body times its count), so a huge repeat fails at once and without
   allocating anything;
-* ``max_states``: the subset construction stops as soon as it creates one DFA state too many;
+* ``max_states``: the subset construction stops as soon as it creates one DFA state too many
+  (it counts the states before minimization, the dead state aside);
 * ``timeout``: every stage polls a deadline and stops once it has passed. The deadline counts
   the compiling thread's CPU time, not wall-clock time: the limit is there to stop patterns that
   need too much work, and a busy machine (other threads, other processes) must not make an

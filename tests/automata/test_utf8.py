@@ -85,6 +85,14 @@ def test_invalid_utf8_and_surrogates_never_match(pattern):
     assert re.fullmatch(pattern, "\ud800")  # whereas re itself would match it
 
 
+def test_a_class_of_surrogates_only_is_empty():
+    # re would match a lone surrogate in a str, but no UTF-8 byte string encodes one.
+    assert re.fullmatch("[\ud800-\udfff]", "\udc00")
+    dfa = compile_regex("[\ud800-\udfff]|x")
+    assert dfa.fullmatch("x") and not dfa.fullmatch("\udc00") and dfa.num_states == 3
+    assert compile_regex("a[\ud800-\udfff]+").is_empty
+
+
 def test_negated_class_accepts_multibyte():
     dfa = compile_regex("[^a]")
     for ch in ["é", "ß", "日", "😀", "\u212a", "\U0010ffff", "\x00", "\n"]:
