@@ -17,7 +17,9 @@ int regexlm_sample_step_launch(
     const int32_t* bitmask, int64_t stride_bm, const int32_t* next_by_class, int64_t stride_n,
     const int32_t* class_of, const int32_t* min_tokens,
     const float* noise, int64_t stride_nz, uint64_t seed,
-    int64_t* tokens, int32_t* next_states, bool* no_allowed, void* stream);
+    int64_t* tokens, int32_t* next_states, bool* no_allowed,
+    float* part_f, int32_t* part_i, int32_t* counters, int32_t nsplit, int32_t chunk,
+    void* stream);
 const char* regexlm_cuda_error_string(int code);
 }
 
@@ -37,7 +39,8 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> sample_step(
     const torch::Tensor& penalty, const c10::optional<torch::Tensor>& seen,
     const torch::Tensor& bitmask, const torch::Tensor& next_by_class,
     const torch::Tensor& class_of, const torch::Tensor& min_tokens,
-    const c10::optional<torch::Tensor>& noise, int64_t seed, int64_t stream) {
+    const c10::optional<torch::Tensor>& noise, int64_t seed, int64_t stream,
+    const c10::optional<torch::Tensor>& counters, int64_t split) {
   TORCH_CHECK(logits.is_cuda(), "logits must be a CUDA tensor, got ", logits.device());
   TORCH_CHECK(logits.dim() == 2, "logits must be [B, V], got ", logits.sizes());
   TORCH_CHECK(logits.stride(1) == 1, "logits rows must be contiguous");
@@ -88,6 +91,22 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> sample_step(
     noise_ptr = t.data_ptr<float>();
     stride_nz = t.stride(0);
   }
+  // split rows: pass A over chunks of the row (a multiple of 32 tokens), one block each
+  TORCH_CHECK(split >= 1, "split must be at least 1, got ", split);
+  const int64_t chunk = ((V + split - 1) / split + 31) / 32 * 32;
+  const int64_t nsplit = (V + chunk - 1) / chunk;
+  torch::Tensor part_f, part_i;
+  int32_t* counters_ptr = nullptr;
+  if (nsplit > 1) {
+    TORCH_CHECK(counters.has_value(), "split rows need the arrival counters tensor");
+    const auto& c = *counters;
+    TORCH_CHECK(c.device() == device && c.scalar_type() == torch::kInt && c.dim() == 1 &&
+                    c.size(0) >= B && c.is_contiguous(),
+                "counters must be a contiguous int32[>= ", B, "] on ", device);
+    counters_ptr = c.data_ptr<int32_t>();
+    part_f = torch::empty({B * nsplit * 4}, logits.options().dtype(torch::kFloat));
+    part_i = torch::empty({B * nsplit * 4}, logits.options().dtype(torch::kInt));
+  }
   auto tokens = torch::empty({B}, logits.options().dtype(torch::kLong));
   auto next_states = torch::empty({B}, logits.options().dtype(torch::kInt));
   auto no_allowed = torch::empty({B}, logits.options().dtype(torch::kBool));
@@ -99,7 +118,10 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> sample_step(
       bitmask.stride(0), next_by_class.data_ptr<int32_t>(), next_by_class.stride(0),
       class_of.data_ptr<int32_t>(), min_tokens.data_ptr<int32_t>(), noise_ptr, stride_nz,
       static_cast<uint64_t>(seed), tokens.data_ptr<int64_t>(), next_states.data_ptr<int32_t>(),
-      no_allowed.data_ptr<bool>(), reinterpret_cast<void*>(static_cast<intptr_t>(stream)));
+      no_allowed.data_ptr<bool>(), nsplit > 1 ? part_f.data_ptr<float>() : nullptr,
+      nsplit > 1 ? part_i.data_ptr<int32_t>() : nullptr, counters_ptr,
+      static_cast<int32_t>(nsplit), static_cast<int32_t>(chunk),
+      reinterpret_cast<void*>(static_cast<intptr_t>(stream)));
   TORCH_CHECK(err == 0, "regexlm sample_step launch failed: ", regexlm_cuda_error_string(err));
   return {tokens, next_states, no_allowed};
 }
@@ -111,7 +133,7 @@ TORCH_LIBRARY(regexlm, m) {
       "sample_step(Tensor logits, Tensor states, Tensor budgets, Tensor temperature, "
       "Tensor top_k, Tensor top_p, Tensor repetition_penalty, Tensor? seen, Tensor bitmask, "
       "Tensor next_by_class, Tensor class_of, Tensor min_tokens, Tensor? noise, int seed, "
-      "int stream) -> (Tensor, Tensor, Tensor)",
+      "int stream, Tensor? counters=None, int split=1) -> (Tensor, Tensor, Tensor)",
       &sample_step);
 }
 

@@ -5,8 +5,11 @@
 // that takes raw pointers and a stream (`regexlm_sample_step_launch`). The torch glue lives in
 // `sample_step.cpp`. The algorithm is the one of `regexlm/ops/sample_triton.py`:
 //
-//   pass A   one block per row streams the row once: allowed count, min/max of z, greedy argmax,
-//            sum exp(z - max), and the Gumbel winner argmax z - log(-log u) over allowed tokens.
+//   pass A   the row is streamed once: allowed count, min/max of z, greedy argmax, and the
+//            Gumbel winner argmax z - log(-log u) over allowed tokens. For small batches the
+//            row is split over `nsplit` blocks (grid B x nsplit): each leaves its partials, and
+//            the block that takes the last ticket of the row's arrival counter combines them
+//            and carries on alone (no block ever waits, so no grid barrier is needed).
 //   search   top-k and top-p thresholds by a search over int32 keys that order like the floats;
 //            each pass tests NP pivot keys at once, so the bracket shrinks (NP + 1)-fold a pass.
 //            With top-k alone or top-p alone, one cheap pass (one comparison per token) first
@@ -65,6 +68,12 @@ struct StepArgs {
   int32_t* next_states;
   bool* no_allowed;
   int32_t vocab;
+  // split rows: pass A over `chunk` tokens per block, partials here, the last block goes on
+  float* part_f;      // [B, nsplit, 4]
+  int32_t* part_i;    // [B, nsplit, 4]
+  int32_t* counters;  // [B], zero between launches
+  int32_t nsplit;
+  int32_t chunk;
 };
 
 __device__ __forceinline__ float to_float(float x) { return x; }
@@ -196,10 +205,12 @@ __global__ void __launch_bounds__(kThreads) sample_step_kernel(StepArgs a) {
   const int32_t k = a.top_k[r.b];
   const float p = a.top_p[r.b];
 
-  // ---- pass A ------------------------------------------------------------------------------
+  // ---- pass A (over this block's chunk of the row) -----------------------------------------
   float m = -INFINITY, zmin = INFINITY, gbest = -INFINITY, amax = -INFINITY;
   int32_t arg = kBig, gidx = kBig, n = 0;
-  for (int32_t i = threadIdx.x; i < V; i += kThreads) {
+  const int32_t lo_i = static_cast<int32_t>(blockIdx.y) * a.chunk;
+  const int32_t hi_i = a.nsplit > 1 ? min(V, lo_i + a.chunk) : V;
+  for (int32_t i = lo_i + threadIdx.x; i < hi_i; i += kThreads) {
     bool ok;
     float z = token_z<T>(a, r, i, ok);
     if (!ok) continue;
@@ -214,6 +225,38 @@ __global__ void __launch_bounds__(kThreads) sample_step_kernel(StepArgs a) {
   zmin = block_min(zmin, shf);
   block_argmax(amax, arg, shf, shi);
   block_argmax(gbest, gidx, shf, shi);
+
+  // ---- split rows: leave the partials; the block that arrives last combines and goes on ------
+  if (a.nsplit > 1) {
+    __shared__ int last_flag;
+    if (threadIdx.x == 0) {
+      const int64_t slot = (r.b * a.nsplit + blockIdx.y) * 4;
+      a.part_f[slot + 0] = m;
+      a.part_f[slot + 1] = zmin;
+      a.part_f[slot + 2] = gbest;
+      a.part_i[slot + 0] = arg;
+      a.part_i[slot + 1] = n;
+      a.part_i[slot + 2] = gidx;
+      __threadfence();  // the partials are visible before the ticket is taken
+      last_flag = atomicAdd(a.counters + r.b, 1) == a.nsplit - 1;
+    }
+    __syncthreads();
+    if (!last_flag) return;
+    __threadfence();
+    m = -INFINITY; zmin = INFINITY; gbest = -INFINITY;
+    arg = kBig; gidx = kBig; n = 0;
+    for (int32_t c = 0; c < a.nsplit; ++c) {  // every thread combines alike
+      const int64_t slot = (r.b * a.nsplit + c) * 4;
+      const volatile float* pf = a.part_f + slot;
+      const volatile int32_t* pi = a.part_i + slot;
+      arg_merge(m, arg, pf[0], pi[0]);  // chunk maxima; lowest id on ties
+      zmin = fminf(zmin, pf[1]);
+      n += pi[1];
+      arg_merge(gbest, gidx, pf[2], pi[2]);
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) a.counters[r.b] = 0;  // ready for the next launch
+  }
 
   const bool need_k = r.sampling && k > 0 && k < n;
   const bool need_p = r.sampling && p < 1.0f && n > 1;
@@ -388,13 +431,18 @@ int regexlm_sample_step_launch(
     const int32_t* bitmask, int64_t stride_bm, const int32_t* next_by_class, int64_t stride_n,
     const int32_t* class_of, const int32_t* min_tokens,
     const float* noise, int64_t stride_nz, uint64_t seed,
-    int64_t* tokens, int32_t* next_states, bool* no_allowed, void* stream) {
+    int64_t* tokens, int32_t* next_states, bool* no_allowed,
+    float* part_f, int32_t* part_i, int32_t* counters, int32_t nsplit, int32_t chunk,
+    void* stream) {
   if (batch == 0) return 0;
+  if (nsplit < 1 || (nsplit > 1 && (part_f == nullptr || part_i == nullptr || counters == nullptr)))
+    return static_cast<int>(cudaErrorInvalidValue);
   StepArgs a{logits, stride_l, states, budgets, temperature, top_k, top_p, penalty,
              seen, stride_s, bitmask, stride_bm, next_by_class, stride_n, class_of, min_tokens,
-             noise, stride_nz, seed, tokens, next_states, no_allowed, vocab};
+             noise, stride_nz, seed, tokens, next_states, no_allowed, vocab,
+             part_f, part_i, counters, nsplit, chunk};
   cudaStream_t s = static_cast<cudaStream_t>(stream);
-  dim3 grid(batch), block(kThreads);
+  dim3 grid(batch, nsplit), block(kThreads);
   switch (dtype) {
     case 0: REGEXLM_LAUNCH(sample_step_kernel<float>, grid, block, s, a); break;
     case 1: REGEXLM_LAUNCH(sample_step_kernel<__nv_bfloat16>, grid, block, s, a); break;

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from regexlm.ops.grid import arrival_counters, sm_count
 from regexlm.ops.noise import mix_seed
 from regexlm.ops.types import StepResult
 
@@ -102,6 +103,7 @@ def sample_step_cuda(
     noise=None,
     seed=0,
     step=0,
+    split=None,
 ) -> StepResult:
     """Run the CUDA operator on the current stream of the logits' device."""
     reason = unavailable_reason(build=True)
@@ -109,6 +111,10 @@ def sample_step_cuda(
         from regexlm.ops.dispatch import BackendUnavailableError
 
         raise BackendUnavailableError(f"backend 'cuda' is unavailable: {reason}")
+    B = logits.shape[0]
+    if split is None:  # small batches: split the first pass so the GPU fills up
+        split = max(1, (2 * sm_count(logits.device)) // max(B, 1))
+    counters = arrival_counters(logits.device, B) if split > 1 else None
     with torch.cuda.device(logits.device):
         stream = torch.cuda.current_stream(logits.device).cuda_stream
         tokens, next_states, no_allowed = torch.ops.regexlm.sample_step(
@@ -127,5 +133,7 @@ def sample_step_cuda(
             None if noise is None else noise.to(torch.float32).contiguous(),
             mix_seed(seed, step),
             stream,
+            counters,
+            split,
         )
     return StepResult(tokens, next_states, no_allowed)

@@ -55,6 +55,7 @@ import torch
 import triton
 import triton.language as tl
 
+from regexlm.ops.grid import arrival_counters, sm_count
 from regexlm.ops.noise import mix_seed
 from regexlm.ops.types import StepResult
 
@@ -63,29 +64,6 @@ NPIV = 16  # pivot keys tested per search pass
 
 def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
-
-
-_SM_COUNT: dict[int, int] = {}
-_COUNTERS: dict[tuple, torch.Tensor] = {}
-
-
-def _sm_count(dev: torch.device) -> int:
-    idx = dev.index if dev.index is not None else torch.cuda.current_device()
-    if idx not in _SM_COUNT:
-        _SM_COUNT[idx] = torch.cuda.get_device_properties(idx).multi_processor_count
-    return _SM_COUNT[idx]
-
-
-def _counters(dev: torch.device, B: int) -> torch.Tensor:
-    """Per-row arrival counters for split rows, zero between launches (the last program of a
-    row resets its counter). One buffer per device and stream, so concurrent streams do not
-    share counters."""
-    stream = torch.cuda.current_stream(dev).cuda_stream if dev.type == "cuda" else 0
-    key = (str(dev), stream)
-    buf = _COUNTERS.get(key)
-    if buf is None or buf.numel() < B:
-        buf = _COUNTERS[key] = torch.zeros(max(B, 64), dtype=torch.int32, device=dev)
-    return buf
 
 
 @triton.jit
@@ -516,13 +494,13 @@ def sample_step_triton(
     if num_warps is None:
         num_warps = 8 if block >= 2048 else 4
     if split is None:
-        split = max(1, (2 * _sm_count(dev)) // B) if dev.type == "cuda" else 1
+        split = max(1, (2 * sm_count(dev)) // B) if dev.type == "cuda" else 1
     chunk = triton.cdiv(triton.cdiv(V, min(split, triton.cdiv(V, block))), block) * block
     nsplit = triton.cdiv(V, chunk)
     if nsplit > 1:
         part_f = torch.empty(B * nsplit * 8, dtype=torch.float32, device=dev)
         part_i = torch.empty(B * nsplit * 8, dtype=torch.int32, device=dev)
-        counters = _counters(dev, B)
+        counters = arrival_counters(dev, B)
     else:
         part_f, part_i, counters = logits, logits, logits  # unused
     _sample_step_kernel[(B, nsplit)](

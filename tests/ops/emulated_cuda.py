@@ -66,6 +66,10 @@ def _build() -> ctypes.CDLL:
     return _lib
 
 
+def _ceil(a: int, b: int) -> int:
+    return (a + b - 1) // b
+
+
 def _p(t):
     return ctypes.c_void_p(t.data_ptr()) if t is not None else ctypes.c_void_p(0)
 
@@ -84,7 +88,10 @@ def sample_step_emulated(
     noise=None,
     seed=0,
     step=0,
+    split=1,
 ) -> StepResult:
+    """The csrc launcher on CPU tensors; ``split`` > 1 runs the split-row path (chunks of the row
+    for the first pass, the last block to arrive combining)."""
     lib = _build()
     B, V = logits.shape
     dtype = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}[logits.dtype]
@@ -103,6 +110,11 @@ def sample_step_emulated(
         min_tokens=tables.min_tokens.contiguous(),
         noise=None if noise is None else noise.float().contiguous(),
     )
+    chunk = _ceil(_ceil(V, split), 32) * 32  # as the torch glue in csrc/ computes it
+    nsplit = _ceil(V, chunk)
+    part_f = torch.empty(B * nsplit * 4, dtype=torch.float32)
+    part_i = torch.empty(B * nsplit * 4, dtype=torch.int32)
+    counters = torch.zeros(B, dtype=torch.int32)
     tokens = torch.empty(B, dtype=torch.int64)
     next_states = torch.empty(B, dtype=torch.int32)
     no_allowed = torch.empty(B, dtype=torch.bool)
@@ -133,7 +145,13 @@ def sample_step_emulated(
         _p(tokens),
         _p(next_states),
         _p(no_allowed),
+        _p(part_f),
+        _p(part_i),
+        _p(counters),
+        ctypes.c_int32(nsplit),
+        ctypes.c_int32(chunk),
         ctypes.c_void_p(0),
     )
     assert err == 0, err
+    assert int(counters.abs().sum()) == 0, "split-row counters not reset"
     return StepResult(tokens, next_states, no_allowed)

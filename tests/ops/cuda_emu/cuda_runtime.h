@@ -7,6 +7,8 @@
 // speed: it checks a kernel's logic (reductions, searches, tie-breaking) on the CPU.
 #pragma once
 
+#include <algorithm>
+#include <atomic>
 #include <barrier>
 #include <cmath>
 #include <cstdint>
@@ -69,6 +71,11 @@ inline T __shfl_xor_sync(unsigned, T x, int lane_mask) {
   return out;
 }
 
+inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+inline int atomicAdd(int* p, int v) { return std::atomic_ref<int>(*p).fetch_add(v); }
+using std::min;
+using std::max;
+
 inline unsigned __umulhi(unsigned a, unsigned b) {
   return static_cast<unsigned>((static_cast<uint64_t>(a) * b) >> 32);
 }
@@ -81,7 +88,7 @@ namespace emu {
 template <typename... P, typename... A>
 void launch(void (*kernel)(P...), dim3 grid, dim3 block, A&&... args) {
   const unsigned n = block.x;
-  for (unsigned b = 0; b < grid.x; ++b) {
+  for (unsigned b = 0; b < grid.x * grid.y; ++b) {
     Block blk;
     blk.all = std::make_unique<std::barrier<>>(n);
     for (unsigned w = 0; w < (n + 31) / 32; ++w) blk.warps.push_back(std::make_unique<std::barrier<>>(32));
@@ -92,7 +99,8 @@ void launch(void (*kernel)(P...), dim3 grid, dim3 block, A&&... args) {
     for (unsigned t = 0; t < n; ++t) {
       threads.emplace_back([&, t, b] {
         threadIdx.x = t;
-        blockIdx.x = b;
+        blockIdx.x = b % grid.x;
+        blockIdx.y = b / grid.x;
         blockDim.x = n;
         kernel(args...);
       });
