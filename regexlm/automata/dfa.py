@@ -153,50 +153,89 @@ def determinize(nfa: CharNFA, limits: Limits, deadline: Deadline):
     start = state_id(closure(nfa.start))
     # Union of target sets -> DFA state, keyed by the ids of the (persistent) target objects.
     union_memo: dict[tuple[int, ...], int] = {}
+    dense = num_classes <= _DENSE_MAX_CLASSES
+    dense_cache: dict[int, list] = {}
+
+    def dense_moves(p: int) -> list:
+        """[(class, target positions)] for position ``p``, one entry per class."""
+        dm = dense_cache.get(p)
+        if dm is None:
+            dm = dense_cache[p] = [
+                (c, tgt) for clo, chi, tgt in moves(p) for c in range(clo, chi + 1)
+            ]
+        return dm
+
     i = 1
     while i < len(sets):
         if i & 255 == 0:
             deadline.check("subset construction")
-        # Sweep over class intervals: events (class, +1/-1, target) where a move starts / ends.
-        events = []
-        for p in sets[i]:
-            for clo, chi, tgt in moves(p):
-                events.append((clo, 1, tgt))
-                events.append((chi + 1, -1, tgt))
-        events.sort(key=_event_key)
-        row = [DEAD] * num_classes
-        active: dict[int, list] = {}  # id(target) -> [target, count]
-        k = 0
-        num_events = len(events)
-        while k < num_events:
-            pos = events[k][0]
-            while k < num_events and events[k][0] == pos:
-                _, delta, tgt = events[k]
-                entry = active.get(id(tgt))
-                if entry is None:
-                    active[id(tgt)] = [tgt, 1]
-                else:
-                    entry[1] += delta
-                    if entry[1] == 0:
-                        del active[id(tgt)]
-                k += 1
-            if not active or pos >= num_classes:
-                continue
-            end = events[k][0] if k < num_events else num_classes
-            if len(active) == 1:
-                sid = state_id(next(iter(active.values()))[0])
-            else:
-                key = tuple(sorted(active))
-                sid = union_memo.get(key)
-                if sid is None:
-                    sid = union_memo[key] = state_id(
-                        frozenset().union(*[e[0] for e in active.values()])
-                    )
-            row[pos:end] = [sid] * (end - pos)
-        rows.append(row)
+        if dense:
+            rows.append(_dense_row(sets[i], dense_moves, num_classes, state_id, union_memo))
+        else:
+            rows.append(_sweep_row(sets[i], moves, num_classes, state_id, union_memo))
         i += 1
     table = np.array(rows, dtype=np.int32).reshape(len(rows), num_classes)
     return table, np.array(accept, dtype=np.int32), class_of.astype(np.uint8), start
+
+
+# With few byte classes, a row is built class by class; with many, by sweeping over the class
+# intervals where some position's move starts or ends.
+_DENSE_MAX_CLASSES = 40
+
+
+def _union_state(active_targets: list, state_id, union_memo: dict) -> int:
+    """The DFA state of the union of ``active_targets`` (persistent frozensets)."""
+    if len(active_targets) == 1:
+        return state_id(active_targets[0])
+    key = tuple(sorted(map(id, active_targets)))
+    sid = union_memo.get(key)
+    if sid is None:
+        sid = union_memo[key] = state_id(frozenset().union(*active_targets))
+    return sid
+
+
+def _dense_row(positions, dense_moves, num_classes: int, state_id, union_memo) -> list[int]:
+    buckets: list[list | None] = [None] * num_classes
+    for p in positions:
+        for c, tgt in dense_moves(p):
+            b = buckets[c]
+            if b is None:
+                buckets[c] = [tgt]
+            elif tgt not in b:
+                b.append(tgt)
+    return [DEAD if b is None else _union_state(b, state_id, union_memo) for b in buckets]
+
+
+def _sweep_row(positions, moves, num_classes: int, state_id, union_memo) -> list[int]:
+    # Events (class, +1/-1, target) where a move starts / ends, swept in class order.
+    events = []
+    for p in positions:
+        for clo, chi, tgt in moves(p):
+            events.append((clo, 1, tgt))
+            events.append((chi + 1, -1, tgt))
+    events.sort(key=_event_key)
+    row = [DEAD] * num_classes
+    active: dict[int, list] = {}  # id(target) -> [target, count]
+    k = 0
+    num_events = len(events)
+    while k < num_events:
+        pos = events[k][0]
+        while k < num_events and events[k][0] == pos:
+            _, delta, tgt = events[k]
+            entry = active.get(id(tgt))
+            if entry is None:
+                active[id(tgt)] = [tgt, 1]
+            else:
+                entry[1] += delta
+                if entry[1] == 0:
+                    del active[id(tgt)]
+            k += 1
+        if not active or pos >= num_classes:
+            continue
+        end = events[k][0] if k < num_events else num_classes
+        sid = _union_state([e[0] for e in active.values()], state_id, union_memo)
+        row[pos:end] = [sid] * (end - pos)
+    return row
 
 
 def _event_key(event: tuple) -> tuple[int, int]:
