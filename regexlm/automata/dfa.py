@@ -169,7 +169,14 @@ def determinize(nfa: CharNFA, limits: Limits, deadline: Deadline):
     while i < len(sets):
         if i & 255 == 0:
             deadline.check("subset construction")
-        if dense:
+        if len(sets[i]) == 1:
+            # One position (typically inside a character): its moves are sorted and disjoint.
+            (p,) = sets[i]
+            row = [DEAD] * num_classes
+            for clo, chi, tgt in moves(p):
+                row[clo : chi + 1] = [state_id(tgt)] * (chi + 1 - clo)
+            rows.append(row)
+        elif dense:
             rows.append(_dense_row(sets[i], dense_moves, num_classes, state_id, union_memo))
         else:
             rows.append(_sweep_row(sets[i], moves, num_classes, state_id, union_memo))
