@@ -39,9 +39,13 @@ def compile_regex(
     ``re.fullmatch(pattern, s)`` succeeds. With several patterns it accepts a string matching any
     of them and ``accept[state]`` is the lowest index that matches.
 
+    Only valid UTF-8 is accepted, so a string holding a lone surrogate (which ``re`` can match
+    but which has no UTF-8 encoding) never matches.
+
     ``max_states`` caps the DFA states built, ``max_nfa_states`` the (estimated) NFA size and
-    ``timeout`` the CPU seconds spent (None: no time limit); past any of them :class:`~regexlm.PatternTooComplexError` is
-    raised. ``minimize=False`` skips minimization (for tests and debugging).
+    ``timeout`` the CPU seconds spent (None: no time limit); past any of them
+    :class:`~regexlm.PatternTooComplexError` is raised. ``minimize=False`` skips minimization
+    (for tests and debugging).
 
     Raises :class:`~regexlm.RegexSyntaxError` for invalid syntax and
     :class:`~regexlm.UnsupportedRegexError` for constructs no finite automaton can express.
