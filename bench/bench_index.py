@@ -78,7 +78,7 @@ def pack(mask):
     return np.packbits(mask, bitorder="little")
 
 
-def prepare(tok_name: str, tokenizer, vocab, workdir: Path, only: str | None) -> None:
+def prepare(tok_name: str, tokenizer, vocab, workdir: Path, only: str | None, oracle_check: bool = True) -> None:
     """Random walks (token ids) and oracle masks at every step, for the workers to check against."""
     import numpy as np
 
@@ -105,7 +105,7 @@ def prepare(tok_name: str, tokenizer, vocab, workdir: Path, only: str | None) ->
             walks.append(walk)
         record = {"walks": walks, "oracle": None}
         dfa = compile_regex(pattern, timeout=120)
-        if dfa.num_states <= ORACLE_MAX_STATES[tok_name]:
+        if oracle_check and dfa.num_states <= ORACLE_MAX_STATES[tok_name]:
             o = oracle(dfa, vocab)
             accept = np.asarray(dfa.accept) >= 0
             trans_masks = []
@@ -404,6 +404,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds per pattern and library")
     ap.add_argument("--only", help="run the patterns whose name contains this")
+    ap.add_argument("--no-oracle", action="store_true", help="skip the brute-force mask check")
     ap.add_argument("--write-results", action="store_true")
     ap.add_argument("--json", help="also write the raw results here")
     ap.add_argument("--from-json", help="render (and with --write-results, record) a saved run")
@@ -434,7 +435,7 @@ def main() -> None:
             vocab.tables()
             trie_s = time.perf_counter() - started
             print(f"{tok_name}: vocabulary {vocab_s:.2f} s, trie {trie_s:.2f} s; preparing walks and oracle", flush=True)
-            prepare(tok_name, tokenizer, vocab, workdir, args.only)
+            prepare(tok_name, tokenizer, vocab, workdir, args.only, not args.no_oracle)
             results[tok_name] = {"vocab_s": vocab_s, "trie_s": trie_s, "size": vocab.size, "libs": {}}
             for lib in args.libs.split(","):
                 setup, rows = run_library(lib, tok_name, workdir, args)
