@@ -78,7 +78,9 @@ def pack(mask):
     return np.packbits(mask, bitorder="little")
 
 
-def prepare(tok_name: str, tokenizer, vocab, workdir: Path, only: str | None, oracle_check: bool = True) -> None:
+def prepare(
+    tok_name: str, tokenizer, vocab, workdir: Path, only: str | None, oracle_check: bool = True
+) -> None:
     """Random walks (token ids) and oracle masks at every step, for the workers to check against."""
     import numpy as np
 
@@ -259,7 +261,12 @@ class Llguidance:
         return bool(matcher.consume_token(token)) and not matcher.is_error()
 
 
-ADAPTERS = {"regexlm": Regexlm, "outlines-core": OutlinesCore, "xgrammar": Xgrammar, "llguidance": Llguidance}
+ADAPTERS = {
+    "regexlm": Regexlm,
+    "outlines-core": OutlinesCore,
+    "xgrammar": Xgrammar,
+    "llguidance": Llguidance,
+}
 
 
 def _mask_bits(words, vocab_size: int):
@@ -270,7 +277,9 @@ def _mask_bits(words, vocab_size: int):
     return bits[:vocab_size].astype(bool)
 
 
-def worker(lib: str, tok_name: str, workdir: Path, repeats: int, skip: int, only: str | None) -> None:
+def worker(
+    lib: str, tok_name: str, workdir: Path, repeats: int, skip: int, only: str | None
+) -> None:
     import numpy as np
     import torch
 
@@ -311,7 +320,9 @@ def worker(lib: str, tok_name: str, workdir: Path, repeats: int, skip: int, only
                         samples.append(time.perf_counter() - started)
                     if record["oracle"] is not None:
                         got = _mask_bits(words, vocab.size)
-                        want = np.unpackbits(np.asarray(record["oracle"][w][i], dtype=np.uint8), bitorder="little")
+                        want = np.unpackbits(
+                            np.asarray(record["oracle"][w][i], dtype=np.uint8), bitorder="little"
+                        )
                         want = want[: vocab.size].astype(bool)
                         fa = int((got & ~want & ~ignore).sum())
                         fd = int((~got & want & ~ignore).sum())
@@ -341,6 +352,13 @@ def worker(lib: str, tok_name: str, workdir: Path, repeats: int, skip: int, only
 # -- driver ------------------------------------------------------------------------------------
 
 
+def _pump(stream, lines) -> None:
+    """Forward a worker's output lines to a queue, then None at the end."""
+    for line in stream:
+        lines.put(line)
+    lines.put(None)
+
+
 def run_library(lib, tok_name, workdir, args) -> tuple[dict, list[dict]]:
     import queue
     import threading
@@ -350,12 +368,21 @@ def run_library(lib, tok_name, workdir, args) -> tuple[dict, list[dict]]:
     setup: dict = {}
     skip = 0
     while skip < len(todo):
-        cmd = [sys.executable, __file__, "--worker", lib, tok_name, str(workdir), str(args.repeats), str(skip)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--worker",
+            lib,
+            tok_name,
+            str(workdir),
+            str(args.repeats),
+            str(skip),
+        ]
         if args.only:
             cmd += ["--only", args.only]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         lines: queue.Queue = queue.Queue()
-        threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout] + [lines.put(None)], daemon=True).start()
+        threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
         current, deadline, progressed = None, time.monotonic() + args.timeout + 120, False
         while True:
             try:
@@ -363,14 +390,21 @@ def run_library(lib, tok_name, workdir, args) -> tuple[dict, list[dict]]:
             except queue.Empty:
                 proc.kill()
                 proc.wait()
-                rows.append({"pattern": current or todo[skip], "error": f"timeout after {args.timeout:g} s"})
+                rows.append(
+                    {"pattern": current or todo[skip], "error": f"timeout after {args.timeout:g} s"}
+                )
                 print(f"  {lib:13s} {tok_name:7s} {current}: timeout", flush=True)
                 skip += 1
                 break
             if line is None:
                 proc.wait()
                 if not progressed or current is not None:
-                    rows.append({"pattern": current or todo[skip], "error": f"worker exited with {proc.returncode}"})
+                    rows.append(
+                        {
+                            "pattern": current or todo[skip],
+                            "error": f"worker exited with {proc.returncode}",
+                        }
+                    )
                     skip += 1
                 break
             msg = json.loads(line)
@@ -434,9 +468,17 @@ def main() -> None:
             started = time.perf_counter()
             vocab.tables()
             trie_s = time.perf_counter() - started
-            print(f"{tok_name}: vocabulary {vocab_s:.2f} s, trie {trie_s:.2f} s; preparing walks and oracle", flush=True)
+            print(
+                f"{tok_name}: vocabulary {vocab_s:.2f} s, trie {trie_s:.2f} s; preparing walks and oracle",
+                flush=True,
+            )
             prepare(tok_name, tokenizer, vocab, workdir, args.only, not args.no_oracle)
-            results[tok_name] = {"vocab_s": vocab_s, "trie_s": trie_s, "size": vocab.size, "libs": {}}
+            results[tok_name] = {
+                "vocab_s": vocab_s,
+                "trie_s": trie_s,
+                "size": vocab.size,
+                "libs": {},
+            }
             for lib in args.libs.split(","):
                 setup, rows = run_library(lib, tok_name, workdir, args)
                 results[tok_name]["libs"][lib] = {"setup": setup, "rows": rows}
@@ -469,13 +511,17 @@ def render(results: dict, args) -> str:
     for tok_name, res in results.items():
         libs = res["libs"]
         out.append(f"### {tok_name} ({res['size']:,} tokens)\n")
-        setups = ", ".join(f"{lib} {v['setup'].get('setup_s', float('nan')):.2f} s" for lib, v in libs.items())
+        setups = ", ".join(
+            f"{lib} {v['setup'].get('setup_s', float('nan')):.2f} s" for lib, v in libs.items()
+        )
         out.append(
             f"Per-vocabulary set-up, once: regexlm Vocabulary {res['vocab_s']:.2f} s + trie {res['trie_s']:.2f} s; "
             f"in the workers: {setups}.\n"
         )
         out.append("Summary (realistic patterns = all but the blow-up):\n")
-        out.append("| library | compile median ms | compile worst ms (realistic) | blow-up ms | mask median µs | mask p99 µs (worst pattern) | memory median | patterns with wrong masks | errors/timeouts |")
+        out.append(
+            "| library | compile median ms | compile worst ms (realistic) | blow-up ms | mask median µs | mask p99 µs (worst pattern) | memory median | patterns with wrong masks | errors/timeouts |"
+        )
         out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for lib, v in libs.items():
             rows = v["rows"]
@@ -500,10 +546,15 @@ def render(results: dict, args) -> str:
         if ours:
             build = [r["build_ms"] for r in ours if r["pattern"] != BLOWUP]
             blow = [r["build_ms"] for r in ours if r["pattern"] == BLOWUP]
-            regex = [statistics.median(r["compile_ms"]) - r["build_ms"] for r in ours if r["pattern"] != BLOWUP]
+            regex = [
+                statistics.median(r["compile_ms"]) - r["build_ms"]
+                for r in ours
+                if r["pattern"] != BLOWUP
+            ]
             out.append(
                 f"\nregexlm split: index build alone (last run of each pattern) median {statistics.median(build):.2f} ms, "
-                f"worst {max(build):.0f} ms" + (f", blow-up {blow[0]:.0f} ms" if blow else "")
+                f"worst {max(build):.0f} ms"
+                + (f", blow-up {blow[0]:.0f} ms" if blow else "")
                 + f"; the rest of compile (regex to DFA, caches off) median {statistics.median(regex):.2f} ms, worst {max(regex):.0f} ms."
             )
         out.append("")
@@ -517,7 +568,7 @@ def render(results: dict, args) -> str:
         out.append("|---|" + "---:|" * len(libs))
         for name in names:
             cells = []
-            for lib, v in libs.items():
+            for v in libs.values():
                 row = next((r for r in v["rows"] if r["pattern"] == name), None)
                 if row is None:
                     cells.append("—")

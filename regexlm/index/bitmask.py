@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import torch
 
+
 def _bits(device) -> torch.Tensor:
     return torch.pow(2, torch.arange(32, dtype=torch.int64, device=device))
 
 
-def _sum_bits(slot: torch.Tensor, token: torch.Tensor, size: int, exact: bool = True) -> torch.Tensor:
+def _sum_bits(
+    slot: torch.Tensor, token: torch.Tensor, size: int, exact: bool = True
+) -> torch.Tensor:
     """Words ``[size]`` with bit ``token % 32`` set in word ``slot``, for each (slot, token).
 
     The bits of one word are distinct, so their sum is their union; float64 holds any sum of
@@ -43,7 +46,10 @@ MATMUL_MAX_CLASSES = 1024
 
 
 def pack_bitmask(
-    allowed_class: torch.Tensor, class_of: torch.Tensor, vocab_size: int, candidates: torch.Tensor | None = None
+    allowed_class: torch.Tensor,
+    class_of: torch.Tensor,
+    vocab_size: int,
+    candidates: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``int32[S, ceil(V/32)]`` from ``allowed_class bool[S, C]`` and ``class_of int64[V]``.
 
@@ -72,7 +78,9 @@ def pack_bitmask(
         tok = live
         cls = class_of[tok]
         slot = cls * num_words + torch.div(tok, 32, rounding_mode="floor")
-        class_words = _sum_bits(slot, tok, rows.shape[1] * num_words, exact=False).view(rows.shape[1], num_words)
+        class_words = _sum_bits(slot, tok, rows.shape[1] * num_words, exact=False).view(
+            rows.shape[1], num_words
+        )
         packed = (rows.to(torch.float64) @ class_words).to(torch.int64)  # [R, W]
     else:
         # dense: one boolean per (row, token), folded 8 to a byte; 4 little-endian bytes a word

@@ -61,7 +61,9 @@ class Edges:
 def _expand(start: torch.Tensor, count: torch.Tensor, total: int) -> torch.Tensor:
     """Ranges ``[start[i], start[i] + count[i])`` laid end to end."""
     shift = start - (torch.cumsum(count, 0) - count)
-    return torch.repeat_interleave(shift, count, output_size=total) + torch.arange(total, device=count.device)
+    return torch.repeat_interleave(shift, count, output_size=total) + torch.arange(
+        total, device=count.device
+    )
 
 
 def _unique_inverse(keys: torch.Tensor, bound: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -198,7 +200,18 @@ def walk(trie, table: torch.Tensor, byte_classes: torch.Tensor) -> Edges:
             go_tail = False  # with this many pairs, sharing prefixes beats walking strings
         if go_tail:
             group_base = _tail(
-                trie, table, byte_classes, depth, nodes, node_cn, n_cn, pairs, group_base, found, ended, stats
+                trie,
+                table,
+                byte_classes,
+                depth,
+                nodes,
+                node_cn,
+                n_cn,
+                pairs,
+                group_base,
+                found,
+                ended,
+                stats,
             )
             break
 
@@ -234,7 +247,9 @@ def walk(trie, table: torch.Tensor, byte_classes: torch.Tensor) -> Edges:
     return Edges(origin, group, target, strings, string_group, group_base, stats)
 
 
-def _tail(trie, table, byte_classes, depth, nodes, node_cn, n_cn, pairs, group_base, found, ended, stats) -> int:
+def _tail(
+    trie, table, byte_classes, depth, nodes, node_cn, n_cn, pairs, group_base, found, ended, stats
+) -> int:
     """Walk the strings longer than ``depth + 1`` bytes below the live nodes, column by column.
 
     Every live pair is joined with the nodes of its group, then with the strings below each

@@ -114,7 +114,8 @@ def detect_backend_family(backend) -> tuple[str, dict]:
     if "ByteLevel" in dec_types or (decoder is None and "ByteLevel" in pre_types):
         return BYTE_LEVEL, details
     replaces_mark = any(
-        d.get("type") == "Replace" and SPACE_MARK in json.dumps(d.get("pattern"), ensure_ascii=False)
+        d.get("type") == "Replace"
+        and SPACE_MARK in json.dumps(d.get("pattern"), ensure_ascii=False)
         for d in _walk(decoder)
     )
     if "ByteFallback" in dec_types or "Metaspace" in dec_types or replaces_mark:

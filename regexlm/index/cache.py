@@ -45,7 +45,9 @@ def _version() -> str:
 
 
 def entry_name(patterns: tuple[str, ...], fingerprint: str) -> str:
-    blob = json.dumps({"patterns": list(patterns), "vocab": fingerprint, "version": _version(), "format": FORMAT})
+    blob = json.dumps(
+        {"patterns": list(patterns), "vocab": fingerprint, "version": _version(), "format": FORMAT}
+    )
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:40]
 
 
@@ -151,7 +153,9 @@ def load(patterns: tuple[str, ...], fingerprint: str, device: torch.device) -> T
             raise ValueError("cache entry does not match its metadata")
         tensors = load_tensors(blob)
         tensors = {n: tensors[n].to(device) for n in _DISK_TENSORS}
-        bitmask = pack_bitmask(tensors["next_by_class"] >= 0, tensors["class_of"].long(), tensors["class_of"].numel())
+        bitmask = pack_bitmask(
+            tensors["next_by_class"] >= 0, tensors["class_of"].long(), tensors["class_of"].numel()
+        )
         index = TokenIndex(
             bitmask=bitmask,
             start_state=int(meta["start_state"]),

@@ -25,7 +25,11 @@ _ATTEMPTS = 4
 
 
 def group_classes(
-    origin: torch.Tensor, group: torch.Tensor, target: torch.Tensor, num_groups: int, num_states: int
+    origin: torch.Tensor,
+    group: torch.Tensor,
+    target: torch.Tensor,
+    num_groups: int,
+    num_states: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(class_of_group int64[G], next_by_class int32[S, C])`` for edges ``origin -g-> target``.
 

@@ -90,7 +90,9 @@ def compile(pattern, tokenizer, device=None, cache: bool = True, **regex_options
     return index
 
 
-def build_index(dfa, vocab: Vocabulary, device=None, *, patterns: tuple[str, ...] | None = None) -> TokenIndex:
+def build_index(
+    dfa, vocab: Vocabulary, device=None, *, patterns: tuple[str, ...] | None = None
+) -> TokenIndex:
     """The token index of a DFA (any object with the automata layer's ``DFA`` attributes)."""
     started = time.perf_counter()
     device = _device(device)
@@ -111,7 +113,9 @@ def build_index(dfa, vocab: Vocabulary, device=None, *, patterns: tuple[str, ...
     # Token-level graph over DFA states, each distinct edge once.
     pair_keys, _ = _unique_inverse(edges.origin * num_dfa + edges.target, num_dfa * num_dfa)
     pair_keys = pair_keys.cpu().numpy()
-    keep, dist = token_distances(pair_keys // num_dfa, pair_keys % num_dfa, accept >= 0, start, num_dfa)
+    keep, dist = token_distances(
+        pair_keys // num_dfa, pair_keys % num_dfa, accept >= 0, start, num_dfa
+    )
     if not keep[start]:
         raise EmptyLanguageError(_empty_message(patterns))
     kept = np.nonzero(keep)[0]

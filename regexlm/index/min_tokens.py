@@ -27,7 +27,9 @@ def _csr(src: np.ndarray, dst: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarr
     return starts, dst[order]
 
 
-def _bfs(starts: np.ndarray, adj: np.ndarray, sources: np.ndarray, n: int, allowed=None) -> np.ndarray:
+def _bfs(
+    starts: np.ndarray, adj: np.ndarray, sources: np.ndarray, n: int, allowed=None
+) -> np.ndarray:
     """Breadth-first distances from ``sources`` over a CSR graph; ``allowed`` masks visitable nodes."""
     dist = np.full(n, UNREACHABLE, dtype=np.int64)
     frontier = np.flatnonzero(np.bincount(sources, minlength=n))

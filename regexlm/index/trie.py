@@ -79,10 +79,11 @@ class VocabTrie:
     @classmethod
     def build(cls, vocab) -> VocabTrie:
         never = vocab.never_allowed()
-        strings = sorted({b for b, n in zip(vocab.token_bytes, never) if not n})
+        strings = sorted({b for b, n in zip(vocab.token_bytes, never, strict=True) if not n})
         index = {s: i for i, s in enumerate(strings)}
         string_of = np.array(
-            [-1 if n else index[b] for b, n in zip(vocab.token_bytes, never)], dtype=np.int64
+            [-1 if n else index[b] for b, n in zip(vocab.token_bytes, never, strict=True)],
+            dtype=np.int64,
         )
         return cls._from_sorted(strings, string_of)
 

@@ -42,12 +42,16 @@ class Vocabulary:
         token_bytes = [bytes(b) for b in token_bytes]
         if size is not None:
             if size < len(token_bytes):
-                raise ValueError(f"vocabulary size {size} is smaller than the tokenizer ({len(token_bytes)})")
+                raise ValueError(
+                    f"vocabulary size {size} is smaller than the tokenizer ({len(token_bytes)})"
+                )
             token_bytes += [b""] * (size - len(token_bytes))
         self.token_bytes: list[bytes] = token_bytes
         self.size: int = len(token_bytes)
         self.eos_ids: list[int] = _checked_ids(eos_ids, self.size, "EOS")
-        self.special_ids: list[int] = sorted(set(_checked_ids(special_ids, self.size, "special")) | set(self.eos_ids))
+        self.special_ids: list[int] = sorted(
+            set(_checked_ids(special_ids, self.size, "special")) | set(self.eos_ids)
+        )
         self.family = family
         # Decoding a whole completion drops the first token's leading space (Llama 2's
         # SentencePiece); the bytes here keep it, as they are what the token adds mid-text.
@@ -162,7 +166,11 @@ def _generation_eos(config) -> list[int]:
         return []
     if hasattr(config, "generation_config") and not isinstance(config, dict):
         config = config.generation_config
-    value = config.get("eos_token_id") if isinstance(config, dict) else getattr(config, "eos_token_id", None)
+    value = (
+        config.get("eos_token_id")
+        if isinstance(config, dict)
+        else getattr(config, "eos_token_id", None)
+    )
     if value is None:
         return []
     if isinstance(value, int):

@@ -103,7 +103,14 @@ def compare(index, dfa, vocab) -> dict:
     dfa_of = np.asarray(index.dfa_state.cpu())
     new_id = np.full(o.walk.shape[0], -1)
     new_id[dfa_of] = np.arange(dfa_of.size)
-    errors = {"false_allow": 0, "false_deny": 0, "wrong_next": 0, "eos": 0, "min_tokens": 0, "states": 0}
+    errors = {
+        "false_allow": 0,
+        "false_deny": 0,
+        "wrong_next": 0,
+        "eos": 0,
+        "min_tokens": 0,
+        "states": 0,
+    }
     if set(dfa_of.tolist()) != set(np.nonzero(o.keep)[0].tolist()):
         errors["states"] += 1
     accept = np.asarray(dfa.accept)

@@ -153,7 +153,18 @@ def test_partial_utf8_tokens_complete_a_character():
     ["abc", r"\d+(-\d+)?", "a(ab|b)", "(ab|cd)*e", "[a-c]{2,5}", "x?a*b*", r"(aa|b)+c?", ".{0,3}"],
 )
 def test_small_vocabularies_match_the_brute_force_oracle(pattern):
-    pieces = [bytes([c]) for c in b"abcdex-019\n"] + [b"ab", b"abc", b"cd", b"aab", b"ba", b"de", b"12", b"-1", b"e\n", b"bb"]
+    pieces = [bytes([c]) for c in b"abcdex-019\n"] + [
+        b"ab",
+        b"abc",
+        b"cd",
+        b"aab",
+        b"ba",
+        b"de",
+        b"12",
+        b"-1",
+        b"e\n",
+        b"bb",
+    ]
     vocab = make_vocab(pieces, size=40)
     dfa = tiny_dfa(pattern)
     index = build_index(dfa, vocab)

@@ -14,7 +14,17 @@ PATTERN = r"[a-z]+@[a-z]+\.com"
 
 def _same(a, b) -> bool:
     return (
-        all(torch.equal(getattr(a, n), getattr(b, n)) for n in ("next_by_class", "class_of", "bitmask", "min_tokens", "match_index", "dfa_state"))
+        all(
+            torch.equal(getattr(a, n), getattr(b, n))
+            for n in (
+                "next_by_class",
+                "class_of",
+                "bitmask",
+                "min_tokens",
+                "match_index",
+                "dfa_state",
+            )
+        )
         and a.start_state == b.start_state
         and a.eos_ids == b.eos_ids
     )

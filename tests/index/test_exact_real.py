@@ -7,8 +7,8 @@ every DFA state, then computes token-level reachability and distances by plain i
 from __future__ import annotations
 
 import numpy as np
-import torch
 import pytest
+import torch
 
 from regexlm.automata import compile_regex
 from regexlm.index import build_index
@@ -104,7 +104,9 @@ def _invalid_utf8(b: bytes) -> bool:
     ],
     ids=["trie", "trie+merge", "tail"],
 )
-@pytest.mark.parametrize("pattern", [r"[a-z]+@[a-z]+\.com", r".{0,3}", r"(a|b)*a(a|b){3}", "[日本語]{1,4}"])
+@pytest.mark.parametrize(
+    "pattern", [r"[a-z]+@[a-z]+\.com", r".{0,3}", r"(a|b)*a(a|b){3}", "[日本語]{1,4}"]
+)
 def test_every_build_strategy_is_exact(smollm2_vocab, monkeypatch, strategy, pattern):
     from regexlm.index import bitmask, build
 
@@ -115,7 +117,9 @@ def test_every_build_strategy_is_exact(smollm2_vocab, monkeypatch, strategy, pat
     assert compare(build_index(dfa, smollm2_vocab), dfa, smollm2_vocab) == EXACT
 
 
-@pytest.mark.parametrize("packing", [{"MATMUL_MAX_CLASSES": 0}, {"MATMUL_MAX_CLASSES": 10**6}], ids=["fold", "matmul"])
+@pytest.mark.parametrize(
+    "packing", [{"MATMUL_MAX_CLASSES": 0}, {"MATMUL_MAX_CLASSES": 10**6}], ids=["fold", "matmul"]
+)
 def test_wide_bitmask_packings_agree(smollm2_vocab, monkeypatch, packing):
     from regexlm.index import bitmask
 

@@ -44,7 +44,9 @@ def indexes(smollm2_vocab, gemma_vocab):
     return out
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     which=st.sampled_from(["smollm2", "gemma"]),
     pattern=st.sampled_from(PATTERNS),

@@ -29,7 +29,14 @@ def test_tables_follow_the_contract(email):
     assert 0 <= email.start_state < s
     assert email.nbytes == sum(
         t.numel() * t.element_size()
-        for t in (email.next_by_class, email.class_of, email.bitmask, email.min_tokens, email.match_index, email.dfa_state)
+        for t in (
+            email.next_by_class,
+            email.class_of,
+            email.bitmask,
+            email.min_tokens,
+            email.match_index,
+            email.dfa_state,
+        )
     )
 
 

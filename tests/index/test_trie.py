@@ -11,7 +11,9 @@ def _decode(trie: VocabTrie):
     levels = [[bytes([b]) for b in trie.byte[0].tolist()]]
     for d in range(1, trie.max_len):
         prefixes = [b""] * trie.byte[d].numel()
-        for parent, (start, count) in enumerate(zip(trie.child_start[d - 1].tolist(), trie.child_count[d - 1].tolist())):
+        for parent, (start, count) in enumerate(
+            zip(trie.child_start[d - 1].tolist(), trie.child_count[d - 1].tolist(), strict=True)
+        ):
             for c in range(start, start + count):
                 prefixes[c] = levels[d - 1][parent] + bytes([trie.byte[d][c].item()])
         levels.append(prefixes)
@@ -21,7 +23,7 @@ def _decode(trie: VocabTrie):
 def _check(vocab: Vocabulary) -> None:
     trie = vocab.tables()
     never = vocab.never_allowed()
-    strings = sorted({b for b, n in zip(vocab.token_bytes, never) if not n})
+    strings = sorted({b for b, n in zip(vocab.token_bytes, never, strict=True) if not n})
     levels = _decode(trie)
     for d, prefixes in enumerate(levels, start=1):
         want = sorted({s[:d] for s in strings if len(s) >= d})
@@ -35,7 +37,7 @@ def _check(vocab: Vocabulary) -> None:
             first, count = trie.tail_first[d - 1][node].item(), trie.tail_count[d - 1][node].item()
             assert below == list(range(first, first + count))
     # every allowed token id maps to its string; others to -1
-    for i, (b, n) in enumerate(zip(vocab.token_bytes, never)):
+    for i, (b, n) in enumerate(zip(vocab.token_bytes, never, strict=True)):
         s = trie.string_of[i].item()
         assert (s == -1) if n else strings[s] == b
     width = trie.width
@@ -45,7 +47,9 @@ def _check(vocab: Vocabulary) -> None:
     # tokens of each string, through the CSR lists
     starts, ids = trie.token_of_string_start.tolist(), trie.token_ids.tolist()
     for i, s in enumerate(strings):
-        assert sorted(ids[starts[i] : starts[i + 1]]) == [t for t, b in enumerate(vocab.token_bytes) if b == s and not never[t]]
+        assert sorted(ids[starts[i] : starts[i + 1]]) == [
+            t for t, b in enumerate(vocab.token_bytes) if b == s and not never[t]
+        ]
 
 
 def test_small_vocabulary_with_duplicates_and_specials():

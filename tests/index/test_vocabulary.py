@@ -32,9 +32,14 @@ def test_token_bytes_concatenate_to_the_decoded_text(request, text):
         assert not set(ids) & set(vocab.special_ids), name
 
 
-def test_every_token_decodes_like_the_tokenizer_when_whole(gemma_tokenizer, gemma_vocab, smollm2_tokenizer, smollm2_vocab):
+def test_every_token_decodes_like_the_tokenizer_when_whole(
+    gemma_tokenizer, gemma_vocab, smollm2_tokenizer, smollm2_vocab
+):
     """Each non-special id whose bytes are valid UTF-8 decodes alone to exactly those bytes."""
-    for tokenizer, vocab, step in ((smollm2_tokenizer, smollm2_vocab, 1), (gemma_tokenizer, gemma_vocab, 7)):
+    for tokenizer, vocab, step in (
+        (smollm2_tokenizer, smollm2_vocab, 1),
+        (gemma_tokenizer, gemma_vocab, 7),
+    ):
         special = set(vocab.special_ids)
         checked = 0
         for i in range(0, vocab.size, step):
@@ -87,7 +92,9 @@ def test_special_and_eos_ids(smollm2_tokenizer, smollm2_vocab, gemma_vocab):
 def test_generation_config_forms(smollm2_tokenizer):
     from transformers import GenerationConfig
 
-    a = Vocabulary.from_tokenizer(smollm2_tokenizer, generation_config=GenerationConfig(eos_token_id=[2, 0]))
+    a = Vocabulary.from_tokenizer(
+        smollm2_tokenizer, generation_config=GenerationConfig(eos_token_id=[2, 0])
+    )
     b = Vocabulary.from_tokenizer(smollm2_tokenizer, generation_config={"eos_token_id": 0})
     assert a.eos_ids == [2, 0] and b.eos_ids == [2, 0]
     assert a.fingerprint == b.fingerprint
@@ -102,7 +109,9 @@ def test_model_width_beyond_the_tokenizer_pads_with_empty_tokens(smollm2_tokeniz
 def test_fingerprint_is_stable_and_sensitive(smollm2_tokenizer, smollm2_vocab):
     again = Vocabulary.from_tokenizer(smollm2_tokenizer)
     assert again.fingerprint == smollm2_vocab.fingerprint
-    changed = Vocabulary(smollm2_vocab.token_bytes, smollm2_vocab.eos_ids, smollm2_vocab.special_ids[:-1])
+    changed = Vocabulary(
+        smollm2_vocab.token_bytes, smollm2_vocab.eos_ids, smollm2_vocab.special_ids[:-1]
+    )
     assert changed.fingerprint != smollm2_vocab.fingerprint
     other_eos = Vocabulary(smollm2_vocab.token_bytes, [0], smollm2_vocab.special_ids)
     assert other_eos.fingerprint != smollm2_vocab.fingerprint

@@ -203,7 +203,9 @@ def tiny_dfa(pattern: str | bytes | list) -> TinyDFA:
         rows.append(row)
         k += 1
     full = np.stack(rows)  # [S, 256]
-    accept = np.array([min((finals[s] for s in st if s in finals), default=-1) for st in order], dtype=np.int64)
+    accept = np.array(
+        [min((finals[s] for s in st if s in finals), default=-1) for st in order], dtype=np.int64
+    )
     # merge states that cannot reach a match into the dead state
     alive = accept >= 0
     changed = True
