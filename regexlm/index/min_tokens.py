@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 UNREACHABLE = np.iinfo(np.int32).max
+# Graphs with at most this many edges are searched with plain Python lists (no array overhead).
+SMALL_GRAPH = 4096
 
 
 def _csr(src: np.ndarray, dst: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -62,9 +64,47 @@ def token_distances(
 
     ``accepting``: ``bool[S]``. ``min_tokens`` is ``UNREACHABLE`` where no match can be reached.
     """
+    if origin.size <= SMALL_GRAPH:
+        return _token_distances_small(
+            origin.tolist(), target.tolist(), accepting, start, num_states
+        )
     rstarts, radj = _csr(target, origin, num_states)
     min_tokens = _bfs(rstarts, radj, np.nonzero(accepting)[0], num_states)
     coreach = min_tokens != UNREACHABLE
     fstarts, fadj = _csr(origin, target, num_states)
     reach = _bfs(fstarts, fadj, np.array([start]), num_states, allowed=coreach) != UNREACHABLE
     return reach & coreach, min_tokens
+
+
+def _token_distances_small(origin: list, target: list, accepting: np.ndarray, start: int, n: int):
+    """:func:`token_distances` for small graphs, with Python adjacency lists."""
+    preds: list[list[int]] = [[] for _ in range(n)]
+    succs: list[list[int]] = [[] for _ in range(n)]
+    for o, t in zip(origin, target, strict=True):
+        preds[t].append(o)
+        succs[o].append(t)
+    dist = [UNREACHABLE] * n
+    frontier = np.flatnonzero(accepting).tolist()
+    for s in frontier:
+        dist[s] = 0
+    level = 0
+    while frontier:
+        level += 1
+        nxt = []
+        for t in frontier:
+            for o in preds[t]:
+                if dist[o] == UNREACHABLE:
+                    dist[o] = level
+                    nxt.append(o)
+        frontier = nxt
+    reach = [False] * n
+    if dist[start] != UNREACHABLE:
+        reach[start] = True
+        stack = [start]
+        while stack:
+            for t in succs[stack.pop()]:
+                if not reach[t] and dist[t] != UNREACHABLE:
+                    reach[t] = True
+                    stack.append(t)
+    min_tokens = np.array(dist, dtype=np.int64)
+    return np.array(reach, dtype=bool) & (min_tokens != UNREACHABLE), min_tokens

@@ -128,3 +128,13 @@ def test_wide_bitmask_packings_agree(smollm2_vocab, monkeypatch, packing):
     for name, value in packing.items():
         monkeypatch.setattr(bitmask, name, value)
     assert torch.equal(build_index(dfa, smollm2_vocab).bitmask, reference)
+
+
+@pytest.mark.parametrize("small_graph", [0, 10**9], ids=["arrays", "lists"])
+@pytest.mark.parametrize("pattern", [r"[a-z]{1,12}@[a-z]+\.com", r"(ab|ba)*a(a|b){3}"])
+def test_both_distance_searches_are_exact(smollm2_vocab, monkeypatch, small_graph, pattern):
+    from regexlm.index import min_tokens
+
+    monkeypatch.setattr(min_tokens, "SMALL_GRAPH", small_graph)
+    dfa = compile_regex(pattern)
+    assert compare(build_index(dfa, smollm2_vocab), dfa, smollm2_vocab) == EXACT
