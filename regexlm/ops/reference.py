@@ -188,6 +188,58 @@ def gumbel_argmax(
     return first.scatter_reduce(0, rows[win], cols[win], "amin")
 
 
+SMALL_K = 256  # rows with 0 < top_k <= SMALL_K take the short path below
+
+
+def _small_top_k(z, bits, t, top_k, top_p, noise, seed, step):
+    """The same tokens as the general path when every row samples with a small top-k.
+
+    Works on the ``k + 1`` largest values only (``torch.topk``), so nothing else touches all V
+    tokens. Returns None (use the general path) when a row has no top-k, a large k, k at least
+    its allowed count, or a tie across its k-th value. Kept tokens are visited in ascending id
+    order, so explicit noise and the seeded draw give exactly the general path's tokens.
+    """
+    k = top_k.long()  # [B]
+    if not bool((k > 0).all()):
+        return None
+    kmax = int(k.max())
+    B, V = z.shape
+    if kmax >= SMALL_K or kmax + 1 > V or not bool((k < bits.sum(1)).all()):
+        return None
+    vals, idx = torch.topk(z, kmax + 1, dim=1)  # [B, kmax + 1], descending
+    vt = vals / t.unsqueeze(1)
+    kth = vt.gather(1, (k - 1).unsqueeze(1))  # [B, 1]
+    if bool((vt.gather(1, k.unsqueeze(1)) == kth).any()):
+        return None  # a tie across the k-th value: the general path keeps all tied tokens
+    pos = torch.arange(kmax + 1, device=z.device)
+    kept = pos < k.unsqueeze(1)  # [B, kmax + 1]
+    p = top_p.to(torch.float32)
+    p_rows = p < 1.0
+    if bool(p_rows.any()):  # the general path's arithmetic on the same [B, n] block
+        n = int(k[p_rows].max())
+        block = mask_to_neg_inf(vt[:, :n], kept[:, :n])  # [B, n], descending
+        cum = torch.softmax(block, dim=1).flip(1).cumsum(1).flip(1)
+        removed = cum <= (1.0 - p).unsqueeze(1)
+        removed[:, 0] = False
+        cutoff = block.gather(1, (~removed).sum(1, keepdim=True) - 1)  # [B, 1]
+        cutoff = torch.where(p_rows.unsqueeze(1), cutoff, torch.full_like(cutoff, -torch.inf))
+        kept &= vt >= cutoff
+    # kept ids in ascending order, as the general path visits them
+    ids, order = torch.where(kept, idx, V).sort(dim=1)  # [B, kmax + 1]
+    live = ids < V
+    if noise is not None:
+        u = noise.gather(1, ids.clamp(max=V - 1)).to(torch.float32)
+    else:
+        gen = torch.Generator(device=z.device)
+        gen.manual_seed(mix_seed(seed, step))
+        u = torch.full_like(vt, 0.5)  # finite where nothing is drawn
+        u[live] = torch.rand(int(live.sum()), generator=gen, device=z.device).clamp_(
+            min=torch.finfo(torch.float32).tiny
+        )
+    g = mask_to_neg_inf(vt.gather(1, order) - torch.log(-torch.log(u)), live)
+    return ids.gather(1, g.argmax(1, keepdim=True)).squeeze(1)
+
+
 def sample_step_reference(
     logits: torch.Tensor,
     states: torch.Tensor,
@@ -216,7 +268,10 @@ def sample_step_reference(
     sample_rows = ~greedy & ~no_allowed
     n_sample = int(sample_rows.sum())
     tokens = z.argmax(1) if n_sample < B else torch.zeros(B, dtype=torch.int64, device=z.device)
-    if n_sample == B:  # the usual case: no row copies
+    fast = _small_top_k(z, bits, t, top_k, top_p, noise, seed, step) if n_sample == B else None
+    if fast is not None:
+        tokens = fast
+    elif n_sample == B:  # the usual case: no row copies
         zs = z / t.unsqueeze(1)  # [B, V]
         kept = truncation_mask(zs, allowed, top_k, top_p)
         tokens = gumbel_argmax(zs, kept, noise, seed, step)

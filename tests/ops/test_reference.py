@@ -120,3 +120,37 @@ def test_seeded_draws_are_reproducible_and_step_dependent():
     assert torch.equal(first, sample_step_reference(**a, seed=11, step=0).tokens)
     others = [sample_step_reference(**a, seed=11, step=s).tokens for s in range(1, 5)]
     assert any(not torch.equal(first, o) for o in others)
+
+
+@pytest.mark.parametrize("seeded", [False, True], ids=["noise", "seed"])
+def test_small_top_k_path_gives_the_general_paths_tokens(seeded, monkeypatch):
+    import regexlm.ops.reference as ref
+
+    g = torch.Generator().manual_seed(21)
+    real = ref._small_top_k
+    taken = []
+
+    def counting(*args):
+        out = real(*args)
+        taken.append(out is not None)
+        return out
+
+    for trial in range(6):
+        a = mixed_case(6, 700, seed=50 + trial)
+        a["temperature"] = torch.rand(6, generator=g) + 0.3
+        a["top_k"] = torch.randint(1, 60, (6,), generator=g, dtype=torch.int32)
+        p = torch.rand(6, generator=g)
+        a["top_p"] = torch.where(torch.rand(6, generator=g) < 0.5, torch.ones(6), p)
+        a["budgets"] = torch.full((6,), -1, dtype=torch.int32)
+        a["states"] = torch.full((6,), 1 + trial % 7, dtype=torch.int32)
+        kw = {}
+        if seeded:
+            a.pop("noise")
+            kw = dict(seed=trial, step=3)
+        monkeypatch.setattr(ref, "_small_top_k", counting)
+        fast = sample_step_reference(**a, **kw)
+        monkeypatch.setattr(ref, "_small_top_k", lambda *args: None)
+        general = sample_step_reference(**a, **kw)
+        assert torch.equal(fast.tokens, general.tokens), trial
+        assert torch.equal(fast.next_states, general.next_states), trial
+    assert sum(taken) >= 4  # the short path really ran
