@@ -31,7 +31,10 @@ top-k follows. The Gumbel-max draw samples exactly from ``softmax(z)`` restricte
 Vectorized over the batch: the bitmask is unpacked with shifts; the budget test is made per class
 and then spread to tokens; top-k uses ``torch.topk`` with the batch's largest k; top-p sorts only the
 tokens top-k kept (or, without top-k, the allowed ones) with ``torch.topk``; with a seed, noise is
-drawn only for the kept tokens.
+drawn only for the kept tokens, in ascending token order (reproducible for the same seed, step,
+batch and device type). When every row samples with a small top-k, a short path works on the
+``k + 1`` largest values alone and returns the same tokens (a tie across the k-th value, which
+would keep extra tokens, sends the batch down the general path).
 """
 
 from __future__ import annotations

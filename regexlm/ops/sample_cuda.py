@@ -7,7 +7,8 @@ cached by torch under ``TORCH_EXTENSIONS_DIR``). ``backend="auto"`` only uses an
 already built, or JIT-builds when ``REGEXLM_CUDA_JIT=1``, so a first call never stalls by surprise.
 
 The kernels (``*.cu``) include no torch header and export a C launcher; the glue (``*.cpp``) needs
-only ``<torch/extension.h>`` and takes the CUDA stream as an integer from Python.
+only ``<torch/extension.h>`` and takes the CUDA stream as an integer from Python. As in the Triton
+kernel, a small batch has each row's first pass split over several blocks (see `regexlm.ops.grid`).
 """
 
 from __future__ import annotations
