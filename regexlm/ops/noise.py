@@ -5,7 +5,8 @@ Every backend draws the token as ``argmax_i (z_i - log(-log u_i))`` over the kep
 tokens) or pass a ``seed`` and a ``step`` counter, and each backend makes its own noise from them:
 
 - torch backend: a ``torch.Generator`` on the logits' device, seeded with ``mix_seed(seed, step)``,
-  fills ``u`` with ``torch.rand``. Reproducible for the same seed, step, batch shape and device type.
+  draws ``u`` with ``torch.rand`` for the kept tokens only, row by row in ascending token order.
+  Reproducible for the same seed, step, inputs and device type.
 - Triton and CUDA backends: a counter-based generator (Philox) keyed by ``mix_seed(seed, step)``
   and counted by ``b * V + i``. Reproducible for the same seed, step, shape and backend.
 
