@@ -68,7 +68,7 @@ def _expand(start: torch.Tensor, count: torch.Tensor, total: int) -> torch.Tenso
 
 def _unique_inverse(keys: torch.Tensor, bound: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Sorted distinct values of ``keys`` (all in ``[0, bound)``) and each key's rank among them."""
-    if bound <= max(1 << 16, 4 * keys.numel()):
+    if bound <= 4 * keys.numel() + 4096:
         present = torch.zeros(bound, dtype=torch.bool, device=keys.device)
         present[keys] = True
         rank = torch.cumsum(present, 0) - 1

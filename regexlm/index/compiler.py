@@ -144,11 +144,13 @@ def build_index(
     count = trie.token_of_string_start[edges.strings + 1] - first
     total = int(count.sum())
     tokens = trie.token_ids[_expand(first, count, total)]
-    class_of = torch.zeros(vocab.size, dtype=torch.int64, device=device)
-    class_of[tokens] = torch.repeat_interleave(string_class, count, output_size=total)
+    class_of = torch.zeros(vocab.size, dtype=torch.int32, device=device)
+    class_of[tokens] = torch.repeat_interleave(
+        string_class.to(torch.int32), count, output_size=total
+    )
     if vocab.eos_ids:
         eos = torch.as_tensor(vocab.eos_ids, device=device)
-        class_of[eos] = class_of_group[eos_group]
+        class_of[eos] = class_of_group[eos_group].to(torch.int32)
         tokens = torch.cat([tokens, eos])
 
     bitmask_bytes = num_states * ((vocab.size + 31) // 32) * 4
@@ -161,7 +163,7 @@ def build_index(
     bitmask = pack_bitmask(next_by_class >= 0, class_of, vocab.size, candidates=tokens)
     index = TokenIndex(
         next_by_class=next_by_class,
-        class_of=class_of.to(torch.int32),
+        class_of=class_of,
         bitmask=bitmask,
         min_tokens=torch.as_tensor(dist[kept].astype(np.int32), device=device),
         match_index=torch.as_tensor(match_index.astype(np.int32), device=device),
