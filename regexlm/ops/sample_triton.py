@@ -244,7 +244,9 @@ def _sample_step_kernel(
         tl.store(part_i_ptr + slot + 0, arg)
         tl.store(part_i_ptr + slot + 1, n)
         tl.store(part_i_ptr + slot + 2, gidx)
+        tl.debug_barrier()  # every thread's partial stores precede the ticket
         done = tl.atomic_add(counter_ptr + b, 1)  # acq_rel: the stores above are visible
+        tl.debug_barrier()
         last = tl.where(done == NSPLIT - 1, 1, 0)
         cs = tl.arange(0, SPLIT_P2).to(tl.int64)
         cm = (cs < NSPLIT) & ((tl.zeros_like(cs) + last) != 0)
