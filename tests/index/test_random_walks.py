@@ -40,7 +40,7 @@ def indexes(smollm2_vocab, gemma_vocab):
     out = {}
     for name, vocab in (("smollm2", smollm2_vocab), ("gemma", gemma_vocab)):
         for p in PATTERNS:
-            out[name, p] = (regexlm.compile(p, vocab, cache=False), vocab)
+            out[name, p] = (regexlm.compile(p, vocab, cache=False, timeout=60), vocab)
     return out
 
 
