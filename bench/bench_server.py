@@ -56,6 +56,7 @@ class Run:
     latencies: list[float]
     tokens: int
     errors: int
+    mean_batch: float = float("nan")
 
     @property
     def rps(self) -> float:
@@ -148,6 +149,14 @@ async def load(url: str, concurrency: int, seconds: float, max_new_tokens: int):
     return elapsed, latencies, tokens, errors
 
 
+def batch_totals(url: str) -> tuple[float, float]:
+    """(sum, count) of the server's batch-size histogram."""
+    text = httpx.get(url + "/metrics", timeout=30).text
+    total = re.search(r"^regexlm_batch_size_sum (\S+)$", text, re.M)
+    count = re.search(r"^regexlm_batch_size_count (\S+)$", text, re.M)
+    return float(total.group(1)), float(count.group(1))
+
+
 async def warm_up(url: str, max_new_tokens: int) -> None:
     async with httpx.AsyncClient(base_url=url, timeout=300,
                                  headers={"Authorization": f"Bearer {KEY}"}) as client:
@@ -194,13 +203,13 @@ def render(runs: list[Run], args, load_before, load_after, device: str) -> str:
         + (" -- the machine was shared with other work during the run; absolute figures are "
            "pessimistic" if max(load_before, load_after) > 1.5 else ""),
         "",
-        "| server | clients | requests/s | tokens/s | p50 latency (s) | p99 latency (s) | requests | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| server | clients | requests/s | tokens/s | p50 latency (s) | p99 latency (s) | mean batch | requests | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for run in runs:
         lines.append(f"| {run.label} | {run.concurrency} | {run.rps:.2f} | {run.tps:.1f} | "
                      f"{run.percentile(0.5):.3f} | {run.percentile(0.99):.3f} | "
-                     f"{len(run.latencies)} | {run.errors} |")
+                     f"{run.mean_batch:.1f} | {len(run.latencies)} | {run.errors} |")
     top = max(args.concurrency)
     batched = next((r for r in runs if r.max_batch_size > 1 and r.concurrency == top), None)
     single = next((r for r in runs if r.max_batch_size == 1 and r.concurrency == top), None)
@@ -244,13 +253,18 @@ def main(argv: list[str] | None = None) -> int:
         try:
             asyncio.run(warm_up(server.url, args.max_new_tokens))
             for concurrency in args.concurrency:
+                before = batch_totals(server.url)
                 elapsed, latencies, tokens, errors = asyncio.run(
                     load(server.url, concurrency, args.seconds, args.max_new_tokens))
-                run = Run(label, batch_size, concurrency, elapsed, latencies, tokens, errors)
+                after = batch_totals(server.url)
+                batches = after[1] - before[1]
+                run = Run(label, batch_size, concurrency, elapsed, latencies, tokens, errors,
+                          (after[0] - before[0]) / batches if batches else float("nan"))
                 runs.append(run)
                 print(f"{label:>28} | {concurrency:>3} clients | {run.rps:7.2f} req/s | "
                       f"{run.tps:8.1f} tok/s | p50 {run.percentile(0.5):.3f} s | "
-                      f"p99 {run.percentile(0.99):.3f} s | errors {errors}", flush=True)
+                      f"p99 {run.percentile(0.99):.3f} s | mean batch {run.mean_batch:.1f} | "
+                      f"errors {errors}", flush=True)
         finally:
             server.stop()
     load_after = os.getloadavg()[0]

@@ -6,9 +6,10 @@ jobs, runs them through ``generate_batch`` together (each with its own prompt, p
 sampling parameters), hands each result back to the event loop, and starts over with whatever
 arrived meanwhile. When it finds fewer requests waiting than a full batch while more are likely on
 their way (admitted requests still compiling their patterns, or fewer waiting than the last batch
-held, whose clients tend to come back together), it waits up to ``batch_window`` seconds for
-them, so that bursts and steady streams of clients decode together instead of splitting into a
-small batch and a large one.
+held, whose clients tend to come back together), it waits for them: up to ``batch_window``
+seconds, or a tenth of the last batch's duration when that is longer (capped at half a second).
+Bursts and steady streams of clients then decode together instead of splitting into a small
+batch and a large one that each cost a full decode.
 
 Life of a request:
 
@@ -38,6 +39,11 @@ from typing import Any
 from regexlm.server.metrics import ServiceMetrics
 
 logger = logging.getLogger("regexlm.server.engine")
+
+# While the last batch's clients come back, wait up to this fraction of that batch's duration
+# (at most STRAGGLER_WAIT_CAP seconds): a slightly later start beats splitting them in two.
+STRAGGLER_FRACTION = 0.1
+STRAGGLER_WAIT_CAP = 0.5
 
 
 class QueueFull(Exception):
@@ -122,6 +128,7 @@ class Engine:
         self._admitted = 0  # tickets not yet released (compiling or waiting)
         self._running: list[Job] = []
         self._last_batch_size = 0
+        self._last_batch_seconds = 0.0
         self._closing = False
         self._thread: threading.Thread | None = None
         self.batches = 0
@@ -245,8 +252,10 @@ class Engine:
                 self._cond.wait(0.5)
             # Give stragglers a moment to join: requests still compiling their patterns, and the
             # clients of the last batch, who tend to come back together.
-            if self.batch_window > 0 and len(self._queue) < self.max_batch_size:
-                deadline = time.perf_counter() + self.batch_window
+            window = max(self.batch_window, min(STRAGGLER_FRACTION * self._last_batch_seconds,
+                                                STRAGGLER_WAIT_CAP))
+            if window > 0 and len(self._queue) < self.max_batch_size:
+                deadline = time.perf_counter() + window
                 while (len(self._queue) < self.max_batch_size
                        and (self._admitted > len(self._queue)
                             or len(self._queue) < self._last_batch_size)):
@@ -335,7 +344,8 @@ class Engine:
                 self._post(job, error=exc)
             return
         finally:
-            self.metrics.batch_duration.observe(time.perf_counter() - started)
+            self._last_batch_seconds = time.perf_counter() - started
+            self.metrics.batch_duration.observe(self._last_batch_seconds)
         self._finish(batch, completions)
 
     def _run_alone(self, job: Job) -> None:
