@@ -268,7 +268,7 @@ def mutate(s: str, r: random.Random, alphabet: str = ALPHABET) -> str:
     return s[:i] + c + s[i + 1 :]
 
 
-MAX_SAMPLE_LEN = 24  # keeps re's backtracking on nested repeats cheap
+MAX_SAMPLE_LEN = 12  # keeps re's backtracking on nested repeats cheap
 
 
 def candidate_strings(rx: Rx, r: random.Random, n: int = 24, alphabet: str = ALPHABET) -> list[str]:

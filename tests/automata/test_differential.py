@@ -9,18 +9,49 @@
 * invalid generated patterns raise :class:`RegexSyntaxError` exactly when ``re`` refuses them.
 """
 
+import functools
 import random
 import re
+import signal
 
 import numpy as np
 import pytest
 import regex
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, given, reject, settings
 from hypothesis import strategies as st
 
 from regexlm.automata import compile_regex
 from regexlm.errors import PatternTooComplexError, RegexSyntaxError
 from tests.strategies import pattern_cases
+
+
+def example_budget(seconds: float = 3.0):
+    """Reject an example that runs longer than ``seconds`` (wall clock).
+
+    Python's ``re`` is a backtracking matcher: on some generated patterns (nested counted repeats)
+    a failing match takes exponential time. The oracle cannot answer those in reasonable time,
+    so the example is discarded rather than stalling the suite. ``re`` checks for signals while
+    matching, so the alarm interrupts it.
+    """
+
+    def decorate(test):
+        @functools.wraps(test)
+        def run(*args, **kwargs):
+            def on_alarm(signum, frame):
+                reject()
+
+            old = signal.signal(signal.SIGALRM, on_alarm)
+            signal.setitimer(signal.ITIMER_REAL, seconds)
+            try:
+                return test(*args, **kwargs)
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, old)
+
+        return run
+
+    return decorate
+
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -44,7 +75,7 @@ def _compile_both(pattern: str, **kwargs):
         assume(False)
 
 
-def dfa_walks(dfa, rng: random.Random, count: int = 8, max_len: int = 12) -> list[bytes]:
+def dfa_walks(dfa, rng: random.Random, count: int = 8, max_len: int = 16) -> list[bytes]:
     """Byte strings the DFA accepts, by random walks over live transitions."""
     full = dfa.transitions()
     out = []
@@ -52,7 +83,7 @@ def dfa_walks(dfa, rng: random.Random, count: int = 8, max_len: int = 12) -> lis
         return out
     for _ in range(count):
         s, data = dfa.start, bytearray()
-        for _ in range(max_len * 4):
+        for _ in range(max_len):
             if dfa.is_match(s) and rng.random() < 0.3:
                 break
             live = np.flatnonzero(full[s] != 0)
@@ -68,6 +99,7 @@ def dfa_walks(dfa, rng: random.Random, count: int = 8, max_len: int = 12) -> lis
 
 @SETTINGS
 @given(pattern_cases(), st.randoms(use_true_random=False))
+@example_budget()
 def test_fullmatch_agrees_with_re(case, rng):
     pattern, strings = case
     both = _compile_both(pattern)
@@ -137,6 +169,7 @@ def _check_viability_witnesses(pattern, compiled, dfa, strings) -> None:
 
 @SETTINGS
 @given(pattern_cases(case_insensitive=False, anchors=False))
+@example_budget()
 def test_is_viable_agrees_with_regex_partial(case):
     r"""On patterns without assertions (where partial matching is well defined) and strings the
     ``regex`` package reads as ``re`` does, ``is_viable`` equals ``regex``'s partial fullmatch.
@@ -166,6 +199,7 @@ def test_is_viable_agrees_with_regex_partial(case):
 
 @SETTINGS
 @given(pattern_cases())
+@example_budget()
 def test_is_viable_has_witnesses(case):
     """With every construct and flag: viability is confirmed by ``re`` on completions."""
     pattern, strings = case
@@ -203,6 +237,7 @@ def equivalent(a, b) -> bool:
 
 @SETTINGS
 @given(pattern_cases(n=3))
+@example_budget()
 def test_minimized_equals_unminimized(case):
     pattern, _ = case
     both = _compile_both(pattern, minimize=False)
@@ -232,6 +267,7 @@ def naive_minimal_size(dfa) -> int:
 
 @settings(max_examples=150, deadline=None)
 @given(st.lists(pattern_cases(n=12), min_size=2, max_size=3))
+@example_budget()
 def test_pattern_lists_report_lowest_index(cases):
     patterns = [p for p, _ in cases]
     try:
