@@ -43,13 +43,14 @@ def initial_partition(table: np.ndarray, accept: np.ndarray) -> np.ndarray:
     return blocks.reshape(-1).astype(np.int64)
 
 
-def _row_hash(own: np.ndarray, succ: np.ndarray) -> np.ndarray:
-    """A 64-bit hash of (own block, successor blocks) per state; collisions are checked."""
-    k = succ.shape[1]
+def _row_hash(sig: np.ndarray) -> np.ndarray:
+    """A 64-bit hash per row of ``sig`` (int64[S, K]); collisions are checked by the caller."""
+    k = sig.shape[1]
     mult = (np.arange(1, k + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)) | np.uint64(1)
     with np.errstate(over="ignore"):
-        h = succ.view(np.uint64) @ mult  # wraps modulo 2^64
-        return h * np.uint64(0xBF58476D1CE4E5B9) + own.view(np.uint64)
+        h = (sig.astype(np.uint64) + np.uint64(0x632BE59BD9B4E019)) * mult
+        h ^= h >> np.uint64(29)
+        return h.sum(axis=1, dtype=np.uint64)
 
 
 def moore(table: np.ndarray, blocks: np.ndarray, deadline: Deadline, max_rounds: int):
@@ -61,16 +62,11 @@ def moore(table: np.ndarray, blocks: np.ndarray, deadline: Deadline, max_rounds:
     """
     count = int(blocks.max()) + 1
     for _ in range(max_rounds):
-        succ = blocks[table]  # int64[S, C]
-        h = _row_hash(blocks, succ)
-        _, new = np.unique(h, return_inverse=True)  # no return_index: allows a faster sort
+        sig = np.concatenate([blocks[:, None], blocks[table]], axis=1)  # int64[S, 1 + C]
+        h = _row_hash(sig)
+        _, first, new = np.unique(h, return_index=True, return_inverse=True)
         new = new.reshape(-1)
-        first = np.empty(int(new.max()) + 1, dtype=np.int64)
-        first[new[::-1]] = np.arange(len(new) - 1, -1, -1)
-        rep = first[new]
-        if not ((blocks == blocks[rep]).all() and (succ == succ[rep]).all()):
-            # A hash collision: exact (slower) grouping.
-            sig = np.concatenate([blocks[:, None], succ], axis=1)
+        if not (sig == sig[first[new]]).all():  # a hash collision: exact (slow) grouping
             _, new = np.unique(sig, axis=0, return_inverse=True)
             new = new.reshape(-1)
         new_count = int(new.max()) + 1
