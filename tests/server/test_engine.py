@@ -315,3 +315,28 @@ def test_requests_admitted_before_a_drain_are_still_served():
         response = compiling.result(10)
         assert response.status_code == 200 and response.json()["completion"] == "xx"
         assert drained.result(10) is True
+
+
+def test_clients_of_the_last_batch_are_waited_for():
+    fake = ScriptedGenerator(step_delay=0.1)  # ten steps: a batch takes about a second
+    fake.gate.clear()
+    with TestClient(make_app(fake, max_batch_size=8)) as client, ThreadPoolExecutor(5) as pool:
+        engine = client.app.state.service.engine
+
+        def send(delay):
+            time.sleep(delay)
+            return client.post(URL, json={"prompt": "a", "pattern": "x{10}", "max_new_tokens": 10},
+                               headers=AUTH)
+
+        blocker = pool.submit(send, 0)
+        wait_until(fake.started.is_set)
+        first = [pool.submit(send, 0) for _ in range(4)]
+        wait_until(lambda: engine.queue_depth == 4)
+        fake.gate.set()
+        assert blocker.result().status_code == 200
+        assert all(f.result().status_code == 200 for f in first)
+        # The same four clients come back spread over 60 ms, longer than the fixed 20 ms window
+        # but well within a tenth of the last batch: they decode together.
+        again = [pool.submit(send, 0.02 * i) for i in range(4)]
+        assert all(f.result().status_code == 200 for f in again)
+    assert [len(batch) for batch in fake.batches] == [1, 4, 4]
