@@ -109,6 +109,20 @@ def run(args: argparse.Namespace) -> int:
     except KeyConfigError as exc:
         _say(f"error: {exc}")
         return 2
+    from regexlm.server.limits import Limits
+
+    limits = dict(
+        max_new_tokens_limit=args.max_new_tokens_limit, max_batch_size=args.max_batch_size,
+        queue_size=args.queue_size, request_timeout=args.request_timeout,
+        max_body_bytes=args.max_body_bytes, max_prompt_chars=args.max_prompt_chars,
+        max_patterns=args.max_patterns, max_pattern_chars=args.max_pattern_chars,
+        compile_timeout=args.compile_timeout, batch_window=args.batch_window,
+    )
+    try:
+        Limits(**limits)  # refuse bad numbers before spending time on the model
+    except ValueError as exc:
+        _say(f"error: {exc}")
+        return 2
     try:
         sock = bind_socket(args.host, args.port)
     except OSError as exc:
@@ -125,25 +139,16 @@ def run(args: argparse.Namespace) -> int:
     _say(f"loading model {args.model or 'smollm2 (default)'} ...")
     try:
         model, tokenizer = load_model(args.model, device=args.device)
+        generator = Generator(model, tokenizer, device=args.device, backend=args.backend)
     except ModelLoadError as exc:
         _say(f"error: {exc}")
         sock.close()
         return 2
-    generator = Generator(model, tokenizer, device=args.device, backend=args.backend)
-    try:
-        app = create_app(
-            generator, api_keys=keys,
-            max_new_tokens_limit=args.max_new_tokens_limit, max_batch_size=args.max_batch_size,
-            queue_size=args.queue_size, request_timeout=args.request_timeout,
-            max_body_bytes=args.max_body_bytes, max_prompt_chars=args.max_prompt_chars,
-            max_patterns=args.max_patterns, max_pattern_chars=args.max_pattern_chars,
-            compile_timeout=args.compile_timeout, batch_window=args.batch_window,
-            model_name=args.model or "smollm2",
-        )
-    except ValueError as exc:
-        _say(f"error: {exc}")
+    except (RuntimeError, ValueError, AssertionError) as exc:  # e.g. --device cuda without CUDA
+        _say(f"error: cannot load the model on {args.device or 'the default device'}: {exc}")
         sock.close()
         return 2
+    app = create_app(generator, api_keys=keys, model_name=args.model or "smollm2", **limits)
 
     if generated:
         _say(f"no API key configured; generated one for this run: {keys[0]}")
