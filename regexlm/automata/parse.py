@@ -337,7 +337,8 @@ def parse(pattern: str):
             tree = _parser.parse(pattern, 0)
     except re.error as e:
         raise RegexSyntaxError(e.msg, pattern, e.pos) from None
-    except ValueError as e:
+    except (ValueError, OverflowError) as e:
+        # e.g. "the repetition number is too large" for a{4294967295}: re refuses it as well.
         raise RegexSyntaxError(str(e), pattern, None) from None
     except RecursionError:
         raise PatternTooComplexError(

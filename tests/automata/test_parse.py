@@ -93,3 +93,10 @@ def test_flags_are_applied_and_groups_vanish():
     # A scoped (?a) replaces the inherited Unicode mode, (?u) restores it.
     assert parse(r"(?a:\d)") == Chars(((0x30, 0x39),))
     assert parse(r"(?a)(?u:\d)") != Chars(((0x30, 0x39),))
+
+
+def test_repetition_count_beyond_what_re_accepts_is_a_syntax_error():
+    with pytest.raises(OverflowError):
+        re.compile("a{4294967295}")
+    with pytest.raises(RegexSyntaxError, match="repetition number is too large"):
+        compile_regex("a{4294967295}")
