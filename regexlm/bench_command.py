@@ -77,7 +77,7 @@ def run(args) -> int:
         seen = torch.zeros(batch, vocab, dtype=torch.bool, device=device)
         top_k = torch.full((batch,), 50, dtype=torch.int32, device=device)
 
-        def constrained():
+        def constrained(states=states, budgets=budgets, top_k=top_k, seen=seen, index=index):
             ops.sample_step(logits, states, budgets, ones, top_k, ones, ones, seen, index,
                             seed=0, backend=args.backend)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -49,7 +50,7 @@ def _number(value: float) -> str:
     return repr(float(value))
 
 
-class _Metric:
+class _Metric(ABC):
     kind = ""
 
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str] = ()):
@@ -66,8 +67,9 @@ class _Metric:
     def header(self) -> list[str]:
         return [f"# HELP {self.name} {self.documentation}", f"# TYPE {self.name} {self.kind}"]
 
+    @abstractmethod
     def render(self) -> list[str]:
-        raise NotImplementedError
+        """The metric's sample lines in the Prometheus text format."""
 
 
 class Counter(_Metric):
