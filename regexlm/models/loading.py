@@ -110,7 +110,13 @@ def load_model(name_or_path: str | os.PathLike | None = None, device: str | None
 
 def _load_causal_lm(source: ModelSource, dtype):
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    # A plain safetensors folder loads in a second or two: no progress bar. A GGUF file takes
+    # about 20 s to de-quantize, so its progress stays visible.
+    quiet = source.gguf_file is None and hf_logging.is_progress_bar_enabled()
+    if quiet:
+        hf_logging.disable_progress_bar()
     try:
         return AutoModelForCausalLM.from_pretrained(
             source.folder, gguf_file=source.gguf_file, dtype=dtype, local_files_only=True
@@ -119,6 +125,9 @@ def _load_causal_lm(source: ModelSource, dtype):
         raise ModelLoadError(
             f"cannot load the model from {source.describe()}: {type(exc).__name__}: {exc}"
         ) from exc
+    finally:
+        if quiet:
+            hf_logging.enable_progress_bar()
 
 
 def load_gguf(path: Path):
