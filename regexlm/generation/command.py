@@ -47,8 +47,12 @@ def run(args: argparse.Namespace) -> int:
     from regexlm.errors import RegexlmError
     from regexlm.generation.default import generate
 
+    from regexlm.automata import compile_regex
+
     pattern = args.pattern[0] if len(args.pattern) == 1 else list(args.pattern)
     try:
+        # Refuse a bad pattern before spending seconds on loading the model.
+        compile_regex(pattern)
         result = generate(
             args.prompt,
             pattern,

@@ -117,6 +117,14 @@ def test_cli_plain_text_and_exit_codes(tiny_model_dir, capsys):
     assert "error" in capsys.readouterr().err
 
 
+def test_cli_refuses_a_bad_pattern_before_loading_any_model(tmp_path, capsys):
+    # The model path does not exist: a model load would fail with a different error.
+    missing_model = tmp_path / "no-model-here"
+    assert _cli(["generate", "x", "-p", "(?=a)b", "--model", str(missing_model)]) == 2
+    err = capsys.readouterr().err
+    assert "lookahead" in err and "no-model-here" not in err
+
+
 def test_default_generator_is_built_once_under_concurrency(tiny_model_dir, monkeypatch):
     import threading
 
