@@ -56,3 +56,7 @@ class EmptyLanguageError(RegexError):
 
 class ModelLoadError(RegexlmError):
     """A model or tokenizer could not be loaded; the message names the path."""
+
+
+class PromptTooLongError(RegexlmError, ValueError):
+    """The prompt plus ``max_new_tokens`` does not fit the model's context."""

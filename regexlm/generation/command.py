@@ -44,10 +44,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from regexlm.automata import compile_regex
     from regexlm.errors import RegexlmError
     from regexlm.generation.default import generate
-
-    from regexlm.automata import compile_regex
 
     pattern = args.pattern[0] if len(args.pattern) == 1 else list(args.pattern)
     try:

@@ -18,6 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
+from regexlm.errors import PromptTooLongError
 from regexlm.generation.completion import Completion
 from regexlm.generation.constraint import Constraint
 from regexlm.generation.request import GenerationRequest
@@ -191,7 +192,7 @@ class Generator:
     def _check_length(self, prompt_tokens: int, max_new_tokens: int) -> None:
         limit = self.context_length
         if limit is not None and prompt_tokens + max_new_tokens > limit:
-            raise ValueError(
+            raise PromptTooLongError(
                 f"prompt is too long: {prompt_tokens} tokens plus max_new_tokens={max_new_tokens} "
                 f"exceed the model's context of {limit} tokens"
             )
