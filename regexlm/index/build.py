@@ -22,7 +22,8 @@ states x vocabulary x token length:
 3. **Finish small walks string by string.** Deep in the trie few prefixes stay alive (runs of
    dashes, long words), yet each depth costs a fixed number of tensor operations. Once the
    remaining (pair, longer string) combinations are few, they are expanded explicitly and
-   walked one byte column at a time, with each string its own group.
+   walked one byte column at a time, with each string its own group (with numpy when the
+   tensors are on the CPU, where its many tiny steps cost less than as torch operations).
 
 The output is an edge list ``(origin, group, target)`` where a group is a class node at which
 some token string ends (or a single string finished by the tail walk), and ``strings`` /
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from regexlm.errors import PatternTooComplexError
@@ -125,6 +127,9 @@ class _Hashes:
 
 # Switch to the string-by-string tail once this few (pair, longer string) combinations remain.
 TAIL_MAX = 16384
+# On the CPU, walk the tail with numpy: its many small per-column steps cost about a
+# microsecond each there, against several for the same torch operations.
+HOST_TAIL = True
 
 
 def walk(trie, table: torch.Tensor, byte_classes: torch.Tensor) -> Edges:
@@ -199,7 +204,8 @@ def walk(trie, table: torch.Tensor, byte_classes: torch.Tensor) -> Edges:
         else:
             go_tail = False  # with this many pairs, sharing prefixes beats walking strings
         if go_tail:
-            group_base = _tail(
+            tail = _tail_host if HOST_TAIL and device.type == "cpu" else _tail
+            group_base = tail(
                 trie,
                 table,
                 byte_classes,
@@ -292,3 +298,53 @@ def _tail(
     found.append(torch.stack([o, group + group_base, q]))
     ended.append(torch.stack([live, torch.arange(live.numel(), device=device) + group_base]))
     return group_base + live.numel()
+
+
+def _np_expand(start: np.ndarray, count: np.ndarray, total: int) -> np.ndarray:
+    """:func:`_expand` in numpy."""
+    shift = start - (np.cumsum(count) - count)
+    return np.repeat(shift, count) + np.arange(total)
+
+
+def _tail_host(
+    trie, table, byte_classes, depth, nodes, node_cn, n_cn, pairs, group_base, found, ended, stats
+) -> int:
+    """:func:`_tail` with numpy on CPU tensors (shared memory, no copies of the trie)."""
+    device = table.device
+    nodes, node_cn, pairs = nodes.numpy(), node_cn.numpy(), pairs.numpy()
+    table_np, classes_np = table.numpy(), byte_classes.numpy()
+    order = np.argsort(node_cn, kind="stable")
+    by_group = nodes[order]
+    gcount = np.bincount(node_cn, minlength=n_cn)
+    gfirst = np.cumsum(gcount) - gcount
+    pc = gcount[pairs[1]]
+    total = int(pc.sum())
+    node = by_group[_np_expand(gfirst[pairs[1]], pc, total)]
+    oq = np.repeat(pairs[[0, 2]], pc, axis=1)
+    dc = trie.tail_count[depth].numpy()[node]
+    total = int(dc.sum())
+    s = _np_expand(trie.tail_first[depth].numpy()[node], dc, total)  # [T] strings
+    o, q = np.repeat(oq, dc, axis=1)
+    string_bytes, string_len = trie.string_bytes.numpy(), trie.string_len.numpy()
+    width = trie.width
+    stats["tail_triples"] = total
+    done: list[np.ndarray] = []
+    k = depth + 1  # bytes consumed so far
+    while s.size:
+        stats["tail_columns"] += 1
+        q = table_np[q, classes_np[string_bytes[s * width + k]]]
+        k += 1
+        alive = q != 0
+        finished = alive & (string_len[s] == k)
+        if finished.any():
+            done.append(np.stack([o[finished], s[finished], q[finished]]))
+        go = np.flatnonzero(alive & ~finished)
+        o, q, s = o[go], q[go], s[go]
+    if not done:
+        return group_base
+    o, s, q = np.concatenate(done, axis=1)
+    live, group = np.unique(s, return_inverse=True)
+    as_t = torch.from_numpy
+    found.append(as_t(np.stack([o, group.reshape(-1) + group_base, q])).to(device))
+    ended.append(as_t(np.stack([live, np.arange(live.size) + group_base])).to(device))
+    return group_base + live.size

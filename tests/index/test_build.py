@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from regexlm.errors import EmptyLanguageError
 from regexlm.index import Vocabulary, build_index
@@ -201,3 +202,32 @@ def test_live_pair_limit_is_a_typed_error(monkeypatch):
     monkeypatch.setattr(build, "MAX_LIVE_PAIRS", 3)
     with pytest.raises(PatternTooComplexError, match="live"):
         build_index(tiny_dfa("(a|b)*a(a|b){3}"), vocab)
+
+
+@pytest.mark.parametrize("pattern", [r"\d+(-\d+)?", "(ab|cd)*e", "[a-c]{2,5}", ".{0,3}"])
+def test_host_tail_gives_the_same_edges_as_the_torch_tail(monkeypatch, pattern):
+    """The numpy tail walk (CPU) and the torch one find the same (origin, string, target) edges."""
+    from regexlm.index import build
+
+    pieces = [bytes([c]) for c in b"abcdex-019"] + [b"ab", b"abc", b"cde", b"aab", b"-12", b"9-1"]
+    vocab = make_vocab(pieces)
+    dfa = tiny_dfa(pattern)
+    trie = vocab.tables()
+    table = torch.as_tensor(np.asarray(dfa.table, dtype=np.int64))
+    classes = torch.as_tensor(np.asarray(dfa.byte_classes, dtype=np.int64))
+    monkeypatch.setattr(build, "TAIL_MAX", 10**12)
+
+    def edges(host: bool) -> set:
+        monkeypatch.setattr(build, "HOST_TAIL", host)
+        e = build.walk(trie, table, classes)
+        strings_of_group: dict[int, list[int]] = {}
+        for g, s in zip(e.string_group.tolist(), e.strings.tolist(), strict=True):
+            strings_of_group.setdefault(g, []).append(s)
+        assert e.stats["tail_triples"] > 0
+        return {
+            (o, s, t)
+            for o, g, t in zip(e.origin.tolist(), e.group.tolist(), e.target.tolist(), strict=True)
+            for s in strings_of_group[g]
+        }
+
+    assert edges(True) == edges(False)

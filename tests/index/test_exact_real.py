@@ -107,8 +107,9 @@ def _invalid_utf8(b: bytes) -> bool:
         {"TAIL_MAX": -1, "MERGE_FROM": 10**9},  # trie walk only, groups by class sequence
         {"TAIL_MAX": -1, "MERGE_FROM": 1},  # trie walk, groups merged at every depth
         {"TAIL_MAX": 10**12, "MERGE_FROM": 10**9},  # string-by-string from the first byte
+        {"TAIL_MAX": 10**12, "MERGE_FROM": 10**9, "HOST_TAIL": False},  # the same in torch
     ],
-    ids=["trie", "trie+merge", "tail"],
+    ids=["trie", "trie+merge", "tail", "tail-torch"],
 )
 @pytest.mark.parametrize(
     "pattern", [r"[a-z]+@[a-z]+\.com", r".{0,3}", r"(a|b)*a(a|b){3}", "[日本語]{1,4}"]
