@@ -204,15 +204,18 @@ def compress_classes(table: np.ndarray, class_of: np.ndarray):
     Classes are numbered in order of their first byte.
     """
     table = np.ascontiguousarray(table.T)  # int32[C, S]: one row per old class
-    key_of = [table[c].tobytes() for c in range(table.shape[0])]
+    class_of = np.asarray(class_of, dtype=np.int64)
+    # the old classes in use, in order of their first byte
+    used, first_byte = np.unique(class_of, return_index=True)
+    by_first = used[np.argsort(first_byte)].tolist()
     new_of_key: dict[bytes, int] = {}
     keep: list[int] = []  # old class kept for each new class
-    byte_classes = np.empty(256, dtype=np.uint8)
-    for b, c in enumerate(class_of.tolist()):
-        k = key_of[c]
+    new_of_old = np.zeros(table.shape[0], dtype=np.uint8)
+    for c in by_first:
+        k = table[c].tobytes()
         new = new_of_key.get(k)
         if new is None:
             new = new_of_key[k] = len(keep)
             keep.append(c)
-        byte_classes[b] = new
-    return np.ascontiguousarray(table[keep].T, dtype=np.int32), byte_classes
+        new_of_old[c] = new
+    return np.ascontiguousarray(table[keep].T, dtype=np.int32), new_of_old[class_of]

@@ -16,9 +16,16 @@ from __future__ import annotations
 
 import torch
 
+_BITS: dict = {}
+
 
 def _bits(device) -> torch.Tensor:
-    return torch.pow(2, torch.arange(32, dtype=torch.int64, device=device))
+    """``float64[32]``: ``2 ** j``, made once per device."""
+    key = str(device)
+    found = _BITS.get(key)
+    if found is None:
+        found = _BITS[key] = torch.pow(2.0, torch.arange(32, dtype=torch.float64, device=device))
+    return found
 
 
 def _sum_bits(
@@ -29,7 +36,7 @@ def _sum_bits(
     The bits of one word are distinct, so their sum is their union; float64 holds any sum of
     distinct 32-bit values exactly. Returned as int64 (``exact``) or float64.
     """
-    weights = _bits(slot.device)[token % 32].to(torch.float64)
+    weights = _bits(slot.device)[token % 32]
     words = torch.bincount(slot, weights=weights, minlength=size)
     return words.to(torch.int64) if exact else words
 
