@@ -11,17 +11,23 @@ different columns collide with probability about ``2**-40``. The result is then 
 exactly (every edge agrees with its class's column, and every column has as many entries as
 each of its groups); a collision is retried with fresh multipliers, so classes are always exact.
 
+Small edge lists on the CPU are classed with numpy, whose per-operation cost is a fraction of
+torch's; the steps and the result are the same.
+
 Class 0 is reserved for "never allowed" (an all -1 column): special ids, empty tokens, and
 tokens dead from every state.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from regexlm.index.build import random_multipliers
 
 _ATTEMPTS = 4
+# Class edge lists up to this long with numpy when they are on the CPU.
+HOST_MAX_EDGES = 65536
 
 
 def group_classes(
@@ -36,6 +42,8 @@ def group_classes(
     States are index states ``0 .. num_states - 1``; groups without edges get class 0.
     """
     device = origin.device
+    if device.type == "cpu" and origin.numel() <= HOST_MAX_EDGES:
+        return _group_classes_host(origin, group, target, num_groups, num_states)
     counts = torch.bincount(group, minlength=num_groups)  # [G] entries per column
     for attempt in range(_ATTEMPTS):
         r = random_multipliers(1, num_states, 0x5EED + attempt, device)[0]
@@ -54,4 +62,26 @@ def group_classes(
         filled = (table >= 0).sum(0)  # [C] entries per class column
         if agree and bool((filled[class_of_group[nonempty]] == counts[nonempty]).all()):
             return class_of_group, table.to(torch.int32)
+    raise RuntimeError("token class hashing collided repeatedly")  # pragma: no cover
+
+
+def _group_classes_host(origin, group, target, num_groups: int, num_states: int):
+    """:func:`group_classes` with numpy (CPU tensors; the same hashes, so the same classes)."""
+    o, g, t = origin.numpy(), group.numpy(), target.numpy()
+    counts = np.bincount(g, minlength=num_groups)  # [G] entries per column
+    nonempty = counts > 0
+    for attempt in range(_ATTEMPTS):
+        r = random_multipliers(1, num_states, 0x5EED + attempt, origin.device)[0].numpy()
+        h = np.zeros(num_groups, dtype=np.int64)
+        np.add.at(h, g, r[o] * (2 * t + 1))  # wraps like torch's int64
+        uniq, inv = np.unique(h[nonempty], return_inverse=True)
+        class_of_group = np.zeros(num_groups, dtype=np.int64)
+        class_of_group[nonempty] = inv.reshape(-1) + 1
+        table = np.full((num_states, uniq.size + 1), -1, dtype=np.int64)
+        cls = class_of_group[g]
+        table[o, cls] = t
+        agree = bool((table[o, cls] == t).all())
+        filled = (table >= 0).sum(0)  # [C] entries per class column
+        if agree and bool((filled[class_of_group[nonempty]] == counts[nonempty]).all()):
+            return torch.from_numpy(class_of_group), torch.from_numpy(table.astype(np.int32))
     raise RuntimeError("token class hashing collided repeatedly")  # pragma: no cover

@@ -231,3 +231,18 @@ def test_host_tail_gives_the_same_edges_as_the_torch_tail(monkeypatch, pattern):
         }
 
     assert edges(True) == edges(False)
+
+
+@pytest.mark.parametrize("pattern", [r"\d+(-\d+)?", "(ab|cd)*e", "[a-c]{2,5}", ".{0,3}"])
+def test_host_token_classes_equal_the_torch_ones(monkeypatch, pattern):
+    """Classing small edge lists with numpy (CPU) gives exactly the torch path's index."""
+    from regexlm.index import classes
+
+    pieces = [bytes([c]) for c in b"abcdex-019"] + [b"ab", b"abc", b"cde", b"aab", b"-12", b"9-1"]
+    vocab = make_vocab(pieces)
+    dfa = tiny_dfa(pattern)
+    host = build_index(dfa, vocab)
+    monkeypatch.setattr(classes, "HOST_MAX_EDGES", -1)
+    general = build_index(dfa, vocab)
+    for name in ("next_by_class", "class_of", "bitmask"):
+        assert torch.equal(getattr(host, name), getattr(general, name)), name
