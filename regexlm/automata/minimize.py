@@ -14,7 +14,8 @@ block. Two algorithms do the splitting:
   word needed to tell two states apart, so it suits the shallow DFAs most patterns give.
 * Hopcroft's algorithm finishes deep DFAs (long chains such as ``[a-z]{1,200}``): split blocks
   by the predecessors of a splitter block, and put back only the smaller half of each split,
-  for ``O(C n log n)`` in all.
+  for ``O(C n log n)`` in all. Small tables (a few thousand entries) skip Moore and go to it
+  directly, since there a numpy round costs more than Hopcroft's whole Python run.
 
 **Numbering and byte classes.** The dead state becomes 0 and the start 1; the other states
 keep the breadth-first order of the subset construction. Finally bytes whose columns agree in the
@@ -160,12 +161,19 @@ def hopcroft(
     return np.array(block_of, dtype=np.int64)
 
 
+# Tables with at most this many entries (states x classes) go straight to Hopcroft: at that
+# size its Python passes cost less than Moore's rounds of numpy calls.
+HOPCROFT_MAX_ENTRIES = 4096
+
+
 def minimize(table: np.ndarray, accept: np.ndarray, deadline: Deadline) -> np.ndarray:
-    """Block id of every state in the minimal DFA: Moore's rounds, then Hopcroft if still going."""
+    """Block id of every state in the minimal DFA: Hopcroft for small tables; otherwise Moore's
+    rounds, then Hopcroft if still going."""
     blocks = initial_partition(table, accept)
-    blocks, converged = moore(table, blocks, deadline, max_rounds=24)
-    if converged:
-        return blocks
+    if table.size > HOPCROFT_MAX_ENTRIES:
+        blocks, converged = moore(table, blocks, deadline, max_rounds=24)
+        if converged:
+            return blocks
     return hopcroft(table, accept, deadline, initial=blocks)
 
 

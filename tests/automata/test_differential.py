@@ -282,3 +282,26 @@ def test_pattern_lists_report_lowest_index(cases):
         for s in strings:
             matches = [i for i, c in enumerate(compiled) if c.fullmatch(s)]
             assert dfa.fullmatch_index(s) == (matches[0] if matches else -1), (patterns, s)
+
+
+@SETTINGS
+@given(pattern_cases(n=3))
+@example_budget()
+def test_moore_and_hopcroft_give_the_same_minimal_dfa(case):
+    """Both minimization paths (Moore's rounds for big tables, Hopcroft for small) agree."""
+    from regexlm.automata import minimize as mz
+    from regexlm.automata.limits import Deadline
+
+    pattern, _ = case
+    both = _compile_both(pattern, minimize=False)
+    if both is None:
+        return
+    dfa = both[1]
+    table, accept = np.asarray(dfa.table), np.asarray(dfa.accept)
+    initial = mz.initial_partition(table, accept)
+    by_moore, converged = mz.moore(table, initial, Deadline(None), max_rounds=10**6)
+    assert converged
+    by_hopcroft = mz.hopcroft(table, accept, Deadline(None), initial=initial)
+    a = mz.renumber(table, accept, dfa.start, by_moore)
+    b = mz.renumber(table, accept, dfa.start, by_hopcroft)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2], pattern
