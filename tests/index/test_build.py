@@ -246,3 +246,32 @@ def test_host_token_classes_equal_the_torch_ones(monkeypatch, pattern):
     general = build_index(dfa, vocab)
     for name in ("next_by_class", "class_of", "bitmask"):
         assert torch.equal(getattr(host, name), getattr(general, name)), name
+
+
+def test_distinct_rows_on_the_cpu_match_torch_unique():
+    """The numpy row dedupe finds torch.unique(dim=0)'s rows, and every state maps to its own."""
+    from regexlm.index.bitmask import _distinct_rows
+
+    gen = torch.Generator().manual_seed(7)
+    for num_states, num_classes in [(1, 1), (70, 3), (200, 9), (300, 70)]:
+        base = torch.rand(num_states // 3 + 1, num_classes, generator=gen) < 0.4
+        pick = torch.randint(0, base.shape[0], (num_states,), generator=gen)
+        flags = base[pick]
+        rows, row_of_state = _distinct_rows(flags)
+        assert torch.equal(rows[row_of_state], flags)
+        want = torch.unique(flags.to(torch.uint8), dim=0)
+        assert {tuple(r) for r in rows.to(torch.uint8).tolist()} == {
+            tuple(r) for r in want.tolist()
+        }
+        assert rows.shape[0] == want.shape[0]
+
+
+def test_deduplicated_bitmask_equals_the_plain_one(monkeypatch):
+    from regexlm.index import bitmask
+
+    vocab = make_vocab([bytes([c]) for c in b"abcdex-019"] + [b"ab", b"abc", b"-12"])
+    dfa = tiny_dfa("[a-c]{2,5}(-[0-9]+)?")
+    monkeypatch.setattr(bitmask, "DEDUPE_FROM", 1)
+    deduped = build_index(dfa, vocab).bitmask
+    monkeypatch.setattr(bitmask, "DEDUPE_FROM", 10**9)
+    assert torch.equal(deduped, build_index(dfa, vocab).bitmask)
