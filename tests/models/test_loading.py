@@ -9,7 +9,7 @@ import torch
 
 from regexlm.errors import ModelLoadError
 from regexlm.models import build_tiny_llama, load_model, load_tokenizer, resolve_model_source
-from regexlm.models.default import converted_dir, default_gguf_path, is_converted
+from regexlm.models.embedded import converted_dir, default_gguf_path, is_converted
 
 
 @pytest.mark.slow
