@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from regexlm.server.limits import Limits
 
     parser.add_argument("--model", default=None, metavar="NAME|PATH",
-                        help="'smollm2' (the embedded default), a Hugging Face model folder or a .gguf file")
+                        help="'smollm2' (the embedded default), 'gemma3-270m', a Hugging Face model folder or a .gguf file")
     parser.add_argument("--host", default=DEFAULTS["host"], help="address to listen on (default %(default)s)")
     parser.add_argument("--port", type=int, default=DEFAULTS["port"],
                         help="port to listen on; 0 picks a free one (default %(default)s)")
