@@ -30,11 +30,15 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
+from regexlm.generation.request import GenerationRequest
 from regexlm.server.errors import APIError
 from regexlm.server.limits import Limits
+
+# The sampling defaults are the generation layer's: one source for the library and the API.
+_DEFAULTS = {f.name: f.default for f in fields(GenerationRequest) if f.default is not MISSING}
 
 MAX_TOP_K = 2**31 - 1
 MAX_SEED = 2**63 - 1
@@ -55,13 +59,13 @@ class CompletionParams:
     prompt: str
     patterns: tuple[str, ...]
     pattern_is_list: bool = False
-    max_new_tokens: int = 5
-    stop_after_match: bool = True
-    top_k: int = 50
-    top_p: float = 1.0
-    temperature: float = 1.0
-    repetition_penalty: float = 1.0
-    seed: int | None = None
+    max_new_tokens: int = _DEFAULTS["max_new_tokens"]
+    stop_after_match: bool = _DEFAULTS["stop_after_match"]
+    top_k: int = _DEFAULTS["top_k"]
+    top_p: float = _DEFAULTS["top_p"]
+    temperature: float = _DEFAULTS["temperature"]
+    repetition_penalty: float = _DEFAULTS["repetition_penalty"]
+    seed: int | None = _DEFAULTS["seed"]
     stream: bool = False
 
     @property
@@ -71,17 +75,7 @@ class CompletionParams:
 
     def generation_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :class:`regexlm.generation.GenerationRequest`."""
-        return {
-            "prompt": self.prompt,
-            "pattern": self.pattern,
-            "max_new_tokens": self.max_new_tokens,
-            "stop_after_match": self.stop_after_match,
-            "top_k": self.top_k,
-            "top_p": self.top_p,
-            "temperature": self.temperature,
-            "repetition_penalty": self.repetition_penalty,
-            "seed": self.seed,
-        }
+        return {f.name: getattr(self, f.name) for f in fields(GenerationRequest)}
 
 
 def bad_request(message: str) -> APIError:
