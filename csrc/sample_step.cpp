@@ -8,20 +8,7 @@
 #include <cstdint>
 #include <tuple>
 
-extern "C" {
-int regexlm_sample_step_launch(
-    const void* logits, int dtype, int64_t stride_l, int32_t batch, int32_t vocab,
-    const int32_t* states, const int32_t* budgets, const float* temperature,
-    const int32_t* top_k, const float* top_p, const float* penalty,
-    const uint8_t* seen, int64_t stride_s,
-    const int32_t* bitmask, int64_t stride_bm, const int32_t* next_by_class, int64_t stride_n,
-    const int32_t* class_of, const int32_t* min_tokens,
-    const float* noise, int64_t stride_nz, uint64_t seed,
-    int64_t* tokens, int32_t* next_states, bool* no_allowed,
-    float* part_f, int32_t* part_i, int32_t* counters, int32_t nsplit, int32_t chunk,
-    void* stream);
-const char* regexlm_cuda_error_string(int code);
-}
+#include "sample_step.h"
 
 namespace {
 

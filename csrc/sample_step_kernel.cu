@@ -27,6 +27,8 @@
 
 #include <cstdint>
 
+#include "sample_step.h"
+
 // The launch goes through a macro so that the host emulation used by the CPU tests
 // (tests/ops/cuda_emu) can run the same file.
 #ifndef REGEXLM_LAUNCH
@@ -422,7 +424,7 @@ __global__ void __launch_bounds__(kThreads) sample_step_kernel(StepArgs a) {
 
 extern "C" {
 
-// dtype: 0 = fp32, 1 = bf16, 2 = fp16. Returns a cudaError_t value (0 = success).
+// Declared in sample_step.h.
 int regexlm_sample_step_launch(
     const void* logits, int dtype, int64_t stride_l, int32_t batch, int32_t vocab,
     const int32_t* states, const int32_t* budgets, const float* temperature,

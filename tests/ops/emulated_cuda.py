@@ -35,6 +35,7 @@ def _build() -> ctypes.CDLL:
         src = (
             str(THREADS).encode()
             + KERNEL.read_bytes()
+            + b"".join(p.read_bytes() for p in sorted(KERNEL.parent.glob("*.h")))
             + b"".join(p.read_bytes() for p in sorted((HERE / "cuda_emu").glob("*.h")))
         )
         tag = hashlib.sha1(src).hexdigest()[:12]
