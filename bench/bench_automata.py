@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import regexlm  # noqa: E402
+from bench.environment import cpu_model  # noqa: E402
 from bench.index_patterns import WORDS  # noqa: E402  (the token-index benchmark's 200 words)
 from regexlm.automata import compile_regex  # noqa: E402
 
@@ -85,14 +86,7 @@ def measure(pattern: str, repeats: int) -> tuple[float, float, int, int]:
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     arch = subprocess.run(["uname", "-m"], capture_output=True, text=True).stdout.strip()
     return f"{arch}, {os.cpu_count()} cores (nproc), {cpu}"
 

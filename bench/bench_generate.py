@@ -24,9 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,6 +36,8 @@ import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.environment import cpu_model, git_commit  # noqa: E402
 
 HEADING = "## Generation (bench/bench_generate.py)"
 SAMPLING = dict(top_k=50, top_p=0.9, temperature=0.8, repetition_penalty=1.2)
@@ -321,19 +321,7 @@ def _environment(args, load_s: float) -> list[str]:
 
     import regexlm
 
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                                capture_output=True, text=True).stdout.strip()
-    except OSError:
-        commit = "?"
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    commit, cpu = git_commit(), cpu_model()
     return [
         f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
         f"- version: regexlm {regexlm.__version__} (commit {commit}), torch {torch.__version__}, "

@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from bench.environment import cpu_model  # noqa: E402
 from bench.index_patterns import BLOWUP, PATTERNS  # noqa: E402
 
 LIBS = ["regexlm", "outlines-core", "xgrammar", "llguidance"]
@@ -590,15 +591,7 @@ def render(results: dict, args) -> str:
 
 
 def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{platform.machine()}, {os.cpu_count()} cores, {cpu}"
+    return f"{platform.machine()}, {os.cpu_count()} cores, {cpu_model()}"
 
 
 def versions() -> str:
