@@ -25,27 +25,18 @@ from dataclasses import dataclass
 
 import torch
 
+from regexlm.ops.types import IndexTables
+
 MAX_ENTRIES = 1 << 23  # int32 entries of the stacked next_by_class (32 MiB)
 _CACHE_SIZE = 8
 
 
 @dataclass(frozen=True)
-class StackedIndex:
-    """Tables a step reads (the :class:`regexlm.ops.IndexTables` fields) for several indexes."""
+class StackedIndex(IndexTables):
+    """Several indexes' tables in one (``[sum S, ...]`` rows, joint token classes), plus where
+    each index's states start: the stacked id of index ``i``'s state ``s`` is ``offsets[i] + s``."""
 
-    bitmask: torch.Tensor  # [sum S, W] int32
-    next_by_class: torch.Tensor  # [sum S, C joint] int32, -1 = not allowed
-    class_of: torch.Tensor  # [V] int32, joint class
-    min_tokens: torch.Tensor  # [sum S] int32
-    offsets: tuple[int, ...]  # per index, the stacked id of its state 0
-
-    @property
-    def num_states(self) -> int:
-        return int(self.next_by_class.shape[0])
-
-    @property
-    def vocab_size(self) -> int:
-        return int(self.class_of.shape[0])
+    offsets: tuple[int, ...] = ()
 
 
 _cache: OrderedDict[tuple[int, ...], tuple[tuple, StackedIndex | None]] = OrderedDict()
