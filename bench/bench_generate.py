@@ -103,18 +103,22 @@ def _first_request(generator, Request) -> list[str]:
     rows = [
         "### First request",
         "",
-        f"`generate(\"The date today is \", r\"\\d{{4}}-\\d{{2}}-\\d{{2}}\", max_new_tokens=12)` "
+        f'`generate("The date today is ", r"\\d{{4}}-\\d{{2}}-\\d{{2}}", max_new_tokens=12)` '
         f"-> `{cold.completion}` ({cold.tokens_generated} tokens, {cold.stop_reason})",
         "",
         "| request | compile | prefill | decode | total |",
         "|---|---|---|---|---|",
     ]
-    for name, result in (("first (cold: pattern never compiled, first forward)", cold),
-                         ("second (warm: index cached)", warm)):
+    for name, result in (
+        ("first (cold: pattern never compiled, first forward)", cold),
+        ("second (warm: index cached)", warm),
+    ):
         t = result.timings
         total = t["compile_s"] + t["prefill_s"] + t["decode_s"]
-        rows.append(f"| {name} | {_ms(t['compile_s'])} | {_ms(t['prefill_s'])} | "
-                    f"{_ms(t['decode_s'])} | {_ms(total)} |")
+        rows.append(
+            f"| {name} | {_ms(t['compile_s'])} | {_ms(t['prefill_s'])} | "
+            f"{_ms(t['decode_s'])} | {_ms(total)} |"
+        )
     return rows + [""]
 
 
@@ -128,8 +132,13 @@ def _overhead(generator, Request, args) -> list[str]:
     clock = _ForwardClock(generator.model)
     # warm-up, both paths
     _unconstrained(generator, PROMPTS[0], n, seed=0)
-    generator.generate_batch([Request(PROMPTS[0], r"[^\n]*", max_new_tokens=n,
-                                      stop_after_match=False, seed=0, **SAMPLING)])
+    generator.generate_batch(
+        [
+            Request(
+                PROMPTS[0], r"[^\n]*", max_new_tokens=n, stop_after_match=False, seed=0, **SAMPLING
+            )
+        ]
+    )
     # Each constrained run is paired with an unconstrained run of the same prompt just before
     # it, so that a load change on a shared machine hits both sides of a ratio alike.
     base: list[tuple[float, float]] = []  # (s / token, s outside the model / token)
@@ -142,8 +151,14 @@ def _overhead(generator, Request, args) -> list[str]:
                 clock.reset()
                 per_base = _unconstrained(generator, prompt, n, seed=repeat)
                 base.append((per_base, per_base - clock.decode_seconds / n))
-                request = Request(prompt, pattern, max_new_tokens=n, stop_after_match=False,
-                                  seed=repeat, **SAMPLING)
+                request = Request(
+                    prompt,
+                    pattern,
+                    max_new_tokens=n,
+                    stop_after_match=False,
+                    seed=repeat,
+                    **SAMPLING,
+                )
                 clock.reset()
                 result = generator.generate_batch([request])[0]
                 count = result.tokens_generated
@@ -172,9 +187,11 @@ def _overhead(generator, Request, args) -> list[str]:
     for name, pattern in LONG_PATTERNS.items():
         per = median(t for t, _ in ours[name])
         outside = median(o for _, o in ours[name])
-        rows.append(f"| constrained `{pattern}` ({name}, {tokens[name]} tokens) | "
-                    f"{per * 1e3:.2f} | {1 / per:.1f} | {outside * 1e3:.2f} | "
-                    f"{(median(ratios[name]) - 1) * 100:+.1f} % |")
+        rows.append(
+            f"| constrained `{pattern}` ({name}, {tokens[name]} tokens) | "
+            f"{per * 1e3:.2f} | {1 / per:.1f} | {outside * 1e3:.2f} | "
+            f"{(median(ratios[name]) - 1) * 100:+.1f} % |"
+        )
     return rows + [""]
 
 
@@ -216,12 +233,14 @@ def _unconstrained(generator, prompt: str, n: int, seed: int) -> float:
     )
 
     model = generator.model
-    processors = LogitsProcessorList([
-        RepetitionPenaltyLogitsProcessor(SAMPLING["repetition_penalty"]),
-        TemperatureLogitsWarper(SAMPLING["temperature"]),
-        TopKLogitsWarper(SAMPLING["top_k"]),
-        TopPLogitsWarper(SAMPLING["top_p"]),
-    ])
+    processors = LogitsProcessorList(
+        [
+            RepetitionPenaltyLogitsProcessor(SAMPLING["repetition_penalty"]),
+            TemperatureLogitsWarper(SAMPLING["temperature"]),
+            TopKLogitsWarper(SAMPLING["top_k"]),
+            TopPLogitsWarper(SAMPLING["top_p"]),
+        ]
+    )
     rng = torch.Generator(device=generator.device).manual_seed(seed)
     ids = torch.tensor([generator.encode_prompt(prompt)], device=generator.device)  # [1, L]
     with torch.inference_mode():
@@ -261,8 +280,12 @@ def _step_kernel(generator) -> list[str]:
         class_of=torch.zeros(V, dtype=torch.int32),
         min_tokens=torch.zeros(1, dtype=torch.int32),
     )
-    rows = [f"### The sampling step alone (one row, V = {V})", "",
-            "| table | µs / step |", "|---|---|"]
+    rows = [
+        f"### The sampling step alone (one row, V = {V})",
+        "",
+        "| table | µs / step |",
+        "|---|---|",
+    ]
     tables = [("allows every token", everything, 0)]
     for pattern in LONG_PATTERNS.values():
         index = generator.compile(pattern)
@@ -272,9 +295,20 @@ def _step_kernel(generator) -> list[str]:
         times = []
         for i in range(60):
             started = time.perf_counter()
-            ops.sample_step(logits, states, args["budgets"], args["temperature"], args["top_k"],
-                            args["top_p"], args["repetition_penalty"], args["seen"], table,
-                            seed=i, step=i, backend="torch")
+            ops.sample_step(
+                logits,
+                states,
+                args["budgets"],
+                args["temperature"],
+                args["top_k"],
+                args["top_p"],
+                args["repetition_penalty"],
+                args["seen"],
+                table,
+                seed=i,
+                step=i,
+                backend="torch",
+            )
             times.append(time.perf_counter() - started)
         rows.append(f"| {name} | {statistics.median(times[10:]) * 1e6:.0f} |")
     return rows + [""]
@@ -297,8 +331,14 @@ def _batches(generator, Request, args) -> list[str]:
     ]
     for size in (1, 4, 16):
         requests = [
-            Request(PROMPTS[i % len(PROMPTS)], BATCH_PATTERNS[i % len(BATCH_PATTERNS)],
-                    max_new_tokens=n, stop_after_match=False, seed=i, **SAMPLING)
+            Request(
+                PROMPTS[i % len(PROMPTS)],
+                BATCH_PATTERNS[i % len(BATCH_PATTERNS)],
+                max_new_tokens=n,
+                stop_after_match=False,
+                seed=i,
+                **SAMPLING,
+            )
             for i in range(size)
         ]
         best = None
@@ -346,7 +386,7 @@ def _record(path: Path, section: str) -> None:
         new = old.rstrip("\n") + "\n\n" + section
     else:
         end = old.find("\n## ", start + len(HEADING))
-        new = old[:start] + section + ("" if end < 0 else old[end + 1:])
+        new = old[:start] + section + ("" if end < 0 else old[end + 1 :])
     path.write_text(new)
 
 

@@ -256,15 +256,27 @@ def cpu_bench(args):
             med = {n: statistics.median(w for w, _ in v) for n, v in res.items()}
             cpu = {n: statistics.median(c for _, c in v) for n, v in res.items()}
             for name, ms in med.items():
-                row = dict(device="cpu", config=config, dtype="float32", B=B, V=V, backend=name,
-                           ms=ms, cpu_ms=cpu[name], vs_unconstrained=ms / med["unconstrained"],
-                           cpu_vs_unconstrained=cpu[name] / cpu["unconstrained"])
+                row = dict(
+                    device="cpu",
+                    config=config,
+                    dtype="float32",
+                    B=B,
+                    V=V,
+                    backend=name,
+                    ms=ms,
+                    cpu_ms=cpu[name],
+                    vs_unconstrained=ms / med["unconstrained"],
+                    cpu_vs_unconstrained=cpu[name] / cpu["unconstrained"],
+                )
                 if "unconstrained lean" in cpu:
                     row["cpu_vs_lean"] = cpu[name] / cpu["unconstrained lean"]
                 rows.append(row)
-                print(f"{config:9s} V={V} B={B:2d} {name:20s} wall {ms * 1e3:8.1f} us "
-                      f"cpu {cpu[name] * 1e3:8.1f} us  {row['cpu_vs_unconstrained']:.2f}x "
-                      f"unconstrained (cpu)", flush=True)
+                print(
+                    f"{config:9s} V={V} B={B:2d} {name:20s} wall {ms * 1e3:8.1f} us "
+                    f"cpu {cpu[name] * 1e3:8.1f} us  {row['cpu_vs_unconstrained']:.2f}x "
+                    f"unconstrained (cpu)",
+                    flush=True,
+                )
     return rows
 
 

@@ -79,22 +79,42 @@ class Run:
 
 class Server:
     def __init__(self, max_batch_size: int, model: str | None, device: str | None):
-        env = dict(os.environ, REGEXLM_API_KEYS=KEY, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-                   TOKENIZERS_PARALLELISM="false")
+        env = dict(
+            os.environ,
+            REGEXLM_API_KEYS=KEY,
+            HF_HUB_OFFLINE="1",
+            TRANSFORMERS_OFFLINE="1",
+            TOKENIZERS_PARALLELISM="false",
+        )
         self.log = Path(tempfile.mkstemp(prefix="bench-serve-", suffix=".log")[1])
-        args = [sys.executable, "-m", "regexlm.server", "--host", "127.0.0.1", "--port", "0",
-                "--max-batch-size", str(max_batch_size), "--log-level", "warning",
-                "--queue-size", "1024"]
+        args = [
+            sys.executable,
+            "-m",
+            "regexlm.server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--max-batch-size",
+            str(max_batch_size),
+            "--log-level",
+            "warning",
+            "--queue-size",
+            "1024",
+        ]
         if model:
             args += ["--model", model]
         if device:
             args += ["--device", device]
         with self.log.open("wb") as sink:
-            self.process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=sink,
-                                            stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                args, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
-            found = re.search(r"serving on (http://127\.0\.0\.1:\d+)", self.log.read_text(errors="replace"))
+            found = re.search(
+                r"serving on (http://127\.0\.0\.1:\d+)", self.log.read_text(errors="replace")
+            )
             if found:
                 self.url = found.group(1)
                 return
@@ -117,8 +137,15 @@ class Server:
 
 def request_body(i: int, max_new_tokens: int) -> dict:
     prompt, pattern = WORKLOAD[i % len(WORKLOAD)]
-    return {"prompt": prompt, "pattern": pattern, "max_new_tokens": max_new_tokens,
-            "temperature": 0.8, "top_k": 50, "top_p": 0.95, "seed": i}
+    return {
+        "prompt": prompt,
+        "pattern": pattern,
+        "max_new_tokens": max_new_tokens,
+        "temperature": 0.8,
+        "top_k": 50,
+        "top_p": 0.95,
+        "seed": i,
+    }
 
 
 async def load(url: str, concurrency: int, seconds: float, max_new_tokens: int):
@@ -127,8 +154,9 @@ async def load(url: str, concurrency: int, seconds: float, max_new_tokens: int):
     errors = 0
     counter = 0
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits,
-                                 headers={"Authorization": f"Bearer {KEY}"}) as client:
+    async with httpx.AsyncClient(
+        base_url=url, timeout=300, limits=limits, headers={"Authorization": f"Bearer {KEY}"}
+    ) as client:
         started = time.perf_counter()
         stop_at = started + seconds
 
@@ -162,8 +190,9 @@ def batch_totals(url: str) -> tuple[float, float]:
 
 
 async def warm_up(url: str, max_new_tokens: int) -> None:
-    async with httpx.AsyncClient(base_url=url, timeout=300,
-                                 headers={"Authorization": f"Bearer {KEY}"}) as client:
+    async with httpx.AsyncClient(
+        base_url=url, timeout=300, headers={"Authorization": f"Bearer {KEY}"}
+    ) as client:
         for i in range(len(WORKLOAD)):
             response = await client.post(URL, json=request_body(i, max_new_tokens))
             response.raise_for_status()
@@ -188,23 +217,32 @@ def render(runs: list[Run], args, load_before, load_after, device: str) -> str:
         f"temperature 0.8, top_k 50, top_p 0.95; closed-loop clients over HTTP/1.1 keep-alive on "
         f"127.0.0.1, {args.seconds:g} s per run after a warm-up",
         f"- Load average (1 min) before / after: {load_before:.2f} / {load_after:.2f}"
-        + (" -- the machine was shared with other work during the run; absolute figures are "
-           "pessimistic" if max(load_before, load_after) > 1.5 else ""),
+        + (
+            " -- the machine was shared with other work during the run; absolute figures are "
+            "pessimistic"
+            if max(load_before, load_after) > 1.5
+            else ""
+        ),
         "",
         "| server | clients | requests/s | tokens/s | p50 latency (s) | p99 latency (s) | mean batch | requests | errors |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for run in runs:
-        lines.append(f"| {run.label} | {run.concurrency} | {run.rps:.2f} | {run.tps:.1f} | "
-                     f"{run.percentile(0.5):.3f} | {run.percentile(0.99):.3f} | "
-                     f"{run.mean_batch:.1f} | {len(run.latencies)} | {run.errors} |")
+        lines.append(
+            f"| {run.label} | {run.concurrency} | {run.rps:.2f} | {run.tps:.1f} | "
+            f"{run.percentile(0.5):.3f} | {run.percentile(0.99):.3f} | "
+            f"{run.mean_batch:.1f} | {len(run.latencies)} | {run.errors} |"
+        )
     top = max(args.concurrency)
     batched = next((r for r in runs if r.max_batch_size > 1 and r.concurrency == top), None)
     single = next((r for r in runs if r.max_batch_size == 1 and r.concurrency == top), None)
     if batched and single and single.rps > 0:
-        lines += ["", f"Batching at {top} clients: {batched.rps / single.rps:.1f}x the requests/s and "
-                      f"{batched.tps / max(single.tps, 1e-9):.1f}x the tokens/s of one request at a time "
-                      f"(target: at least 4x)."]
+        lines += [
+            "",
+            f"Batching at {top} clients: {batched.rps / single.rps:.1f}x the requests/s and "
+            f"{batched.tps / max(single.tps, 1e-9):.1f}x the tokens/s of one request at a time "
+            f"(target: at least 4x).",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -233,8 +271,10 @@ def main(argv: list[str] | None = None) -> int:
 
     load_before = os.getloadavg()[0]
     runs: list[Run] = []
-    for label, batch_size in (("batching (max batch 32)", args.batch_size),
-                              ("one at a time (max batch 1)", 1)):
+    for label, batch_size in (
+        ("batching (max batch 32)", args.batch_size),
+        ("one at a time (max batch 1)", 1),
+    ):
         if batch_size != 32:
             label = label.replace("32", str(batch_size))
         server = Server(batch_size, args.model, args.device)
@@ -243,16 +283,28 @@ def main(argv: list[str] | None = None) -> int:
             for concurrency in args.concurrency:
                 before = batch_totals(server.url)
                 elapsed, latencies, tokens, errors = asyncio.run(
-                    load(server.url, concurrency, args.seconds, args.max_new_tokens))
+                    load(server.url, concurrency, args.seconds, args.max_new_tokens)
+                )
                 after = batch_totals(server.url)
                 batches = after[1] - before[1]
-                run = Run(label, batch_size, concurrency, elapsed, latencies, tokens, errors,
-                          (after[0] - before[0]) / batches if batches else float("nan"))
+                run = Run(
+                    label,
+                    batch_size,
+                    concurrency,
+                    elapsed,
+                    latencies,
+                    tokens,
+                    errors,
+                    (after[0] - before[0]) / batches if batches else float("nan"),
+                )
                 runs.append(run)
-                print(f"{label:>28} | {concurrency:>3} clients | {run.rps:7.2f} req/s | "
-                      f"{run.tps:8.1f} tok/s | p50 {run.percentile(0.5):.3f} s | "
-                      f"p99 {run.percentile(0.99):.3f} s | mean batch {run.mean_batch:.1f} | "
-                      f"errors {errors}", flush=True)
+                print(
+                    f"{label:>28} | {concurrency:>3} clients | {run.rps:7.2f} req/s | "
+                    f"{run.tps:8.1f} tok/s | p50 {run.percentile(0.5):.3f} s | "
+                    f"p99 {run.percentile(0.99):.3f} s | mean batch {run.mean_batch:.1f} | "
+                    f"errors {errors}",
+                    flush=True,
+                )
         finally:
             server.stop()
     load_after = os.getloadavg()[0]

@@ -66,8 +66,10 @@ def run(args) -> int:
     baseline = _median_seconds(unconstrained, args.steps, sync)
     print(f"device {device}, vocabulary {vocab}, batch {batch}, backend {args.backend}")
     print(f"unconstrained sampling step: {baseline * 1e6:9.1f} us")
-    print(f"{'pattern':<40} {'compile ms':>10} {'states':>7} {'classes':>7} {'MiB':>7} "
-          f"{'step us':>9} {'ratio':>6}")
+    print(
+        f"{'pattern':<40} {'compile ms':>10} {'states':>7} {'classes':>7} {'MiB':>7} "
+        f"{'step us':>9} {'ratio':>6}"
+    )
     for pattern in args.pattern or DEFAULT_PATTERNS:
         started = time.perf_counter()
         index = regexlm.compile(pattern, vocabulary, device=device, cache=False)
@@ -78,11 +80,24 @@ def run(args) -> int:
         top_k = torch.full((batch,), 50, dtype=torch.int32, device=device)
 
         def constrained(states=states, budgets=budgets, top_k=top_k, seen=seen, index=index):
-            ops.sample_step(logits, states, budgets, ones, top_k, ones, ones, seen, index,
-                            seed=0, backend=args.backend)
+            ops.sample_step(
+                logits,
+                states,
+                budgets,
+                ones,
+                top_k,
+                ones,
+                ones,
+                seen,
+                index,
+                seed=0,
+                backend=args.backend,
+            )
 
         step = _median_seconds(constrained, args.steps, sync)
         shown = pattern if len(pattern) <= 40 else pattern[:37] + "..."
-        print(f"{shown:<40} {compile_ms:10.2f} {index.num_states:7d} {index.num_classes:7d} "
-              f"{index.nbytes / 2**20:7.2f} {step * 1e6:9.1f} {step / baseline:6.2f}")
+        print(
+            f"{shown:<40} {compile_ms:10.2f} {index.num_states:7d} {index.num_classes:7d} "
+            f"{index.nbytes / 2**20:7.2f} {step * 1e6:9.1f} {step / baseline:6.2f}"
+        )
     return 0

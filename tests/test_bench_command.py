@@ -6,8 +6,21 @@ from regexlm.cli import main
 
 
 def test_bench_prints_a_row_per_pattern(capsys):
-    code = main(["bench", "--pattern", r"\d{3}", "--pattern", "[a-z]+!", "--steps", "2",
-                 "--device", "cpu", "--backend", "torch"])
+    code = main(
+        [
+            "bench",
+            "--pattern",
+            r"\d{3}",
+            "--pattern",
+            "[a-z]+!",
+            "--steps",
+            "2",
+            "--device",
+            "cpu",
+            "--backend",
+            "torch",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "vocabulary 49152" in out

@@ -37,6 +37,9 @@ def test_help_and_import_do_not_load_torch():
 
 def test_version_flag():
     out = subprocess.run(
-        [sys.executable, "-m", "regexlm.cli", "--version"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "regexlm.cli", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert out.stdout.startswith("regexlm ")

@@ -21,23 +21,44 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("prompt", help="the text to complete")
     parser.add_argument(
-        "--pattern", "-p", action="append", required=True, metavar="REGEX",
+        "--pattern",
+        "-p",
+        action="append",
+        required=True,
+        metavar="REGEX",
         help="regular expression the completion must match (repeatable: any of them)",
     )
-    parser.add_argument("--max-new-tokens", type=int, default=5, metavar="N",
-                        help="token budget (default: 5)")
-    parser.add_argument("--temperature", type=float, default=1.0,
-                        help="sampling temperature; 0 is greedy (default: 1.0)")
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=5, metavar="N", help="token budget (default: 5)"
+    )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="sampling temperature; 0 is greedy (default: 1.0)",
+    )
     parser.add_argument("--top-k", type=int, default=50, help="top-k, 0 disables (default: 50)")
     parser.add_argument("--top-p", type=float, default=1.0, help="nucleus top-p (default: 1.0)")
-    parser.add_argument("--repetition-penalty", type=float, default=1.0,
-                        help="penalty over prompt and generated ids, 1 disables (default: 1.0)")
+    parser.add_argument(
+        "--repetition-penalty",
+        type=float,
+        default=1.0,
+        help="penalty over prompt and generated ids, 1 disables (default: 1.0)",
+    )
     parser.add_argument("--seed", type=int, default=None, help="seed for reproducible sampling")
-    parser.add_argument("--no-stop-after-match", dest="stop_after_match", action="store_false",
-                        help="keep generating after the first match, until end-of-sequence, "
-                        "a dead end or the budget")
-    parser.add_argument("--model", default=None, metavar="NAME|PATH",
-                        help="model name or local path (default: the embedded SmolLM2-135M-Instruct)")
+    parser.add_argument(
+        "--no-stop-after-match",
+        dest="stop_after_match",
+        action="store_false",
+        help="keep generating after the first match, until end-of-sequence, "
+        "a dead end or the budget",
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        metavar="NAME|PATH",
+        help="model name or local path (default: the embedded SmolLM2-135M-Instruct)",
+    )
     parser.add_argument("--json", action="store_true", help="print the full result as JSON")
     parser.set_defaults(func=run)
     return parser

@@ -60,6 +60,7 @@ from regexlm.generation.text import TextStream
 
 logger = logging.getLogger("regexlm.generation")
 
+
 @dataclass
 class RowSpec:
     """Everything the loop needs to know about one row before it starts."""

@@ -34,8 +34,15 @@ class Generator:
     (``"auto"``, ``"torch"``, ``"triton"`` or ``"cuda"``, see :mod:`regexlm.ops`).
     """
 
-    def __init__(self, model, tokenizer, *, device=None, backend: str = "auto",
-                 max_cached_patterns: int = 256):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        device=None,
+        backend: str = "auto",
+        max_cached_patterns: int = 256,
+    ):
         import torch
 
         self.model = model
@@ -50,8 +57,9 @@ class Generator:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_pretrained(cls, name_or_path=None, *, device=None, backend: str = "auto",
-                        dtype=None) -> Generator:
+    def from_pretrained(
+        cls, name_or_path=None, *, device=None, backend: str = "auto", dtype=None
+    ) -> Generator:
         """Load a model by name or local path (``None``: the embedded default) and wrap it."""
         from regexlm.models import load_model
 
@@ -63,7 +71,11 @@ class Generator:
     @property
     def vocab_size(self) -> int:
         """Width of the model's logits (may exceed the tokenizer's size)."""
-        head = self.model.get_output_embeddings() if hasattr(self.model, "get_output_embeddings") else None
+        head = (
+            self.model.get_output_embeddings()
+            if hasattr(self.model, "get_output_embeddings")
+            else None
+        )
         if head is not None and getattr(head, "weight", None) is not None:
             return int(head.weight.shape[0])
         return int(self.model.config.vocab_size)
@@ -138,8 +150,9 @@ class Generator:
 
     def generate(self, prompt: str, pattern: str | Sequence[str], **params) -> Completion:
         """Complete one prompt under ``pattern``; ``params`` are :class:`GenerationRequest` fields."""
-        request = GenerationRequest(prompt, pattern if isinstance(pattern, str) else list(pattern),
-                                    **params)
+        request = GenerationRequest(
+            prompt, pattern if isinstance(pattern, str) else list(pattern), **params
+        )
         return self.generate_batch([request])[0]
 
     def generate_batch(

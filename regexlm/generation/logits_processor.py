@@ -126,8 +126,10 @@ class RegexLogitsProcessor(_Base):
         # a pattern that matches the empty text still gets one token.
         stop_at_match = self.stop_after_match and self._generated > 0
         eos_only = torch.tensor(
-            [done or (stop_at_match and self._is_match(s))
-             for s, done in zip(self._states, self._done, strict=True)],
+            [
+                done or (stop_at_match and self._is_match(s))
+                for s, done in zip(self._states, self._done, strict=True)
+            ],
             dtype=torch.bool,
             device=device,
         )  # [B]

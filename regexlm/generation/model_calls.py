@@ -40,8 +40,9 @@ def prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor):
     return out.logits[:, -1, :], _cache_of(out)  # [B, V]
 
 
-def step(model, tokens: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
-         cache):
+def step(
+    model, tokens: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor, cache
+):
     """One new token per row against the cache: tokens [B], attention_mask [B, T] (the new
     token included), position_ids [B, 1] -> (logits [B, V], cache)."""
     out = model(

@@ -25,8 +25,9 @@ def row_generator(temperature: float, seed: int | None, device) -> torch.Generat
     return generator
 
 
-def draw_noise(generators: list[torch.Generator | None], vocab_width: int,
-               device) -> torch.Tensor | None:
+def draw_noise(
+    generators: list[torch.Generator | None], vocab_width: int, device
+) -> torch.Tensor | None:
     """Uniform noise in (0, 1): [B, V], row b from ``generators[b]``; None when all are greedy."""
     if all(g is None for g in generators):
         return None

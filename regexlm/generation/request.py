@@ -98,13 +98,9 @@ def _check_pattern(pattern) -> None:
             raise ValueError("pattern must be a string or a non-empty list of strings, got []")
         for i, item in enumerate(pattern):
             if not isinstance(item, str):
-                raise ValueError(
-                    f"pattern[{i}] must be a string, got {type(item).__name__}"
-                )
+                raise ValueError(f"pattern[{i}] must be a string, got {type(item).__name__}")
         return
-    raise ValueError(
-        f"pattern must be a string or a list of strings, got {type(pattern).__name__}"
-    )
+    raise ValueError(f"pattern must be a string or a list of strings, got {type(pattern).__name__}")
 
 
 def _check_int(name: str, value, *, minimum: int, maximum: int | None = None) -> int:

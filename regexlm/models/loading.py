@@ -18,6 +18,7 @@ from regexlm.models.embedded import EMBEDDED_MODELS, ensure_converted, find_embe
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+
 @dataclass(frozen=True)
 class ModelSource:
     """What a model name resolved to: a plain folder, or a GGUF file inside a folder."""
@@ -89,7 +90,9 @@ def _load_tokenizer(source: ModelSource):
         ) from exc
 
 
-def load_model(name_or_path: str | os.PathLike | None = None, device: str | None = None, dtype=None):
+def load_model(
+    name_or_path: str | os.PathLike | None = None, device: str | None = None, dtype=None
+):
     """Load ``(model, tokenizer)`` for inference, in eval mode on ``device``.
 
     ``device`` defaults to CUDA when available, else CPU; ``dtype`` defaults to float32 on the

@@ -9,8 +9,14 @@ constraint far more often than a trained model would.
 from __future__ import annotations
 
 
-def build_tiny_llama(tokenizer, *, seed: int = 0, hidden_size: int = 64, num_layers: int = 2,
-                     vocab_size: int | None = None):
+def build_tiny_llama(
+    tokenizer,
+    *,
+    seed: int = 0,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    vocab_size: int | None = None,
+):
     """Build an eval-mode random Llama whose vocabulary matches ``tokenizer``."""
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM

@@ -59,13 +59,24 @@ class RequestIdMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message = {**message, "headers": [*message.get("headers", []),
-                                                  (b"x-request-id", rid.encode("ascii"))]}
+                message = {
+                    **message,
+                    "headers": [
+                        *message.get("headers", []),
+                        (b"x-request-id", rid.encode("ascii")),
+                    ],
+                }
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
         finally:
             status = scope.get("regexlm.status", status)
-            logger.info("%s %s %s %d %.1fms", rid, scope["method"][:16], _printable_path(scope["path"]),
-                        status, (time.perf_counter() - started) * 1000.0)
+            logger.info(
+                "%s %s %s %d %.1fms",
+                rid,
+                scope["method"][:16],
+                _printable_path(scope["path"]),
+                status,
+                (time.perf_counter() - started) * 1000.0,
+            )

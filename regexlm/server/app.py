@@ -54,7 +54,7 @@ class Service:
 
 _STATUS_MESSAGES = {
     404: "There is nothing at this path. The API is POST /v1/completion/regex; "
-         "GET /health and GET /metrics report on the server.",
+    "GET /health and GET /metrics report on the server.",
     405: "This method is not allowed on this path; the Allow header lists the ones that are.",
 }
 
@@ -100,25 +100,45 @@ def create_app(
     takes (default :class:`regexlm.generation.GenerationRequest`).
     """
     limits = Limits(
-        max_new_tokens_limit=max_new_tokens_limit, max_batch_size=max_batch_size,
-        queue_size=queue_size, request_timeout=request_timeout, max_body_bytes=max_body_bytes,
-        max_prompt_chars=max_prompt_chars, max_patterns=max_patterns,
-        max_pattern_chars=max_pattern_chars, compile_timeout=compile_timeout,
+        max_new_tokens_limit=max_new_tokens_limit,
+        max_batch_size=max_batch_size,
+        queue_size=queue_size,
+        request_timeout=request_timeout,
+        max_body_bytes=max_body_bytes,
+        max_prompt_chars=max_prompt_chars,
+        max_patterns=max_patterns,
+        max_pattern_chars=max_pattern_chars,
+        compile_timeout=compile_timeout,
         batch_window=batch_window,
     )
     checker = APIKeyChecker(api_keys)
     metrics = ServiceMetrics()
-    engine = Engine(generator, max_batch_size=limits.max_batch_size, queue_size=limits.queue_size,
-                    metrics=metrics, batch_window=limits.batch_window)
-    compiler = PatternCompiler(generator.compile, timeout=limits.compile_timeout, metrics=metrics,
-                               workers=compile_workers)
-    metrics.add_gauge("regexlm_requests_waiting", "Requests admitted and not yet decoding.",
-                      lambda: engine.waiting)
-    metrics.add_gauge("regexlm_requests_running", "Requests in the batch being decoded.",
-                      lambda: engine.running)
-    service = Service(limits=limits, engine=engine, compiler=compiler, metrics=metrics,
-                      request_class=request_class or _default_request_class(),
-                      model_name=model_name or type(generator).__name__)
+    engine = Engine(
+        generator,
+        max_batch_size=limits.max_batch_size,
+        queue_size=limits.queue_size,
+        metrics=metrics,
+        batch_window=limits.batch_window,
+    )
+    compiler = PatternCompiler(
+        generator.compile, timeout=limits.compile_timeout, metrics=metrics, workers=compile_workers
+    )
+    metrics.add_gauge(
+        "regexlm_requests_waiting",
+        "Requests admitted and not yet decoding.",
+        lambda: engine.waiting,
+    )
+    metrics.add_gauge(
+        "regexlm_requests_running", "Requests in the batch being decoded.", lambda: engine.running
+    )
+    service = Service(
+        limits=limits,
+        engine=engine,
+        compiler=compiler,
+        metrics=metrics,
+        request_class=request_class or _default_request_class(),
+        model_name=model_name or type(generator).__name__,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

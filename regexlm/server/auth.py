@@ -52,11 +52,16 @@ def keys_from_file(path: str | os.PathLike) -> list[str]:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise KeyConfigError(f"cannot read the API key file {path}: {exc}") from exc
-    keys = [_clean(line, str(path)) for line in text.splitlines()
-            if line.strip() and not line.strip().startswith("#")]
+    keys = [
+        _clean(line, str(path))
+        for line in text.splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
     if not keys:
-        raise KeyConfigError(f"the API key file {path} holds no key (one key per line; "
-                             "blank lines and lines starting with # are ignored)")
+        raise KeyConfigError(
+            f"the API key file {path} holds no key (one key per line; "
+            "blank lines and lines starting with # are ignored)"
+        )
     return keys
 
 
@@ -110,7 +115,8 @@ class APIKeyMiddleware:
         if scope["type"] == "http" and scope["path"].startswith(self.prefix):
             token = bearer_token(scope)
             if token is None or not self.checker.check(token):
-                await send_error(send, 401, INVALID_API_KEY,
-                                 {"WWW-Authenticate": 'Bearer realm="regexlm"'})
+                await send_error(
+                    send, 401, INVALID_API_KEY, {"WWW-Authenticate": 'Bearer realm="regexlm"'}
+                )
                 return
         await self.app(scope, receive, send)

@@ -24,50 +24,127 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``serve`` options (shared by ``regexlm serve`` and ``python -m regexlm.server``)."""
     from regexlm.server.limits import Limits
 
-    parser.add_argument("--model", default=None, metavar="NAME|PATH",
-                        help="'smollm2' (the embedded default), 'gemma3-270m', a Hugging Face model folder or a .gguf file")
-    parser.add_argument("--host", default=DEFAULTS["host"], help="address to listen on (default %(default)s)")
-    parser.add_argument("--port", type=int, default=DEFAULTS["port"],
-                        help="port to listen on; 0 picks a free one (default %(default)s)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
-                        help="where the model runs (default: cuda when available, else cpu)")
-    parser.add_argument("--backend", default="auto", choices=("auto", "torch", "triton", "cuda"),
-                        help="sampling kernels (default %(default)s)")
-    parser.add_argument("--api-key-file", default=None, metavar="FILE",
-                        help="file with one API key a line (blank lines and # comments ignored); "
-                             "adds to REGEXLM_API_KEYS")
-    parser.add_argument("--max-batch-size", type=int, default=Limits.max_batch_size, metavar="N",
-                        help="most requests decoded together (default %(default)s)")
-    parser.add_argument("--max-new-tokens-limit", type=int, default=Limits.max_new_tokens_limit,
-                        metavar="N", help="largest max_new_tokens a request may ask for (default %(default)s)")
-    parser.add_argument("--queue-size", type=int, default=Limits.queue_size, metavar="N",
-                        help="most requests waiting before new ones get 503 (default %(default)s)")
-    parser.add_argument("--request-timeout", type=float, default=Limits.request_timeout,
-                        metavar="SECONDS", help="time limit per request, then 504 (default %(default)s)")
-    parser.add_argument("--compile-timeout", type=float, default=Limits.compile_timeout,
-                        metavar="SECONDS", help="time limit to compile a pattern (default %(default)s)")
-    parser.add_argument("--max-body-bytes", type=int, default=Limits.max_body_bytes, metavar="N",
-                        help="largest request body (default %(default)s)")
-    parser.add_argument("--max-prompt-chars", type=int, default=Limits.max_prompt_chars, metavar="N",
-                        help="longest prompt (default %(default)s)")
-    parser.add_argument("--max-patterns", type=int, default=Limits.max_patterns, metavar="N",
-                        help="most patterns per request (default %(default)s)")
-    parser.add_argument("--max-pattern-chars", type=int, default=Limits.max_pattern_chars, metavar="N",
-                        help="longest pattern (default %(default)s)")
-    parser.add_argument("--batch-window", type=float, default=Limits.batch_window, metavar="SECONDS",
-                        help="longest wait for more requests before starting a batch that is not "
-                             "full (default %(default)s)")
-    parser.add_argument("--log-level", default="info",
-                        choices=("critical", "error", "warning", "info", "debug"),
-                        help="log verbosity (default %(default)s)")
+    parser.add_argument(
+        "--model",
+        default=None,
+        metavar="NAME|PATH",
+        help="'smollm2' (the embedded default), 'gemma3-270m', a Hugging Face model folder or a .gguf file",
+    )
+    parser.add_argument(
+        "--host", default=DEFAULTS["host"], help="address to listen on (default %(default)s)"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULTS["port"],
+        help="port to listen on; 0 picks a free one (default %(default)s)",
+    )
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default=None,
+        help="where the model runs (default: cuda when available, else cpu)",
+    )
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "torch", "triton", "cuda"),
+        help="sampling kernels (default %(default)s)",
+    )
+    parser.add_argument(
+        "--api-key-file",
+        default=None,
+        metavar="FILE",
+        help="file with one API key a line (blank lines and # comments ignored); "
+        "adds to REGEXLM_API_KEYS",
+    )
+    parser.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=Limits.max_batch_size,
+        metavar="N",
+        help="most requests decoded together (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-new-tokens-limit",
+        type=int,
+        default=Limits.max_new_tokens_limit,
+        metavar="N",
+        help="largest max_new_tokens a request may ask for (default %(default)s)",
+    )
+    parser.add_argument(
+        "--queue-size",
+        type=int,
+        default=Limits.queue_size,
+        metavar="N",
+        help="most requests waiting before new ones get 503 (default %(default)s)",
+    )
+    parser.add_argument(
+        "--request-timeout",
+        type=float,
+        default=Limits.request_timeout,
+        metavar="SECONDS",
+        help="time limit per request, then 504 (default %(default)s)",
+    )
+    parser.add_argument(
+        "--compile-timeout",
+        type=float,
+        default=Limits.compile_timeout,
+        metavar="SECONDS",
+        help="time limit to compile a pattern (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=Limits.max_body_bytes,
+        metavar="N",
+        help="largest request body (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-prompt-chars",
+        type=int,
+        default=Limits.max_prompt_chars,
+        metavar="N",
+        help="longest prompt (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-patterns",
+        type=int,
+        default=Limits.max_patterns,
+        metavar="N",
+        help="most patterns per request (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-pattern-chars",
+        type=int,
+        default=Limits.max_pattern_chars,
+        metavar="N",
+        help="longest pattern (default %(default)s)",
+    )
+    parser.add_argument(
+        "--batch-window",
+        type=float,
+        default=Limits.batch_window,
+        metavar="SECONDS",
+        help="longest wait for more requests before starting a batch that is not "
+        "full (default %(default)s)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=("critical", "error", "warning", "info", "debug"),
+        help="log verbosity (default %(default)s)",
+    )
     parser.set_defaults(func=run)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``serve`` on the ``regexlm`` command's subparsers."""
     parser = subparsers.add_parser(
-        "serve", help="run the HTTP service",
-        description="Serve POST /v1/completion/regex (plus GET /health and GET /metrics).")
+        "serve",
+        help="run the HTTP service",
+        description="Serve POST /v1/completion/regex (plus GET /health and GET /metrics).",
+    )
     add_arguments(parser)
     return parser
 
@@ -100,8 +177,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 def run(args: argparse.Namespace) -> int:
     """Start the service; return the exit status."""
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     from regexlm.server.auth import ENV_VAR, KeyConfigError
 
     try:
@@ -112,11 +190,16 @@ def run(args: argparse.Namespace) -> int:
     from regexlm.server.limits import Limits
 
     limits = dict(
-        max_new_tokens_limit=args.max_new_tokens_limit, max_batch_size=args.max_batch_size,
-        queue_size=args.queue_size, request_timeout=args.request_timeout,
-        max_body_bytes=args.max_body_bytes, max_prompt_chars=args.max_prompt_chars,
-        max_patterns=args.max_patterns, max_pattern_chars=args.max_pattern_chars,
-        compile_timeout=args.compile_timeout, batch_window=args.batch_window,
+        max_new_tokens_limit=args.max_new_tokens_limit,
+        max_batch_size=args.max_batch_size,
+        queue_size=args.queue_size,
+        request_timeout=args.request_timeout,
+        max_body_bytes=args.max_body_bytes,
+        max_prompt_chars=args.max_prompt_chars,
+        max_patterns=args.max_patterns,
+        max_pattern_chars=args.max_pattern_chars,
+        compile_timeout=args.compile_timeout,
+        batch_window=args.batch_window,
     )
     try:
         Limits(**limits)  # refuse bad numbers before spending time on the model
@@ -155,8 +238,13 @@ def run(args: argparse.Namespace) -> int:
         _say(f"set your own with {ENV_VAR}=key1,key2 or --api-key-file FILE (one key a line)")
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    config = uvicorn.Config(app, log_level=args.log_level, access_log=False, lifespan="on",
-                            timeout_graceful_shutdown=None)
+    config = uvicorn.Config(
+        app,
+        log_level=args.log_level,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=None,
+    )
     server = uvicorn.Server(config)
     _say(f"serving on http://{shown}:{port}")
     server.run(sockets=[sock])

@@ -73,8 +73,9 @@ def check_syntax(patterns: tuple[str, ...]) -> None:
             error.pattern_index = i
             raise error from None
         except (OverflowError, ValueError) as exc:
-            error = PatternTooComplexError(f"the pattern is too large for Python's re: {exc}",
-                                           limit="size")
+            error = PatternTooComplexError(
+                f"the pattern is too large for Python's re: {exc}", limit="size"
+            )
             error.pattern_index = i
             raise error from None
 
@@ -103,8 +104,15 @@ def _error_kind(error: RegexError) -> str:
 class PatternCompiler:
     """Compile patterns in a thread pool, once, within ``timeout`` seconds."""
 
-    def __init__(self, compile_fn: Callable[[str | list[str]], object], *, timeout: float,
-                 metrics: ServiceMetrics, workers: int = 2, max_entries: int = 4096):
+    def __init__(
+        self,
+        compile_fn: Callable[[str | list[str]], object],
+        *,
+        timeout: float,
+        metrics: ServiceMetrics,
+        workers: int = 2,
+        max_entries: int = 4096,
+    ):
         self._compile_fn = compile_fn
         self.timeout = timeout
         self.metrics = metrics
@@ -113,8 +121,13 @@ class PatternCompiler:
         self._cache: OrderedDict[tuple[str, ...], CompileFailure | None] = OrderedDict()
         self._inflight: dict[tuple[str, ...], _Flight] = {}
 
-    def _run(self, patterns: tuple[str, ...], is_list: bool, flight: _Flight,
-             loop: asyncio.AbstractEventLoop) -> float:
+    def _run(
+        self,
+        patterns: tuple[str, ...],
+        is_list: bool,
+        flight: _Flight,
+        loop: asyncio.AbstractEventLoop,
+    ) -> float:
         started = flight.started_at = time.perf_counter()
         loop.call_soon_threadsafe(flight.started.set)
         check_syntax(patterns)
@@ -179,7 +192,8 @@ class PatternCompiler:
             if key not in self._cache:
                 error = PatternTooComplexError(
                     f"compiling it took longer than this server's limit of {self.timeout:g} s",
-                    limit="timeout")
+                    limit="timeout",
+                )
                 self.metrics.compile_errors.inc(kind="too_complex")
                 self._remember(key, CompileFailure(error, None))
             failure = self._cache[key]

@@ -104,7 +104,9 @@ class Ticket:
             self._engine._release()
 
 
-def _resolve(future: asyncio.Future, result: Any = None, error: BaseException | None = None) -> None:
+def _resolve(
+    future: asyncio.Future, result: Any = None, error: BaseException | None = None
+) -> None:
     if future.done():
         return
     if error is not None:
@@ -116,8 +118,15 @@ def _resolve(future: asyncio.Future, result: Any = None, error: BaseException | 
 class Engine:
     """Batch concurrent requests onto one generator, from a single worker thread."""
 
-    def __init__(self, generator: Any, *, max_batch_size: int, queue_size: int,
-                 metrics: ServiceMetrics, batch_window: float = 0.02):
+    def __init__(
+        self,
+        generator: Any,
+        *,
+        max_batch_size: int,
+        queue_size: int,
+        metrics: ServiceMetrics,
+        batch_window: float = 0.02,
+    ):
         self.generator = generator
         self.max_batch_size = max_batch_size
         self.queue_size = queue_size
@@ -160,7 +169,9 @@ class Engine:
             if self._thread is None:
                 if self._closing:
                     raise EngineClosed
-                self._thread = threading.Thread(target=self._work, name="regexlm-engine", daemon=True)
+                self._thread = threading.Thread(
+                    target=self._work, name="regexlm-engine", daemon=True
+                )
                 self._thread.start()
 
     async def drain(self, timeout: float | None = None) -> bool:
@@ -207,13 +218,19 @@ class Engine:
             self._admitted -= 1
             self._cond.notify_all()
 
-    def submit(self, ticket: Ticket, request: Any,
-               on_token: Callable[[int, str], None] | None = None) -> Job:
+    def submit(
+        self, ticket: Ticket, request: Any, on_token: Callable[[int, str], None] | None = None
+    ) -> Job:
         """Queue a request whose place ``ticket`` holds; its result arrives on ``job.future``."""
         self.start()
         loop = asyncio.get_running_loop()
-        job = Job(request=request, future=loop.create_future(), loop=loop, on_token=on_token,
-                  ticket=ticket)
+        job = Job(
+            request=request,
+            future=loop.create_future(),
+            loop=loop,
+            on_token=on_token,
+            ticket=ticket,
+        )
         # A caller that gave up (timeout, disconnect) never reads the outcome; mark it read.
         job.future.add_done_callback(lambda f: f.cancelled() or f.exception())
         with self._cond:
@@ -252,13 +269,15 @@ class Engine:
                 self._cond.wait(0.5)
             # Give stragglers a moment to join: requests still compiling their patterns, and the
             # clients of the last batch, who tend to come back together.
-            window = max(self.batch_window, min(STRAGGLER_FRACTION * self._last_batch_seconds,
-                                                STRAGGLER_WAIT_CAP))
+            window = max(
+                self.batch_window,
+                min(STRAGGLER_FRACTION * self._last_batch_seconds, STRAGGLER_WAIT_CAP),
+            )
             if window > 0 and len(self._queue) < self.max_batch_size:
                 deadline = time.perf_counter() + window
-                while (len(self._queue) < self.max_batch_size
-                       and (self._admitted > len(self._queue)
-                            or len(self._queue) < self._last_batch_size)):
+                while len(self._queue) < self.max_batch_size and (
+                    self._admitted > len(self._queue) or len(self._queue) < self._last_batch_size
+                ):
                     left = deadline - time.perf_counter()
                     if left <= 0:
                         break
@@ -309,7 +328,8 @@ class Engine:
             return RequestRejected(
                 f"The prompt is {prompt_tokens} tokens long; with max_new_tokens="
                 f"{job.request.max_new_tokens} that exceeds the model's context of {context} "
-                "tokens. Shorten the prompt or ask for fewer tokens.")
+                "tokens. Shorten the prompt or ask for fewer tokens."
+            )
         return None
 
     def _run_batch(self, batch: list[Job]) -> None:
@@ -335,8 +355,12 @@ class Engine:
         except Exception as exc:
             if len(batch) > 1 and not any(job.tokens_seen for job in batch):
                 # Find out which request failed; the others still get their answers.
-                logger.warning("a batch of %d failed (%s: %s); running its requests one by one",
-                               len(batch), type(exc).__name__, exc)
+                logger.warning(
+                    "a batch of %d failed (%s: %s); running its requests one by one",
+                    len(batch),
+                    type(exc).__name__,
+                    exc,
+                )
                 for job in batch:
                     self._run_alone(job)
                 return
@@ -370,10 +394,12 @@ class Engine:
             return batch[row].cancelled
 
         completions = self.generator.generate_batch(
-            [job.request for job in batch], on_token=on_token, should_stop=should_stop)
+            [job.request for job in batch], on_token=on_token, should_stop=should_stop
+        )
         if len(completions) != len(batch):
-            raise RuntimeError(f"generate_batch returned {len(completions)} completions "
-                               f"for {len(batch)} requests")
+            raise RuntimeError(
+                f"generate_batch returned {len(completions)} completions for {len(batch)} requests"
+            )
         return completions
 
     def _finish(self, batch: list[Job], completions: list[Any]) -> None:

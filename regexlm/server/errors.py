@@ -53,15 +53,18 @@ def error_response(status: int, message: str, headers: Mapping[str, str] | None 
     )
 
 
-async def send_error(send: Send, status: int, message: str,
-                     headers: Mapping[str, str] | None = None) -> None:
+async def send_error(
+    send: Send, status: int, message: str, headers: Mapping[str, str] | None = None
+) -> None:
     """Send a complete JSON error answer over a raw ASGI ``send``."""
     body = error_body(status, message)
     raw_headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode("ascii")),
     ]
-    raw_headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+    raw_headers += [
+        (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()
+    ]
     await send({"type": "http.response.start", "status": status, "headers": raw_headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
@@ -78,16 +81,22 @@ def describe_regex_error(exc: RegexError, pattern_index: int | None = None) -> s
     where = _which(pattern_index)
     if isinstance(exc, RegexSyntaxError):
         at = f" at position {exc.position}" if exc.position is not None else ""
-        return (f"{where} is not a valid regular expression{at}: {exc.msg}. "
-                "Fix the pattern; it uses Python `re` syntax.")
+        return (
+            f"{where} is not a valid regular expression{at}: {exc.msg}. "
+            "Fix the pattern; it uses Python `re` syntax."
+        )
     if isinstance(exc, UnsupportedRegexError):
         at = f" at position {exc.position}" if exc.position is not None else ""
-        return (f"{where} uses an unsupported construct{at}: {exc.construct}. A finite automaton "
-                "cannot express it (backreferences, lookaround, conditionals, atomic groups and "
-                "possessive quantifiers are not supported); rewrite the pattern without it.")
+        return (
+            f"{where} uses an unsupported construct{at}: {exc.construct}. A finite automaton "
+            "cannot express it (backreferences, lookaround, conditionals, atomic groups and "
+            "possessive quantifiers are not supported); rewrite the pattern without it."
+        )
     if isinstance(exc, PatternTooComplexError):
         return f"{where} is too complex for this server: {exc}."
     if isinstance(exc, EmptyLanguageError):
-        return (f"{where} cannot be satisfied: {exc}. Check the pattern for contradictions "
-                "(for example an empty class or a required character the model cannot produce).")
+        return (
+            f"{where} cannot be satisfied: {exc}. Check the pattern for contradictions "
+            "(for example an empty class or a required character the model cannot produce)."
+        )
     return f"{where} cannot be used: {exc}."

@@ -55,9 +55,15 @@ class Limits:
             value = getattr(self, field.name)
             if field.type == "int":
                 if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                    raise ValueError(f"limit {field.name} must be a positive integer, got {value!r}")
+                    raise ValueError(
+                        f"limit {field.name} must be a positive integer, got {value!r}"
+                    )
                 continue
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+            ):
                 raise ValueError(f"limit {field.name} must be a finite number, got {value!r}")
             if value < 0 or (value == 0 and field.name != "batch_window"):
                 raise ValueError(f"limit {field.name} must be positive, got {value!r}")
@@ -75,8 +81,10 @@ class BodySizeLimitMiddleware:
         self.max_body_bytes = max_body_bytes
 
     def _message(self) -> str:
-        return (f"The request body is larger than this server accepts ({self.max_body_bytes} "
-                "bytes). Send a shorter prompt or fewer patterns.")
+        return (
+            f"The request body is larger than this server accepts ({self.max_body_bytes} "
+            "bytes). Send a shorter prompt or fewer patterns."
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -84,8 +92,12 @@ class BodySizeLimitMiddleware:
             return
         declared = _content_length(scope)
         if declared is None and _has_header(scope, b"content-length"):
-            await send_error(send, 400, "The Content-Length header is not a valid number.",
-                             {"Connection": "close"})
+            await send_error(
+                send,
+                400,
+                "The Content-Length header is not a valid number.",
+                {"Connection": "close"},
+            )
             return
         if declared is not None and declared > self.max_body_bytes:
             await send_error(send, 413, self._message(), {"Connection": "close"})

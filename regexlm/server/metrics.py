@@ -95,8 +95,9 @@ class Counter(_Metric):
     def render(self) -> list[str]:
         with self._lock:
             items = sorted(self._values.items())
-        return self.header() + [f"{self.name}{_format_labels(self.labelnames, key)} {_number(v)}"
-                                for key, v in items]
+        return self.header() + [
+            f"{self.name}{_format_labels(self.labelnames, key)} {_number(v)}" for key, v in items
+        ]
 
 
 class Gauge(_Metric):
@@ -115,8 +116,13 @@ class Gauge(_Metric):
 class Histogram(_Metric):
     kind = "histogram"
 
-    def __init__(self, name: str, documentation: str, buckets: Iterable[float],
-                 labelnames: Sequence[str] = ()):
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        buckets: Iterable[float],
+        labelnames: Sequence[str] = (),
+    ):
         super().__init__(name, documentation, labelnames)
         self.buckets = tuple(sorted(float(b) for b in buckets))
         # per label key: (per-bucket counts (non-cumulative, +Inf last), sum)
@@ -139,19 +145,26 @@ class Histogram(_Metric):
     def snapshot(self, **labels: str) -> tuple[list[int], float]:
         """(non-cumulative counts per bucket with +Inf last, sum) for one label set."""
         with self._lock:
-            counts, total = self._data.get(self._key(labels)) or ([0] * (len(self.buckets) + 1), 0.0)
+            counts, total = self._data.get(self._key(labels)) or (
+                [0] * (len(self.buckets) + 1),
+                0.0,
+            )
             return list(counts), total
 
     def render(self) -> list[str]:
         with self._lock:
-            items = sorted((key, (list(counts), total)) for key, (counts, total) in self._data.items())
+            items = sorted(
+                (key, (list(counts), total)) for key, (counts, total) in self._data.items()
+            )
         lines = self.header()
         for key, (counts, total) in items:
             running = 0
             for bound, count in zip((*self.buckets, math.inf), counts, strict=True):
                 running += count
                 le = 'le="' + _number(bound) + '"'
-                lines.append(f"{self.name}_bucket{_format_labels(self.labelnames, key, le)} {running}")
+                lines.append(
+                    f"{self.name}_bucket{_format_labels(self.labelnames, key, le)} {running}"
+                )
             labels = _format_labels(self.labelnames, key)
             lines.append(f"{self.name}_sum{labels} {_number(total)}")
             lines.append(f"{self.name}_count{labels} {running}")
@@ -164,39 +177,80 @@ class ServiceMetrics:
     def __init__(self) -> None:
         self._metrics: list[_Metric] = []
         add = self._add
-        self.build_info = add(Counter("regexlm_build_info", "Version of the running service.", ["version"]))
+        self.build_info = add(
+            Counter("regexlm_build_info", "Version of the running service.", ["version"])
+        )
         self.build_info.inc(version=__version__)
-        self.http_requests = add(Counter(
-            "regexlm_http_requests_total", "HTTP requests answered, by route, method and status.",
-            ["route", "method", "status"]))
-        self.http_latency = add(Histogram(
-            "regexlm_http_request_duration_seconds", "Time from request to the end of its answer.",
-            LATENCY_BUCKETS, ["route"]))
-        self.completions = add(Counter(
-            "regexlm_completions_total", "Completions returned, by stop reason.", ["stop_reason"]))
-        self.generated_tokens = add(Counter(
-            "regexlm_generated_tokens_total", "Tokens generated for returned completions."))
-        self.tokens_per_request = add(Histogram(
-            "regexlm_generated_tokens", "Tokens generated per completion.", TOKEN_BUCKETS))
-        self.batch_size = add(Histogram(
-            "regexlm_batch_size", "Requests decoded together in one batch.", BATCH_BUCKETS))
-        self.batch_duration = add(Histogram(
-            "regexlm_batch_duration_seconds", "Time to decode one batch.", LATENCY_BUCKETS))
-        self.queue_wait = add(Histogram(
-            "regexlm_queue_wait_seconds", "Time a request waited for its batch to start.",
-            LATENCY_BUCKETS))
-        self.compile_cache_hits = add(Counter(
-            "regexlm_compile_cache_hits_total", "Pattern compilations answered from the cache."))
-        self.compile_cache_misses = add(Counter(
-            "regexlm_compile_cache_misses_total", "Pattern compilations that had to run."))
-        self.compile_duration = add(Histogram(
-            "regexlm_compile_duration_seconds", "Time to compile a pattern that was not cached.",
-            LATENCY_BUCKETS))
-        self.compile_errors = add(Counter(
-            "regexlm_compile_errors_total", "Patterns refused, by kind of error.", ["kind"]))
-        self.cancelled = add(Counter(
-            "regexlm_cancelled_requests_total", "Requests dropped before finishing, by reason.",
-            ["reason"]))
+        self.http_requests = add(
+            Counter(
+                "regexlm_http_requests_total",
+                "HTTP requests answered, by route, method and status.",
+                ["route", "method", "status"],
+            )
+        )
+        self.http_latency = add(
+            Histogram(
+                "regexlm_http_request_duration_seconds",
+                "Time from request to the end of its answer.",
+                LATENCY_BUCKETS,
+                ["route"],
+            )
+        )
+        self.completions = add(
+            Counter(
+                "regexlm_completions_total",
+                "Completions returned, by stop reason.",
+                ["stop_reason"],
+            )
+        )
+        self.generated_tokens = add(
+            Counter("regexlm_generated_tokens_total", "Tokens generated for returned completions.")
+        )
+        self.tokens_per_request = add(
+            Histogram("regexlm_generated_tokens", "Tokens generated per completion.", TOKEN_BUCKETS)
+        )
+        self.batch_size = add(
+            Histogram(
+                "regexlm_batch_size", "Requests decoded together in one batch.", BATCH_BUCKETS
+            )
+        )
+        self.batch_duration = add(
+            Histogram(
+                "regexlm_batch_duration_seconds", "Time to decode one batch.", LATENCY_BUCKETS
+            )
+        )
+        self.queue_wait = add(
+            Histogram(
+                "regexlm_queue_wait_seconds",
+                "Time a request waited for its batch to start.",
+                LATENCY_BUCKETS,
+            )
+        )
+        self.compile_cache_hits = add(
+            Counter(
+                "regexlm_compile_cache_hits_total", "Pattern compilations answered from the cache."
+            )
+        )
+        self.compile_cache_misses = add(
+            Counter("regexlm_compile_cache_misses_total", "Pattern compilations that had to run.")
+        )
+        self.compile_duration = add(
+            Histogram(
+                "regexlm_compile_duration_seconds",
+                "Time to compile a pattern that was not cached.",
+                LATENCY_BUCKETS,
+            )
+        )
+        self.compile_errors = add(
+            Counter("regexlm_compile_errors_total", "Patterns refused, by kind of error.", ["kind"])
+        )
+        self.cancelled = add(
+            Counter(
+                "regexlm_cancelled_requests_total",
+                "Requests dropped before finishing, by reason.",
+                ["reason"],
+            )
+        )
 
     def _add(self, metric):
         self._metrics.append(metric)

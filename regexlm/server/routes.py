@@ -33,10 +33,14 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("regexlm.server")
 
-TIMEOUT_MESSAGE = ("The request took longer than this server's time limit of {:g} s; try again "
-                   "later or ask for fewer tokens.")
-INTERNAL_MESSAGE = ("The server failed to complete the request. This is a bug in the server, not "
-                    "in your request; the server log has the details (request id {}).")
+TIMEOUT_MESSAGE = (
+    "The request took longer than this server's time limit of {:g} s; try again "
+    "later or ask for fewer tokens."
+)
+INTERNAL_MESSAGE = (
+    "The server failed to complete the request. This is a bug in the server, not "
+    "in your request; the server log has the details (request id {})."
+)
 
 
 def _service(request: Request) -> Service:
@@ -49,8 +53,9 @@ def internal_error(request: Request | None, exc: BaseException) -> Response:
     return error_response(500, INTERNAL_MESSAGE.format(rid))
 
 
-def _timings(params: CompletionParams, completion: Any, job: Job, compile_s: float,
-             started: float) -> dict[str, float]:
+def _timings(
+    params: CompletionParams, completion: Any, job: Job, compile_s: float, started: float
+) -> dict[str, float]:
     own = dict(getattr(completion, "timings", None) or {})
     return {
         "queue_s": round(job.queue_s, 6),
@@ -61,8 +66,9 @@ def _timings(params: CompletionParams, completion: Any, job: Job, compile_s: flo
     }
 
 
-def completion_body(service: Service, params: CompletionParams, job: Job, compile_s: float,
-                    started: float) -> dict[str, Any]:
+def completion_body(
+    service: Service, params: CompletionParams, job: Job, compile_s: float, started: float
+) -> dict[str, Any]:
     """The 200 body for a finished job (the same for plain and streaming requests)."""
     completion = job.future.result()
     body = {
@@ -108,15 +114,22 @@ async def _prepare(request: Request, service: Service, started: float):
     try:
         ticket = service.engine.admit()
     except QueueFull:
-        raise APIError(503, "The server is busy: its queue is full. Retry after a short wait.",
-                       {"Retry-After": str(limits.retry_after)}) from None
+        raise APIError(
+            503,
+            "The server is busy: its queue is full. Retry after a short wait.",
+            {"Retry-After": str(limits.retry_after)},
+        ) from None
     except EngineClosed:
-        raise APIError(503, "The server is shutting down and takes no new requests.",
-                       {"Retry-After": str(limits.retry_after)}) from None
+        raise APIError(
+            503,
+            "The server is shutting down and takes no new requests.",
+            {"Retry-After": str(limits.retry_after)},
+        ) from None
     try:
         remaining = started + limits.request_timeout - time.perf_counter()
         compile_s = await asyncio.wait_for(
-            service.compiler.compile(params.patterns, params.pattern_is_list), max(remaining, 0))
+            service.compiler.compile(params.patterns, params.pattern_is_list), max(remaining, 0)
+        )
     except PatternRefused as exc:
         ticket.release()
         raise APIError(400, describe_regex_error(exc.error, exc.pattern_index)) from None
@@ -155,8 +168,11 @@ async def complete(request: Request) -> Response:
     job = service.engine.submit(ticket, generation_request)
     gone = asyncio.ensure_future(wait_for_disconnect(request.receive))
     try:
-        done, _ = await asyncio.wait({job.future, gone}, timeout=max(deadline - time.perf_counter(), 0),
-                                     return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            {job.future, gone},
+            timeout=max(deadline - time.perf_counter(), 0),
+            return_when=asyncio.FIRST_COMPLETED,
+        )
     finally:
         gone.cancel()
     if job.future in done:
@@ -178,15 +194,20 @@ async def health(request: Request) -> Response:
     service = _service(request)
     engine = service.engine
     if engine.closing:
-        return error_response(503, "The server is shutting down: it finishes the requests in "
-                                   "flight and takes no new ones.")
-    return JSONResponse({
-        "status": "ok",
-        "model": service.model_name,
-        "waiting": engine.waiting,
-        "running": engine.running,
-        "max_batch_size": engine.max_batch_size,
-    })
+        return error_response(
+            503,
+            "The server is shutting down: it finishes the requests in "
+            "flight and takes no new ones.",
+        )
+    return JSONResponse(
+        {
+            "status": "ok",
+            "model": service.model_name,
+            "waiting": engine.waiting,
+            "running": engine.running,
+            "max_batch_size": engine.max_batch_size,
+        }
+    )
 
 
 async def metrics(request: Request) -> Response:

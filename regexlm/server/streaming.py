@@ -34,8 +34,10 @@ from starlette.types import Receive, Scope, Send
 from regexlm.server.engine import Engine, Job
 from regexlm.server.errors import send_error
 
-TIMEOUT_MESSAGE = ("The request took longer than this server's time limit; try again later or ask "
-                   "for fewer tokens.")
+TIMEOUT_MESSAGE = (
+    "The request took longer than this server's time limit; try again later or ask "
+    "for fewer tokens."
+)
 
 HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -73,8 +75,14 @@ class TokenEvents:
 class CompletionStream:
     """An ASGI response that streams one job's tokens and its final answer as SSE."""
 
-    def __init__(self, engine: Engine, job: Job, events: TokenEvents, deadline: float,
-                 finish: Callable[[Job], Awaitable[tuple[str, dict[str, Any]]]]):
+    def __init__(
+        self,
+        engine: Engine,
+        job: Job,
+        events: TokenEvents,
+        deadline: float,
+        finish: Callable[[Job], Awaitable[tuple[str, dict[str, Any]]]],
+    ):
         self.engine = engine
         self.job = job
         self.events = events
@@ -104,8 +112,11 @@ class CompletionStream:
         arrived = asyncio.ensure_future(self.events.arrived.wait())
         try:
             remaining = self.deadline - time.perf_counter()
-            done, _ = await asyncio.wait({arrived, gone, job.future}, timeout=max(remaining, 0),
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {arrived, gone, job.future},
+                timeout=max(remaining, 0),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
         finally:
             arrived.cancel()
         if self.events.pending or (job.future.done() and job.future.exception() is None):
@@ -129,8 +140,9 @@ class CompletionStream:
         pending = self.events.pending
         while pending:
             token_id, text = pending.popleft()
-            await self._send(send, sse_event("token", {"index": self._index, "token_id": token_id,
-                                                       "text": text}))
+            await self._send(
+                send, sse_event("token", {"index": self._index, "token_id": token_id, "text": text})
+            )
             self._index += 1
 
     async def _stream(self, scope: Scope, send: Send, gone: asyncio.Future) -> None:
@@ -145,8 +157,11 @@ class CompletionStream:
                 return
             arrived = asyncio.ensure_future(self.events.arrived.wait())
             remaining = self.deadline - time.perf_counter()
-            done, _ = await asyncio.wait({arrived, gone, job.future}, timeout=max(remaining, 0),
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {arrived, gone, job.future},
+                timeout=max(remaining, 0),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
             arrived.cancel()
             if arrived in done or job.future.done():
                 continue
@@ -155,6 +170,7 @@ class CompletionStream:
                 scope["regexlm.status"] = 499
                 return
             self.engine.cancel(job, "timeout")
-            await self._send(send, sse_event("error", {"error": TIMEOUT_MESSAGE, "code": 504}),
-                             more=False)
+            await self._send(
+                send, sse_event("error", {"error": TIMEOUT_MESSAGE, "code": 504}), more=False
+            )
             return

@@ -33,7 +33,9 @@ def _byte_of_char() -> dict[str, int]:
 def token_bytes(tokenizer, token_ids: list[int]) -> list[bytes]:
     """The exact bytes of each token id of a byte-level BPE tokenizer."""
     alphabet = _byte_of_char()
-    return [bytes(alphabet[ch] for ch in piece) for piece in tokenizer.convert_ids_to_tokens(token_ids)]
+    return [
+        bytes(alphabet[ch] for ch in piece) for piece in tokenizer.convert_ids_to_tokens(token_ids)
+    ]
 
 
 def forbidden_ids(tokenizer) -> set[int]:

@@ -9,10 +9,18 @@ from hypothesis import strategies as st
 from regexlm.generation import GenerationRequest
 from tests.generation.conftest import REALISTIC
 
-SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                      HealthCheck.too_slow])
-PROMPTS = ["", "a", "The date today is ", "A much longer prompt, with several words in it: ",
-           "日本語のテキスト", "Contact me at ", "word " * 150]  # 1 to 150 tokens
+SETTINGS = dict(
+    deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+PROMPTS = [
+    "",
+    "a",
+    "The date today is ",
+    "A much longer prompt, with several words in it: ",
+    "日本語のテキスト",
+    "Contact me at ",
+    "word " * 150,
+]  # 1 to 150 tokens
 patterns = st.sampled_from([p for p, _ in REALISTIC])
 
 
@@ -29,13 +37,21 @@ def _request(prompt, pattern, **params):
     max_new_tokens=st.integers(1, 16),
     stop_after_match=st.booleans(),
 )
-def test_greedy_alone_equals_in_batch(tiny_generator, prompt, pattern, others, position,
-                                      max_new_tokens, stop_after_match):
-    target = _request(prompt, pattern, temperature=0.0, max_new_tokens=max_new_tokens,
-                      stop_after_match=stop_after_match, repetition_penalty=1.2)
+def test_greedy_alone_equals_in_batch(
+    tiny_generator, prompt, pattern, others, position, max_new_tokens, stop_after_match
+):
+    target = _request(
+        prompt,
+        pattern,
+        temperature=0.0,
+        max_new_tokens=max_new_tokens,
+        stop_after_match=stop_after_match,
+        repetition_penalty=1.2,
+    )
     alone = tiny_generator.generate_batch([target])[0]
-    batch = [_request(p, q, temperature=0.7, max_new_tokens=1 + i % 9) for i, (p, q) in
-             enumerate(others)]
+    batch = [
+        _request(p, q, temperature=0.7, max_new_tokens=1 + i % 9) for i, (p, q) in enumerate(others)
+    ]
     position = min(position, len(batch))
     batch.insert(position, target)
     together = tiny_generator.generate_batch(batch)[position]
@@ -45,12 +61,26 @@ def test_greedy_alone_equals_in_batch(tiny_generator, prompt, pattern, others, p
 
 
 @settings(max_examples=25, **SETTINGS)
-@given(prompt=st.sampled_from(PROMPTS), pattern=patterns, seed=st.integers(0, 2**32),
-       temperature=st.floats(0.3, 3.0), top_p=st.floats(0.2, 1.0))
-def test_seed_reproduces_alone_and_in_batch(tiny_generator, prompt, pattern, seed, temperature,
-                                            top_p):
-    request = _request(prompt, pattern, seed=seed, temperature=temperature, top_p=top_p,
-                       top_k=0, max_new_tokens=12, stop_after_match=False)
+@given(
+    prompt=st.sampled_from(PROMPTS),
+    pattern=patterns,
+    seed=st.integers(0, 2**32),
+    temperature=st.floats(0.3, 3.0),
+    top_p=st.floats(0.2, 1.0),
+)
+def test_seed_reproduces_alone_and_in_batch(
+    tiny_generator, prompt, pattern, seed, temperature, top_p
+):
+    request = _request(
+        prompt,
+        pattern,
+        seed=seed,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=0,
+        max_new_tokens=12,
+        stop_after_match=False,
+    )
     first = tiny_generator.generate_batch([request])[0]
     second = tiny_generator.generate_batch([request])[0]
     assert first.token_ids == second.token_ids
@@ -63,16 +93,23 @@ def test_different_seeds_give_different_samples(tiny_generator):
     # A wide-open pattern with a flat temperature: 8 seeds drawing the same 12 tokens would mean
     # the seed is ignored.
     outs = {
-        tuple(tiny_generator.generate("x", r"[a-z]{12}", seed=s, temperature=30.0, top_k=0,
-                                      max_new_tokens=12).token_ids)
+        tuple(
+            tiny_generator.generate(
+                "x", r"[a-z]{12}", seed=s, temperature=30.0, top_k=0, max_new_tokens=12
+            ).token_ids
+        )
         for s in range(8)
     }
     assert len(outs) > 4
 
 
 def test_unseeded_sampling_varies(tiny_generator):
-    outs = {tiny_generator.generate("x", r"[a-z]{12}", temperature=30.0, top_k=0,
-                                    max_new_tokens=12).completion for _ in range(6)}
+    outs = {
+        tiny_generator.generate(
+            "x", r"[a-z]{12}", temperature=30.0, top_k=0, max_new_tokens=12
+        ).completion
+        for _ in range(6)
+    }
     assert len(outs) > 1
 
 
@@ -84,11 +121,15 @@ def test_finished_rows_leave_the_batch(tiny_generator):
         with_kwargs=True,
     )
     try:
-        results = tiny_generator.generate_batch([
-            _request("a", r"(yes|no)", temperature=0, max_new_tokens=10),
-            _request("b", r"[a-z]{4}", temperature=0, max_new_tokens=10, stop_after_match=False),
-            _request("c", r"[0-9]{9}", temperature=0, max_new_tokens=12),
-        ])
+        results = tiny_generator.generate_batch(
+            [
+                _request("a", r"(yes|no)", temperature=0, max_new_tokens=10),
+                _request(
+                    "b", r"[a-z]{4}", temperature=0, max_new_tokens=10, stop_after_match=False
+                ),
+                _request("c", r"[0-9]{9}", temperature=0, max_new_tokens=12),
+            ]
+        )
     finally:
         handle.remove()
     lengths = sorted(r.tokens_generated for r in results)
@@ -103,14 +144,22 @@ def test_finished_rows_leave_the_batch(tiny_generator):
 @settings(max_examples=30, **SETTINGS)
 @given(
     requests=st.lists(
-        st.tuples(st.sampled_from(PROMPTS), patterns, st.integers(1, 20), st.booleans(),
-                  st.sampled_from([0.0, 1.0, 2.0])),
-        min_size=1, max_size=4,
+        st.tuples(
+            st.sampled_from(PROMPTS),
+            patterns,
+            st.integers(1, 20),
+            st.booleans(),
+            st.sampled_from([0.0, 1.0, 2.0]),
+        ),
+        min_size=1,
+        max_size=4,
     )
 )
 def test_streamed_deltas_concatenate_to_the_completion(tiny_generator, requests):
-    batch = [_request(p, q, max_new_tokens=n, stop_after_match=s, temperature=t, top_k=0)
-             for p, q, n, s, t in requests]
+    batch = [
+        _request(p, q, max_new_tokens=n, stop_after_match=s, temperature=t, top_k=0)
+        for p, q, n, s, t in requests
+    ]
     streamed: dict[int, list] = {i: [] for i in range(len(batch))}
     results = tiny_generator.generate_batch(
         batch, on_token=lambda row, token, delta: streamed[row].append((token, delta))
@@ -142,8 +191,10 @@ def test_should_stop_drops_a_row_early(tiny_generator):
         return row == 0 and steps[row] > 3
 
     results = tiny_generator.generate_batch(
-        [_request("a", r"[a-z]{20}", temperature=0, max_new_tokens=20),
-         _request("b", r"[a-z]{20}", temperature=0, max_new_tokens=20)],
+        [
+            _request("a", r"[a-z]{20}", temperature=0, max_new_tokens=20),
+            _request("b", r"[a-z]{20}", temperature=0, max_new_tokens=20),
+        ],
         should_stop=should_stop,
     )
     assert results[0].tokens_generated == 3
@@ -158,12 +209,14 @@ def test_empty_batch(tiny_generator):
 
 
 def test_timings_are_reported(tiny_generator):
-    result = tiny_generator.generate("t", r"never seen before [0-9]", temperature=0,
-                                     max_new_tokens=8)
+    result = tiny_generator.generate(
+        "t", r"never seen before [0-9]", temperature=0, max_new_tokens=8
+    )
     assert set(result.timings) == {"compile_s", "prefill_s", "decode_s"}
     assert result.timings["compile_s"] > 0  # compiled for this request
-    again = tiny_generator.generate("t", r"never seen before [0-9]", temperature=0,
-                                    max_new_tokens=8)
+    again = tiny_generator.generate(
+        "t", r"never seen before [0-9]", temperature=0, max_new_tokens=8
+    )
     assert again.timings["compile_s"] == 0.0  # cached
     assert again.timings["prefill_s"] > 0 and again.timings["decode_s"] > 0
 
@@ -212,8 +265,11 @@ def test_a_row_with_no_allowed_token_ends_without_garbage(tiny_generator, monkey
         result = real(logits, states, *args, **kwargs)
         calls.append(1)
         if len(calls) == 3:
-            return type(result)(torch.full_like(result.tokens, -1), states.clone(),
-                                torch.ones_like(result.no_allowed))
+            return type(result)(
+                torch.full_like(result.tokens, -1),
+                states.clone(),
+                torch.ones_like(result.no_allowed),
+            )
         return result
 
     monkeypatch.setattr(ops, "sample_step", stuck_on_third_step)

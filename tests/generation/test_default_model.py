@@ -23,8 +23,15 @@ def default_generator(default_model):
 
 def test_seed_example_returns_a_valid_response(default_generator):
     request = GenerationRequest(
-        "This is a sample prompt", ".*prompt$", max_new_tokens=10, stop_after_match=False,
-        top_k=50, top_p=0.9, temperature=0.8, repetition_penalty=1.2, seed=0,
+        "This is a sample prompt",
+        ".*prompt$",
+        max_new_tokens=10,
+        stop_after_match=False,
+        top_k=50,
+        top_p=0.9,
+        temperature=0.8,
+        repetition_penalty=1.2,
+        seed=0,
     )
     result = default_generator.generate_batch([request])[0]
     check_completion(result, request, default_generator.tokenizer, min_tokens=1)
@@ -34,16 +41,18 @@ def test_seed_example_returns_a_valid_response(default_generator):
 
 
 def test_date_prompt_gives_a_valid_date(default_generator):
-    request = GenerationRequest("The date today is ", r"\d{4}-\d{2}-\d{2}", max_new_tokens=12,
-                                seed=1)
+    request = GenerationRequest(
+        "The date today is ", r"\d{4}-\d{2}-\d{2}", max_new_tokens=12, seed=1
+    )
     result = default_generator.generate_batch([request])[0]
     check_completion(result, request, default_generator.tokenizer, min_tokens=10)
     assert result.stop_reason == "pattern_match"
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", result.completion)
     assert result.completion.isascii()  # SmolLM2 writes ASCII digits for a date
     # a real calendar date, greedy
-    greedy = default_generator.generate("Today's date (YYYY-MM-DD) is ",
-                                        r"\d{4}-\d{2}-\d{2}", max_new_tokens=12, temperature=0)
+    greedy = default_generator.generate(
+        "Today's date (YYYY-MM-DD) is ", r"\d{4}-\d{2}-\d{2}", max_new_tokens=12, temperature=0
+    )
     datetime.date.fromisoformat(greedy.completion)
 
 
@@ -64,8 +73,9 @@ def test_pattern_list_reports_the_matching_index(default_generator):
 def test_email_within_the_default_budget(default_generator):
     """The budget-aware headline: default max_new_tokens=5 still ends as a whole address."""
     for seed in range(3):
-        result = default_generator.generate("My email address is ", r"[a-z]+@[a-z]+\.com",
-                                            seed=seed)
+        result = default_generator.generate(
+            "My email address is ", r"[a-z]+@[a-z]+\.com", seed=seed
+        )
         assert result.tokens_generated <= 5
         assert re.fullmatch(r"[a-z]+@[a-z]+\.com", result.completion), result
         assert result.stop_reason == "pattern_match"
@@ -73,8 +83,9 @@ def test_email_within_the_default_budget(default_generator):
 
 def test_batch_on_the_real_model(default_generator):
     requests = [
-        GenerationRequest("The date today is ", r"\d{4}-\d{2}-\d{2}", max_new_tokens=12,
-                          temperature=0),
+        GenerationRequest(
+            "The date today is ", r"\d{4}-\d{2}-\d{2}", max_new_tokens=12, temperature=0
+        ),
         GenerationRequest("My email address is ", r"[a-z]+@[a-z]+\.com", temperature=0),
         GenerationRequest("Answer yes or no: ", r"(yes|no)", temperature=0),
     ]

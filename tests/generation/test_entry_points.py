@@ -19,8 +19,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _run_python(code: str, **env) -> subprocess.CompletedProcess:
     environment = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", **env)
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environment,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -94,10 +100,30 @@ def _cli(argv):
 
 
 def test_cli_generate_json(tiny_model_dir, capsys):
-    code = _cli(["generate", "The date is ", "--pattern", r"\d{4}-\d{2}-\d{2}",
-                 "--max-new-tokens", "12", "--temperature", "0.7", "--top-k", "10",
-                 "--top-p", "0.9", "--repetition-penalty", "1.1", "--seed", "4",
-                 "--no-stop-after-match", "--model", str(tiny_model_dir), "--json"])
+    code = _cli(
+        [
+            "generate",
+            "The date is ",
+            "--pattern",
+            r"\d{4}-\d{2}-\d{2}",
+            "--max-new-tokens",
+            "12",
+            "--temperature",
+            "0.7",
+            "--top-k",
+            "10",
+            "--top-p",
+            "0.9",
+            "--repetition-penalty",
+            "1.1",
+            "--seed",
+            "4",
+            "--no-stop-after-match",
+            "--model",
+            str(tiny_model_dir),
+            "--json",
+        ]
+    )
     out = json.loads(capsys.readouterr().out)
     assert code == 0
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", out["completion"]) and out["matched"]
@@ -105,13 +131,41 @@ def test_cli_generate_json(tiny_model_dir, capsys):
 
 
 def test_cli_plain_text_and_exit_codes(tiny_model_dir, capsys):
-    assert _cli(["generate", "x", "-p", "(yes|no)", "-p", "[0-9]+", "--temperature", "0",
-                 "--model", str(tiny_model_dir)]) == 0
+    assert (
+        _cli(
+            [
+                "generate",
+                "x",
+                "-p",
+                "(yes|no)",
+                "-p",
+                "[0-9]+",
+                "--temperature",
+                "0",
+                "--model",
+                str(tiny_model_dir),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out.strip()
     assert re.fullmatch(r"yes|no|[0-9]+", printed)
     # a match needs 9 tokens, the budget is 2: not matched, exit 1, advice on stderr
-    assert _cli(["generate", "x", "-p", r"[0-9]{9}", "--max-new-tokens", "2",
-                 "--model", str(tiny_model_dir)]) == 1
+    assert (
+        _cli(
+            [
+                "generate",
+                "x",
+                "-p",
+                r"[0-9]{9}",
+                "--max-new-tokens",
+                "2",
+                "--model",
+                str(tiny_model_dir),
+            ]
+        )
+        == 1
+    )
     assert "max-new-tokens" in capsys.readouterr().err
     assert _cli(["generate", "x", "-p", "(a", "--model", str(tiny_model_dir)]) == 2
     assert "error" in capsys.readouterr().err
@@ -145,8 +199,7 @@ def test_default_generator_is_built_once_under_concurrency(tiny_model_dir, monke
 
     def worker():
         barrier.wait()
-        results.append(default.generate("x", r"(yes|no)", model=str(tiny_model_dir),
-                                        temperature=0))
+        results.append(default.generate("x", r"(yes|no)", model=str(tiny_model_dir), temperature=0))
 
     threads = [threading.Thread(target=worker) for _ in range(6)]
     for thread in threads:

@@ -29,9 +29,14 @@ MODES = {
 def _generate(model, tokenizer, prompts, processor, max_new_tokens, **mode):
     tokenizer.padding_side = "left"
     enc = tokenizer(prompts, return_tensors="pt", padding=True)
-    out = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                         logits_processor=LogitsProcessorList([processor]), **mode)
-    return [row[enc.input_ids.shape[1]:] for row in out.tolist()]
+    out = model.generate(
+        **enc,
+        max_new_tokens=max_new_tokens,
+        pad_token_id=tokenizer.pad_token_id,
+        logits_processor=LogitsProcessorList([processor]),
+        **mode,
+    )
+    return [row[enc.input_ids.shape[1] :] for row in out.tolist()]
 
 
 def _strip_end(row, eos):
@@ -60,20 +65,26 @@ def test_greedy_agrees_with_the_generator(tiny_model, tiny_generator):
     model, tokenizer = tiny_model
     for pattern, budget in CASES:
         processor = RegexLogitsProcessor(pattern, tokenizer, max_new_tokens=budget)
-        rows = _generate(model, tokenizer, ["The answer is ", "Hi"], processor, budget,
-                         do_sample=False)
-        ours = tiny_generator.generate_batch([
-            GenerationRequest(p, pattern, temperature=0, max_new_tokens=budget,
-                              repetition_penalty=1.0) for p in ["The answer is ", "Hi"]
-        ])
+        rows = _generate(
+            model, tokenizer, ["The answer is ", "Hi"], processor, budget, do_sample=False
+        )
+        ours = tiny_generator.generate_batch(
+            [
+                GenerationRequest(
+                    p, pattern, temperature=0, max_new_tokens=budget, repetition_penalty=1.0
+                )
+                for p in ["The answer is ", "Hi"]
+            ]
+        )
         for row, result in zip(rows, ours, strict=True):
             assert _strip_end(row, tokenizer.eos_token_id) == result.token_ids
 
 
 def test_continues_after_match_until_eos_when_asked(tiny_model):
     model, tokenizer = tiny_model
-    processor = RegexLogitsProcessor(r"[a-z]{2,6}", tokenizer, stop_after_match=False,
-                                     max_new_tokens=10)
+    processor = RegexLogitsProcessor(
+        r"[a-z]{2,6}", tokenizer, stop_after_match=False, max_new_tokens=10
+    )
     rows = _generate(model, tokenizer, ["x", "yy"], processor, 10, do_sample=False)
     for row in rows:
         text = tokenizer.decode(_strip_end(row, tokenizer.eos_token_id))
@@ -97,8 +108,16 @@ def test_repetition_penalty_agrees_with_transformers(tiny_model, tiny_generator,
     prompt = "abc abc abc 123 123"
     for pattern, budget in [(r"[a-z0-9 ]{12}", 12), (r"[a-z]+@[a-z]+\.com", 8)]:
         processor = RegexLogitsProcessor(pattern, tokenizer, max_new_tokens=budget)
-        row = _generate(model, tokenizer, [prompt], processor, budget, do_sample=False,
-                        repetition_penalty=penalty)[0]
-        ours = tiny_generator.generate(prompt, pattern, temperature=0, max_new_tokens=budget,
-                                       repetition_penalty=penalty)
+        row = _generate(
+            model,
+            tokenizer,
+            [prompt],
+            processor,
+            budget,
+            do_sample=False,
+            repetition_penalty=penalty,
+        )[0]
+        ours = tiny_generator.generate(
+            prompt, pattern, temperature=0, max_new_tokens=budget, repetition_penalty=penalty
+        )
         assert _strip_end(row, tokenizer.eos_token_id) == ours.token_ids

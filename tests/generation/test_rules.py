@@ -14,8 +14,9 @@ from regexlm.generation import GenerationRequest
 from tests.generation.conftest import REALISTIC
 from tests.generation.oracles import check_completion
 
-SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                      HealthCheck.too_slow])
+SETTINGS = dict(
+    deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 
 prompts = st.one_of(
     st.sampled_from(["", "The date today is ", "Contact: ", "Answer yes or no: ", "日本語 ", "x"]),
@@ -55,8 +56,12 @@ def _bound(tokenizer, cases) -> int:
 def test_one_request_keeps_every_rule(tiny_generator, case):
     request, cases = case
     result = tiny_generator.generate_batch([request])[0]
-    check_completion(result, request, tiny_generator.tokenizer,
-                     min_tokens=_bound(tiny_generator.tokenizer, cases))
+    check_completion(
+        result,
+        request,
+        tiny_generator.tokenizer,
+        min_tokens=_bound(tiny_generator.tokenizer, cases),
+    )
 
 
 @st.composite
@@ -84,8 +89,12 @@ def test_random_patterns_keep_every_rule(tiny_generator, request):
     result = tiny_generator.generate_batch([request])[0]
     # the index's own count of the fewest tokens is only the precondition of the budget rule;
     # whether the result matches is decided by `re`.
-    check_completion(result, request, tiny_generator.tokenizer,
-                     min_tokens=index.min_tokens_to_match(index.start_state))
+    check_completion(
+        result,
+        request,
+        tiny_generator.tokenizer,
+        min_tokens=index.min_tokens_to_match(index.start_state),
+    )
 
 
 @st.composite

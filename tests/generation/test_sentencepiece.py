@@ -69,7 +69,9 @@ def test_greedy_completion_matches(gemma_generator, pattern):
     assert completion.matched, (pattern, completion)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     patterns=st.lists(st.sampled_from(PATTERNS), min_size=1, max_size=4),
     seed=st.integers(0, 2**31),
@@ -79,12 +81,20 @@ def test_greedy_completion_matches(gemma_generator, pattern):
     stop_after_match=st.booleans(),
     max_new_tokens=st.integers(8, 16),
 )
-def test_sampled_batches_keep_every_rule(gemma_generator, patterns, seed, temperature, top_k,
-                                         top_p, stop_after_match, max_new_tokens):
+def test_sampled_batches_keep_every_rule(
+    gemma_generator, patterns, seed, temperature, top_k, top_p, stop_after_match, max_new_tokens
+):
     requests = [
-        GenerationRequest("Prompt: ", pattern, max_new_tokens=max_new_tokens, seed=seed + row,
-                          temperature=temperature, top_k=top_k, top_p=top_p,
-                          stop_after_match=stop_after_match)
+        GenerationRequest(
+            "Prompt: ",
+            pattern,
+            max_new_tokens=max_new_tokens,
+            seed=seed + row,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            stop_after_match=stop_after_match,
+        )
         for row, pattern in enumerate(patterns)
     ]
     for request, completion in zip(requests, gemma_generator.generate_batch(requests), strict=True):

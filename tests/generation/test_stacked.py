@@ -28,10 +28,17 @@ def test_stacked_tables_act_as_each_index(tiny_generator):
 def _mixed_requests():
     patterns = [p for p, _ in REALISTIC]
     return [
-        GenerationRequest(prompt, patterns[i % len(patterns)], max_new_tokens=4 + i % 9,
-                          stop_after_match=bool(i % 2), temperature=[0.0, 0.8, 1.5][i % 3],
-                          top_k=[0, 5, 50][i % 3], top_p=[1.0, 0.9, 0.5][i % 3],
-                          repetition_penalty=[1.0, 1.3, 0.8][i % 3], seed=i)
+        GenerationRequest(
+            prompt,
+            patterns[i % len(patterns)],
+            max_new_tokens=4 + i % 9,
+            stop_after_match=bool(i % 2),
+            temperature=[0.0, 0.8, 1.5][i % 3],
+            top_k=[0, 5, 50][i % 3],
+            top_p=[1.0, 0.9, 0.5][i % 3],
+            repetition_penalty=[1.0, 1.3, 0.8][i % 3],
+            seed=i,
+        )
         for i, prompt in enumerate(["a", "The date is ", "", "日本", "x y z", "Email: "] * 3)
     ]
 

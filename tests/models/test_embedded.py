@@ -36,7 +36,8 @@ def test_gemma_loads_by_name_and_generates_a_match():
     with torch.no_grad():
         assert torch.isfinite(model(ids).logits).all()
     generator = Generator(model, tokenizer)
-    result = generator.generate("The year the Eiffel Tower opened: ", r"1[0-9]{3}",
-                                max_new_tokens=8, temperature=0)
+    result = generator.generate(
+        "The year the Eiffel Tower opened: ", r"1[0-9]{3}", max_new_tokens=8, temperature=0
+    )
     assert result.matched and re.fullmatch(r"1[0-9]{3}", result.completion)
     assert tokenizer.decode(result.token_ids) == result.completion

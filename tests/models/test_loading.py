@@ -18,7 +18,7 @@ def test_default_model_greedy_knows_paris(default_model):
     ids = tokenizer("The capital of France is", return_tensors="pt").input_ids
     with torch.no_grad():
         out = model.generate(ids, max_new_tokens=8, do_sample=False)
-    text = tokenizer.decode(out[0, ids.shape[1]:])
+    text = tokenizer.decode(out[0, ids.shape[1] :])
     assert "Paris" in text
 
 

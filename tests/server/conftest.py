@@ -58,7 +58,9 @@ class ServerProcess:
         return httpx.Client(base_url=self.base_url, timeout=kwargs.pop("timeout", 60.0), **kwargs)
 
     def async_client(self, **kwargs) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.base_url, timeout=kwargs.pop("timeout", 60.0), **kwargs)
+        return httpx.AsyncClient(
+            base_url=self.base_url, timeout=kwargs.pop("timeout", 60.0), **kwargs
+        )
 
     def stop(self, timeout: float = 60.0) -> int:
         if self.process.poll() is None:
@@ -72,14 +74,20 @@ class ServerProcess:
 
 
 @contextmanager
-def serve_process(*extra: str, keys: str | None = f"{API_KEY},{OTHER_KEY}",
-                  startup_timeout: float = 120.0):
+def serve_process(
+    *extra: str, keys: str | None = f"{API_KEY},{OTHER_KEY}", startup_timeout: float = 120.0
+):
     """Run ``python -m regexlm.server --port 0`` on 127.0.0.1 and yield a :class:`ServerProcess`.
 
     ``keys`` goes to ``REGEXLM_API_KEYS``; None leaves the variable unset.
     """
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONUNBUFFERED="1",
+    )
     env.pop("REGEXLM_API_KEYS", None)
     if keys is not None:
         env["REGEXLM_API_KEYS"] = keys
@@ -87,14 +95,30 @@ def serve_process(*extra: str, keys: str | None = f"{API_KEY},{OTHER_KEY}",
     log = Path(name)
     with os.fdopen(handle, "wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "regexlm.server", "--host", "127.0.0.1", "--port", "0",
-             "--log-level", "warning", *extra],
-            cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "regexlm.server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--log-level",
+                "warning",
+                *extra,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
     server = None
     try:
         deadline = time.monotonic() + startup_timeout
         while time.monotonic() < deadline:
-            found = re.search(r"serving on (http://127\.0\.0\.1:\d+)", log.read_text(errors="replace"))
+            found = re.search(
+                r"serving on (http://127\.0\.0\.1:\d+)", log.read_text(errors="replace")
+            )
             if found:
                 server = ServerProcess(process, log, found.group(1))
                 break
@@ -132,7 +156,18 @@ def default_server(tmp_path_factory):
     """
     key_file = tmp_path_factory.mktemp("keys") / "keys.txt"
     key_file.write_text(f"# keys for the tests\n\n{FILE_KEY}\n")
-    with serve_process("--max-batch-size", "32", "--max-new-tokens-limit", "64",
-                       "--max-body-bytes", "65536", "--request-timeout", "60",
-                       "--compile-timeout", "5", "--api-key-file", str(key_file)) as server:
+    with serve_process(
+        "--max-batch-size",
+        "32",
+        "--max-new-tokens-limit",
+        "64",
+        "--max-body-bytes",
+        "65536",
+        "--request-timeout",
+        "60",
+        "--compile-timeout",
+        "5",
+        "--api-key-file",
+        str(key_file),
+    ) as server:
         yield server

@@ -55,7 +55,9 @@ class ScriptedGenerator:
         texts = ["" for _ in requests]
         done = [False for _ in requests]
         results: list[Completion | None] = [None for _ in requests]
-        patterns = [[r.pattern] if isinstance(r.pattern, str) else list(r.pattern) for r in requests]
+        patterns = [
+            [r.pattern] if isinstance(r.pattern, str) else list(r.pattern) for r in requests
+        ]
 
         def match(row):
             for i, p in enumerate(patterns[row]):
@@ -91,7 +93,12 @@ class ScriptedGenerator:
 
     @staticmethod
     def _completion(text, reason, index):
-        return Completion(completion=text, tokens_generated=len(text), stop_reason=reason,
-                          matched=index is not None, pattern_index=index,
-                          token_ids=[1000 + i for i in range(len(text))],
-                          timings={"compile_s": 0.0, "prefill_s": 0.0, "decode_s": 0.0})
+        return Completion(
+            completion=text,
+            tokens_generated=len(text),
+            stop_reason=reason,
+            matched=index is not None,
+            pattern_index=index,
+            token_ids=[1000 + i for i in range(len(text))],
+            timings={"compile_s": 0.0, "prefill_s": 0.0, "decode_s": 0.0},
+        )

@@ -20,16 +20,25 @@ URL = "/v1/completion/regex"
 
 @pytest.fixture(scope="module")
 def client(tiny_generator):
-    app = create_app(tiny_generator, api_keys=[API_KEY, OTHER_KEY], max_new_tokens_limit=64,
-                     max_body_bytes=4096, max_prompt_chars=500, max_patterns=4,
-                     max_pattern_chars=200, compile_timeout=5.0)
+    app = create_app(
+        tiny_generator,
+        api_keys=[API_KEY, OTHER_KEY],
+        max_new_tokens_limit=64,
+        max_body_bytes=4096,
+        max_prompt_chars=500,
+        max_patterns=4,
+        max_pattern_chars=200,
+        compile_timeout=5.0,
+    )
     with TestClient(app) as test_client:
         yield test_client
 
 
 def post(client, body, headers=AUTH):
     if isinstance(body, bytes | str):
-        return client.post(URL, content=body, headers={**headers, "Content-Type": "application/json"})
+        return client.post(
+            URL, content=body, headers={**headers, "Content-Type": "application/json"}
+        )
     return client.post(URL, json=body, headers=headers)
 
 
@@ -45,8 +54,14 @@ def assert_error(response, status):
 
 def assert_consistent(body, request):
     patterns = request["pattern"] if isinstance(request["pattern"], list) else [request["pattern"]]
-    assert set(body) == {"completion", "tokens_generated", "stop_reason", "matched",
-                         "pattern_index", "timings"}
+    assert set(body) == {
+        "completion",
+        "tokens_generated",
+        "stop_reason",
+        "matched",
+        "pattern_index",
+        "timings",
+    }
     matches = [i for i, p in enumerate(patterns) if re.fullmatch(p, body["completion"])]
     assert body["matched"] == bool(matches)
     assert body["pattern_index"] == (matches[0] if matches else None)
@@ -69,15 +84,29 @@ def test_seed_example_request(client):
     assert body["matched"] or body["stop_reason"] == "token_limit"
 
 
-@pytest.mark.parametrize("request_body", [
-    {"prompt": "The date today is ", "pattern": r"\d{4}-\d{2}-\d{2}", "max_new_tokens": 12},
-    {"prompt": "Email: ", "pattern": r"[a-z]+@[a-z]+\.com"},
-    {"prompt": "Pick: ", "pattern": ["yes", "no", "maybe"], "temperature": 0},
-    {"prompt": "", "pattern": "(?i)hello( world)?", "stop_after_match": False, "max_new_tokens": 8},
-    {"prompt": "Num: ", "pattern": r"\d+", "top_k": 0, "top_p": 1, "repetition_penalty": 2,
-     "max_new_tokens": 3},
-    {"prompt": "Unicode: ", "pattern": "[é😀]{1,3}", "max_new_tokens": 12},
-])
+@pytest.mark.parametrize(
+    "request_body",
+    [
+        {"prompt": "The date today is ", "pattern": r"\d{4}-\d{2}-\d{2}", "max_new_tokens": 12},
+        {"prompt": "Email: ", "pattern": r"[a-z]+@[a-z]+\.com"},
+        {"prompt": "Pick: ", "pattern": ["yes", "no", "maybe"], "temperature": 0},
+        {
+            "prompt": "",
+            "pattern": "(?i)hello( world)?",
+            "stop_after_match": False,
+            "max_new_tokens": 8,
+        },
+        {
+            "prompt": "Num: ",
+            "pattern": r"\d+",
+            "top_k": 0,
+            "top_p": 1,
+            "repetition_penalty": 2,
+            "max_new_tokens": 3,
+        },
+        {"prompt": "Unicode: ", "pattern": "[é😀]{1,3}", "max_new_tokens": 12},
+    ],
+)
 def test_completions_satisfy_their_patterns(client, request_body):
     response = post(client, request_body)
     assert response.status_code == 200, response.text
@@ -91,12 +120,17 @@ def test_seed_makes_a_request_reproducible(client):
 
 
 def test_both_configured_keys_work(client):
-    assert post(client, {"prompt": "a", "pattern": "b"},
-                {"Authorization": f"Bearer {OTHER_KEY}"}).status_code == 200
+    assert (
+        post(
+            client, {"prompt": "a", "pattern": "b"}, {"Authorization": f"Bearer {OTHER_KEY}"}
+        ).status_code
+        == 200
+    )
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer nope"},
-                                     {"Authorization": f"Basic {API_KEY}"}])
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer nope"}, {"Authorization": f"Basic {API_KEY}"}]
+)
 def test_401(client, headers):
     response = post(client, {"prompt": "a", "pattern": "b"}, headers)
     assert assert_error(response, 401) == "Invalid API Key provided."
@@ -124,37 +158,48 @@ def test_413_for_declared_and_streamed_bodies(client):
     assert_error(response, 413)
 
 
-@pytest.mark.parametrize("body, words", [
-    (b"{not json", "not valid JSON"),
-    ({"prompt": "a", "pattern": "b", "colour": "red"}, "Unknown field"),
-    ({"prompt": "a", "pattern": "b", "max_new_tokens": True}, "must be an integer"),
-    ({"prompt": "a", "pattern": "b", "max_new_tokens": 65}, "between 1 and 64"),
-    ({"prompt": "a", "pattern": "b", "top_p": 0}, "greater than 0"),
-    ({"prompt": "a", "pattern": "b", "temperature": -1}, "at least 0"),
-    ({"prompt": "a", "pattern": "b", "repetition_penalty": 0}, "greater than 0"),
-    ({"prompt": "a", "pattern": "b", "top_k": -1}, "between 0"),
-    ({"prompt": "a" * 501, "pattern": "b"}, "at most 500"),
-    ({"prompt": "a", "pattern": ["b"] * 5}, "at most 4"),
-    ({"prompt": "a", "pattern": "b" * 201}, "at most 200"),
-    ({"prompt": "a", "pattern": "(ab"}, "position 0"),
-    ({"prompt": "a", "pattern": "ab)"}, "position 2"),
-    ({"prompt": "a", "pattern": ["ok", "x{2,1}"]}, "pattern[1] is not a valid regular expression"),
-    ({"prompt": "a", "pattern": "a(?=b)"}, "lookahead"),
-    ({"prompt": "a", "pattern": "(?<!a)b"}, "lookbehind"),
-    ({"prompt": "a", "pattern": r"(a)\1"}, "backreference"),
-    ({"prompt": "a", "pattern": "(?>a)"}, "atomic"),
-    ({"prompt": "a", "pattern": "(a|b)*a(a|b){20}"}, "too complex"),
-    ({"prompt": "a", "pattern": "a{100000}"}, "too complex"),
-    ({"prompt": "a", "pattern": r"[^\s\S]"}, "cannot be satisfied"),
-])
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        (b"{not json", "not valid JSON"),
+        ({"prompt": "a", "pattern": "b", "colour": "red"}, "Unknown field"),
+        ({"prompt": "a", "pattern": "b", "max_new_tokens": True}, "must be an integer"),
+        ({"prompt": "a", "pattern": "b", "max_new_tokens": 65}, "between 1 and 64"),
+        ({"prompt": "a", "pattern": "b", "top_p": 0}, "greater than 0"),
+        ({"prompt": "a", "pattern": "b", "temperature": -1}, "at least 0"),
+        ({"prompt": "a", "pattern": "b", "repetition_penalty": 0}, "greater than 0"),
+        ({"prompt": "a", "pattern": "b", "top_k": -1}, "between 0"),
+        ({"prompt": "a" * 501, "pattern": "b"}, "at most 500"),
+        ({"prompt": "a", "pattern": ["b"] * 5}, "at most 4"),
+        ({"prompt": "a", "pattern": "b" * 201}, "at most 200"),
+        ({"prompt": "a", "pattern": "(ab"}, "position 0"),
+        ({"prompt": "a", "pattern": "ab)"}, "position 2"),
+        (
+            {"prompt": "a", "pattern": ["ok", "x{2,1}"]},
+            "pattern[1] is not a valid regular expression",
+        ),
+        ({"prompt": "a", "pattern": "a(?=b)"}, "lookahead"),
+        ({"prompt": "a", "pattern": "(?<!a)b"}, "lookbehind"),
+        ({"prompt": "a", "pattern": r"(a)\1"}, "backreference"),
+        ({"prompt": "a", "pattern": "(?>a)"}, "atomic"),
+        ({"prompt": "a", "pattern": "(a|b)*a(a|b){20}"}, "too complex"),
+        ({"prompt": "a", "pattern": "a{100000}"}, "too complex"),
+        ({"prompt": "a", "pattern": r"[^\s\S]"}, "cannot be satisfied"),
+    ],
+)
 def test_400s_name_the_problem(client, body, words):
     message = assert_error(post(client, body), 400)
     assert words.lower() in message.lower()
 
 
 def test_prompt_longer_than_the_models_context(tiny_generator):
-    app = create_app(tiny_generator, api_keys=[API_KEY], max_new_tokens_limit=64,
-                     max_prompt_chars=100_000, max_body_bytes=1_000_000)
+    app = create_app(
+        tiny_generator,
+        api_keys=[API_KEY],
+        max_new_tokens_limit=64,
+        max_prompt_chars=100_000,
+        max_body_bytes=1_000_000,
+    )
     with TestClient(app) as client:
         message = assert_error(post(client, {"prompt": "word " * 3000, "pattern": "a"}), 400)
         assert "context" in message
@@ -166,8 +211,12 @@ def test_prompt_longer_than_the_models_context(tiny_generator):
 
 
 def test_streaming_sends_each_token_then_the_whole_answer(client):
-    request = {"prompt": "Code: ", "pattern": "[A-Z]{3}-[0-9]{2}", "max_new_tokens": 12,
-               "stream": True}
+    request = {
+        "prompt": "Code: ",
+        "pattern": "[A-Z]{3}-[0-9]{2}",
+        "max_new_tokens": 12,
+        "stream": True,
+    }
     with client.stream("POST", URL, json=request, headers=AUTH) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
@@ -209,8 +258,18 @@ def test_health_and_metrics(client):
         assert found, name
         return float(found.group(1))
 
-    assert value('regexlm_http_requests_total{route="/v1/completion/regex",method="POST",status="200"}') >= 2
-    assert value('regexlm_http_requests_total{route="/v1/completion/regex",method="POST",status="400"}') >= 1
+    assert (
+        value(
+            'regexlm_http_requests_total{route="/v1/completion/regex",method="POST",status="200"}'
+        )
+        >= 2
+    )
+    assert (
+        value(
+            'regexlm_http_requests_total{route="/v1/completion/regex",method="POST",status="400"}'
+        )
+        >= 1
+    )
     assert value("regexlm_compile_cache_hits_total") >= 1
     assert value("regexlm_compile_cache_misses_total") >= 2
     assert value("regexlm_generated_tokens_total") >= 2

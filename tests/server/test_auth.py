@@ -66,18 +66,23 @@ def make_app():
     async def ok(request):
         return PlainTextResponse("ok")
 
-    return Starlette(routes=[Route("/v1/x", ok, methods=["POST"]), Route("/health", ok)],
-                     middleware=[Middleware(APIKeyMiddleware, checker=APIKeyChecker(["s3cret"]))])
+    return Starlette(
+        routes=[Route("/v1/x", ok, methods=["POST"]), Route("/health", ok)],
+        middleware=[Middleware(APIKeyMiddleware, checker=APIKeyChecker(["s3cret"]))],
+    )
 
 
-@pytest.mark.parametrize("headers", [
-    {},
-    {"Authorization": "Bearer wrong"},
-    {"Authorization": "Bearer "},
-    {"Authorization": "Basic s3cret"},
-    {"Authorization": "s3cret"},
-    {"Authorization": "Bearer s3cret extra"},
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": "Bearer "},
+        {"Authorization": "Basic s3cret"},
+        {"Authorization": "s3cret"},
+        {"Authorization": "Bearer s3cret extra"},
+    ],
+)
 def test_missing_or_wrong_key_gets_the_exact_401(headers):
     with TestClient(make_app()) as client:
         response = client.post("/v1/x", headers=headers)

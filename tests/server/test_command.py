@@ -18,15 +18,24 @@ def serve(*args: str, env_keys: str | None = None) -> subprocess.CompletedProces
     env.pop("REGEXLM_API_KEYS", None)
     if env_keys is not None:
         env["REGEXLM_API_KEYS"] = env_keys
-    return subprocess.run([sys.executable, "-m", "regexlm.server", "--port", "0", *args], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "regexlm.server", "--port", "0", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--max-batch-size", "0"], "max_batch_size must be a positive integer"),
-    (["--request-timeout", "-1"], "request_timeout must be positive"),
-    (["--compile-timeout", "nan"], "compile_timeout must be a finite number"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--max-batch-size", "0"], "max_batch_size must be a positive integer"),
+        (["--request-timeout", "-1"], "request_timeout must be positive"),
+        (["--compile-timeout", "nan"], "compile_timeout must be a finite number"),
+    ],
+)
 def test_bad_limits_exit_with_status_2(args, words):
     result = serve(*args)
     assert result.returncode == 2

@@ -38,13 +38,25 @@ def test_requests_arriving_during_a_batch_join_the_next_one():
     fake = ScriptedGenerator()
     fake.gate.clear()
     with TestClient(make_app(fake, max_batch_size=4)) as client, ThreadPoolExecutor(8) as pool:
-        first = pool.submit(client.post, URL, json={"prompt": "first", "pattern": "x{2}"}, headers=AUTH)
+        first = pool.submit(
+            client.post, URL, json={"prompt": "first", "pattern": "x{2}"}, headers=AUTH
+        )
         wait_until(fake.started.is_set)
         app = client.app
-        others = [pool.submit(client.post, URL, headers=AUTH,
-                              json={"prompt": f"p{i}", "pattern": "x+", "max_new_tokens": i + 1,
-                                    "stop_after_match": False})
-                  for i in range(6)]
+        others = [
+            pool.submit(
+                client.post,
+                URL,
+                headers=AUTH,
+                json={
+                    "prompt": f"p{i}",
+                    "pattern": "x+",
+                    "max_new_tokens": i + 1,
+                    "stop_after_match": False,
+                },
+            )
+            for i in range(6)
+        ]
         wait_until(lambda: app.state.service.engine.queue_depth == 6)
         fake.gate.set()
         assert first.result().json()["completion"] == "xx"
@@ -55,19 +67,30 @@ def test_requests_arriving_during_a_batch_join_the_next_one():
         assert response.status_code == 200
         body = response.json()
         assert body["completion"] == "x" * (i + 1) and body["stop_reason"] == "token_limit"
-    assert sorted(r.max_new_tokens for batch in fake.batches[1:] for r in batch) == [1, 2, 3, 4, 5, 6]
+    assert sorted(r.max_new_tokens for batch in fake.batches[1:] for r in batch) == [
+        1,
+        2,
+        3,
+        4,
+        5,
+        6,
+    ]
 
 
 def test_full_queue_answers_503_with_retry_after():
     fake = ScriptedGenerator()
     fake.gate.clear()
-    with TestClient(make_app(fake, queue_size=2, max_batch_size=1)) as client, \
-            ThreadPoolExecutor(4) as pool:
+    with (
+        TestClient(make_app(fake, queue_size=2, max_batch_size=1)) as client,
+        ThreadPoolExecutor(4) as pool,
+    ):
         engine = client.app.state.service.engine
         running = pool.submit(client.post, URL, json={"prompt": "a", "pattern": "x"}, headers=AUTH)
         wait_until(fake.started.is_set)
-        waiting = [pool.submit(client.post, URL, json={"prompt": "b", "pattern": "x"}, headers=AUTH)
-                   for _ in range(2)]
+        waiting = [
+            pool.submit(client.post, URL, json={"prompt": "b", "pattern": "x"}, headers=AUTH)
+            for _ in range(2)
+        ]
         wait_until(lambda: engine.queue_depth == 2)
         response = client.post(URL, json={"prompt": "c", "pattern": "x"}, headers=AUTH)
         assert response.status_code == 503
@@ -77,16 +100,20 @@ def test_full_queue_answers_503_with_retry_after():
         assert running.result().status_code == 200
         assert all(f.result().status_code == 200 for f in waiting)
         # Room again.
-        assert client.post(URL, json={"prompt": "c", "pattern": "x"}, headers=AUTH).status_code == 200
+        assert (
+            client.post(URL, json={"prompt": "c", "pattern": "x"}, headers=AUTH).status_code == 200
+        )
 
 
 def test_timeout_answers_504_and_stops_the_row():
     fake = ScriptedGenerator(step_delay=0.05)
     with TestClient(make_app(fake, request_timeout=0.3, max_new_tokens_limit=200)) as client:
         started = time.monotonic()
-        response = client.post(URL, headers=AUTH, json={"prompt": "a", "pattern": "x+",
-                                                        "max_new_tokens": 200,
-                                                        "stop_after_match": False})
+        response = client.post(
+            URL,
+            headers=AUTH,
+            json={"prompt": "a", "pattern": "x+", "max_new_tokens": 200, "stop_after_match": False},
+        )
         assert time.monotonic() - started < 2.0
         assert response.status_code == 504 and response.json()["code"] == 504
         wait_until(lambda: fake.stopped_rows == [(0, 0)])
@@ -97,8 +124,10 @@ def test_timeout_answers_504_and_stops_the_row():
 def test_timeout_while_waiting_in_the_queue():
     fake = ScriptedGenerator()
     fake.gate.clear()
-    with TestClient(make_app(fake, request_timeout=0.3, max_batch_size=1)) as client, \
-            ThreadPoolExecutor(2) as pool:
+    with (
+        TestClient(make_app(fake, request_timeout=0.3, max_batch_size=1)) as client,
+        ThreadPoolExecutor(2) as pool,
+    ):
         engine = client.app.state.service.engine
         blocker = pool.submit(client.post, URL, json={"prompt": "a", "pattern": "x"}, headers=AUTH)
         wait_until(fake.started.is_set)
@@ -128,13 +157,24 @@ def asgi_request(app, body: bytes, disconnect_after: float):
         async def send(message):
             sent.append(message)
 
-        scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
-                 "http_version": "1.1", "method": "POST", "scheme": "http", "path": URL,
-                 "raw_path": URL.encode(), "query_string": b"", "root_path": "",
-                 "headers": [(b"authorization", f"Bearer {API_KEY}".encode()),
-                             (b"content-type", b"application/json"),
-                             (b"content-length", str(len(body)).encode())],
-                 "client": ("127.0.0.1", 5555), "server": ("127.0.0.1", 80)}
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": URL,
+            "raw_path": URL.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [
+                (b"authorization", f"Bearer {API_KEY}".encode()),
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+            "client": ("127.0.0.1", 5555),
+            "server": ("127.0.0.1", 80),
+        }
         await app(scope, receive, send)
 
     return run, sent
@@ -144,8 +184,15 @@ def asgi_request(app, body: bytes, disconnect_after: float):
 def test_client_disconnect_cancels_its_work(stream):
     fake = ScriptedGenerator(step_delay=0.02)
     app = make_app(fake, max_new_tokens_limit=1000)
-    body = json.dumps({"prompt": "a", "pattern": "x+", "max_new_tokens": 1000,
-                       "stop_after_match": False, "stream": stream}).encode()
+    body = json.dumps(
+        {
+            "prompt": "a",
+            "pattern": "x+",
+            "max_new_tokens": 1000,
+            "stop_after_match": False,
+            "stream": stream,
+        }
+    ).encode()
     run, sent = asgi_request(app, body, disconnect_after=0.2)
 
     async def main():
@@ -170,7 +217,9 @@ def test_shutdown_finishes_requests_in_flight():
     client = TestClient(make_app(fake))
     client.__enter__()
     with ThreadPoolExecutor(2) as pool:
-        in_flight = pool.submit(client.post, URL, json={"prompt": "a", "pattern": "x{3}"}, headers=AUTH)
+        in_flight = pool.submit(
+            client.post, URL, json={"prompt": "a", "pattern": "x{3}"}, headers=AUTH
+        )
         wait_until(fake.started.is_set)
         closing = threading.Thread(target=client.__exit__, args=(None, None, None))
         closing.start()
@@ -186,10 +235,15 @@ def test_shutdown_finishes_requests_in_flight():
 def test_compilation_is_shared_and_cached():
     fake = ScriptedGenerator(compile_delay=0.3)
     with TestClient(make_app(fake)) as client, ThreadPoolExecutor(8) as pool:
-        futures = [pool.submit(client.post, URL, json={"prompt": str(i), "pattern": "x{2}"},
-                               headers=AUTH) for i in range(8)]
+        futures = [
+            pool.submit(client.post, URL, json={"prompt": str(i), "pattern": "x{2}"}, headers=AUTH)
+            for i in range(8)
+        ]
         assert all(f.result().status_code == 200 for f in futures)
-        assert client.post(URL, json={"prompt": "z", "pattern": "x{2}"}, headers=AUTH).status_code == 200
+        assert (
+            client.post(URL, json={"prompt": "z", "pattern": "x{2}"}, headers=AUTH).status_code
+            == 200
+        )
         metrics = client.app.state.service.metrics
     assert fake.compiled == ["x{2}"]
     assert metrics.compile_cache_misses.value() == 1
@@ -200,9 +254,14 @@ def test_refused_patterns_are_remembered():
     fake = ScriptedGenerator()
     with TestClient(make_app(fake)) as client:
         for _ in range(3):
-            response = client.post(URL, json={"prompt": "a", "pattern": ["x", "a(?=b)"]}, headers=AUTH)
+            response = client.post(
+                URL, json={"prompt": "a", "pattern": ["x", "a(?=b)"]}, headers=AUTH
+            )
             assert response.status_code == 400
-            assert "pattern[1] uses an unsupported construct at position 1: lookahead" in response.json()["error"]
+            assert (
+                "pattern[1] uses an unsupported construct at position 1: lookahead"
+                in response.json()["error"]
+            )
     assert fake.compiled == [["x", "a(?=b)"]]
 
 
@@ -216,7 +275,10 @@ def test_compile_time_limit():
             assert response.status_code == 400
             assert "too complex" in response.json()["error"] and "0.2 s" in response.json()["error"]
         time.sleep(1.0)  # the abandoned compilation finishes; the answer does not change
-        assert client.post(URL, json={"prompt": "a", "pattern": "slow+"}, headers=AUTH).status_code == 400
+        assert (
+            client.post(URL, json={"prompt": "a", "pattern": "slow+"}, headers=AUTH).status_code
+            == 400
+        )
     assert fake.compiled == ["slow+"]
 
 
@@ -226,8 +288,12 @@ def test_waiting_for_a_compile_thread_does_not_count_as_complexity():
     fake = ScriptedGenerator(compile_delay=0.3)
     app = make_app(fake, compile_timeout=1.0, compile_workers=1)
     with TestClient(app) as client, ThreadPoolExecutor(4) as pool:
-        futures = [pool.submit(client.post, URL, json={"prompt": "a", "pattern": f"x{{{i}}}"},
-                               headers=AUTH) for i in (1, 2, 3, 4)]
+        futures = [
+            pool.submit(
+                client.post, URL, json={"prompt": "a", "pattern": f"x{{{i}}}"}, headers=AUTH
+            )
+            for i in (1, 2, 3, 4)
+        ]
         responses = [f.result() for f in futures]
     assert [r.status_code for r in responses] == [200, 200, 200, 200]
     assert sorted(fake.compiled) == ["x{1}", "x{2}", "x{3}", "x{4}"]
@@ -242,8 +308,10 @@ def test_a_failing_request_does_not_take_its_batch_down(caplog):
         blocker = pool.submit(client.post, URL, json={"prompt": "a", "pattern": "x"}, headers=AUTH)
         wait_until(fake.started.is_set)
         prompts = ["ok1", "boom", "ok2", "ok3"]
-        futures = [pool.submit(client.post, URL, json={"prompt": p, "pattern": "x"}, headers=AUTH)
-                   for p in prompts]
+        futures = [
+            pool.submit(client.post, URL, json={"prompt": p, "pattern": "x"}, headers=AUTH)
+            for p in prompts
+        ]
         wait_until(lambda: engine.queue_depth == 4)
         fake.gate.set()
         assert blocker.result().status_code == 200
@@ -274,7 +342,9 @@ def test_draining_server_reports_unhealthy_and_refuses_new_work():
     fake.gate.clear()
     with TestClient(make_app(fake)) as client, ThreadPoolExecutor(2) as pool:
         engine = client.app.state.service.engine
-        in_flight = pool.submit(client.post, URL, json={"prompt": "a", "pattern": "x"}, headers=AUTH)
+        in_flight = pool.submit(
+            client.post, URL, json={"prompt": "a", "pattern": "x"}, headers=AUTH
+        )
         wait_until(fake.started.is_set)
         drained = client.portal.start_task_soon(engine.drain, 10)
         wait_until(lambda: engine.closing)
@@ -290,8 +360,13 @@ def test_streaming_timeouts_before_and_after_the_first_token():
     fake = ScriptedGenerator(step_delay=0.05)
     fake.gate.clear()
     with TestClient(make_app(fake, request_timeout=0.4, max_new_tokens_limit=100)) as client:
-        request = {"prompt": "a", "pattern": "x+", "max_new_tokens": 100,
-                   "stop_after_match": False, "stream": True}
+        request = {
+            "prompt": "a",
+            "pattern": "x+",
+            "max_new_tokens": 100,
+            "stop_after_match": False,
+            "stream": True,
+        }
         # Nothing generated yet when the time is up: a plain JSON 504.
         response = client.post(URL, json=request, headers=AUTH)
         assert response.status_code == 504 and response.json()["code"] == 504
@@ -308,7 +383,9 @@ def test_requests_admitted_before_a_drain_are_still_served():
     fake = ScriptedGenerator(compile_delay=0.4)
     with TestClient(make_app(fake)) as client, ThreadPoolExecutor(2) as pool:
         engine = client.app.state.service.engine
-        compiling = pool.submit(client.post, URL, json={"prompt": "a", "pattern": "x{2}"}, headers=AUTH)
+        compiling = pool.submit(
+            client.post, URL, json={"prompt": "a", "pattern": "x{2}"}, headers=AUTH
+        )
         wait_until(lambda: engine.waiting == 1)
         drained = client.portal.start_task_soon(engine.drain, 10)
         wait_until(lambda: engine.closing)
@@ -325,8 +402,9 @@ def test_clients_of_the_last_batch_are_waited_for():
 
         def send(delay):
             time.sleep(delay)
-            return client.post(URL, json={"prompt": "a", "pattern": "x{10}", "max_new_tokens": 10},
-                               headers=AUTH)
+            return client.post(
+                URL, json={"prompt": "a", "pattern": "x{10}", "max_new_tokens": 10}, headers=AUTH
+            )
 
         blocker = pool.submit(send, 0)
         wait_until(fake.started.is_set)

@@ -33,20 +33,52 @@ def hostile_requests() -> list[tuple[str, str, str, dict, bytes | None]]:
         cases.append((label, method, path, AUTH if headers is None else headers, raw))
 
     # Malformed JSON.
-    for raw in [b"", b"{", b"}", b"{]", b"[", b"nul", b"{'prompt': 'a'}", b'{"prompt": "a",}',
-                b'{"prompt": "a" "pattern": "b"}', b'{"prompt": "a", "pattern": "b"} trailing',
-                b"// comment\n{}", b'{"prompt": NaN, "pattern": "a"}', b'{"prompt": "a", "pattern": "b", "top_p": -Infinity}',
-                b"\xef\xbb\xbf{}", b"\xff\xfe\xfd", b"\x00\x00\x00\x00", b'{"prompt": "a\x00", "pattern": "b"}',
-                b'{"prompt": "a\nb", "pattern": "b"}', b"[" * 10000, b"[" * 3000 + b"]" * 3000,
-                b'{"a":' * 2000 + b"1" + b"}" * 2000, b"123", b'"string"', b"true", b"null", b"[]",
-                b'{"prompt": "\\ud800", "pattern": "a"}', b'{"prompt": "a", "pattern": "\\udfff"}',
-                b'{"prompt": "a", "pattern": "b", "seed": ' + b"9" * 5000 + b"}",
-                b'{"prompt": "a", "prompt": "a", "pattern": "b"}']:
+    for raw in [
+        b"",
+        b"{",
+        b"}",
+        b"{]",
+        b"[",
+        b"nul",
+        b"{'prompt': 'a'}",
+        b'{"prompt": "a",}',
+        b'{"prompt": "a" "pattern": "b"}',
+        b'{"prompt": "a", "pattern": "b"} trailing',
+        b"// comment\n{}",
+        b'{"prompt": NaN, "pattern": "a"}',
+        b'{"prompt": "a", "pattern": "b", "top_p": -Infinity}',
+        b"\xef\xbb\xbf{}",
+        b"\xff\xfe\xfd",
+        b"\x00\x00\x00\x00",
+        b'{"prompt": "a\x00", "pattern": "b"}',
+        b'{"prompt": "a\nb", "pattern": "b"}',
+        b"[" * 10000,
+        b"[" * 3000 + b"]" * 3000,
+        b'{"a":' * 2000 + b"1" + b"}" * 2000,
+        b"123",
+        b'"string"',
+        b"true",
+        b"null",
+        b"[]",
+        b'{"prompt": "\\ud800", "pattern": "a"}',
+        b'{"prompt": "a", "pattern": "\\udfff"}',
+        b'{"prompt": "a", "pattern": "b", "seed": ' + b"9" * 5000 + b"}",
+        b'{"prompt": "a", "prompt": "a", "pattern": "b"}',
+    ]:
         add("bad json", raw)
     # Missing and unknown fields.
-    for raw in [b"{}", json.dumps({"prompt": "a"}).encode(), json.dumps({"pattern": "a"}).encode(),
-                body(model="gpt"), body(prompts="x"), body(max_tokens=5), body(__proto__={}),
-                body(**{"": 1}), body(**{"pattern ": "x"}), body(n=2)]:
+    for raw in [
+        b"{}",
+        json.dumps({"prompt": "a"}).encode(),
+        json.dumps({"pattern": "a"}).encode(),
+        body(model="gpt"),
+        body(prompts="x"),
+        body(max_tokens=5),
+        body(__proto__={}),
+        body(**{"": 1}),
+        body(**{"pattern ": "x"}),
+        body(n=2),
+    ]:
         add("fields", raw)
     # Wrong types.
     wrong = {
@@ -86,19 +118,57 @@ def hostile_requests() -> list[tuple[str, str, str, dict, bytes | None]]:
         add(f"huge body {size}", b'{"prompt": "' + b"x" * size + b'", "pattern": "a"}')
     add("huge pattern list", json.dumps({"prompt": "a", "pattern": ["ab"] * 30000}).encode())
     # Regex bombs and patterns too complex.
-    for pattern in ["(a|b)*a(a|b){20}", "(a|b)*a(a|b){25}", "a{100000}", "(x{1000}){1000}",
-                    "(((a{100}){100}){100})", "a{4294967295}", "a{1,99999999999}", "(?:\\w{200}){200}",
-                    r"(\d|\w){1,100}x(\d|\w){25}", ".{0,5000}", r"(\w+\s?){1,200}",
-                    r"(\w|\d|\s){300}", ["ok", "(a|b)*a(a|b){20}"]]:
+    for pattern in [
+        "(a|b)*a(a|b){20}",
+        "(a|b)*a(a|b){25}",
+        "a{100000}",
+        "(x{1000}){1000}",
+        "(((a{100}){100}){100})",
+        "a{4294967295}",
+        "a{1,99999999999}",
+        "(?:\\w{200}){200}",
+        r"(\d|\w){1,100}x(\d|\w){25}",
+        ".{0,5000}",
+        r"(\w+\s?){1,200}",
+        r"(\w|\d|\s){300}",
+        ["ok", "(a|b)*a(a|b){20}"],
+    ]:
         add("bomb", body(pattern=pattern))
     # Invalid syntax.
-    for pattern in ["(", ")", "[", "a{2,1}", "*a", "a**", "(?P<n>a)(?P<n>b)", "\\", "[z-a]",
-                    "(?<", "(?P<1>a)", "(?z)", "\\p{L}", "(?P=missing)"]:
+    for pattern in [
+        "(",
+        ")",
+        "[",
+        "a{2,1}",
+        "*a",
+        "a**",
+        "(?P<n>a)(?P<n>b)",
+        "\\",
+        "[z-a]",
+        "(?<",
+        "(?P<1>a)",
+        "(?z)",
+        "\\p{L}",
+        "(?P=missing)",
+    ]:
         add("syntax", body(pattern=pattern))
     # Unsupported constructs.
-    for pattern in ["a(?=b)", "a(?!b)", "(?<=a)b", "(?<!a)b", r"(a)\1", "(?P<x>a)(?P=x)",
-                    "(a)?(?(1)b|c)", "(?>ab)", "a*+", "a++", "a?+", "(?=a)*", "x{2}+",
-                    ["ok", "(?=bad)"]]:
+    for pattern in [
+        "a(?=b)",
+        "a(?!b)",
+        "(?<=a)b",
+        "(?<!a)b",
+        r"(a)\1",
+        "(?P<x>a)(?P=x)",
+        "(a)?(?(1)b|c)",
+        "(?>ab)",
+        "a*+",
+        "a++",
+        "a?+",
+        "(?=a)*",
+        "x{2}+",
+        ["ok", "(?=bad)"],
+    ]:
         add("unsupported", body(pattern=pattern))
     # Empty languages.
     for pattern in [r"[^\s\S]", r"a\bb", "(?!)", r"\Za"]:
@@ -109,20 +179,40 @@ def hostile_requests() -> list[tuple[str, str, str, dict, bytes | None]]:
     add("nul raw", b'{"prompt": "a\x00", "pattern": "b"}')
     add("nul path", b"{}", path="/v1/completion/regex%00")
     # Bad keys.
-    for headers in [{}, {"Authorization": ""}, {"Authorization": "Bearer"},
-                    {"Authorization": "Bearer wrong"}, {"Authorization": f"Bearer {API_KEY}x"},
-                    {"Authorization": f"Bearer {API_KEY[:-1]}"}, {"Authorization": f"Basic {API_KEY}"},
-                    {"Authorization": f"Token {API_KEY}"}, {"Authorization": API_KEY},
-                    {"Authorization": "Bearer " + "k" * 4000}, {"Authorization": "Bearer é".encode()},
-                    {"Authorization": f"Bearer {API_KEY.upper()}"}, {"X-API-Key": API_KEY},
-                    {"Authorization": f"Bearer {API_KEY} {API_KEY}"}, {"authorization": "bearer"}]:
+    for headers in [
+        {},
+        {"Authorization": ""},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": f"Bearer {API_KEY}x"},
+        {"Authorization": f"Bearer {API_KEY[:-1]}"},
+        {"Authorization": f"Basic {API_KEY}"},
+        {"Authorization": f"Token {API_KEY}"},
+        {"Authorization": API_KEY},
+        {"Authorization": "Bearer " + "k" * 4000},
+        {"Authorization": "Bearer é".encode()},
+        {"Authorization": f"Bearer {API_KEY.upper()}"},
+        {"X-API-Key": API_KEY},
+        {"Authorization": f"Bearer {API_KEY} {API_KEY}"},
+        {"authorization": "bearer"},
+    ]:
         add("bad key", body(), headers=headers)
     add("bad key, huge body", b"x" * 2_000_000, headers={})
     # Wrong methods and paths.
-    for method, path in [("GET", URL), ("PUT", URL), ("DELETE", URL), ("PATCH", URL),
-                         ("POST", "/health"), ("POST", "/metrics"), ("GET", "/"), ("GET", "/v2/x"),
-                         ("GET", "/v1/completion/regex/extra"), ("GET", "/../../etc/passwd"),
-                         ("POST", "/v1/completions"), ("GET", "/%ff%fe")]:
+    for method, path in [
+        ("GET", URL),
+        ("PUT", URL),
+        ("DELETE", URL),
+        ("PATCH", URL),
+        ("POST", "/health"),
+        ("POST", "/metrics"),
+        ("GET", "/"),
+        ("GET", "/v2/x"),
+        ("GET", "/v1/completion/regex/extra"),
+        ("GET", "/../../etc/passwd"),
+        ("POST", "/v1/completions"),
+        ("GET", "/%ff%fe"),
+    ]:
         add("route", b"{}", method=method, path=path)
     return cases
 
@@ -137,7 +227,12 @@ def assert_json_4xx(label, response, elapsed):
 
 def assert_still_correct(server):
     with server.client(headers=AUTH) as client:
-        request = {"prompt": "The year is ", "pattern": r"(19|20)\d{2}", "max_new_tokens": 8, "seed": 3}
+        request = {
+            "prompt": "The year is ",
+            "pattern": r"(19|20)\d{2}",
+            "max_new_tokens": 8,
+            "seed": 3,
+        }
         response = client.post(URL, json=request)
         assert response.status_code == 200, response.text
         data = response.json()
@@ -151,8 +246,9 @@ def test_hostile_requests_one_by_one(default_server):
     with default_server.client(timeout=10.0) as client:
         for label, method, path, headers, raw in cases:
             started = time.monotonic()
-            response = client.request(method, path, headers={"Content-Type": "application/json",
-                                                             **headers}, content=raw)
+            response = client.request(
+                method, path, headers={"Content-Type": "application/json", **headers}, content=raw
+            )
             assert_json_4xx(label, response, time.monotonic() - started)
     assert_still_correct(default_server)
 
@@ -182,10 +278,20 @@ def test_hostile_requests_sixteen_at_a_time(default_server):
     assert_still_correct(default_server)
 
 
-json_scalars = (st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
-                | st.text(max_size=20))
-json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=3)
-                           | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=6)
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
 regex_junk = st.text(alphabet="()[]{}*+?|^$\\.-,:=!<>Pabdsw0129 ", min_size=1, max_size=30)
 
 
@@ -195,14 +301,35 @@ def hostile_bodies(draw):
     if kind == "bytes":
         return draw(st.binary(max_size=300))
     if kind == "object":
-        fields = draw(st.dictionaries(
-            st.sampled_from(["prompt", "pattern", "max_new_tokens", "top_k", "top_p",
-                             "temperature", "repetition_penalty", "seed", "stream", "bogus"]),
-            json_values, max_size=6))
+        fields = draw(
+            st.dictionaries(
+                st.sampled_from(
+                    [
+                        "prompt",
+                        "pattern",
+                        "max_new_tokens",
+                        "top_k",
+                        "top_p",
+                        "temperature",
+                        "repetition_penalty",
+                        "seed",
+                        "stream",
+                        "bogus",
+                    ]
+                ),
+                json_values,
+                max_size=6,
+            )
+        )
         return json.dumps(fields).encode()
     # A syntactically random pattern, made invalid or unusable where it is not already.
     pattern = draw(regex_junk)
-    return json.dumps({"prompt": "a", "pattern": pattern + draw(st.sampled_from(["(", "(?=x)", "\\1", "[", "(?<!a)"]))}).encode()
+    return json.dumps(
+        {
+            "prompt": "a",
+            "pattern": pattern + draw(st.sampled_from(["(", "(?=x)", "\\1", "[", "(?<!a)"])),
+        }
+    ).encode()
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
@@ -210,13 +337,17 @@ def hostile_bodies(draw):
 def test_generated_hostile_bodies(default_server, raw):
     with default_server.client(timeout=10.0) as client:
         started = time.monotonic()
-        response = client.post(URL, content=raw, headers={**AUTH, "Content-Type": "application/json"})
+        response = client.post(
+            URL, content=raw, headers={**AUTH, "Content-Type": "application/json"}
+        )
         elapsed = time.monotonic() - started
     if response.status_code == 200:
         # A random object can be a valid request; then the answer must be a correct one.
         data = response.json()
         request = json.loads(raw)
-        patterns = request["pattern"] if isinstance(request["pattern"], list) else [request["pattern"]]
+        patterns = (
+            request["pattern"] if isinstance(request["pattern"], list) else [request["pattern"]]
+        )
         assert data["matched"] == any(re.fullmatch(p, data["completion"]) for p in patterns)
         return
     assert_json_4xx(raw[:80], response, elapsed)

@@ -51,7 +51,9 @@ def test_service_exposition_is_well_formed():
     metrics.batch_size.observe(4)
     metrics.http_requests.inc(route="/health", method="GET", status="200")
     text = metrics.render()
-    sample = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_]+="([^"\\]|\\.)*",?)*\})? [-+0-9.eInf]+$')
+    sample = re.compile(
+        r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_]+="([^"\\]|\\.)*",?)*\})? [-+0-9.eInf]+$'
+    )
     for line in text.splitlines():
         assert line.startswith("# HELP ") or line.startswith("# TYPE ") or sample.match(line), line
     assert "regexlm_requests_waiting 3" in text

@@ -40,13 +40,32 @@ def test_defaults_follow_the_design():
 
 
 def test_every_field_is_taken():
-    params = parse(with_(pattern=["a", "b+"], max_new_tokens=64, stop_after_match=False, top_k=0,
-                         top_p=0.5, temperature=0, repetition_penalty=1.3, seed=MAX_SEED, stream=True))
+    params = parse(
+        with_(
+            pattern=["a", "b+"],
+            max_new_tokens=64,
+            stop_after_match=False,
+            top_k=0,
+            top_p=0.5,
+            temperature=0,
+            repetition_penalty=1.3,
+            seed=MAX_SEED,
+            stream=True,
+        )
+    )
     assert params.pattern == ["a", "b+"] and params.pattern_is_list
     kwargs = params.generation_kwargs()
-    assert kwargs == {"prompt": "p", "pattern": ["a", "b+"], "max_new_tokens": 64,
-                      "stop_after_match": False, "top_k": 0, "top_p": 0.5, "temperature": 0.0,
-                      "repetition_penalty": 1.3, "seed": MAX_SEED}
+    assert kwargs == {
+        "prompt": "p",
+        "pattern": ["a", "b+"],
+        "max_new_tokens": 64,
+        "stop_after_match": False,
+        "top_k": 0,
+        "top_p": 0.5,
+        "temperature": 0.0,
+        "repetition_penalty": 1.3,
+        "seed": MAX_SEED,
+    }
     assert params.stream is True
 
 
@@ -56,33 +75,39 @@ def test_numbers_accept_integers_and_null_means_default():
     assert params.temperature == 2.0 and params.top_k == 50 and params.seed is None
 
 
-@pytest.mark.parametrize("body, words", [
-    (b"", "empty"),
-    (b"   ", "empty"),
-    (b"{", "not valid JSON"),
-    (b"\xff\xfe{}", "not valid UTF-8"),
-    (b"[]", "must be a JSON object"),
-    (b'"prompt"', "must be a JSON object"),
-    (b"null", "must be a JSON object"),
-    (b'{"prompt": "a", "pattern": "b", "top_p": NaN}', "NaN"),
-    (b'{"prompt": "a", "pattern": "b", "temperature": Infinity}', "Infinity"),
-    (b'{"prompt": "a", "pattern": "b", "temperature": 1e999}', "finite"),
-    (b'{"prompt": "a", "prompt": "b", "pattern": "c"}', "twice"),
-    (b"[" * 5000 + b"]" * 5000, "too deeply"),
-    (b'{"prompt": "a", "pattern": "b", "seed": 1' + b"0" * 5000 + b"}", "not usable JSON"),
-])
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        (b"", "empty"),
+        (b"   ", "empty"),
+        (b"{", "not valid JSON"),
+        (b"\xff\xfe{}", "not valid UTF-8"),
+        (b"[]", "must be a JSON object"),
+        (b'"prompt"', "must be a JSON object"),
+        (b"null", "must be a JSON object"),
+        (b'{"prompt": "a", "pattern": "b", "top_p": NaN}', "NaN"),
+        (b'{"prompt": "a", "pattern": "b", "temperature": Infinity}', "Infinity"),
+        (b'{"prompt": "a", "pattern": "b", "temperature": 1e999}', "finite"),
+        (b'{"prompt": "a", "prompt": "b", "pattern": "c"}', "twice"),
+        (b"[" * 5000 + b"]" * 5000, "too deeply"),
+        (b'{"prompt": "a", "pattern": "b", "seed": 1' + b"0" * 5000 + b"}", "not usable JSON"),
+    ],
+)
 def test_malformed_bodies(body, words):
     assert words in refused(body)
 
 
-@pytest.mark.parametrize("body, words", [
-    ({"pattern": "a"}, "'prompt' is required"),
-    ({"prompt": "a"}, "'pattern' is required"),
-    ({"prompt": None, "pattern": "a"}, "'prompt' is required"),
-    (with_(foo=1), "Unknown field \"foo\""),
-    (with_(Prompt="x"), "Unknown field"),
-    (with_(foo=1, bar=2), "Unknown fields"),
-])
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        ({"pattern": "a"}, "'prompt' is required"),
+        ({"prompt": "a"}, "'pattern' is required"),
+        ({"prompt": None, "pattern": "a"}, "'prompt' is required"),
+        (with_(foo=1), 'Unknown field "foo"'),
+        (with_(Prompt="x"), "Unknown field"),
+        (with_(foo=1, bar=2), "Unknown fields"),
+    ],
+)
 def test_missing_and_unknown_fields(body, words):
     message = refused(body)
     assert words in message
@@ -90,50 +115,53 @@ def test_missing_and_unknown_fields(body, words):
         assert "prompt, pattern, max_new_tokens" in message  # says what is accepted
 
 
-@pytest.mark.parametrize("field, value, words", [
-    ("prompt", 5, "'prompt' must be a string"),
-    ("prompt", ["a"], "'prompt' must be a string"),
-    ("prompt", "a\x00b", "NUL"),
-    ("prompt", "x" * 101, "at most 100"),
-    ("pattern", 5, "string or a list of strings"),
-    ("pattern", {"a": 1}, "string or a list of strings"),
-    ("pattern", [], "empty list"),
-    ("pattern", ["a", 1], "'pattern[1]' must be a string"),
-    ("pattern", ["a"] * 4, "at most 3"),
-    ("pattern", "a" * 21, "at most 20"),
-    ("pattern", ["a", "b" * 21], "'pattern[1]' is 21 characters"),
-    ("pattern", "a\x00", "NUL"),
-    ("max_new_tokens", True, "must be an integer"),
-    ("max_new_tokens", 5.0, "must be an integer"),
-    ("max_new_tokens", "5", "must be an integer"),
-    ("max_new_tokens", 0, "between 1 and 64"),
-    ("max_new_tokens", 65, "between 1 and 64"),
-    ("max_new_tokens", -3, "between 1 and 64"),
-    ("max_new_tokens", 10**30, "between 1 and 64"),
-    ("stop_after_match", 1, "true or false"),
-    ("stop_after_match", "true", "true or false"),
-    ("top_k", False, "must be an integer"),
-    ("top_k", 1.5, "must be an integer"),
-    ("top_k", -1, "between 0 and"),
-    ("top_k", MAX_TOP_K + 1, "between 0 and"),
-    ("top_p", 0, "greater than 0 and at most 1"),
-    ("top_p", 0.0, "greater than 0 and at most 1"),
-    ("top_p", 1.0000001, "greater than 0 and at most 1"),
-    ("top_p", -0.5, "greater than 0 and at most 1"),
-    ("top_p", True, "must be a number"),
-    ("top_p", "0.9", "must be a number"),
-    ("temperature", -0.01, "at least 0"),
-    ("temperature", [1], "must be a number"),
-    ("temperature", 10**400, "finite"),
-    ("repetition_penalty", 0, "greater than 0"),
-    ("repetition_penalty", -1.0, "greater than 0"),
-    ("repetition_penalty", False, "must be a number"),
-    ("seed", -1, "between 0 and"),
-    ("seed", MAX_SEED + 1, "between 0 and"),
-    ("seed", 1.0, "must be an integer"),
-    ("stream", "yes", "true or false"),
-    ("stream", 0, "true or false"),
-])
+@pytest.mark.parametrize(
+    "field, value, words",
+    [
+        ("prompt", 5, "'prompt' must be a string"),
+        ("prompt", ["a"], "'prompt' must be a string"),
+        ("prompt", "a\x00b", "NUL"),
+        ("prompt", "x" * 101, "at most 100"),
+        ("pattern", 5, "string or a list of strings"),
+        ("pattern", {"a": 1}, "string or a list of strings"),
+        ("pattern", [], "empty list"),
+        ("pattern", ["a", 1], "'pattern[1]' must be a string"),
+        ("pattern", ["a"] * 4, "at most 3"),
+        ("pattern", "a" * 21, "at most 20"),
+        ("pattern", ["a", "b" * 21], "'pattern[1]' is 21 characters"),
+        ("pattern", "a\x00", "NUL"),
+        ("max_new_tokens", True, "must be an integer"),
+        ("max_new_tokens", 5.0, "must be an integer"),
+        ("max_new_tokens", "5", "must be an integer"),
+        ("max_new_tokens", 0, "between 1 and 64"),
+        ("max_new_tokens", 65, "between 1 and 64"),
+        ("max_new_tokens", -3, "between 1 and 64"),
+        ("max_new_tokens", 10**30, "between 1 and 64"),
+        ("stop_after_match", 1, "true or false"),
+        ("stop_after_match", "true", "true or false"),
+        ("top_k", False, "must be an integer"),
+        ("top_k", 1.5, "must be an integer"),
+        ("top_k", -1, "between 0 and"),
+        ("top_k", MAX_TOP_K + 1, "between 0 and"),
+        ("top_p", 0, "greater than 0 and at most 1"),
+        ("top_p", 0.0, "greater than 0 and at most 1"),
+        ("top_p", 1.0000001, "greater than 0 and at most 1"),
+        ("top_p", -0.5, "greater than 0 and at most 1"),
+        ("top_p", True, "must be a number"),
+        ("top_p", "0.9", "must be a number"),
+        ("temperature", -0.01, "at least 0"),
+        ("temperature", [1], "must be a number"),
+        ("temperature", 10**400, "finite"),
+        ("repetition_penalty", 0, "greater than 0"),
+        ("repetition_penalty", -1.0, "greater than 0"),
+        ("repetition_penalty", False, "must be a number"),
+        ("seed", -1, "between 0 and"),
+        ("seed", MAX_SEED + 1, "between 0 and"),
+        ("seed", 1.0, "must be an integer"),
+        ("stream", "yes", "true or false"),
+        ("stream", 0, "true or false"),
+    ],
+)
 def test_wrong_types_and_ranges(field, value, words):
     message = refused(with_(**{field: value}))
     assert words in message
@@ -153,17 +181,40 @@ def test_boundaries_are_inclusive_where_the_ranges_say_so():
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=30),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=10,
 )
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.dictionaries(st.sampled_from(["prompt", "pattern", "max_new_tokens", "stop_after_match",
-                                        "top_k", "top_p", "temperature", "repetition_penalty",
-                                        "seed", "stream", "extra"]), json_values, max_size=8))
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "prompt",
+                "pattern",
+                "max_new_tokens",
+                "stop_after_match",
+                "top_k",
+                "top_p",
+                "temperature",
+                "repetition_penalty",
+                "seed",
+                "stream",
+                "extra",
+            ]
+        ),
+        json_values,
+        max_size=8,
+    )
+)
 def test_any_json_object_is_either_valid_or_a_400(body):
     try:
         params = parse(body)

@@ -51,9 +51,16 @@ def metric(text: str, name: str) -> float:
 
 def test_32_concurrent_requests_succeed_and_are_batched(default_server):
     requests = [
-        {"prompt": f"Example {i}: ", "pattern": PATTERNS[i % len(PATTERNS)], "max_new_tokens": 12,
-         "temperature": [0, 0.7, 1.0, 1.3][i % 4], "top_k": [0, 20, 50][i % 3],
-         "top_p": [1, 0.9][i % 2], "seed": i, "stop_after_match": i % 5 != 0}
+        {
+            "prompt": f"Example {i}: ",
+            "pattern": PATTERNS[i % len(PATTERNS)],
+            "max_new_tokens": 12,
+            "temperature": [0, 0.7, 1.0, 1.3][i % 4],
+            "top_k": [0, 20, 50][i % 3],
+            "top_p": [1, 0.9][i % 2],
+            "seed": i,
+            "stop_after_match": i % 5 != 0,
+        }
         for i in range(32)
     ]
 
@@ -70,17 +77,28 @@ def test_32_concurrent_requests_succeed_and_are_batched(default_server):
         assert body["matched"], body  # 12 tokens reach a match for every pattern here
     after = default_server.client().get("/metrics").text
     batches = metric(after, "regexlm_batch_size_count") - metric(before, "regexlm_batch_size_count")
-    singles = (metric(after, 'regexlm_batch_size_bucket{le="1"}')
-               - metric(before, 'regexlm_batch_size_bucket{le="1"}'))
+    singles = metric(after, 'regexlm_batch_size_bucket{le="1"}') - metric(
+        before, 'regexlm_batch_size_bucket{le="1"}'
+    )
     assert batches - singles >= 1  # at least one batch held more than one request
     assert batches < 32
-    status_200 = 'regexlm_http_requests_total{route="/v1/completion/regex",method="POST",status="200"}'
-    assert metric(after, status_200) - (metric(before, status_200) if status_200 in before else 0) == 32
+    status_200 = (
+        'regexlm_http_requests_total{route="/v1/completion/regex",method="POST",status="200"}'
+    )
+    assert (
+        metric(after, status_200) - (metric(before, status_200) if status_200 in before else 0)
+        == 32
+    )
 
 
 def test_streaming_over_http(default_server):
-    request = {"prompt": "My phone number is ", "pattern": r"\d{3}-\d{4}", "max_new_tokens": 12,
-               "stream": True, "seed": 7}
+    request = {
+        "prompt": "My phone number is ",
+        "pattern": r"\d{3}-\d{4}",
+        "max_new_tokens": 12,
+        "stream": True,
+        "seed": 7,
+    }
     events = []
     with default_server.client(headers=AUTH) as client:
         with client.stream("POST", URL, json=request) as response:
@@ -104,7 +122,10 @@ def test_streaming_over_http(default_server):
 def test_keys_from_env_and_file(default_server):
     with default_server.client() as client:
         body = {"prompt": "a", "pattern": "b"}
-        assert client.post(URL, json=body, headers={"Authorization": f"Bearer {FILE_KEY}"}).status_code == 200
+        assert (
+            client.post(URL, json=body, headers={"Authorization": f"Bearer {FILE_KEY}"}).status_code
+            == 200
+        )
         assert client.post(URL, json=body, headers=AUTH).status_code == 200
         response = client.post(URL, json=body, headers={"Authorization": "Bearer guess"})
         assert response.status_code == 401
@@ -119,8 +140,10 @@ def test_sigterm_lets_requests_in_flight_finish():
         assert server.output().count(key) == 1  # printed once
         assert "REGEXLM_API_KEYS" in server.output() and "--api-key-file" in server.output()
         headers = {"Authorization": f"Bearer {key}"}
-        requests = [{"prompt": f"Write digits {i}: ", "pattern": r"\d{30}", "max_new_tokens": 40,
-                     "seed": i} for i in range(4)]
+        requests = [
+            {"prompt": f"Write digits {i}: ", "pattern": r"\d{30}", "max_new_tokens": 40, "seed": i}
+            for i in range(4)
+        ]
 
         async def main():
             async with server.async_client(headers=headers) as client:
