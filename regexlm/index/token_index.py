@@ -80,6 +80,27 @@ class TokenIndex:
     def is_match(self, state: int) -> bool:
         return bool(self.match_index[state] >= 0)
 
+    # -- rows on demand ---------------------------------------------------------------------
+
+    @property
+    def version(self) -> int:
+        """Bumped whenever the tables grow or are replaced; 0 for an index built whole."""
+        return 0
+
+    def ensure_rows(self, states) -> None:
+        """Make the rows of ``states`` (ints or an int tensor) ready; an index built whole has
+        every row already."""
+
+    def tables(self):
+        """The tables one sampling step reads (``next_by_class``, ``class_of``, ``min_tokens``),
+        as they are now; read again after :meth:`ensure_rows`."""
+        return self
+
+    def bitmask_rows(self, states) -> torch.Tensor:
+        """``int32[n, W]`` allowed-token masks of ``states`` in the xgrammar layout."""
+        idx = torch.as_tensor(states, dtype=torch.long, device=self.device).reshape(-1)
+        return self.bitmask.index_select(0, idx)
+
     def to(self, device) -> TokenIndex:
         device = torch.device(device)
         if device == self.device:
