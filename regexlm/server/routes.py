@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from regexlm import __version__
 from regexlm.errors import RegexError
 from regexlm.server.access_log import request_id
 from regexlm.server.compiler import PatternRefused
@@ -202,6 +203,7 @@ async def health(request: Request) -> Response:
     return JSONResponse(
         {
             "status": "ok",
+            "version": __version__,
             "model": service.model_name,
             "waiting": engine.waiting,
             "running": engine.running,

@@ -12,8 +12,10 @@ import re
 import pytest
 from starlette.testclient import TestClient
 
+import regexlm
 from regexlm.server import create_app
 from tests.server.conftest import API_KEY, AUTH, OTHER_KEY, SEED_EXAMPLE
+from tests.server.scrape import sample
 
 URL = "/v1/completion/regex"
 
@@ -245,6 +247,7 @@ def test_streaming_request_with_a_bad_pattern_is_a_plain_400(client):
 def test_health_and_metrics(client):
     health = client.get("/health")
     assert health.status_code == 200 and health.json()["status"] == "ok"
+    assert health.json()["version"] == regexlm.__version__
     post(client, {"prompt": "a", "pattern": "cached+"})
     post(client, {"prompt": "a", "pattern": "cached+"})
     post(client, {"prompt": "a", "pattern": "[bad"})
@@ -252,31 +255,17 @@ def test_health_and_metrics(client):
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     text = response.text
-
-    def value(name):
-        found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
-        assert found, name
-        return float(found.group(1))
-
-    assert (
-        value(
-            'regexlm_http_requests_total{route="/v1/completion/regex",method="POST",status="200"}'
-        )
-        >= 2
-    )
-    assert (
-        value(
-            'regexlm_http_requests_total{route="/v1/completion/regex",method="POST",status="400"}'
-        )
-        >= 1
-    )
-    assert value("regexlm_compile_cache_hits_total") >= 1
-    assert value("regexlm_compile_cache_misses_total") >= 2
-    assert value("regexlm_generated_tokens_total") >= 2
-    assert value("regexlm_batch_size_count") >= 2
-    assert value('regexlm_compile_errors_total{kind="syntax"}') >= 1
-    assert "regexlm_http_request_duration_seconds_bucket" in text
-    assert "regexlm_requests_waiting 0" in text
+    completions = {"route": URL, "method": "POST"}
+    assert sample(text, "regexlm_http_requests_total", **completions, status="200") >= 2
+    assert sample(text, "regexlm_http_requests_total", **completions, status="400") >= 1
+    assert sample(text, "regexlm_compile_cache_hits_total") >= 1
+    assert sample(text, "regexlm_compile_cache_misses_total") >= 2
+    assert sample(text, "regexlm_generated_tokens_total") >= 2
+    assert sample(text, "regexlm_batch_size_count") >= 2
+    assert sample(text, "regexlm_compile_errors_total", kind="syntax") >= 1
+    assert sample(text, "regexlm_http_request_duration_seconds_count", route=URL) >= 3
+    assert sample(text, "regexlm_requests_waiting") == 0
+    assert sample(text, "regexlm_build_info", version=regexlm.__version__) == 1
 
 
 def test_request_id_is_echoed_or_made(client):

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.server.conftest import AUTH, FILE_KEY, serve_process
+from tests.server.scrape import sample
 
 URL = "/v1/completion/regex"
 
@@ -43,10 +44,8 @@ def check(body: dict, request: dict) -> None:
         assert body["tokens_generated"] == request["max_new_tokens"]
 
 
-def metric(text: str, name: str) -> float:
-    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
-    assert found, name
-    return float(found.group(1))
+def metric(text: str, name: str, **labels: str) -> float:
+    return sample(text, name, default=0.0, **labels)
 
 
 def test_32_concurrent_requests_succeed_and_are_batched(default_server):
@@ -77,16 +76,15 @@ def test_32_concurrent_requests_succeed_and_are_batched(default_server):
         assert body["matched"], body  # 12 tokens reach a match for every pattern here
     after = default_server.client().get("/metrics").text
     batches = metric(after, "regexlm_batch_size_count") - metric(before, "regexlm_batch_size_count")
-    singles = metric(after, 'regexlm_batch_size_bucket{le="1"}') - metric(
-        before, 'regexlm_batch_size_bucket{le="1"}'
+    singles = metric(after, "regexlm_batch_size_bucket", le="1.0") - metric(
+        before, "regexlm_batch_size_bucket", le="1.0"
     )
     assert batches - singles >= 1  # at least one batch held more than one request
     assert batches < 32
-    status_200 = (
-        'regexlm_http_requests_total{route="/v1/completion/regex",method="POST",status="200"}'
-    )
+    status_200 = {"route": "/v1/completion/regex", "method": "POST", "status": "200"}
+    requests_total = "regexlm_http_requests_total"
     assert (
-        metric(after, status_200) - (metric(before, status_200) if status_200 in before else 0)
+        metric(after, requests_total, **status_200) - metric(before, requests_total, **status_200)
         == 32
     )
 
