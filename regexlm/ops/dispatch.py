@@ -3,10 +3,14 @@
 ``backend="auto"`` picks, for tensors on a CUDA device, the compiled CUDA extension when it is
 built, else the Triton kernel; anywhere else (CPU) the torch reference, which is also the CPU
 production path. Asking for a backend that cannot run raises `BackendUnavailableError` with the
-reason. Arguments are checked once here (shapes, dtypes, devices), so the backends can trust them.
+reason. When ``"auto"`` passes over CUDA or Triton on a CUDA device, the logger ``regexlm.ops``
+says so once per reason, with the reason. Arguments are checked once here (shapes, dtypes,
+devices), so the backends can trust them.
 """
 
 from __future__ import annotations
+
+import logging
 
 import torch
 
@@ -16,6 +20,20 @@ from regexlm.ops.reference import sample_step_reference
 from regexlm.ops.types import StepResult
 
 BACKENDS = ("auto", "torch", "triton", "cuda")
+
+logger = logging.getLogger("regexlm.ops")
+_fallbacks_logged: set[tuple[str, str, str]] = set()
+
+
+def _log_fallback(skipped: str, reason: str, chosen: str) -> None:
+    """Warn, once per (skipped, reason, chosen), that "auto" did not take the faster backend."""
+    key = (skipped, reason, chosen)
+    if key in _fallbacks_logged:
+        return
+    _fallbacks_logged.add(key)
+    logger.warning(
+        "backend 'auto' uses %s instead of %s on this CUDA device: %s", chosen, skipped, reason
+    )
 
 
 class BackendUnavailableError(RegexlmError, RuntimeError):
@@ -63,11 +81,15 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     if backend == "auto":
         if device.type != "cuda":
             return "torch"
-        if _cuda_reason(device) is None:
+        cuda_reason = _cuda_reason(device)
+        if cuda_reason is None:
             return "cuda"
-        if _triton_reason(device) is None:
-            return "triton"
-        return "torch"
+        triton_reason = _triton_reason(device)
+        chosen = "triton" if triton_reason is None else "torch"
+        _log_fallback("cuda", cuda_reason, chosen)
+        if triton_reason is not None:
+            _log_fallback("triton", triton_reason, chosen)
+        return chosen
     reason = _triton_reason(device) if backend == "triton" else _cuda_reason(device, True)
     if reason is not None:
         raise BackendUnavailableError(f"backend {backend!r} is unavailable: {reason}")

@@ -13,6 +13,7 @@ kernel, a small batch has each row's first pass split over several blocks (see `
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 import shutil
 from pathlib import Path
@@ -23,7 +24,20 @@ from regexlm.ops.grid import arrival_counters, sm_count
 from regexlm.ops.noise import mix_seed
 from regexlm.ops.types import StepResult
 
-CSRC = Path(__file__).resolve().parents[2] / "csrc"
+
+def find_csrc() -> Path:
+    """The CUDA sources: ``regexlm/csrc/`` of an installed package, else a checkout's ``csrc/``.
+
+    A wheel or sdist install carries the sources as package data (setup.py copies them in); an
+    editable install or a plain checkout has them only at the repository root.
+    """
+    packaged = importlib.resources.files("regexlm") / "csrc"
+    if isinstance(packaged, Path) and any(packaged.glob("*.cu")):
+        return packaged
+    return Path(__file__).resolve().parents[2] / "csrc"
+
+
+CSRC = find_csrc()
 
 _state: dict[str, object] = {}
 
@@ -63,7 +77,7 @@ def _jit_reason() -> str | None:
     if torch.version.cuda is None:
         return "torch is a CPU-only build"
     if not jit_sources():
-        return f"no CUDA sources under {CSRC}"
+        return f"no CUDA sources under {CSRC}; reinstall regexlm from its wheel or sdist"
     if shutil.which("nvcc") is None and not os.environ.get("CUDA_HOME"):
         return "the CUDA toolkit (nvcc) is not installed, and regexlm._C is not built"
     return None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+import logging
+
 import pytest
 import torch
 
@@ -77,3 +80,51 @@ def test_update_seen_marks_new_tokens_and_skips_minus_one():
     assert seen.nonzero().tolist() == [[0, 4], [2, 0], [2, 9]]
     update_seen(seen, torch.tensor([-1, -1, -1]))
     assert seen.nonzero().tolist() == [[0, 4], [2, 0], [2, 9]]
+
+
+@pytest.fixture
+def fresh_fallback_log(monkeypatch):
+    dispatch = importlib.import_module("regexlm.ops.dispatch")
+    monkeypatch.setattr(dispatch, "_fallbacks_logged", set())
+    return dispatch
+
+
+def _fallback_records(caplog):
+    return [r for r in caplog.records if r.name == "regexlm.ops" and r.levelno >= logging.WARNING]
+
+
+def test_auto_falling_back_from_cuda_says_why_once(fresh_fallback_log, monkeypatch, caplog):
+    dispatch = fresh_fallback_log
+    reason = "regexlm._C is not built (a reason made up by this test)"
+    monkeypatch.setattr(dispatch, "_cuda_reason", lambda device, explicit=False: reason)
+    monkeypatch.setattr(dispatch, "_triton_reason", lambda device: None)
+    caplog.set_level(logging.INFO, logger="regexlm.ops")
+    for _ in range(3):
+        assert dispatch.resolve_backend("auto", torch.device("cuda")) == "triton"
+    (record,) = _fallback_records(caplog)
+    assert reason in record.getMessage() and "triton" in record.getMessage()
+    assert "cuda" in record.getMessage()
+    assert dispatch.resolve_backend("auto", torch.device("cpu")) == "torch"  # CPU: no news
+    assert len(_fallback_records(caplog)) == 1
+
+
+def test_auto_falling_back_to_torch_names_both_reasons(fresh_fallback_log, monkeypatch, caplog):
+    dispatch = fresh_fallback_log
+    monkeypatch.setattr(dispatch, "_cuda_reason", lambda device, explicit=False: "no nvcc here")
+    monkeypatch.setattr(dispatch, "_triton_reason", lambda device: "no triton here")
+    caplog.set_level(logging.INFO, logger="regexlm.ops")
+    for _ in range(2):
+        assert dispatch.resolve_backend("auto", torch.device("cuda")) == "torch"
+    messages = [r.getMessage() for r in _fallback_records(caplog)]
+    assert len(messages) == 2
+    assert any("no nvcc here" in m and "torch" in m for m in messages)
+    assert any("no triton here" in m and "torch" in m for m in messages)
+
+
+def test_explicit_backends_raise_instead_of_logging(fresh_fallback_log, monkeypatch, caplog):
+    dispatch = fresh_fallback_log
+    monkeypatch.setattr(dispatch, "_triton_reason", lambda device: "no triton here")
+    caplog.set_level(logging.INFO, logger="regexlm.ops")
+    with pytest.raises(BackendUnavailableError, match="no triton here"):
+        dispatch.resolve_backend("triton", torch.device("cuda"))
+    assert _fallback_records(caplog) == []
