@@ -13,12 +13,16 @@ field                  JSON type                   default    range
 ``max_new_tokens``     integer                     5          1 to ``max_new_tokens_limit``
 ``stop_after_match``   boolean                     true
 ``top_k``              integer                     50         0 (off) to 2**31 - 1
-``top_p``              number                      1.0        greater than 0, at most 1
-``temperature``        number                      1.0        at least 0 (0 is greedy)
-``repetition_penalty`` number                      1.0        greater than 0
+``top_p``              number                      1.0        0 to 1 (1 is off)
+``temperature``        number                      1.0        0 (greedy) or 0.0001 to 10000
+``repetition_penalty`` number                      1.0        0.0001 to 10000 (1 is off)
 ``seed``               integer or null             null       0 to 2**63 - 1
 ``stream``             boolean                     false
 =====================  ==========================  =========  =================================
+
+The numeric rules are the generation layer's (:data:`regexlm.generation.request.FIELDS`): the
+same objects check a library call and a JSON body, in the precision the sampling step uses
+(float32), so a number that is finite in JSON but not in float32 is refused, never sent on.
 
 Type rules, strictly: ``true``/``false`` are never numbers; an integer field refuses ``5.0``; a
 number field takes integers too (``"top_p": 1`` is 1.0); numbers must be finite. ``null`` for an
@@ -29,19 +33,23 @@ cannot be tokenized faithfully).
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
-from regexlm.generation.request import GenerationRequest
+from regexlm.generation.request import FIELDS as NUMBER_FIELDS
+from regexlm.generation.request import (  # noqa: F401  (MAX_SEED, MAX_TOP_K: re-exported)
+    MAX_SEED,
+    MAX_TOP_K,
+    FieldError,
+    GenerationRequest,
+    check_bool,
+    show,
+)
 from regexlm.server.errors import APIError
 from regexlm.server.limits import Limits
 
 # The sampling defaults are the generation layer's: one source for the library and the API.
 _DEFAULTS = {f.name: f.default for f in fields(GenerationRequest) if f.default is not MISSING}
-
-MAX_TOP_K = 2**31 - 1
-MAX_SEED = 2**63 - 1
 
 REQUIRED = ("prompt", "pattern")
 OPTIONAL = (
@@ -92,15 +100,6 @@ def bad_request(message: str) -> APIError:
     return APIError(400, message)
 
 
-def _show(value: Any) -> str:
-    """A short JSON rendering of a value for an error message."""
-    try:
-        text = json.dumps(value, ensure_ascii=True)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
 def _reject_constant(name: str) -> Any:
     raise bad_request(
         f"The request body is not valid JSON: {name} is not a JSON number. "
@@ -113,7 +112,7 @@ def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     for key, value in pairs:
         if key in result:
             raise bad_request(
-                f"The request body sets the field {_show(key)} twice; send each field once."
+                f"The request body sets the field {show(key)} twice; send each field once."
             )
         result[key] = value
     return result
@@ -168,7 +167,7 @@ def _json_type(value: Any) -> str:
 
 def _check_text(name: str, value: Any) -> str:
     if not isinstance(value, str):
-        raise bad_request(f"'{name}' must be a string, got {_json_type(value)} ({_show(value)}).")
+        raise bad_request(f"'{name}' must be a string, got {_json_type(value)} ({show(value)}).")
     if "\x00" in value:
         raise bad_request(
             f"'{name}' contains a NUL character (U+0000); remove it. "
@@ -184,32 +183,11 @@ def _check_text(name: str, value: Any) -> str:
     return value
 
 
-def _check_int(name: str, value: Any, low: int, high: int, hint: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise bad_request(f"'{name}' must be an integer, got {_json_type(value)} ({_show(value)}).")
-    if not low <= value <= high:
-        raise bad_request(f"'{name}' must be between {low} and {high}, got {_show(value)}.{hint}")
-    return value
-
-
-def _check_number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise bad_request(f"'{name}' must be a number, got {_json_type(value)} ({_show(value)}).")
-    try:
-        number = float(value)
-    except OverflowError:
-        number = math.inf
-    if not math.isfinite(number):
-        raise bad_request(f"'{name}' must be a finite number, got {_show(value)}.")
-    return number
-
-
-def _check_bool(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise bad_request(
-            f"'{name}' must be true or false, got {_json_type(value)} ({_show(value)})."
-        )
-    return value
+def _field_error(exc: FieldError, limits: Limits) -> APIError:
+    message = f"'{exc.field}' {exc.problem}."
+    if exc.field == "max_new_tokens" and "between" in exc.problem:
+        message += f" {limits.max_new_tokens_limit} is this server's limit."
+    return bad_request(message)
 
 
 def _check_patterns(value: Any, limits: Limits) -> tuple[tuple[str, ...], bool]:
@@ -230,7 +208,7 @@ def _check_patterns(value: Any, limits: Limits) -> tuple[tuple[str, ...], bool]:
     else:
         raise bad_request(
             f"'pattern' must be a string or a list of strings, got "
-            f"{_json_type(value)} ({_show(value)})."
+            f"{_json_type(value)} ({show(value)})."
         )
     for i, pattern in enumerate(patterns):
         name = f"pattern[{i}]" if is_list else "pattern"
@@ -248,7 +226,7 @@ def parse_completion_request(body: bytes, limits: Limits) -> CompletionParams:
     data = decode_json_object(body)
     unknown = sorted(key for key in data if key not in FIELDS)
     if unknown:
-        names = ", ".join(_show(key) for key in unknown[:5])
+        names = ", ".join(show(key) for key in unknown[:5])
         raise bad_request(
             f"Unknown field{'s' if len(unknown) > 1 else ''} {names}. "
             f"The accepted fields are: {', '.join(FIELDS)}."
@@ -267,45 +245,14 @@ def parse_completion_request(body: bytes, limits: Limits) -> CompletionParams:
 
     values: dict[str, Any] = {}
     given = {key: data[key] for key in OPTIONAL if data.get(key) is not None}
-    if "max_new_tokens" in given:
-        values["max_new_tokens"] = _check_int(
-            "max_new_tokens",
-            given["max_new_tokens"],
-            1,
-            limits.max_new_tokens_limit,
-            " (the upper bound is this server's limit)",
-        )
-    if "top_k" in given:
-        values["top_k"] = _check_int(
-            "top_k", given["top_k"], 0, MAX_TOP_K, " Use 0 to disable top-k."
-        )
-    if "seed" in given:
-        values["seed"] = _check_int("seed", given["seed"], 0, MAX_SEED)
-    for name in ("stop_after_match", "stream"):
-        if name in given:
-            values[name] = _check_bool(name, given[name])
-    if "top_p" in given:
-        top_p = _check_number("top_p", given["top_p"])
-        if not 0.0 < top_p <= 1.0:
-            raise bad_request(
-                f"'top_p' must be greater than 0 and at most 1, got {_show(given['top_p'])}. "
-                "Use 1 to disable top-p."
-            )
-        values["top_p"] = top_p
-    if "temperature" in given:
-        temperature = _check_number("temperature", given["temperature"])
-        if temperature < 0.0:
-            raise bad_request(
-                f"'temperature' must be at least 0, got {_show(given['temperature'])}. "
-                "Use 0 for greedy decoding."
-            )
-        values["temperature"] = temperature
-    if "repetition_penalty" in given:
-        penalty = _check_number("repetition_penalty", given["repetition_penalty"])
-        if penalty <= 0.0:
-            raise bad_request(
-                f"'repetition_penalty' must be greater than 0, got "
-                f"{_show(given['repetition_penalty'])}. Use 1 for no penalty."
-            )
-        values["repetition_penalty"] = penalty
+    try:
+        for name, field in NUMBER_FIELDS.items():
+            if name in given:
+                top = limits.max_new_tokens_limit if name == "max_new_tokens" else None
+                values[name] = field.check(given[name], top)
+        for name in ("stop_after_match", "stream"):
+            if name in given:
+                values[name] = check_bool(name, given[name])
+    except FieldError as exc:
+        raise _field_error(exc, limits) from None
     return CompletionParams(prompt=prompt, patterns=patterns, pattern_is_list=is_list, **values)

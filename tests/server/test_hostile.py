@@ -100,9 +100,9 @@ def hostile_requests() -> list[tuple[str, str, str, dict, bytes | None]]:
     for field, values in {
         "max_new_tokens": [0, -1, 65, 10**6, 2**63],
         "top_k": [-1, -100, 2**31, 2**64],
-        "top_p": [0, 0.0, -0.1, 1.01, 2, 1e300],
-        "temperature": [-0.001, -1, -1e300],
-        "repetition_penalty": [0, -1, -0.5, 0.0],
+        "top_p": [-1e-9, -0.1, 1.01, 2, 1e300, 1e39],
+        "temperature": [-0.001, -1, -1e300, 1e39, 1e300, 1e-300, 1e-45, 5e-5, 10001],
+        "repetition_penalty": [0, -1, -0.5, 0.0, 1e39, 1e-300, 1e-5],
         "seed": [-1, 2**63, 2**100],
     }.items():
         for value in values:

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from regexlm.server import schema
 from regexlm.server.errors import APIError
 from regexlm.server.limits import Limits
 from regexlm.server.schema import MAX_SEED, MAX_TOP_K, parse_completion_request
@@ -134,7 +135,7 @@ def test_missing_and_unknown_fields(body, words):
         ("max_new_tokens", 5.0, "must be an integer"),
         ("max_new_tokens", "5", "must be an integer"),
         ("max_new_tokens", 0, "between 1 and 64"),
-        ("max_new_tokens", 65, "between 1 and 64"),
+        ("max_new_tokens", 65, "64 is this server's limit"),
         ("max_new_tokens", -3, "between 1 and 64"),
         ("max_new_tokens", 10**30, "between 1 and 64"),
         ("stop_after_match", 1, "true or false"),
@@ -143,17 +144,21 @@ def test_missing_and_unknown_fields(body, words):
         ("top_k", 1.5, "must be an integer"),
         ("top_k", -1, "between 0 and"),
         ("top_k", MAX_TOP_K + 1, "between 0 and"),
-        ("top_p", 0, "greater than 0 and at most 1"),
-        ("top_p", 0.0, "greater than 0 and at most 1"),
-        ("top_p", 1.0000001, "greater than 0 and at most 1"),
-        ("top_p", -0.5, "greater than 0 and at most 1"),
+        ("top_p", -0.0001, "between 0 and 1"),
+        ("top_p", 1.0000001, "between 0 and 1"),
+        ("top_p", -0.5, "between 0 and 1"),
+        ("top_p", 1e300, "between 0 and 1"),
         ("top_p", True, "must be a number"),
         ("top_p", "0.9", "must be a number"),
-        ("temperature", -0.01, "at least 0"),
+        ("temperature", -0.01, "0 (greedy) or between 0.0001 and 10000"),
         ("temperature", [1], "must be a number"),
         ("temperature", 10**400, "finite"),
-        ("repetition_penalty", 0, "greater than 0"),
-        ("repetition_penalty", -1.0, "greater than 0"),
+        ("temperature", 1e39, "0 (greedy) or between 0.0001 and 10000"),
+        ("temperature", 1e300, "0 (greedy) or between 0.0001 and 10000"),
+        ("temperature", 1e-300, "0 (greedy) or between 0.0001 and 10000"),
+        ("repetition_penalty", 0, "between 0.0001 and 10000"),
+        ("repetition_penalty", -1.0, "between 0.0001 and 10000"),
+        ("repetition_penalty", 1e39, "between 0.0001 and 10000"),
         ("repetition_penalty", False, "must be a number"),
         ("seed", -1, "between 0 and"),
         ("seed", MAX_SEED + 1, "between 0 and"),
@@ -165,7 +170,23 @@ def test_missing_and_unknown_fields(body, words):
 def test_wrong_types_and_ranges(field, value, words):
     message = refused(with_(**{field: value}))
     assert words in message
+    assert message.startswith(f"'{field}")
     assert len(message) < 400
+
+
+@pytest.mark.parametrize("field", ["top_p", "temperature", "repetition_penalty", "top_k", "seed"])
+def test_the_schema_and_the_library_share_one_rule_per_field(field):
+    """The API's message for an out-of-range number is the library's, quoted."""
+    from regexlm.generation import GenerationRequest
+    from regexlm.generation.request import FIELDS, FieldError
+
+    value = -1
+    with pytest.raises(FieldError) as info:
+        GenerationRequest("p", "a", **{field: value}).validate()
+    assert refused(with_(**{field: value})) == f"'{field}' {info.value.problem}."
+    if not FIELDS[field].integer:  # the module's table states the same range
+        words = FIELDS[field].accepted().replace("between ", "").replace(" and ", " to ")
+        assert words in " ".join(schema.__doc__.split())
 
 
 def test_unpaired_surrogate_is_refused():
@@ -176,6 +197,8 @@ def test_boundaries_are_inclusive_where_the_ranges_say_so():
     parse(with_(max_new_tokens=1))
     parse(with_(max_new_tokens=64))
     parse(with_(top_p=1.0, temperature=0.0, top_k=0, seed=0))
+    parse(with_(top_p=0, temperature=1e-4, repetition_penalty=1e-4))
+    parse(with_(temperature=1e4, repetition_penalty=1e4, top_k=MAX_TOP_K, seed=MAX_SEED))
     parse(with_(prompt="x" * 100, pattern=["a" * 20] * 3))
     parse(with_(prompt=""))
 
@@ -224,7 +247,8 @@ def test_any_json_object_is_either_valid_or_a_400(body):
     # Whatever passed holds every rule of the table.
     assert isinstance(params.prompt, str) and len(params.prompt) <= 100
     assert 1 <= params.max_new_tokens <= 64 and not isinstance(params.max_new_tokens, bool)
-    assert 0 < params.top_p <= 1 and params.temperature >= 0 and params.repetition_penalty > 0
+    assert 0 <= params.top_p <= 1 and 1e-4 <= params.repetition_penalty <= 1e4
+    assert params.temperature == 0 or 0.99e-4 <= params.temperature <= 1e4
     assert 0 <= params.top_k <= MAX_TOP_K
 
 
