@@ -15,8 +15,11 @@ setup:
 serve: setup
 	$(PY) -m regexlm.cli serve --host $(HOST) --port $(PORT) $(SERVE_ARGS)
 
-test: setup
+# lint first: a tree that is not formatted or not clean fails the tests
+test: setup lint
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -n 2 --dist loadfile -q $(PYTEST_ARGS)
 
+LINTED := regexlm tests bench setup.py
 lint: setup
-	$(PY) -m ruff check regexlm tests bench
+	$(PY) -m ruff format --check $(LINTED)
+	$(PY) -m ruff check $(LINTED)

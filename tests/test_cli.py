@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
+from packaging.version import Version
+
+import regexlm
 from regexlm.cli import build_parser
 
 
@@ -35,11 +41,20 @@ def test_help_and_import_do_not_load_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_version_flag():
+@pytest.mark.parametrize("module", ["regexlm", "regexlm.cli"])
+def test_version_flag_shows_the_package_version(module):
     out = subprocess.run(
-        [sys.executable, "-m", "regexlm.cli", "--version"],
+        [sys.executable, "-m", module, "--version"],
         capture_output=True,
         text=True,
         check=True,
     )
-    assert out.stdout.startswith("regexlm ")
+    assert out.stdout.strip() == f"regexlm {regexlm.__version__}"
+    Version(regexlm.__version__)  # a valid PEP 440 version, or this raises
+
+
+def test_version_is_written_once():
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert re.search(r'^dynamic = \["version"\]', pyproject, re.M)
+    assert re.search(r'^version = \{ ?attr = "regexlm.__version__" ?\}', pyproject, re.M)
+    assert not re.search(r'^version = "', pyproject, re.M)
