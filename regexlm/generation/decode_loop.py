@@ -84,6 +84,7 @@ class _Row:
     text: TextStream = field(default_factory=TextStream)
     stop_reason: str | None = None
     decode_s: float = 0.0
+    error: Exception | None = None  # a failure confined to this row (see _fail)
 
     @property
     def finished(self) -> bool:
@@ -149,7 +150,8 @@ def run_batch(
     on_token=None,
     should_stop=None,
 ) -> list[Completion]:
-    """Decode every row of ``specs`` to its end; return one Completion per row, in order."""
+    """Decode every row of ``specs`` to its end; return one Completion per row, in order (or,
+    for a row that failed alone, the exception that ended it)."""
     from regexlm import ops
 
     rows = [
@@ -214,7 +216,7 @@ def run_batch(
             break
         batch.logits = _decode(model, batch)  # logits: [B, V]
 
-    return [_completion(row, prefill_s) for row in rows]
+    return [row.error or _completion(row, prefill_s) for row in rows]
 
 
 # --- the steps -------------------------------------------------------------------------------
@@ -322,7 +324,10 @@ def _accept(batch, tokens, next_states, no_allowed, token_bytes, on_token, decod
             _finish(row, TOKEN_LIMIT, decode_started)
         delta = row.text.push(token_bytes[token], final=row.finished)
         if on_token is not None:
-            on_token(row.number, token, delta)
+            try:
+                on_token(row.number, token, delta)
+            except Exception as exc:  # the caller's callback failed for this row alone
+                _fail(row, exc, decode_started)
 
 
 def _poll_should_stop(batch: _Batch, should_stop, decode_started: float) -> None:
@@ -338,6 +343,14 @@ def _compact(batch: _Batch) -> None:
 def _finish(row: _Row, reason: str, decode_started: float) -> None:
     row.stop_reason = reason
     row.decode_s = time.perf_counter() - decode_started
+
+
+def _fail(row: _Row, error: Exception, decode_started: float) -> None:
+    """End one row with an error that concerns it alone; the batch decodes on without it, and
+    the row's place in the result holds the error instead of a Completion."""
+    row.error = error
+    if not row.finished:
+        _finish(row, TOKEN_LIMIT, decode_started)
 
 
 def _completion(row: _Row, prefill_s: float) -> Completion:

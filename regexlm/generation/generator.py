@@ -126,8 +126,19 @@ class Generator:
     # --- prompts -------------------------------------------------------------------------------
 
     def encode_prompt(self, prompt: str) -> list[int]:
-        """Prompt token ids as the model would see them; never empty (falls back to BOS/EOS)."""
-        ids = list(self.tokenizer(prompt).input_ids)
+        """Prompt token ids as the model would see them; never empty (falls back to BOS/EOS).
+
+        The prompt is text, all of it: the text of a control token (``<|im_end|>``,
+        ``<end_of_turn>``, ``<bos>``) inside it is encoded as the ordinary characters it is made
+        of, never as the control token, so a user's text cannot end a turn or forge a chat
+        marker (``split_special_tokens=True``, honoured by slow and fast tokenizers since
+        transformers 4.42). The special tokens the tokenizer itself adds around a text are kept:
+        a tokenizer that prepends BOS (Gemma, Llama) still does, as the model was trained to see.
+        """
+        try:
+            ids = list(self.tokenizer(prompt, split_special_tokens=True).input_ids)
+        except TypeError:  # a tokenizer-like object without the option: its plain encoding
+            ids = list(self.tokenizer(prompt).input_ids)
         if not ids:
             start = self.tokenizer.bos_token_id
             if start is None:
@@ -161,12 +172,26 @@ class Generator:
         *,
         on_token: OnToken | None = None,
         should_stop: ShouldStop | None = None,
-    ) -> list[Completion]:
+        indexes: Sequence[object | None] | None = None,
+        return_exceptions: bool = False,
+    ) -> list:
         """Decode all requests together; one Completion per request, in order.
 
-        Every request is validated and its pattern compiled before the model runs: a bad field
-        raises ``ValueError`` naming it, a bad pattern the :class:`~regexlm.errors.RegexError`
-        family, and nothing is generated for any row.
+        Every request is validated, its pattern compiled and its prompt encoded before the model
+        runs: a bad field raises ``ValueError`` naming it, a bad pattern the
+        :class:`~regexlm.errors.RegexError` family, a prompt that does not fit
+        :class:`~regexlm.errors.PromptTooLongError`, and nothing is generated for any row.
+
+        ``indexes`` gives, per request, a token index already made by :meth:`compile` for its
+        pattern (or None): such a row is never compiled here, even when the pattern cache has
+        dropped it meanwhile. A server compiles in its own threads, under its own time limit,
+        and hands the indexes over, so the decoding thread never compiles.
+
+        ``return_exceptions`` (as in :func:`asyncio.gather`): a failure confined to one row (a
+        bad field or pattern, a prompt that does not fit, the tokenizer failing on it, an error
+        while that row decodes) is returned in that row's place instead of raised, and the
+        other rows are decoded together as usual. A failure of the batch as a whole (the
+        model's forward pass) is raised either way.
 
         ``on_token(row, token_id, text_delta)`` is called after each accepted token (``row`` is
         the request's position in ``requests``; end-of-sequence is never reported). A delta holds
@@ -177,38 +202,95 @@ class Generator:
         """
         import torch
 
-        from regexlm.generation.decode_loop import RowSpec, run_batch
+        from regexlm.generation.decode_loop import run_batch
 
         requests = [_as_request(r) for r in requests]
-        if not requests:
-            return []
-        for request in requests:
-            request.validate()
-        specs = []
-        for request in requests:
+        if indexes is not None and len(indexes) != len(requests):
+            raise ValueError(f"got {len(indexes)} indexes for {len(requests)} requests")
+        outcomes: list = [None] * len(requests)
+        for i, request in enumerate(requests):  # every field first: the cheapest refusals
+            checked = _attempt(return_exceptions, request.validate)
+            if isinstance(checked, Exception):
+                outcomes[i] = checked
+        specs, rows = [], []  # rows[j]: the caller's position of specs[j]
+        for i, request in enumerate(requests):
+            if outcomes[i] is not None:
+                continue
+            index = None if indexes is None else indexes[i]
+            spec = _attempt(return_exceptions, self._prepare, request, index)
+            if isinstance(spec, Exception):
+                outcomes[i] = spec
+            else:
+                specs.append(spec)
+                rows.append(i)
+        if specs:
+            with torch.inference_mode():
+                decoded = run_batch(
+                    self.model,
+                    specs,
+                    token_bytes=self.vocabulary.token_bytes,
+                    pad_id=self.pad_id,
+                    device=self.device,
+                    backend=self.backend,
+                    on_token=None if on_token is None else _renumbered(on_token, rows),
+                    should_stop=None if should_stop is None else _renumbered(should_stop, rows),
+                )
+            for i, outcome in zip(rows, decoded, strict=True):
+                outcomes[i] = outcome
+        if not return_exceptions:
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+        return outcomes
+
+    def _prepare(self, request: GenerationRequest, index=None):
+        """A checked request's row: its constraint, prompt ids and compile time."""
+        from regexlm.generation.decode_loop import RowSpec
+
+        if index is None:
             constraint, compile_s = self._constraint(request.pattern)
-            prompt_ids = self.encode_prompt(request.prompt)
-            self._check_length(len(prompt_ids), request.max_new_tokens)
-            specs.append(RowSpec(request, constraint, prompt_ids, compile_s))
-        with torch.inference_mode():
-            return run_batch(
-                self.model,
-                specs,
-                token_bytes=self.vocabulary.token_bytes,
-                pad_id=self.pad_id,
-                device=self.device,
-                backend=self.backend,
-                on_token=on_token,
-                should_stop=should_stop,
-            )
+        else:
+            constraint, compile_s = self._constraint_of_index(request.patterns, index), 0.0
+        prompt_ids = self.encode_prompt(request.prompt)
+        self._check_length(len(prompt_ids), request.max_new_tokens)
+        return RowSpec(request, constraint, prompt_ids, compile_s)
+
+    def _constraint_of_index(self, key: tuple[str, ...], index) -> Constraint:
+        """The constraint around an index :meth:`compile` made: the cached one when the cache
+        still holds that very index, else built around it (host lookups only, no compiling)."""
+        with self._lock:
+            found = self._constraints.get(key)
+        if found is not None and found.index is index:
+            return found
+        return Constraint.from_index(index, key)
 
     def _check_length(self, prompt_tokens: int, max_new_tokens: int) -> None:
         limit = self.context_length
         if limit is not None and prompt_tokens + max_new_tokens > limit:
             raise PromptTooLongError(
                 f"prompt is too long: {prompt_tokens} tokens plus max_new_tokens={max_new_tokens} "
-                f"exceed the model's context of {limit} tokens"
+                f"exceed the model's context of {limit} tokens; shorten the prompt or ask for "
+                "fewer tokens"
             )
+
+
+def _attempt(return_exceptions: bool, step, *args):
+    """``step(*args)``; with ``return_exceptions``, its exception is returned, not raised."""
+    try:
+        return step(*args)
+    except Exception as exc:
+        if not return_exceptions:
+            raise
+        return exc
+
+
+def _renumbered(callback, rows: list[int]):
+    """``callback(row, ...)`` called with the caller's row numbers instead of the batch's."""
+
+    def call(row: int, *args):
+        return callback(rows[row], *args)
+
+    return call
 
 
 def _as_request(request) -> GenerationRequest:
