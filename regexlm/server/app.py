@@ -1,7 +1,7 @@
 """The Starlette application: routes, middleware, error handlers and the engine's lifespan.
 
-:func:`create_app` wires a generator (anything with ``compile(pattern)`` and
-``generate_batch(requests, on_token=, should_stop=)``, normally a
+:func:`create_app` wires a generator (anything with ``compile(pattern) -> index`` and
+``generate_batch(requests, on_token=, should_stop=, indexes=, return_exceptions=)``, normally a
 :class:`regexlm.generation.Generator`) into an HTTP service. The middleware runs, outermost
 first: request id and access log -> metrics -> API key -> body size limit -> router.
 Starlette's own outermost error middleware turns anything that escapes into the JSON 500.

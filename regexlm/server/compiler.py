@@ -1,22 +1,29 @@
-"""Pattern compilation for the service: off the event loop, under a time limit, cached.
+"""Pattern compilation for the service: off the event loop, under a time limit, handed over.
 
 Compiling a pattern (parse, automaton, token index) takes from a millisecond to seconds, so it
-never runs on the event loop: a small thread pool runs the generator's ``compile``. Around it:
+never runs on the event loop, and never on the decoding thread: a small thread pool runs the
+generator's ``compile``, and the index it returns travels with the request to the engine
+(``generate_batch(..., indexes=...)``), so a batch never compiles, whatever the generator's own
+pattern cache has dropped meanwhile. Around the pool:
 
-* **a cache** of outcomes keyed by the tuple of patterns. A compiled pattern is kept (the
-  generator keeps the index itself; here we only remember that it compiled), and so is a refusal
-  (a syntax error, an unsupported construct, a pattern too complex or an empty language), so a
-  client repeating a bad pattern is answered at once. The cache is a bounded LRU.
+* **no second cache of indexes.** The generator's cache is the one that holds indexes. Here a
+  weak map remembers the indexes that are alive anyway (in that cache, or carried by requests
+  still waiting), so a pattern in use is answered on the loop without a trip to the pool, and
+  keeps nothing alive by itself.
+* **a cache of refusals** (a syntax error, an unsupported construct, a pattern too complex or an
+  empty language), a bounded LRU keyed by the tuple of patterns, so a client repeating a bad
+  pattern is answered at once.
 * **single flight**: concurrent requests for the same patterns wait on one compilation.
 * **a time limit** per compilation, measured from the moment a thread starts it (time spent
   waiting for a free thread is load, not complexity, and counts only against the request's own
-  time limit). A compilation that outlives it is refused as too complex, and that refusal is remembered, so the answer for a pattern does not
-  flip once the abandoned compilation finishes in the background (a thread cannot be stopped;
-  the automaton layer's own time limit ends it soon after).
+  time limit). A compilation that outlives it is refused as too complex, and that refusal is
+  remembered, so the answer for a pattern does not flip once the abandoned compilation finishes
+  in the background (a thread cannot be stopped; the automaton layer's own time limit ends it
+  soon after).
 
 Python's own ``re`` parses each pattern first: it is the oracle of the dialect, and its message
-and position are what a user needs to fix a typo. All cache bookkeeping happens on the event
-loop thread; the pool threads only compile.
+and position are what a user needs to fix a typo. All bookkeeping happens on the event loop
+thread; the pool threads only compile.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -102,7 +110,10 @@ def _error_kind(error: RegexError) -> str:
 
 
 class PatternCompiler:
-    """Compile patterns in a thread pool, once, within ``timeout`` seconds."""
+    """Compile patterns in a thread pool, once at a time, within ``timeout`` seconds.
+
+    ``max_failures`` bounds the cache of refusals.
+    """
 
     def __init__(
         self,
@@ -111,14 +122,15 @@ class PatternCompiler:
         timeout: float,
         metrics: ServiceMetrics,
         workers: int = 2,
-        max_entries: int = 4096,
+        max_failures: int = 4096,
     ):
         self._compile_fn = compile_fn
         self.timeout = timeout
         self.metrics = metrics
-        self.max_entries = max_entries
+        self.max_failures = max_failures
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="regexlm-compile")
-        self._cache: OrderedDict[tuple[str, ...], CompileFailure | None] = OrderedDict()
+        self._failures: OrderedDict[tuple[str, ...], CompileFailure] = OrderedDict()
+        self._live: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self._inflight: dict[tuple[str, ...], _Flight] = {}
 
     def _run(
@@ -127,46 +139,56 @@ class PatternCompiler:
         is_list: bool,
         flight: _Flight,
         loop: asyncio.AbstractEventLoop,
-    ) -> float:
+    ) -> tuple[object, float]:
         started = flight.started_at = time.perf_counter()
         loop.call_soon_threadsafe(flight.started.set)
         check_syntax(patterns)
-        self._compile_fn(list(patterns) if is_list else patterns[0])
-        return time.perf_counter() - started
+        index = self._compile_fn(list(patterns) if is_list else patterns[0])
+        return index, time.perf_counter() - started
 
-    def _remember(self, key: tuple[str, ...], outcome: CompileFailure | None) -> None:
-        self._cache[key] = outcome
-        self._cache.move_to_end(key)
-        while len(self._cache) > self.max_entries:
-            self._cache.popitem(last=False)
+    def _refuse(self, key: tuple[str, ...], failure: CompileFailure) -> None:
+        self._failures[key] = failure
+        self._failures.move_to_end(key)
+        while len(self._failures) > self.max_failures:
+            self._failures.popitem(last=False)
+
+    def _remember_live(self, key: tuple[str, ...], index: object) -> None:
+        """Note a compiled index weakly: it is found here only while something else holds it."""
+        try:
+            self._live[key] = index
+        except TypeError:  # an index that cannot be weakly referenced: look it up again
+            pass
 
     def _settle(self, key: tuple[str, ...], is_list: bool, future: asyncio.Future) -> None:
         self._inflight.pop(key, None)
-        if future.cancelled() or key in self._cache:
+        if future.cancelled() or key in self._failures:
             return  # already refused for taking too long: keep that answer
         error = future.exception()
         if error is None:
-            self.metrics.compile_duration.observe(future.result())
-            self._remember(key, None)
+            index, seconds = future.result()
+            self.metrics.compile_duration.observe(seconds)
+            self._remember_live(key, index)
         elif isinstance(error, RegexError):
             self.metrics.compile_errors.inc(kind=_error_kind(error))
-            self._remember(key, CompileFailure(error, _index_of(error, key, is_list)))
+            self._refuse(key, CompileFailure(error, _index_of(error, key, is_list)))
 
-    async def compile(self, patterns: tuple[str, ...], is_list: bool) -> float:
-        """Make sure ``patterns`` compile; return the seconds this call waited.
+    async def compile(self, patterns: tuple[str, ...], is_list: bool) -> tuple[object, float]:
+        """The compiled index of ``patterns`` and the seconds this call waited for it.
 
         Raises :class:`PatternRefused` when they cannot be used; any other exception is a bug
         in a lower layer and propagates.
         """
         started = time.perf_counter()
         key = tuple(patterns)
-        if key in self._cache:
-            self._cache.move_to_end(key)
+        failure = self._failures.get(key)
+        if failure is not None:
+            self._failures.move_to_end(key)
             self.metrics.compile_cache_hits.inc()
-            failure = self._cache[key]
-            if failure is not None:
-                raise PatternRefused(failure)
-            return 0.0
+            raise PatternRefused(failure)
+        index = self._live.get(key)
+        if index is not None:
+            self.metrics.compile_cache_hits.inc()
+            return index, 0.0
         flight = self._inflight.get(key)
         if flight is not None:
             self.metrics.compile_cache_hits.inc()
@@ -187,22 +209,21 @@ class PatternCompiler:
                 finally:
                     waiter.cancel()
             remaining = self.timeout - (time.perf_counter() - flight.started_at)
-            await asyncio.wait_for(asyncio.shield(future), timeout=max(remaining, 0.0))
+            index, _ = await asyncio.wait_for(asyncio.shield(future), timeout=max(remaining, 0.0))
         except (asyncio.TimeoutError, TimeoutError):
-            if key not in self._cache:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                return future.result()[0], time.perf_counter() - started  # just in time
+            if key not in self._failures:
                 error = PatternTooComplexError(
                     f"compiling it took longer than this server's limit of {self.timeout:g} s",
                     limit="timeout",
                 )
                 self.metrics.compile_errors.inc(kind="too_complex")
-                self._remember(key, CompileFailure(error, None))
-            failure = self._cache[key]
-            if failure is None:
-                return time.perf_counter() - started
-            raise PatternRefused(failure) from None
+                self._refuse(key, CompileFailure(error, None))
+            raise PatternRefused(self._failures[key]) from None
         except RegexError as error:
             raise PatternRefused(CompileFailure(error, _index_of(error, key, is_list))) from None
-        return time.perf_counter() - started
+        return index, time.perf_counter() - started
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -15,9 +15,14 @@ Life of a request:
 
 1. :meth:`Engine.admit` reserves a place, or raises :class:`QueueFull` (the HTTP 503) when
    ``queue_size`` requests are already admitted but not yet decoding.
-2. :meth:`Engine.submit` queues the :class:`Job` once its patterns compiled.
+2. :meth:`Engine.submit` queues the :class:`Job` once its patterns compiled, with the compiled
+   index, which the worker hands to the generator: the worker thread never compiles.
 3. The worker decodes it; ``on_token`` forwards each token to the job's listener on the loop
    (streaming), and ``should_stop`` lets the generator drop a job that was cancelled meanwhile.
+   A failure that concerns one job alone (its prompt does not fit the model's context, the
+   tokenizer fails on it, ...) fails that job; the others of its batch finish in the same batch
+   (``generate_batch(..., return_exceptions=True)``). Only a failure of the batch as a whole
+   (the model's forward pass) fails every job in it.
 4. :meth:`Engine.cancel` (timeout, client gone) removes a waiting job at once, or flags a running
    one, which the generator then drops at its next step.
 
@@ -58,10 +63,6 @@ class JobCancelled(Exception):
     """The job was cancelled before it produced a result."""
 
 
-class RequestRejected(Exception):
-    """The generator cannot take this request (its prompt does not fit the model's context)."""
-
-
 @dataclass(eq=False)
 class Job:
     """One request's way through the engine."""
@@ -78,6 +79,8 @@ class Job:
     tokens_seen: int = 0
     #: The job's place in the queue, released when it starts decoding or leaves.
     ticket: Ticket | None = None
+    #: The compiled token index of the request's patterns (None: the generator compiles).
+    index: Any = None
 
     @property
     def cancelled(self) -> bool:
@@ -219,9 +222,14 @@ class Engine:
             self._cond.notify_all()
 
     def submit(
-        self, ticket: Ticket, request: Any, on_token: Callable[[int, str], None] | None = None
+        self,
+        ticket: Ticket,
+        request: Any,
+        on_token: Callable[[int, str], None] | None = None,
+        index: Any = None,
     ) -> Job:
-        """Queue a request whose place ``ticket`` holds; its result arrives on ``job.future``."""
+        """Queue a request whose place ``ticket`` holds, with its compiled ``index``; its result
+        arrives on ``job.future``."""
         self.start()
         loop = asyncio.get_running_loop()
         job = Job(
@@ -230,6 +238,7 @@ class Engine:
             loop=loop,
             on_token=on_token,
             ticket=ticket,
+            index=index,
         )
         # A caller that gave up (timeout, disconnect) never reads the outcome; mark it read.
         job.future.add_done_callback(lambda f: f.cancelled() or f.exception())
@@ -310,75 +319,32 @@ class Engine:
                     self._running = []
                     self._cond.notify_all()
 
-    def _preflight(self, job: Job) -> BaseException | None:
-        """Check what only the generator's thread may check: does the prompt fit the context?
-
-        Done here, job by job, so one oversized prompt cannot fail a whole batch.
-        """
-        encode = getattr(self.generator, "encode_prompt", None)
-        context = getattr(self.generator, "context_length", None)
-        if encode is None or not context:
-            return None
-        try:
-            prompt_tokens = len(encode(job.request.prompt))
-        except Exception as exc:  # a tokenizer failure is a bug, reported like any other
-            return exc
-        needed = prompt_tokens + job.request.max_new_tokens
-        if needed > context:
-            return RequestRejected(
-                f"The prompt is {prompt_tokens} tokens long; with max_new_tokens="
-                f"{job.request.max_new_tokens} that exceeds the model's context of {context} "
-                "tokens. Shorten the prompt or ask for fewer tokens."
-            )
-        return None
-
     def _run_batch(self, batch: list[Job]) -> None:
-        admitted = []
+        live = []
         for job in batch:
-            problem = None if job.cancelled else self._preflight(job)
             if job.cancelled:
                 self._post(job, error=JobCancelled(job.cancel_reason or "cancelled"))
-            elif problem is not None:
-                self._post(job, error=problem)
             else:
-                admitted.append(job)
-        if not admitted:
+                live.append(job)
+        if not live:
             return
-        batch = admitted
+        batch = live
         with self._cond:
             self._running = batch
         self.batches += 1
         self.metrics.batch_size.observe(len(batch))
         started = time.perf_counter()
         try:
-            completions = self._generate(batch)
-        except Exception as exc:
-            if len(batch) > 1 and not any(job.tokens_seen for job in batch):
-                # Find out which request failed; the others still get their answers.
-                logger.warning(
-                    "a batch of %d failed (%s: %s); running its requests one by one",
-                    len(batch),
-                    type(exc).__name__,
-                    exc,
-                )
-                for job in batch:
-                    self._run_alone(job)
-                return
+            outcomes = self._generate(batch)
+        except Exception as exc:  # the batch as a whole failed: every job in it did
+            logger.warning("a batch of %d failed (%s: %s)", len(batch), type(exc).__name__, exc)
             for job in batch:
                 self._post(job, error=exc)
             return
         finally:
             self._last_batch_seconds = time.perf_counter() - started
             self.metrics.batch_duration.observe(self._last_batch_seconds)
-        self._finish(batch, completions)
-
-    def _run_alone(self, job: Job) -> None:
-        try:
-            completions = self._generate([job])
-        except Exception as exc:
-            self._post(job, error=exc)
-            return
-        self._finish([job], completions)
+        self._finish(batch, outcomes)
 
     def _generate(self, batch: list[Job]) -> list[Any]:
         def on_token(row: int, token_id: int, text: str) -> None:
@@ -393,20 +359,27 @@ class Engine:
         def should_stop(row: int) -> bool:
             return batch[row].cancelled
 
-        completions = self.generator.generate_batch(
-            [job.request for job in batch], on_token=on_token, should_stop=should_stop
+        outcomes = self.generator.generate_batch(
+            [job.request for job in batch],
+            on_token=on_token,
+            should_stop=should_stop,
+            indexes=[job.index for job in batch],
+            return_exceptions=True,
         )
-        if len(completions) != len(batch):
+        if len(outcomes) != len(batch):
             raise RuntimeError(
-                f"generate_batch returned {len(completions)} completions for {len(batch)} requests"
+                f"generate_batch returned {len(outcomes)} results for {len(batch)} requests"
             )
-        return completions
+        return outcomes
 
-    def _finish(self, batch: list[Job], completions: list[Any]) -> None:
+    def _finish(self, batch: list[Job], outcomes: list[Any]) -> None:
+        """Hand each job its own outcome: a Completion, or the exception that ended its row."""
         now = time.perf_counter()
-        for job, completion in zip(batch, completions, strict=True):
+        for job, outcome in zip(batch, outcomes, strict=True):
             job.finished_at = now
             if job.cancelled:
                 self._post(job, error=JobCancelled(job.cancel_reason or "cancelled"))
+            elif isinstance(outcome, BaseException):
+                self._post(job, error=outcome)
             else:
-                self._post(job, result=completion)
+                self._post(job, result=outcome)

@@ -23,7 +23,7 @@ from regexlm import __version__
 from regexlm.errors import RegexError
 from regexlm.server.access_log import request_id
 from regexlm.server.compiler import PatternRefused
-from regexlm.server.engine import EngineClosed, Job, JobCancelled, QueueFull, RequestRejected
+from regexlm.server.engine import EngineClosed, Job, JobCancelled, QueueFull
 from regexlm.server.errors import APIError, describe_regex_error, error_response
 from regexlm.server.metrics import CONTENT_TYPE
 from regexlm.server.schema import CompletionParams, parse_completion_request
@@ -95,16 +95,15 @@ def job_error(request: Request, exc: BaseException) -> tuple[int, str]:
         return 503, "The server is shutting down; send the request again to another instance."
     if isinstance(exc, JobCancelled):
         return 503, "The request was cancelled before it finished; send it again."
-    if isinstance(exc, RequestRejected):
-        return 400, str(exc)
-    if isinstance(exc, ValueError):  # the generator's own check of a request
+    if isinstance(exc, ValueError):  # the generator's own checks: a field, the prompt's length
         return 400, f"The request cannot be completed: {exc}."
     internal_error(request, exc)
     return 500, INTERNAL_MESSAGE.format(request_id(request.scope))
 
 
 async def _prepare(request: Request, service: Service, started: float):
-    """Validate, admit and compile; return (params, generation request, ticket, compile seconds)."""
+    """Validate, admit and compile; return (params, generation request, ticket, compiled index,
+    compile seconds)."""
     limits = service.limits
     params = parse_completion_request(await request.body(), limits)
     generation_request = service.request_class(**params.generation_kwargs())
@@ -128,7 +127,7 @@ async def _prepare(request: Request, service: Service, started: float):
         ) from None
     try:
         remaining = started + limits.request_timeout - time.perf_counter()
-        compile_s = await asyncio.wait_for(
+        index, compile_s = await asyncio.wait_for(
             service.compiler.compile(params.patterns, params.pattern_is_list), max(remaining, 0)
         )
     except PatternRefused as exc:
@@ -140,7 +139,7 @@ async def _prepare(request: Request, service: Service, started: float):
     except BaseException:
         ticket.release()
         raise
-    return params, generation_request, ticket, compile_s
+    return params, generation_request, ticket, index, compile_s
 
 
 async def complete(request: Request) -> Response:
@@ -148,14 +147,16 @@ async def complete(request: Request) -> Response:
     service = _service(request)
     started = time.perf_counter()
     try:
-        params, generation_request, ticket, compile_s = await _prepare(request, service, started)
+        params, generation_request, ticket, index, compile_s = await _prepare(
+            request, service, started
+        )
     except APIError as exc:
         return error_response(exc.status, exc.message, exc.headers)
     deadline = started + service.limits.request_timeout
 
     if params.stream:
         events = TokenEvents()
-        job = service.engine.submit(ticket, generation_request, on_token=events)
+        job = service.engine.submit(ticket, generation_request, on_token=events, index=index)
 
         async def finish(job: Job) -> tuple[str, dict[str, Any]]:
             error = job.future.exception()
@@ -166,7 +167,7 @@ async def complete(request: Request) -> Response:
 
         return CompletionStream(service.engine, job, events, deadline, finish)
 
-    job = service.engine.submit(ticket, generation_request)
+    job = service.engine.submit(ticket, generation_request, index=index)
     gone = asyncio.ensure_future(wait_for_disconnect(request.receive))
     try:
         done, _ = await asyncio.wait(

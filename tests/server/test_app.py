@@ -216,6 +216,101 @@ def test_prompt_longer_than_the_models_context(tiny_generator):
         assert post(client, {"prompt": "word", "pattern": "a"}).status_code == 200
 
 
+class GatedGenerator:
+    """A real Generator whose first batch waits at a gate, so the next requests queue up."""
+
+    def __init__(self, generator):
+        import threading
+
+        self.generator = generator
+        self.gate = threading.Event()
+        self.started = threading.Event()
+        self.batches: list[int] = []
+
+    def compile(self, pattern):
+        return self.generator.compile(pattern)
+
+    def generate_batch(self, requests, **kwargs):
+        self.batches.append(len(requests))
+        self.started.set()
+        self.gate.wait(30)
+        return self.generator.generate_batch(requests, **kwargs)
+
+
+def _wait(condition, timeout=30.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.005)
+
+
+def test_a_request_that_cannot_run_fails_alone_in_its_batch(tiny_model):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from regexlm.generation import Generator
+
+    gated = GatedGenerator(Generator(*tiny_model, backend="torch"))
+    app = create_app(gated, api_keys=[API_KEY], max_prompt_chars=100_000, max_body_bytes=1_000_000)
+    bodies = [
+        {"prompt": "The year is ", "pattern": r"(19|20)\d{2}", "max_new_tokens": 8},
+        {"prompt": "word " * 3000, "pattern": "[a-z]+"},  # 3000 tokens: beyond the context
+        {"prompt": "Mail: ", "pattern": r"[a-z]+@[a-z]+\.com", "max_new_tokens": 10},
+        {"prompt": "Pick: ", "pattern": ["yes", "no"], "seed": 3},
+    ]
+    with TestClient(app) as client, ThreadPoolExecutor(5) as pool:
+        engine = app.state.service.engine
+        first = pool.submit(post, client, {"prompt": "a", "pattern": "b"})
+        _wait(gated.started.is_set)
+        futures = [pool.submit(post, client, body) for body in bodies]
+        _wait(lambda: engine.queue_depth == 4)
+        gated.gate.set()
+        assert first.result().status_code == 200
+        responses = [f.result() for f in futures]
+    assert gated.batches == [1, 4]  # one batch for the four; nothing run again alone
+    assert "context" in assert_error(responses[1], 400)
+    for body, response in zip(bodies, responses, strict=True):
+        if body is not bodies[1]:
+            assert response.status_code == 200, response.text
+            assert_consistent(response.json(), body)
+            assert response.json()["matched"]
+
+
+def test_the_decoding_thread_never_compiles(tiny_model, monkeypatch):
+    """The generator's cache holds one pattern; requests over six patterns, sent together, are
+    compiled in the compile pool and decoded with the indexes compiled there."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import regexlm.index
+    from regexlm.generation import Generator
+
+    generator = Generator(*tiny_model, backend="torch", max_cached_patterns=1)
+    threads = []
+    real = regexlm.index.compile
+
+    def compile_index(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(regexlm.index, "compile", compile_index)
+    patterns = [r"\d{3}", r"(yes|no)", r"[a-z]{2,4}", r"[A-Z]\d", r"(red|blue)", r"\d+\.\d"]
+    bodies = [
+        {"prompt": f"Example {i}: ", "pattern": patterns[i % 6], "max_new_tokens": 8, "seed": i}
+        for i in range(18)
+    ]
+    app = create_app(generator, api_keys=[API_KEY], batch_window=0.05)
+    with TestClient(app) as client, ThreadPoolExecutor(9) as pool:
+        responses = list(pool.map(lambda body: post(client, body), bodies))
+        again = post(client, bodies[0])  # long evicted from the generator's cache
+    for body, response in zip(bodies + [bodies[0]], responses + [again], strict=True):
+        assert response.status_code == 200, response.text
+        assert_consistent(response.json(), body)
+    assert threads and all(name.startswith("regexlm-compile") for name in threads), threads
+    assert app.state.service.engine.batches >= 2
+
+
 def test_streaming_sends_each_token_then_the_whole_answer(client):
     request = {
         "prompt": "Code: ",

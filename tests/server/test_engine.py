@@ -322,6 +322,45 @@ def test_a_failing_request_does_not_take_its_batch_down(caplog):
     assert error["code"] == 500 and "scripted failure" not in error["error"]
     assert "request id" in error["error"]
     assert "scripted failure" in caplog.text  # the log has the details
+    # The others finished in the same batch: no batch was run again, row by row.
+    assert [len(batch) for batch in fake.batches] == [1, 4]
+    assert [responses[p].json()["completion"] for p in ("ok1", "ok2", "ok3")] == ["x"] * 3
+
+
+def test_a_failing_batch_fails_each_of_its_requests_once():
+    fake = ScriptedGenerator()
+    fake.fail_with = RuntimeError("the model failed")
+    with TestClient(make_app(fake)) as client:
+        response = client.post(URL, json={"prompt": "a", "pattern": "x"}, headers=AUTH)
+        assert response.status_code == 500 and "request id" in response.json()["error"]
+        fake.fail_with = None
+        assert (
+            client.post(URL, json={"prompt": "a", "pattern": "x"}, headers=AUTH).status_code == 200
+        )
+    assert len(fake.batches) == 2
+
+
+def test_the_compiled_index_travels_with_the_request():
+    fake = ScriptedGenerator()
+    fake.gate.clear()
+    with TestClient(make_app(fake, max_batch_size=8)) as client, ThreadPoolExecutor(4) as pool:
+        engine = client.app.state.service.engine
+        blocker = pool.submit(client.post, URL, json={"prompt": "a", "pattern": "x"}, headers=AUTH)
+        wait_until(fake.started.is_set)
+        patterns = ["x{2}", ["x", "xx"], "x{2}"]
+        futures = [
+            pool.submit(client.post, URL, json={"prompt": "b", "pattern": p}, headers=AUTH)
+            for p in patterns
+        ]
+        wait_until(lambda: engine.queue_depth == 3)
+        fake.gate.set()
+        assert blocker.result().status_code == 200
+        assert all(f.result().status_code == 200 for f in futures)
+    requests, handed = fake.batches[1], fake.batch_indexes[1]
+    assert [index.pattern for index in handed] == [r.pattern for r in requests]
+    same = [index for index in handed if index.pattern == "x{2}"]
+    assert len(same) == 2 and same[0] is same[1]  # one compilation, one index, both requests
+    assert sorted(map(str, fake.compiled)) == sorted(map(str, ["x", "x{2}", ["x", "xx"]]))
 
 
 def test_unexpected_exception_in_a_route_is_a_json_500(monkeypatch):

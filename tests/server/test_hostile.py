@@ -108,7 +108,11 @@ def hostile_requests() -> list[tuple[str, str, str, dict, bytes | None]]:
         for value in values:
             add(f"range {field}", body(**{field: value}))
     add("range temperature inf", b'{"prompt": "a", "pattern": "b", "temperature": 1e999}')
-    add("range top_p tiny exponent", b'{"prompt": "a", "pattern": "b", "top_p": 1e-999}')
+    add("range top_p huge exponent", b'{"prompt": "a", "pattern": "b", "top_p": 1e400}')
+    add(
+        "range penalty tiny exponent",
+        b'{"prompt": "a", "pattern": "b", "repetition_penalty": 1e-999}',
+    )
     # Size limits (the test server: 64 KiB body, 8192-char prompt, 16 patterns of 2000 chars).
     add("prompt too long", body(prompt="x" * 9000))
     add("too many patterns", body(pattern=["a"] * 17))
