@@ -9,11 +9,13 @@ strings Python's ``re.fullmatch(pattern, s)`` accepts. The pipeline, one module 
 * ``utf8``     a code-point set -> the minimal byte automaton of its UTF-8 encodings.
 * ``nfa``      Thompson NFA over characters; assertions removed by tracking context.
 * ``dfa``      subset construction over byte classes; the :class:`DFA` class.
+* ``lazy``     the same construction on demand, within a byte budget: :class:`LazyDFA`.
 * ``minimize`` pruning of states that cannot match, Hopcroft minimization, byte classes.
 * ``limits``   state, size and time limits.
 """
 
-from regexlm.automata.compiler import compile_regex
+from regexlm.automata.compiler import compile_lazy, compile_regex
 from regexlm.automata.dfa import DEAD, DFA
+from regexlm.automata.lazy import LazyDFA
 
-__all__ = ["compile_regex", "DFA", "DEAD"]
+__all__ = ["compile_regex", "compile_lazy", "DFA", "LazyDFA", "DEAD"]

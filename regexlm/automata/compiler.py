@@ -14,6 +14,7 @@ import numpy as np
 
 from regexlm.automata import minimize as mz
 from regexlm.automata.dfa import DFA, determinize
+from regexlm.automata.lazy import DEFAULT_CACHE_BYTES, LazyDFA
 from regexlm.automata.limits import (
     DEFAULT_MAX_NFA_STATES,
     DEFAULT_MAX_STATES,
@@ -23,6 +24,43 @@ from regexlm.automata.limits import (
 )
 from regexlm.automata.nfa import build_nfa, remove_looks, trim
 from regexlm.automata.parse import parse
+
+
+def _patterns(pattern) -> tuple[str, ...]:
+    patterns = (pattern,) if isinstance(pattern, str) else tuple(pattern)
+    if not patterns:
+        raise ValueError("at least one pattern is required")
+    for p in patterns:
+        if not isinstance(p, str):
+            raise TypeError(f"patterns must be str, not {type(p).__name__}")
+    return patterns
+
+
+def _trimmed_nfa(patterns: tuple[str, ...], limits: Limits, deadline: Deadline):
+    trees = [parse(p) for p in patterns]
+    nfa = build_nfa(trees, limits)
+    deadline.check("NFA construction")
+    return trim(remove_looks(nfa, limits, deadline))
+
+
+def compile_lazy(
+    pattern: str | Sequence[str],
+    *,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    max_nfa_states: int = DEFAULT_MAX_NFA_STATES,
+    cache_bytes: int = DEFAULT_CACHE_BYTES,
+) -> LazyDFA:
+    """Compile a Python regex (or a list of them) into a :class:`LazyDFA` over UTF-8 bytes.
+
+    The same language as :func:`compile_regex`, but DFA states are built when first reached,
+    within ``cache_bytes`` of cache, so no regular pattern is refused for its DFA size. Only
+    the NFA's size (``max_nfa_states``) and the CPU time of parsing and NFA construction
+    (``timeout``) are limited, raising :class:`~regexlm.PatternTooComplexError`.
+    """
+    patterns = _patterns(pattern)
+    limits = Limits(max_nfa_states=max_nfa_states, timeout=timeout)
+    nfa = _trimmed_nfa(patterns, limits, Deadline(timeout))
+    return LazyDFA(nfa, patterns, cache_bytes=cache_bytes)
 
 
 def compile_regex(
@@ -50,18 +88,10 @@ def compile_regex(
     Raises :class:`~regexlm.RegexSyntaxError` for invalid syntax and
     :class:`~regexlm.UnsupportedRegexError` for constructs no finite automaton can express.
     """
-    patterns = (pattern,) if isinstance(pattern, str) else tuple(pattern)
-    if not patterns:
-        raise ValueError("at least one pattern is required")
-    for p in patterns:
-        if not isinstance(p, str):
-            raise TypeError(f"patterns must be str, not {type(p).__name__}")
+    patterns = _patterns(pattern)
     limits = Limits(max_states=max_states, max_nfa_states=max_nfa_states, timeout=timeout)
     deadline = Deadline(timeout)
-    trees = [parse(p) for p in patterns]
-    nfa = build_nfa(trees, limits)
-    deadline.check("NFA construction")
-    nfa = trim(remove_looks(nfa, limits, deadline))
+    nfa = _trimmed_nfa(patterns, limits, deadline)
     table, accept, class_of, start = determinize(nfa, limits, deadline)
     # Merge construction classes that no state tells apart, before the costlier stages.
     table, class_of = mz.compress_classes(table, class_of)

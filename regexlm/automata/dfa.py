@@ -68,71 +68,129 @@ def _closures(nfa: CharNFA):
     return closure
 
 
+class SubsetConstruction:
+    """The moves of NFA positions and the rows of position sets, for one NFA.
+
+    Shared by the eager construction (:func:`determinize`, every state at once) and the lazy
+    automaton (:mod:`regexlm.automata.lazy`, a state when a walk first needs it). A DFA state
+    is a frozenset of positions; :meth:`row` gives the target set per construction byte class,
+    through a ``state_id`` callback that interns sets, so both users number states their way.
+    """
+
+    def __init__(self, nfa: CharNFA):
+        n = self.n = nfa.num_states
+        self.nfa = nfa
+        self.closure = _closures(nfa)
+        # The UTF-8 automaton of the character transitions of every NFA state (one automaton for
+        # all of a state's sets, labelled by transition), and byte classes from all their bounds.
+        autos: list = [None] * n
+        targets: list[tuple[int, ...]] = [()] * n
+        bounds = {0, 256}
+        for q, row in enumerate(nfa.edges):
+            if row:
+                a = autos[q] = utf8_partition_automaton(tuple(chars for chars, _ in row))
+                targets[q] = tuple(t for _, t in row)
+                bounds |= a.boundaries
+        self.autos, self.targets = autos, targets
+        cuts = sorted(bounds)
+        class_of = np.zeros(256, dtype=np.int64)
+        for k in range(len(cuts) - 1):
+            class_of[cuts[k] : cuts[k + 1]] = k
+        self.class_of = class_of
+        self.num_classes = len(cuts) - 1
+        self.cls = class_of.tolist()
+        # Positions: ids < n are NFA states; ids >= n are points inside a character.
+        self.mid_ids: dict[tuple, int] = {}
+        self.mid_info: list[tuple] = []  # id - n -> (automaton, utf8 state, NFA targets by label)
+        self.mid_sets: list[frozenset] = []  # id - n -> the interned singleton {id}
+        self.moves_cache: dict[int, list] = {}
+        self.dense = self.num_classes <= _DENSE_MAX_CLASSES
+        self.dense_cache: dict[int, list] = {}
+        self.union_memo: dict[tuple[int, ...], int] = {}
+        self.start_set = self.closure(nfa.start)
+
+    def mid(self, auto, u: int, tgts: tuple[int, ...]) -> frozenset:
+        key = (id(auto), u, tgts)
+        pid = self.mid_ids.get(key)
+        if pid is None:
+            pid = self.mid_ids[key] = self.n + len(self.mid_info)
+            self.mid_info.append((auto, u, tgts))
+            self.mid_sets.append(frozenset((pid,)))
+        return self.mid_sets[pid - self.n]
+
+    def position(self, p: int):
+        """``(utf8 automaton or None, its state, NFA targets by label)`` of position ``p``."""
+        if p < self.n:
+            return self.autos[p], 0, self.targets[p]
+        return self.mid_info[p - self.n]
+
+    def moves(self, p: int) -> list:
+        """[(first class, last class, target positions)] for position ``p``."""
+        mv = self.moves_cache.get(p)
+        if mv is None:
+            auto, u, tgts = self.position(p)
+            mv = []
+            if auto is not None:
+                cls, closure = self.cls, self.closure
+                for lo, hi, nxt in auto.trans[u]:
+                    # nxt < 0: a character of set -1-nxt is complete.
+                    tgt = closure(tgts[-1 - nxt]) if nxt < 0 else self.mid(auto, nxt, tgts)
+                    mv.append((cls[lo], cls[hi], tgt))
+            self.moves_cache[p] = mv
+        return mv
+
+    def dense_moves(self, p: int) -> list:
+        """[(class, target positions)] for position ``p``, one entry per class."""
+        dm = self.dense_cache.get(p)
+        if dm is None:
+            dm = self.dense_cache[p] = [
+                (c, tgt) for clo, chi, tgt in self.moves(p) for c in range(clo, chi + 1)
+            ]
+        return dm
+
+    def accept(self, key: frozenset) -> int:
+        """Lowest pattern index matched by a set of positions, -1 if none."""
+        match, n = self.nfa.match, self.n
+        best = -1
+        for p in key:
+            if p < n and match[p] >= 0 and (best < 0 or match[p] < best):
+                best = match[p]
+        return best
+
+    def row(self, key: frozenset, state_id) -> list[int]:
+        """The state id after each construction byte class, from the set ``key``.
+
+        ``state_id(frozenset) -> int`` interns target sets (the empty set must map to DEAD).
+        The union memo is keyed by the ids of the (persistent) target sets, so a user that
+        forgets its states must call :meth:`forget_unions` at the same time.
+        """
+        num_classes = self.num_classes
+        if len(key) == 1:
+            # One position (typically inside a character): its moves are sorted and disjoint.
+            (p,) = key
+            row = [DEAD] * num_classes
+            for clo, chi, tgt in self.moves(p):
+                row[clo : chi + 1] = [state_id(tgt)] * (chi + 1 - clo)
+            return row
+        if self.dense:
+            return _dense_row(key, self.dense_moves, num_classes, state_id, self.union_memo)
+        return _sweep_row(key, self.moves, num_classes, state_id, self.union_memo)
+
+    def forget_unions(self) -> None:
+        self.union_memo.clear()
+
+
 def determinize(nfa: CharNFA, limits: Limits, deadline: Deadline):
-    """Subset construction.
+    """Subset construction of every reachable state.
 
     Returns ``(table int32[S, C], accept int32[S], class_of uint8[256], start)`` where state 0 is
     dead and ``C`` the number of construction byte classes.
     """
-    n = nfa.num_states
-    closure = _closures(nfa)
-
-    # The UTF-8 automaton of the character transitions of every NFA state (one automaton for
-    # all of a state's sets, labelled by transition), and byte classes from all their boundaries.
-    autos: list = [None] * n
-    targets: list[tuple[int, ...]] = [()] * n
-    bounds = {0, 256}
-    for q, row in enumerate(nfa.edges):
-        if row:
-            a = autos[q] = utf8_partition_automaton(tuple(chars for chars, _ in row))
-            targets[q] = tuple(t for _, t in row)
-            bounds |= a.boundaries
-    cuts = sorted(bounds)
-    class_of = np.zeros(256, dtype=np.int64)
-    for k in range(len(cuts) - 1):
-        class_of[cuts[k] : cuts[k + 1]] = k
-    num_classes = len(cuts) - 1
-    cls = class_of.tolist()
-
-    # Positions: ids < n are NFA states; ids >= n are points inside a character.
-    mid_ids: dict[tuple, int] = {}
-    mid_info: list[tuple] = []  # id - n -> (automaton, utf8 state, NFA targets by label)
-    moves_cache: dict[int, list] = {}
-
-    mid_sets: list[frozenset] = []  # id - n -> the interned singleton {id}
-
-    def mid(auto, u: int, tgts: tuple[int, ...]) -> frozenset:
-        key = (id(auto), u, tgts)
-        pid = mid_ids.get(key)
-        if pid is None:
-            pid = mid_ids[key] = n + len(mid_info)
-            mid_info.append((auto, u, tgts))
-            mid_sets.append(frozenset((pid,)))
-        return mid_sets[pid - n]
-
-    def moves(p: int) -> list:
-        """[(first class, last class, target positions)] for position ``p``."""
-        mv = moves_cache.get(p)
-        if mv is None:
-            if p < n:
-                auto, u, tgts = autos[p], 0, targets[p]
-            else:
-                auto, u, tgts = mid_info[p - n]
-            mv = []
-            if auto is not None:
-                for lo, hi, nxt in auto.trans[u]:
-                    # nxt < 0: a character of set -1-nxt is complete.
-                    tgt = closure(tgts[-1 - nxt]) if nxt < 0 else mid(auto, nxt, tgts)
-                    mv.append((cls[lo], cls[hi], tgt))
-            moves_cache[p] = mv
-        return mv
-
-    match = nfa.match
+    sc = SubsetConstruction(nfa)
     max_states = limits.max_states
     empty = frozenset()
     ids: dict[frozenset, int] = {empty: DEAD}
     sets: list[frozenset] = [empty]
-    rows: list[list[int]] = [[DEAD] * num_classes]
     accept: list[int] = [-1]
 
     def state_id(key: frozenset) -> int:
@@ -143,46 +201,19 @@ def determinize(nfa: CharNFA, limits: Limits, deadline: Deadline):
                 raise too_many_dfa_states(max_states)
             ids[key] = sid
             sets.append(key)
-            best = -1
-            for p in key:
-                if p < n and match[p] >= 0 and (best < 0 or match[p] < best):
-                    best = match[p]
-            accept.append(best)
+            accept.append(sc.accept(key))
         return sid
 
-    start = state_id(closure(nfa.start))
-    # Union of target sets -> DFA state, keyed by the ids of the (persistent) target objects.
-    union_memo: dict[tuple[int, ...], int] = {}
-    dense = num_classes <= _DENSE_MAX_CLASSES
-    dense_cache: dict[int, list] = {}
-
-    def dense_moves(p: int) -> list:
-        """[(class, target positions)] for position ``p``, one entry per class."""
-        dm = dense_cache.get(p)
-        if dm is None:
-            dm = dense_cache[p] = [
-                (c, tgt) for clo, chi, tgt in moves(p) for c in range(clo, chi + 1)
-            ]
-        return dm
-
+    start = state_id(sc.start_set)
+    rows: list[list[int]] = [[DEAD] * sc.num_classes]
     i = 1
     while i < len(sets):
         if i & 255 == 0:
             deadline.check("subset construction")
-        if len(sets[i]) == 1:
-            # One position (typically inside a character): its moves are sorted and disjoint.
-            (p,) = sets[i]
-            row = [DEAD] * num_classes
-            for clo, chi, tgt in moves(p):
-                row[clo : chi + 1] = [state_id(tgt)] * (chi + 1 - clo)
-            rows.append(row)
-        elif dense:
-            rows.append(_dense_row(sets[i], dense_moves, num_classes, state_id, union_memo))
-        else:
-            rows.append(_sweep_row(sets[i], moves, num_classes, state_id, union_memo))
+        rows.append(sc.row(sets[i], state_id))
         i += 1
-    table = np.array(rows, dtype=np.int32).reshape(len(rows), num_classes)
-    return table, np.array(accept, dtype=np.int32), class_of.astype(np.uint8), start
+    table = np.array(rows, dtype=np.int32).reshape(len(rows), sc.num_classes)
+    return table, np.array(accept, dtype=np.int32), sc.class_of.astype(np.uint8), start
 
 
 # With few byte classes, a row is built class by class; with many, by sweeping over the class

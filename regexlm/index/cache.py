@@ -1,18 +1,24 @@
-"""Index caches: a small in-memory LRU in front of a directory of files.
+"""Index caches: an in-memory LRU bounded by bytes, in front of a directory of files.
 
 Key: the patterns, the vocabulary fingerprint and the library version (plus the device, in
 memory). The memory cache returns the very same :class:`TokenIndex` object; treat it as
-read-only.
+read-only. Indexes grow as decoding reaches new states, so the memory bound counts each
+entry's bytes as they are when an entry is added, and evicts least recently used entries until
+the total fits (:data:`MEMORY_BYTES`, ``REGEXLM_INDEX_MEMORY_BYTES``). The generator and the
+server use this one cache, so an index they both hold is counted once and evicted once.
 
-On disk (``$REGEXLM_CACHE/index/``) each index is two files, written atomically:
+On disk (``$REGEXLM_CACHE/index/``) only *complete* indexes are kept (every row built at
+compile time, exact ``min_tokens``): a lazy index's future rows need its automaton, which is
+cheaper to rebuild than to store. Each entry is two files, written atomically:
 
-* ``<key>.safetensors``: the tables (no pickle, nothing executable). The bitmask is left out and
-  re-packed on load: it is the largest table and a pure function of the others.
+* ``<key>.safetensors``: the tables (no pickle, nothing executable);
 * ``<key>.json``: metadata (patterns, fingerprint, version, start state, EOS ids) and the
   SHA-256 of the tensor file. It is written last, so a half-written entry is never read.
 
 A file that is missing, unreadable, or fails its checksum or metadata check is deleted and
-reported as a miss; the caller rebuilds and rewrites it.
+reported as a miss; the caller rebuilds and rewrites it. The directory is bounded too
+(:data:`DISK_BYTES`, ``REGEXLM_INDEX_DISK_BYTES``): after a write, the oldest entries (by
+modification time) go until the total fits.
 """
 
 from __future__ import annotations
@@ -26,12 +32,45 @@ from pathlib import Path
 
 import torch
 
-from regexlm.index.bitmask import pack_bitmask
-from regexlm.index.token_index import TokenIndex
+from regexlm.index.token_index import TokenIndex, complete_rows
 
-FORMAT = 1
-MEMORY_ENTRIES = 64
-_DISK_TENSORS = ("next_by_class", "class_of", "min_tokens", "match_index", "dfa_state")
+FORMAT = 2
+_DISK_TENSORS = ("next_by_class", "class_of", "min_tokens", "match_index")
+
+
+def _env_bytes(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(float(raw))
+    except ValueError:
+        raise ValueError(f"{name} must be a number of bytes, got {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {raw!r}")
+    return value
+
+
+MEMORY_BYTES = _env_bytes("REGEXLM_INDEX_MEMORY_BYTES", 1 << 30)
+DISK_BYTES = _env_bytes("REGEXLM_INDEX_DISK_BYTES", 1 << 30)
+
+
+def configure(*, memory_bytes: int | None = None, disk_bytes: int | None = None) -> None:
+    """Set the byte bounds of the memory and the disk cache (applied from the next write)."""
+    global MEMORY_BYTES, DISK_BYTES
+    if memory_bytes is not None:
+        MEMORY_BYTES = int(memory_bytes)
+    if disk_bytes is not None:
+        DISK_BYTES = int(disk_bytes)
+    with _lock:
+        _evict_memory()
+
+
+def memory_bytes() -> int:
+    """Bytes held now by the indexes in the memory cache."""
+    with _lock:
+        return sum(index.nbytes for index in _memory.values())
+
 
 _memory: OrderedDict = OrderedDict()
 _lock = threading.Lock()
@@ -79,19 +118,46 @@ def lookup(patterns: tuple[str, ...], fingerprint: str, device: torch.device) ->
 
 def store(index: TokenIndex, device: torch.device) -> None:
     _remember((index.patterns, index.vocab_fingerprint, _version(), str(device)), index)
-    if disk_enabled:
+    if disk_enabled and index.exact:
         try:
             save(index)
+            _evict_disk()
         except OSError:
             pass  # a read-only or full cache directory only costs a rebuild next time
+
+
+def _evict_disk() -> None:
+    """Delete the oldest entries until the directory holds at most :data:`DISK_BYTES`."""
+    entries = []
+    total = 0
+    for meta in cache_directory().glob("*.json"):
+        tensor = meta.with_suffix(".safetensors")
+        try:
+            size = meta.stat().st_size + (tensor.stat().st_size if tensor.exists() else 0)
+            entries.append((meta.stat().st_mtime, meta, tensor, size))
+        except OSError:
+            continue
+        total += size
+    entries.sort()
+    for _, meta, tensor, size in entries:
+        if total <= DISK_BYTES:
+            break
+        _discard(meta, tensor)
+        total -= size
 
 
 def _remember(key, index: TokenIndex) -> None:
     with _lock:
         _memory[key] = index
         _memory.move_to_end(key)
-        while len(_memory) > MEMORY_ENTRIES:
-            _memory.popitem(last=False)
+        _evict_memory()
+
+
+def _evict_memory() -> None:
+    total = sum(index.nbytes for index in _memory.values())
+    while total > MEMORY_BYTES and _memory:
+        _, old = _memory.popitem(last=False)
+        total -= old.nbytes
 
 
 def _paths(patterns, fingerprint) -> tuple[Path, Path]:
@@ -110,7 +176,9 @@ def save(index: TokenIndex) -> Path:
     from safetensors.torch import save
 
     tensor_path, meta_path = _paths(index.patterns, index.vocab_fingerprint)
-    blob = save({n: getattr(index, n).detach().cpu().contiguous() for n in _DISK_TENSORS})
+    blob = save(
+        {n: getattr(index.to("cpu"), n).detach().clone().contiguous() for n in _DISK_TENSORS}
+    )
     meta = {
         "format": FORMAT,
         "version": _version(),
@@ -151,19 +219,18 @@ def load(patterns: tuple[str, ...], fingerprint: str, device: torch.device) -> T
         )
         if not ok:
             raise ValueError("cache entry does not match its metadata")
-        tensors = load_tensors(blob)
-        tensors = {n: tensors[n].to(device) for n in _DISK_TENSORS}
-        bitmask = pack_bitmask(
-            tensors["next_by_class"] >= 0, tensors["class_of"].long(), tensors["class_of"].numel()
-        )
-        index = TokenIndex(
-            bitmask=bitmask,
-            start_state=int(meta["start_state"]),
-            eos_ids=[int(i) for i in meta["eos_ids"]],
+        tensors = {n: t.numpy() for n, t in load_tensors(blob).items()}
+        rows = complete_rows(
             patterns=tuple(patterns),
             vocab_fingerprint=fingerprint,
-            **tensors,
+            eos_ids=[int(i) for i in meta["eos_ids"]],
+            start=int(meta["start_state"]),
+            next_by_class=tensors["next_by_class"],
+            class_of=tensors["class_of"],
+            min_tokens=tensors["min_tokens"],
+            match_index=tensors["match_index"],
         )
+        index = TokenIndex(rows, device)
     except Exception:
         _discard(tensor_path, meta_path)
         return None

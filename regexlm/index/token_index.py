@@ -1,114 +1,579 @@
-"""The token index: everything one decode step needs, as tensors on the model's device.
+"""The token index: the tables one decode step reads, with rows built on demand.
 
-For index states ``0 .. S-1`` (the DFA states a token boundary can reach and still complete a
-match, renumbered), V tokens, C token classes and W = ceil(V / 32) mask words:
+For index states ``0 .. S-1`` (automaton states a token boundary reaches), V tokens, C token
+classes:
 
 * ``next_by_class int32[S, C]``: state after a token of the class, -1 = not allowed;
 * ``class_of int32[V]``: the class of every token id (class 0 is never allowed);
-* ``bitmask int32[S, W]``: allowed tokens, bit ``j`` of word ``w`` is token ``32w + j``;
-* ``min_tokens int32[S]``: fewest tokens (EOS excluded) that complete a match, 0 at matches;
+* ``min_tokens int32[S]``: fewest tokens (EOS excluded) that complete a match, 0 at matches,
+  or a sound upper bound (see below); ``UNREACHABLE`` (int32 max) when none is known;
 * ``match_index int32[S]``: lowest matching pattern index, -1 where the text does not match;
-* ``start_state``: the state before any token; ``eos_ids``: allowed exactly at matching states,
-  where they keep the state.
+* ``start_state``; ``eos_ids``: allowed exactly at matching states, where they keep the state.
 
-``dfa_state int32[S]`` records which DFA state each index state came from.
+**Rows on demand.** An index state's row is built the first time it is asked for
+(:meth:`TokenIndex.ensure_rows`): the class trie is walked from the states' automaton states
+(:mod:`regexlm.index.rows`), every target becomes an index state (with no row yet), and the row
+is appended. Until then a state's row is all -1. A decoder calls ``ensure_rows`` with the
+states its rows are in before each step and then reads the current tables, which may have been
+reallocated (:attr:`TokenIndex.version` changes whenever they are).
+
+**Classes.** The walk gives each row over *fine* classes (tokens alike under the automaton's
+byte classes, :mod:`regexlm.index.class_trie`). The step reads coarser classes: tokens that no
+row built so far tells apart. When a new row separates tokens of one class, the class is split:
+its column is copied for the existing rows and ``class_of`` is rewritten.
+
+**Exact or bounded.** At compile time the states are explored breadth-first for a few dozen
+states. If that reaches every state, the token graph is known and ``min_tokens`` is exact (a
+backward search over it), and states from which no token path completes a match are dropped.
+Otherwise ``min_tokens`` is the *byte distance* to a match using single-byte tokens
+(:meth:`regexlm.automata.LazyDFA.byte_distance`): the fewest tokens when every token is one byte,
+so it is never below the exact value, and from any state with a finite value some allowed
+single-byte token leads to a state whose value is one less. That is what the budget rule needs
+to stay sound: a row that is promised a match within its budget always has a token that keeps
+the promise. It is stricter than exact where multi-byte tokens would finish sooner.
+
+**Memory.** The index holds ``class_of`` (4 bytes a token) and, per visited state, a row of C
+entries; the automaton's own cache is bounded by bytes. ``nbytes`` reports all of it as it
+grows. The xgrammar-layout bitmask is produced for the states asked for
+(:meth:`TokenIndex.bitmask_rows`), never stored per state.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import threading
 
+import numpy as np
 import torch
 
-TENSOR_FIELDS = ("next_by_class", "class_of", "bitmask", "min_tokens", "match_index", "dfa_state")
+from regexlm.errors import EmptyLanguageError
+from regexlm.index import class_trie as ct
+from regexlm.index.bitmask import pack_bitmask
+from regexlm.index.min_tokens import token_distances
+from regexlm.index.rows import walk_rows
+
+UNREACHABLE = int(np.iinfo(np.int32).max)
+EOS_CLASS = 1  # the class of end-of-sequence ids (class 0: never allowed)
+TENSOR_FIELDS = ("next_by_class", "class_of", "min_tokens", "match_index")
+_MULTIPLIER_SEED = 0x7AB1E5
 
 
-@dataclass(frozen=True, eq=False)
-class TokenIndex:
-    next_by_class: torch.Tensor  # [S, C] int32
-    class_of: torch.Tensor  # [V] int32
-    bitmask: torch.Tensor  # [S, W] int32
-    min_tokens: torch.Tensor  # [S] int32
-    match_index: torch.Tensor  # [S] int32
-    dfa_state: torch.Tensor  # [S] int32
-    start_state: int
-    eos_ids: list[int]
-    patterns: tuple[str, ...] = ()
-    vocab_fingerprint: str = ""
-    info: dict = field(default_factory=dict, compare=False)
+class IndexRows:
+    """The host side of an index: numpy tables, and what builds new rows (see module docstring).
 
-    # -- sizes ------------------------------------------------------------------------------
+    Thread-safe: rows are built under a lock, so a server thread and a decode thread can share
+    an index.
+    """
 
-    @property
-    def num_states(self) -> int:
-        return int(self.next_by_class.shape[0])
+    def __init__(self, automaton, vocab, patterns: tuple[str, ...], *, strict: bool = True):
+        self.patterns = patterns
+        self.vocab_size = int(vocab.size)
+        self.vocab_fingerprint = vocab.fingerprint
+        self.eos_ids = list(vocab.eos_ids)
+        self.automaton = automaton
+        self.trie = ct.class_trie(vocab, automaton.byte_classes)
+        self.usable = usable_bytes(vocab)
+        self.lock = threading.RLock()
+        self.version = 0
+        self.exact = False
+        # strict: a target with no known way to complete (bound UNREACHABLE) is not allowed.
+        # Off only while exploring, where the exact search decides instead.
+        self.strict = strict
+        f = self.trie.num_fine
+        # coarse classes: 0 never allowed, 1 end-of-sequence, 2 everything else (to be split)
+        self.coarse_of_fine = np.full(f, 2, dtype=np.int64)
+        self.coarse_of_fine[ct.NEVER] = 0
+        self.coarse_of_fine[ct.EOS] = 1
+        self.rep_of_class = np.array([ct.NEVER, ct.EOS, ct.FIRST_FINE], dtype=np.int64)
+        if f <= ct.FIRST_FINE:  # no token can ever be allowed
+            self.rep_of_class = self.rep_of_class[:2]
+        self.class_of = self.coarse_of_fine[self.trie.fine_of_token].astype(np.int32)
+        num_classes = self.rep_of_class.size
+        self.nbc = np.full((16, num_classes), -1, dtype=np.int32)  # [capacity, C]
+        self.min_tokens = np.full(16, UNREACHABLE, dtype=np.int32)
+        self.match = np.full(16, -1, dtype=np.int32)
+        self.built = np.zeros(16, dtype=bool)
+        self.num_states = 0
+        self.keys: list = []
+        self.index_of_key: dict = {}
+        self.dfa_of = np.full(16, -1, dtype=np.int64)
+        self.epoch = automaton.epoch
+        self.rows_built = 0
+        self.splits = 0
+        if automaton.start == 0:
+            raise EmptyLanguageError(_empty_message(patterns))
+        self.start = self._add_state(automaton.start)
+        self._check_start()
 
-    @property
-    def num_classes(self) -> int:
-        return int(self.next_by_class.shape[1])
+    def _check_start(self) -> None:
+        if self.strict and self.min_tokens[self.start] == UNREACHABLE:
+            raise EmptyLanguageError(_empty_message(self.patterns))
 
-    @property
-    def vocab_size(self) -> int:
-        return int(self.class_of.shape[0])
+    # -- states -------------------------------------------------------------------------------
 
-    @property
-    def device(self) -> torch.device:
-        return self.bitmask.device
+    def _grow(self, need: int) -> None:
+        cap = self.nbc.shape[0]
+        if need <= cap:
+            return
+        cap = max(need, 2 * cap)
+
+        def grown(a, fill):
+            out = np.full((cap, *a.shape[1:]), fill, dtype=a.dtype)
+            out[: a.shape[0]] = a
+            return out
+
+        self.nbc = grown(self.nbc, -1)
+        self.min_tokens = grown(self.min_tokens, UNREACHABLE)
+        self.match = grown(self.match, -1)
+        self.built = grown(self.built, False)
+        self.dfa_of = grown(self.dfa_of, -1)
+
+    def _add_state(self, q: int) -> int:
+        a = self.automaton
+        key = a.key(q)
+        sid = self.index_of_key.get(key)
+        if sid is not None:
+            return sid
+        sid = self.num_states
+        self._grow(sid + 1)
+        self.num_states += 1
+        self.keys.append(key)
+        self.index_of_key[key] = sid
+        self.dfa_of[sid] = q
+        self.match[sid] = a.match_index(q)
+        self.min_tokens[sid] = min(a.byte_distance(q, self.usable), UNREACHABLE)
+        return sid
+
+    def _automaton_states(self, states: np.ndarray) -> np.ndarray:
+        """Automaton ids of index states, re-made after the automaton cleared its cache."""
+        a = self.automaton
+        if a.needs_clear():
+            a.clear()
+        if a.epoch != self.epoch:
+            self.dfa_of[:] = -1
+            self.epoch = a.epoch
+        out = self.dfa_of[states]
+        for i in np.flatnonzero(out < 0).tolist():
+            s = int(states[i])
+            q = self.dfa_of[s] = a.intern(self.keys[s])
+            out[i] = q
+        return out
+
+    # -- rows ---------------------------------------------------------------------------------
+
+    def ensure(self, states) -> bool:
+        """Build the rows of ``states`` not built yet; True if anything changed."""
+        states = np.asarray(states, dtype=np.int64).reshape(-1)
+        if states.size == 0:
+            return False
+        need = states[~self.built[states]]
+        if need.size == 0:
+            return False
+        with self.lock:
+            need = np.unique(need[~self.built[need]])
+            if need.size == 0:
+                return False
+            self._build(need)
+            return True
+
+    def _build(self, states: np.ndarray) -> None:
+        origins = self._automaton_states(states)
+        o, f, q = walk_rows(self.trie, self.automaton, origins)
+        # targets -> index states (new ones get a bound and no row)
+        uq, inv = np.unique(q, return_inverse=True)
+        target_ids = np.array([self._add_state(int(x)) for x in uq.tolist()], dtype=np.int64)
+        tgt = target_ids[inv.reshape(-1)]
+        # a target from which no match can be completed is not allowed
+        ok = self.min_tokens[tgt] != UNREACHABLE if self.strict else np.ones(tgt.size, bool)
+        rows = np.full((states.size, self.trie.num_fine), -1, dtype=np.int64)  # [m, F]
+        rows[o[ok], f[ok]] = tgt[ok]
+        matching = self.match[states] >= 0
+        rows[:, ct.EOS] = np.where(matching, states, -1)
+        coarse_rows = self._refine(rows)  # [m, C]
+        self.nbc[states] = coarse_rows
+        self.built[states] = True
+        self.rows_built += int(states.size)
+        self.version += 1
+
+    def _refine(self, rows: np.ndarray) -> np.ndarray:
+        """Split the classes that ``rows`` (``int64[m, F]`` over fine classes) tell apart;
+        return the rows over the (new) classes."""
+        coarse = self.coarse_of_fine
+        rep = self.rep_of_class
+        if (rows == rows[:, rep[coarse]]).all():
+            return rows[:, rep].astype(np.int32)
+        # keys: (old class, value in every new row) per fine class, hashed then checked
+        keys = np.vstack([coarse[None, :], rows + 1])  # [1 + m, F]
+        mult = _multipliers(keys.shape[0])
+        with np.errstate(over="ignore"):
+            h = (keys.astype(np.uint64) * mult[:, None]).sum(axis=0, dtype=np.uint64)
+        _, first, inv = np.unique(h, return_index=True, return_inverse=True)
+        inv = inv.reshape(-1)
+        if not (keys == keys[:, first[inv]]).all():  # a collision: exact grouping
+            _, first, inv = np.unique(keys, axis=1, return_index=True, return_inverse=True)
+            inv = inv.reshape(-1)
+        old = coarse[first]  # [U] old class of each new class
+        num_old = rep.size
+        keeps = np.zeros(first.size, dtype=bool)
+        keeps[np.unique(old, return_index=True)[1]] = True
+        new_id = np.empty(first.size, dtype=np.int64)
+        new_id[keeps] = old[keeps]
+        extra = int((~keeps).sum())
+        new_id[~keeps] = np.arange(num_old, num_old + extra)
+        old_of_new = np.empty(num_old + extra, dtype=np.int64)
+        old_of_new[new_id] = old
+        self.coarse_of_fine = new_id[inv]
+        self.rep_of_class = np.empty(num_old + extra, dtype=np.int64)
+        self.rep_of_class[new_id] = first
+        self.nbc = np.ascontiguousarray(self.nbc[:, old_of_new])
+        self.class_of = self.coarse_of_fine[self.trie.fine_of_token].astype(np.int32)
+        self.splits += 1
+        return rows[:, self.rep_of_class].astype(np.int32)
+
+    # -- exploration --------------------------------------------------------------------------
+
+    def explore(self, max_states: int | None) -> bool:
+        """Build rows breadth-first from the start while at most ``max_states`` rows would be
+        built in all (None: no limit). When every reachable state has its row, make ``min_tokens`` exact and
+        drop the states no token path completes; return whether that happened."""
+        with self.lock:
+            while True:
+                todo = np.flatnonzero(~self.built[: self.num_states])
+                if todo.size == 0:
+                    self._finish_exact()
+                    return True
+                if max_states is not None and self.rows_built + todo.size > max_states:
+                    self._make_strict()
+                    return False
+                self._build(todo)
+
+    def _make_strict(self) -> None:
+        """Leave exploration for rows on demand: deny the tokens of built rows that lead where
+        no completion is known (none, with a vocabulary that has every single byte)."""
+        self.strict = True
+        self._check_start()
+        n = self.num_states
+        table = self.nbc[:n]
+        hopeless = np.append(self.min_tokens[:n] == UNREACHABLE, False)  # [-1] -> False
+        table[hopeless[table]] = -1
+        self.version += 1
+
+    def _finish_exact(self) -> None:
+        n = self.num_states
+        nbc = self.nbc[:n]
+        eos_class = EOS_CLASS
+        cols = np.ones(nbc.shape[1], dtype=bool)
+        cols[eos_class] = False
+        origin, target = np.nonzero(nbc[:, cols] >= 0)
+        target = nbc[:, cols][origin, target].astype(np.int64)
+        pairs = np.unique(origin * n + target)
+        keep, dist = token_distances(pairs // n, pairs % n, self.match[:n] >= 0, self.start, n)
+        if not keep[self.start]:
+            raise EmptyLanguageError(_empty_message(self.patterns))
+        kept = np.flatnonzero(keep)
+        new_id = np.full(n + 1, -1, dtype=np.int64)  # index n stands for -1
+        new_id[kept] = np.arange(kept.size)
+        table = nbc[kept].astype(np.int64)
+        self.nbc = new_id[np.where(table >= 0, table, n)].astype(np.int32)
+        self.min_tokens = dist[kept].astype(np.int32)
+        self.match = self.match[kept].copy()
+        self.built = np.ones(kept.size, dtype=bool)
+        self.dfa_of = self.dfa_of[kept].copy()
+        self.keys = [self.keys[i] for i in kept.tolist()]
+        self.index_of_key = {k: i for i, k in enumerate(self.keys)}
+        self.start = int(new_id[self.start])
+        self.num_states = int(kept.size)
+        self._merge_classes()
+        self.exact = True
+        self.version += 1
+
+    def _merge_classes(self) -> None:
+        """With every row known: one class per distinct column, and tokens allowed nowhere in
+        class 0 (end-of-sequence keeps class 1)."""
+        cols = self.nbc.T  # [C, S]
+        num = cols.shape[0]
+        new_of_old = np.zeros(num, dtype=np.int64)
+        new_of_old[EOS_CLASS] = EOS_CLASS
+        rest = np.array([c for c in range(num) if c not in (0, EOS_CLASS)], dtype=np.int64)
+        if rest.size:
+            dead = (cols[rest] < 0).all(axis=1)
+            live = rest[~dead]
+            if live.size:
+                uniq, inv = np.unique(cols[live], axis=0, return_inverse=True)
+                new_of_old[live] = inv.reshape(-1) + 2
+            num_new = 2 + (uniq.shape[0] if live.size else 0)
+        else:
+            num_new = 2
+        old_of_new = np.zeros(num_new, dtype=np.int64)
+        old_of_new[new_of_old[::-1]] = np.arange(num)[::-1]
+        old_of_new[0] = 0
+        self.nbc = np.ascontiguousarray(self.nbc[:, old_of_new])
+        self.class_of = new_of_old[self.class_of].astype(np.int32)
+        self.coarse_of_fine = new_of_old[self.coarse_of_fine]
+        self.rep_of_class = np.zeros(0, dtype=np.int64)
+
+    # -- reporting ----------------------------------------------------------------------------
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the index's tensors."""
-        return sum(t.numel() * t.element_size() for t in (getattr(self, n) for n in TENSOR_FIELDS))
+        n = self.num_states
+        tables = (
+            self.class_of.nbytes
+            + n * self.nbc.shape[1] * 4
+            + n * (4 + 4 + 1 + 8)
+            + self.coarse_of_fine.nbytes
+        )
+        automaton = getattr(self.automaton, "nbytes", 0) if self.automaton is not None else 0
+        return int(tables + automaton + 48 * n)
 
-    # -- per-state queries ------------------------------------------------------------------
 
-    def next_state(self, state: int, token: int) -> int:
-        """State after ``token`` at ``state``; -1 if the token is not allowed there."""
-        return int(self.next_by_class[state, self.class_of[token]])
+def complete_rows(
+    *, patterns, vocab_fingerprint, eos_ids, start, next_by_class, class_of, min_tokens, match_index
+) -> IndexRows:
+    """An :class:`IndexRows` with every row given (from the disk cache): no automaton."""
+    rows = IndexRows.__new__(IndexRows)
+    n = int(next_by_class.shape[0])
+    rows.patterns = tuple(patterns)
+    rows.vocab_size = int(class_of.shape[0])
+    rows.vocab_fingerprint = vocab_fingerprint
+    rows.eos_ids = list(eos_ids)
+    rows.automaton = None
+    rows.trie = None
+    rows.lock = threading.RLock()
+    rows.version = 0
+    rows.exact = True
+    rows.nbc = np.ascontiguousarray(next_by_class, dtype=np.int32)
+    rows.class_of = np.ascontiguousarray(class_of, dtype=np.int32)
+    rows.min_tokens = np.ascontiguousarray(min_tokens, dtype=np.int32)
+    rows.match = np.ascontiguousarray(match_index, dtype=np.int32)
+    rows.built = np.ones(n, dtype=bool)
+    rows.num_states = n
+    rows.coarse_of_fine = np.zeros(0, dtype=np.int64)
+    rows.dfa_of = np.full(n, -1, dtype=np.int64)
+    rows.start = int(start)
+    rows.rows_built = n
+    rows.splits = 0
+    return rows
 
-    def allowed_bitmask(self, state: int) -> torch.Tensor:
-        """``int32[W]`` view of the allowed-token mask at ``state`` (no copy)."""
-        return self.bitmask[state]
 
-    def allowed_tokens(self, state: int) -> torch.Tensor:
-        """``int64[n]`` ids allowed at ``state``, ascending."""
-        return (self.next_by_class[state, self.class_of] >= 0).nonzero().flatten()
+def _multipliers(n: int) -> np.ndarray:
+    rng = np.random.default_rng(_MULTIPLIER_SEED + n)
+    return rng.integers(1, 2**63, size=n, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
 
-    def min_tokens_to_match(self, state: int) -> int:
-        return int(self.min_tokens[state])
 
-    def is_match(self, state: int) -> bool:
-        return bool(self.match_index[state] >= 0)
+def usable_bytes(vocab) -> np.ndarray:
+    """``bool[256]``: bytes that some allowed token spells alone (made once per vocabulary)."""
+    found = getattr(vocab, "_usable_bytes", None)
+    if found is None:
+        never = vocab.never_allowed()
+        found = np.zeros(256, dtype=bool)
+        for b, n in zip(vocab.token_bytes, never, strict=True):
+            if len(b) == 1 and not n:
+                found[b[0]] = True
+        vocab._usable_bytes = found
+    return found
 
-    # -- rows on demand ---------------------------------------------------------------------
+
+def _empty_message(patterns: tuple[str, ...]) -> str:
+    shown = patterns[0] if len(patterns) == 1 else list(patterns)
+    return f"no text made of the model's tokens matches {shown!r}"
+
+
+class TokenIndex:
+    """A token index on one device: a view of :class:`IndexRows` with device copies of its
+    tables, refreshed when the host tables change (see the module docstring)."""
+
+    def __init__(self, rows: IndexRows, device=None, info: dict | None = None):
+        self._rows = rows
+        self._device = torch.device(device) if device is not None else torch.device("cpu")
+        self._tensors: dict[str, torch.Tensor] = {}
+        self._synced = -1
+        self._bitmask: tuple[int, torch.Tensor] | None = None
+        self.info: dict = {} if info is None else info
+
+    # -- identity -----------------------------------------------------------------------------
+
+    @property
+    def patterns(self) -> tuple[str, ...]:
+        return self._rows.patterns
+
+    @property
+    def vocab_fingerprint(self) -> str:
+        return self._rows.vocab_fingerprint
+
+    @property
+    def eos_ids(self) -> list[int]:
+        return self._rows.eos_ids
+
+    @property
+    def start_state(self) -> int:
+        return self._rows.start
+
+    @property
+    def exact(self) -> bool:
+        """Whether every state is built and ``min_tokens`` is exact."""
+        return self._rows.exact
 
     @property
     def version(self) -> int:
-        """Bumped whenever the tables grow or are replaced; 0 for an index built whole."""
-        return 0
+        """Changes whenever the tables grow or are replaced."""
+        return self._rows.version
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    # -- tables -------------------------------------------------------------------------------
+
+    def _sync(self) -> dict[str, torch.Tensor]:
+        rows = self._rows
+        if self._synced == rows.version:
+            return self._tensors
+        with rows.lock:
+            n = rows.num_states
+            host = {
+                "next_by_class": rows.nbc[:n],
+                "class_of": rows.class_of,
+                "min_tokens": rows.min_tokens[:n],
+                "match_index": rows.match[:n],
+            }
+            version = rows.version
+            if self._device.type == "cpu":
+                tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in host.items()}
+            else:
+                old = self._tensors.get("class_of")
+                tensors = {}
+                for k, v in host.items():
+                    if k == "class_of" and old is not None and self._class_of_src is v:
+                        tensors[k] = old  # unchanged since the last copy
+                        continue
+                    tensors[k] = torch.from_numpy(np.ascontiguousarray(v)).to(
+                        self._device, non_blocking=True
+                    )
+                self._class_of_src = host["class_of"]
+            self._tensors = tensors
+            self._synced = version
+        return tensors
+
+    _class_of_src = None
+
+    @property
+    def next_by_class(self) -> torch.Tensor:  # [S, C] int32
+        return self._sync()["next_by_class"]
+
+    @property
+    def class_of(self) -> torch.Tensor:  # [V] int32
+        return self._sync()["class_of"]
+
+    @property
+    def min_tokens(self) -> torch.Tensor:  # [S] int32
+        return self._sync()["min_tokens"]
+
+    @property
+    def match_index(self) -> torch.Tensor:  # [S] int32
+        return self._sync()["match_index"]
+
+    @property
+    def dfa_state(self) -> torch.Tensor:
+        """``int32[S]``: the automaton state of each index state (for eager automata, whose ids
+        never change)."""
+        return torch.from_numpy(self._rows.dfa_of[: self._rows.num_states].astype(np.int32))
+
+    @property
+    def bitmask(self) -> torch.Tensor:
+        """``int32[S, W]`` allowed-token masks of every state (built rows only are meaningful).
+
+        Made on each change of the tables, for integrations and tests that want every row;
+        a decoder asks for the rows it needs with :meth:`bitmask_rows`."""
+        cached = self._bitmask
+        if cached is not None and cached[0] == self.version:
+            return cached[1]
+        packed = self.bitmask_rows(torch.arange(self.num_states))
+        self._bitmask = (self.version, packed)
+        return packed
 
     def ensure_rows(self, states) -> None:
-        """Make the rows of ``states`` (ints or an int tensor) ready; an index built whole has
-        every row already."""
+        """Build the rows of ``states`` (ints or an int tensor) that are not built yet."""
+        if isinstance(states, torch.Tensor):
+            states = states.detach().to("cpu").numpy()
+        self._rows.ensure(states)
 
     def tables(self):
-        """The tables one sampling step reads (``next_by_class``, ``class_of``, ``min_tokens``),
-        as they are now; read again after :meth:`ensure_rows`."""
+        """The tables one sampling step reads, as they are now."""
         return self
 
     def bitmask_rows(self, states) -> torch.Tensor:
-        """``int32[n, W]`` allowed-token masks of ``states`` in the xgrammar layout."""
-        idx = torch.as_tensor(states, dtype=torch.long, device=self.device).reshape(-1)
-        return self.bitmask.index_select(0, idx)
+        """``int32[n, W]`` allowed-token masks of ``states`` in the xgrammar layout (bit ``j`` of
+        word ``w`` is token ``32w + j``); rows are built first where needed."""
+        if isinstance(states, torch.Tensor):
+            states = states.detach().to("cpu").numpy()
+        states = np.asarray(states, dtype=np.int64).reshape(-1)
+        self._rows.ensure(states)
+        t = self._sync()
+        allowed = t["next_by_class"][torch.from_numpy(states).to(self._device)] >= 0  # [n, C]
+        return pack_bitmask(allowed, t["class_of"].long(), self.vocab_size)
+
+    # -- sizes --------------------------------------------------------------------------------
+
+    @property
+    def num_states(self) -> int:
+        return self._rows.num_states
+
+    @property
+    def num_classes(self) -> int:
+        return int(self._rows.nbc.shape[1])
+
+    @property
+    def vocab_size(self) -> int:
+        return self._rows.vocab_size
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the index and its automaton's cache, now."""
+        return self._rows.nbytes
+
+    # -- per-state queries (host) -------------------------------------------------------------
+
+    def next_state(self, state: int, token: int) -> int:
+        """State after ``token`` at ``state``; -1 if the token is not allowed there."""
+        self._rows.ensure([state])
+        rows = self._rows
+        return int(rows.nbc[state, rows.class_of[token]])
+
+    def allowed_tokens(self, state: int) -> torch.Tensor:
+        """``int64[n]`` ids allowed at ``state``, ascending."""
+        self._rows.ensure([state])
+        rows = self._rows
+        ok = rows.nbc[state][rows.class_of] >= 0
+        return torch.from_numpy(np.flatnonzero(ok))
+
+    def can_extend(self, state: int) -> bool:
+        """Whether a token other than end-of-sequence is allowed at ``state``."""
+        self._rows.ensure([state])
+        rows = self._rows
+        row = rows.nbc[state].copy()
+        row[EOS_CLASS] = -1
+        row[0] = -1
+        return bool((row >= 0).any())
+
+    def min_tokens_to_match(self, state: int) -> int:
+        return int(self._rows.min_tokens[state])
+
+    def is_match(self, state: int) -> bool:
+        return bool(self._rows.match[state] >= 0)
+
+    def match_of(self, state: int) -> int:
+        """Lowest matching pattern index at ``state``, -1 if none."""
+        return int(self._rows.match[state])
 
     def to(self, device) -> TokenIndex:
         device = torch.device(device)
-        if device == self.device:
+        if device == self._device:
             return self
-        return replace(self, **{n: getattr(self, n).to(device) for n in TENSOR_FIELDS})
+        return TokenIndex(self._rows, device, info=self.info)
 
     def __repr__(self) -> str:
+        kind = "exact" if self.exact else "lazy"
         return (
             f"TokenIndex(patterns={self.patterns!r}, states={self.num_states}, "
-            f"classes={self.num_classes}, vocab={self.vocab_size}, device={self.device})"
+            f"classes={self.num_classes}, vocab={self.vocab_size}, {kind}, device={self.device})"
         )

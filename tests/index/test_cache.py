@@ -22,7 +22,6 @@ def _same(a, b) -> bool:
                 "bitmask",
                 "min_tokens",
                 "match_index",
-                "dfa_state",
             )
         )
         and a.start_state == b.start_state
@@ -91,10 +90,32 @@ def test_keys_separate_vocabularies_and_patterns(index_cache_dir, smollm2_vocab,
     assert len(list(index_cache_dir.glob("*.json"))) == 3
 
 
-def test_memory_cache_is_bounded(index_cache_dir, smollm2_vocab, monkeypatch):
-    monkeypatch.setattr(cache, "MEMORY_ENTRIES", 3)
+def test_memory_cache_is_bounded_by_bytes(index_cache_dir, smollm2_vocab, monkeypatch):
     first = regexlm.compile("a", smollm2_vocab)
+    monkeypatch.setattr(cache, "MEMORY_BYTES", 3 * first.nbytes + first.nbytes // 2)
     for p in ("b", "c", "d"):
         regexlm.compile(p, smollm2_vocab)
     assert len(cache._memory) == 3
+    assert cache.memory_bytes() <= cache.MEMORY_BYTES
     assert regexlm.compile("a", smollm2_vocab) is not first  # evicted, read back from disk
+
+
+def test_disk_cache_is_bounded_oldest_first(index_cache_dir, smollm2_vocab, monkeypatch):
+    import os
+    import time
+
+    regexlm.compile("a", smollm2_vocab)
+    (meta,) = index_cache_dir.glob("*.json")
+    one_entry = sum(p.stat().st_size for p in index_cache_dir.iterdir())
+    old = time.time() - 100
+    os.utime(meta, (old, old))
+    monkeypatch.setattr(cache, "DISK_BYTES", one_entry + one_entry // 2)
+    regexlm.compile("b", smollm2_vocab)
+    names = {p.name for p in index_cache_dir.glob("*.json")}
+    assert meta.name not in names and len(names) == 1  # the oldest entry made room
+
+
+def test_lazy_indexes_are_not_written_to_disk(index_cache_dir, smollm2_vocab):
+    index = regexlm.compile(r"\w{1,50}", smollm2_vocab)
+    assert not index.exact
+    assert not any(index_cache_dir.glob("*.json"))

@@ -102,26 +102,35 @@ def _invalid_utf8(b: bytes) -> bool:
 
 
 @pytest.mark.parametrize(
-    "strategy",
-    [
-        {"TAIL_MAX": -1, "MERGE_FROM": 10**9},  # trie walk only, groups by class sequence
-        {"TAIL_MAX": -1, "MERGE_FROM": 1},  # trie walk, groups merged at every depth
-        {"TAIL_MAX": 10**12, "MERGE_FROM": 10**9},  # string-by-string from the first byte
-        {"TAIL_MAX": 10**12, "MERGE_FROM": 10**9, "HOST_TAIL": False},  # the same in torch
-    ],
-    ids=["trie", "trie+merge", "tail", "tail-torch"],
+    "pattern", [r"[a-z]+@[a-z]+\.com", r".{0,3}", r"(a|b)*a(a|b){3}", "[日本語]{1,4}", r"\d{2}"]
 )
-@pytest.mark.parametrize(
-    "pattern", [r"[a-z]+@[a-z]+\.com", r".{0,3}", r"(a|b)*a(a|b){3}", "[日本語]{1,4}"]
-)
-def test_every_build_strategy_is_exact(smollm2_vocab, monkeypatch, strategy, pattern):
-    from regexlm.index import bitmask, build
+def test_lazy_automaton_gives_the_eager_index(smollm2_vocab, pattern):
+    """Every row built from the lazy automaton, explored to the end, equals the eager DFA's
+    index state for state: same allowed tokens, next states, distances and matches."""
+    from regexlm.automata import compile_lazy
+    from regexlm.index.compiler import _index
 
-    for name, value in strategy.items():
-        monkeypatch.setattr(build, name, value)
-    monkeypatch.setattr(bitmask, "DEDUPE_FROM", 1)
-    dfa = compile_regex(pattern)
-    assert compare(build_index(dfa, smollm2_vocab), dfa, smollm2_vocab) == EXACT
+    eager = build_index(compile_regex(pattern), smollm2_vocab)
+    lazy = _index(compile_lazy(pattern), smollm2_vocab, "cpu", (pattern,), explore=None, full=True)
+    assert lazy.exact and eager.exact
+    pairs = {lazy.start_state: eager.start_state}
+    todo = [lazy.start_state]
+    visited = {lazy.start_state}
+    while todo:
+        a = todo.pop()
+        b = pairs[a]
+        tokens = lazy.allowed_tokens(a)
+        assert torch.equal(tokens, eager.allowed_tokens(b))
+        assert lazy.min_tokens_to_match(a) == eager.min_tokens_to_match(b)
+        assert lazy.match_of(a) == eager.match_of(b)
+        nxt_a = lazy.next_by_class[a, lazy.class_of.long()[tokens]].tolist()
+        nxt_b = eager.next_by_class[b, eager.class_of.long()[tokens]].tolist()
+        for x, y in zip(nxt_a, nxt_b, strict=True):
+            assert pairs.setdefault(x, y) == y
+            if x not in visited:
+                visited.add(x)
+                todo.append(x)
+    assert len(pairs) == lazy.num_states == eager.num_states
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,330 @@
+"""The lazy DFA: states made when a walk first reaches them, within a byte budget.
+
+Counted repeats of multi-byte classes multiply DFA states: ``\\w{1,50}`` has tens of thousands,
+``(a|b)*a(a|b){20}`` two million. Yet a decoder only ever visits a few of them: one per
+generated token and the states inside the tokens it tries. So, as RE2 and Rust's regex-automata
+do, the subset construction runs on demand: a state is a set of NFA positions
+(:class:`~regexlm.automata.dfa.SubsetConstruction`), interned when first reached, and its row of
+transitions (one entry per construction byte class) is computed the first time any of its
+transitions is asked for, then kept in a table.
+
+**Cache.** The table and the position sets cost memory. Each automaton has a byte budget
+(``cache_bytes``); when a new state would push the cache past it, the cache is cleared and the
+walk goes on from scratch, rebuilding what it needs. Clearing changes state ids, so callers
+that remember states across calls keep their *keys* (:meth:`LazyDFA.key`, the position set) and
+map them back with :meth:`LazyDFA.intern` when :attr:`LazyDFA.epoch` has changed. No pattern is
+refused for its DFA size; the only size limit left is the NFA's (see ``limits``).
+
+**Distances.** :meth:`LazyDFA.byte_distance` is the fewest bytes that lead from a state to a
+match, found by a breadth-first search over *positions* (NFA states and points inside a
+character), never over DFA states, so it costs in proportion to the distance. Bytes can be
+restricted to a usable set (a vocabulary's single-byte tokens); then the distance is the fewest
+single-byte tokens, or :data:`UNREACHABLE`.
+
+The interface is the eager :class:`~regexlm.automata.dfa.DFA`'s where it makes sense (``start``,
+``next``, ``run``, ``fullmatch``, ``is_viable``, ``match_index``, ``byte_classes``), plus the
+vectorized :meth:`LazyDFA.step` that the token index walks with.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Sequence
+
+import numpy as np
+
+from regexlm.automata.dfa import DEAD, SubsetConstruction, _as_bytes
+from regexlm.automata.nfa import CharNFA
+
+UNREACHABLE = np.iinfo(np.int32).max
+_UNKNOWN = -1  # a table entry not computed yet
+
+# Default byte budget of one automaton's state cache.
+DEFAULT_CACHE_BYTES = 32 << 20
+
+
+class LazyDFA:
+    """A DFA over UTF-8 bytes whose states are built on demand (see the module docstring).
+
+    State 0 is dead. ``byte_classes uint8[256]`` are the construction classes: bytes no
+    transition of the NFA tells apart.
+    """
+
+    DEAD = DEAD
+    dead = DEAD
+    lazy = True
+
+    def __init__(
+        self, nfa: CharNFA, patterns: Sequence[str], cache_bytes: int = DEFAULT_CACHE_BYTES
+    ):
+        self._sc = SubsetConstruction(nfa)
+        self.patterns = tuple(patterns)
+        self.cache_bytes = int(cache_bytes)
+        self.byte_classes = self._sc.class_of.astype(np.uint8)
+        self.byte_classes.setflags(write=False)
+        self.num_byte_classes = self._sc.num_classes
+        self._cls = self._sc.cls
+        self.epoch = 0
+        self.clears = 0
+        self._distances: Distances | None = None
+        self._reset()
+
+    # -- the state cache ----------------------------------------------------------------------
+
+    def _reset(self) -> None:
+        empty = frozenset()
+        self._ids: dict[frozenset, int] = {empty: DEAD}
+        self._sets: list[frozenset] = [empty]
+        self._accept: list[int] = [-1]
+        self._distance: dict[int, int] = {}
+        # table: int32[capacity, K], _UNKNOWN where not computed; the dead row is all DEAD
+        self._table = np.full((64, self.num_byte_classes), _UNKNOWN, dtype=np.int32)
+        self._table[DEAD] = DEAD
+        self._bytes = 0
+        self._sc.forget_unions()
+        self.start = self.intern(self._sc.start_set)
+
+    @property
+    def num_states(self) -> int:
+        """States in the cache now (dead state included)."""
+        return len(self._sets)
+
+    @property
+    def nbytes(self) -> int:
+        """Estimated bytes held by the state cache."""
+        return int(self._table.nbytes) + self._bytes
+
+    def _state_bytes(self, key: frozenset) -> int:
+        return 200 + 40 * len(key)
+
+    def intern(self, key: frozenset) -> int:
+        """The id of the state whose position set is ``key``, made if new."""
+        sid = self._ids.get(key)
+        if sid is None:
+            sid = len(self._sets)
+            self._ids[key] = sid
+            self._sets.append(key)
+            self._accept.append(self._sc.accept(key))
+            self._bytes += self._state_bytes(key)
+            if sid >= self._table.shape[0]:
+                grown = np.full(
+                    (2 * self._table.shape[0], self.num_byte_classes), _UNKNOWN, dtype=np.int32
+                )
+                grown[: self._table.shape[0]] = self._table
+                self._table = grown
+        return sid
+
+    def key(self, state: int) -> frozenset:
+        """The position set of ``state`` (stable across cache clears, unlike the id)."""
+        return self._sets[state]
+
+    def clear(self) -> None:
+        """Forget every state; ids change (see :attr:`epoch`), the start is made again."""
+        self.epoch += 1
+        self.clears += 1
+        self._reset()
+
+    def _over_budget(self) -> bool:
+        return self.nbytes > self.cache_bytes
+
+    # -- transitions --------------------------------------------------------------------------
+
+    def _fill(self, state: int) -> None:
+        self._table[state] = self._sc.row(self._sets[state], self.intern)
+
+    def row(self, state: int) -> np.ndarray:
+        """``int32[K]`` the state after each byte class."""
+        if self._table[state, 0] == _UNKNOWN:
+            self._fill(state)
+        return self._table[state]
+
+    def step(self, states: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        """``int32[n]``: the state after byte class ``classes[i]`` from ``states[i]``.
+
+        Rows not built yet are built first. May clear the cache *before* building when it is
+        over budget; callers check :attr:`epoch` around calls and re-intern their states.
+        """
+        out = self._table[states, classes]
+        missing = out == _UNKNOWN
+        if missing.any():
+            for q in np.unique(states[missing]).tolist():
+                self._fill(q)
+            out = self._table[states, classes]
+        return out
+
+    def needs_clear(self) -> bool:
+        """Whether the cache is over its budget (the caller clears between walks)."""
+        return self._over_budget()
+
+    def next_class(self, state: int, byte_class: int) -> int:
+        return int(self.row(state)[byte_class])
+
+    def next(self, state: int, byte: int) -> int:
+        return int(self.row(state)[self._cls[byte]])
+
+    # -- states -------------------------------------------------------------------------------
+
+    def match_index(self, state: int) -> int:
+        """Lowest matching pattern index if the input ends in ``state``; -1 if none."""
+        return self._accept[state]
+
+    def is_match(self, state: int) -> bool:
+        return self._accept[state] >= 0
+
+    def is_dead(self, state: int) -> bool:
+        return state == DEAD
+
+    @property
+    def is_empty(self) -> bool:
+        return self.start == DEAD
+
+    def byte_distance(self, state: int, usable: np.ndarray | None = None) -> int:
+        """Fewest bytes from ``state`` to a match (:data:`UNREACHABLE` if none).
+
+        ``usable`` (``bool[256]``) restricts the bytes that may be used; the cache of results
+        is kept for one ``usable`` at a time (the token index always passes the same one).
+        """
+        found = self._distance.get(state)
+        if found is None:
+            ok = None if usable is None else np.asarray(usable, dtype=bool)
+            tables = self._distances
+            if tables is None or not np.array_equal(
+                tables.ok, np.ones(256, bool) if ok is None else ok
+            ):
+                tables = self._distances = Distances(self._sc, ok)
+                self._distance.clear()
+            found = self._distance[state] = tables.of_set(self._sets[state])
+        return found
+
+    # -- whole inputs -------------------------------------------------------------------------
+
+    def run(self, data: bytes, state: int | None = None) -> int:
+        s = self.start if state is None else state
+        cls = self._cls
+        for b in data:
+            s = self.next_class(s, cls[b])
+            if s == DEAD:
+                return DEAD
+        return s
+
+    def fullmatch(self, text: str | bytes) -> bool:
+        data = _as_bytes(text)
+        return data is not None and self._accept[self.run(data)] >= 0
+
+    def fullmatch_index(self, text: str | bytes) -> int:
+        data = _as_bytes(text)
+        return -1 if data is None else self._accept[self.run(data)]
+
+    def is_viable(self, prefix: str | bytes) -> bool:
+        data = _as_bytes(prefix)
+        return data is not None and self.run(data) != DEAD
+
+    def __repr__(self) -> str:
+        return (
+            f"LazyDFA(patterns={self.patterns!r}, cached_states={self.num_states}, "
+            f"num_byte_classes={self.num_byte_classes})"
+        )
+
+
+class Distances:
+    """Fewest usable bytes from every NFA position to a match.
+
+    NFA states first, all at once: Dijkstra backwards from the match states, where an epsilon
+    costs 0 and a character transition the fewest usable bytes that spell one of its
+    characters (a search through the state's UTF-8 automaton).
+    A point inside a character then costs the bytes left to finish the character plus the
+    distance of the NFA state it leads to, found through its UTF-8 automaton (at most three
+    more bytes) and memoized.
+    """
+
+    def __init__(self, sc: SubsetConstruction, usable: np.ndarray | None):
+        self.sc = sc
+        ok = np.ones(256, dtype=bool) if usable is None else np.asarray(usable, dtype=bool)
+        self.ok = ok
+        self._labels: dict[int, list[int]] = {}
+        self.state = self._nfa_distances()
+        self.mid: dict[int, int] = {}
+
+    def _label_costs(self, auto) -> list[int]:
+        """Fewest usable bytes that read a whole character of each label of a UTF-8 automaton."""
+        found = self._labels.get(id(auto))
+        if found is None:
+            ok = self.ok
+            costs = [int(UNREACHABLE)] * len(auto.charsets)
+            frontier, depth, seen = [0], 0, {0}
+            while frontier:
+                depth += 1
+                nxt = []
+                for u in frontier:
+                    for lo, hi, t in auto.trans[u]:
+                        if not ok[lo : hi + 1].any():
+                            continue
+                        if t < 0:
+                            costs[-1 - t] = min(costs[-1 - t], depth)
+                        elif t not in seen:
+                            seen.add(t)
+                            nxt.append(t)
+                frontier = nxt
+            found = self._labels[id(auto)] = costs
+        return found
+
+    def _nfa_distances(self) -> list[int]:
+        sc = self.sc
+        nfa = sc.nfa
+        n = nfa.num_states
+        rev: list[list[tuple[int, int]]] = [[] for _ in range(n)]
+        for q in range(n):
+            for t in nfa.eps[q]:
+                rev[t].append((q, 0))
+            auto = sc.autos[q]
+            if auto is not None:
+                for t, w in zip(sc.targets[q], self._label_costs(auto), strict=True):
+                    if w != UNREACHABLE:
+                        rev[t].append((q, w))
+        dist = [int(UNREACHABLE)] * n
+        heap = []
+        for q in range(n):
+            if nfa.match[q] >= 0:
+                dist[q] = 0
+                heap.append((0, q))
+        heapq.heapify(heap)
+        while heap:
+            d, t = heapq.heappop(heap)
+            if d > dist[t]:
+                continue
+            for q, w in rev[t]:
+                nd = d + w
+                if nd < dist[q]:
+                    dist[q] = nd
+                    heapq.heappush(heap, (nd, q))
+        return dist
+
+    def position(self, p: int) -> int:
+        sc = self.sc
+        if p < sc.n:
+            return self.state[p]
+        found = self.mid.get(p)
+        if found is None:
+            auto, u, tgts = sc.position(p)
+            best = int(UNREACHABLE)
+            ok = self.ok
+            for lo, hi, t in auto.trans[u]:
+                if not ok[lo : hi + 1].any():
+                    continue
+                if t < 0:
+                    rest = self.state[tgts[-1 - t]]
+                else:
+                    (inside,) = sc.mid(auto, t, tgts)
+                    rest = self.position(inside)
+                if rest != UNREACHABLE:
+                    best = min(best, 1 + rest)
+            found = self.mid[p] = best
+        return found
+
+    def of_set(self, key: frozenset) -> int:
+        return min((self.position(p) for p in key), default=int(UNREACHABLE))
+
+
+def position_distance(sc: SubsetConstruction, key: frozenset, usable=None) -> int:
+    """Fewest bytes (in ``usable``, default all) from the positions ``key`` to a match."""
+    return Distances(sc, usable).of_set(key)

@@ -1,0 +1,169 @@
+"""Rows on demand: patterns whose DFA is huge compile, stay exact, keep budgets, stay small.
+
+The oracle here never touches regexlm's automaton: a token is allowed exactly when the text
+with it is still a prefix of a match, as the ``regex`` package's partial matching decides, and
+end-of-sequence exactly when ``re.fullmatch`` holds. Patterns keep to ASCII classes, where
+``regex`` and ``re`` agree.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import numpy as np
+import pytest
+import regex
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import regexlm
+from regexlm.errors import PatternTooComplexError
+
+UNREACHABLE = 2**31 - 1
+
+HEAVY = [
+    r"[a-zA-Z0-9_]{1,50}",
+    r"([a-zA-Z0-9_]+ ?){1,10}",
+    r"[a-z0-9_]{1,40}@[a-z0-9_]{1,40}(\.[a-z]{2,6}){1,4}",
+    r"\{\"name\": \"[a-zA-Z_]{1,30}\", \"age\": [0-9]{1,3}\}",
+    r"(.|\n){0,500}",
+    r"[0-9]{1,100}",
+    r"(a|b)*a(a|b){12}",
+]
+UNICODE_HEAVY = [r"\w{1,50}", r"(\w+\s?){1,10}", r"\w{1,40}@\w{1,40}(\.\w{2,6}){1,4}", r".{0,500}"]
+
+
+def _viable(pattern: str, text: str) -> bool:
+    return regex.fullmatch(pattern, text, partial=True) is not None
+
+
+def _valid(data: bytes) -> str | None:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+@pytest.mark.parametrize("pattern", HEAVY + UNICODE_HEAVY)
+def test_heavy_patterns_compile_lazily_and_small(smollm2_vocab, pattern):
+    index = regexlm.compile(pattern, smollm2_vocab, cache=False, mode="lazy")
+    assert not index.exact
+    rng = np.random.default_rng(0)
+    state = index.start_state
+    for _ in range(64):
+        index.ensure_rows([state])
+        allowed = index.allowed_tokens(state).numpy()
+        text = allowed[~np.isin(allowed, smollm2_vocab.eos_ids)]
+        if text.size == 0:
+            break
+        state = index.next_state(state, int(rng.choice(text)))
+        assert state >= 0
+    # the issue's bound: 4 bytes a token (class_of) plus a megabyte for everything else
+    assert index.nbytes <= 4 * smollm2_vocab.size + (1 << 20), index.nbytes
+
+
+def test_nfa_size_limit_is_still_a_named_refusal(smollm2_vocab):
+    started = time.process_time()
+    with pytest.raises(PatternTooComplexError, match="NFA states") as err:
+        regexlm.compile(r"(x{1000}){1000}", smollm2_vocab, cache=False)
+    assert err.value.limit == "max_nfa_states"
+    assert time.process_time() - started < 2
+
+
+@settings(
+    max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    pattern=st.sampled_from(HEAVY),
+    choices=st.lists(st.integers(min_value=0, max_value=2**31), min_size=1, max_size=4),
+)
+def test_lazy_masks_equal_the_text_oracle(smollm2_vocab, pattern, choices):
+    """Every visited state's mask, over every token, against partial matching on the text."""
+    vocab = smollm2_vocab
+    index = regexlm.compile(pattern, vocab, cache=False, mode="lazy")
+    eos = set(vocab.eos_ids)
+    never = vocab.never_allowed()
+    state, data = index.start_state, b""
+    for pick in choices:
+        got = np.zeros(vocab.size, dtype=bool)
+        got[index.allowed_tokens(state).numpy()] = True
+        text = _valid(data)
+        for t in range(vocab.size):
+            if t in eos:
+                assert got[t] == (text is not None and re.fullmatch(pattern, text) is not None)
+                continue
+            if never[t]:
+                assert not got[t]
+                continue
+            after = _valid(data + vocab.token_bytes[t])
+            if after is not None:  # whole characters: the oracle decides exactly
+                assert got[t] == _viable(pattern, after), (data, vocab.token_bytes[t])
+            elif got[t]:  # a cut character: what comes before it must be viable
+                head = data + vocab.token_bytes[t]
+                for cut in range(len(head), len(head) - 4, -1):
+                    if _valid(head[:cut]) is not None:
+                        assert _viable(pattern, head[:cut].decode("utf-8"))
+                        break
+        choices_here = [t for t in np.flatnonzero(got).tolist() if t not in eos]
+        if not choices_here:
+            break
+        token = choices_here[pick % len(choices_here)]
+        data += vocab.token_bytes[token]
+        state = index.next_state(state, token)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    pattern=st.sampled_from(HEAVY + UNICODE_HEAVY),
+    extra=st.integers(min_value=0, max_value=3),
+    seed=st.integers(min_value=0, max_value=2**32 - 1),
+)
+def test_a_budget_that_fits_always_ends_in_a_match(smollm2_vocab, pattern, extra, seed):
+    """The budget rule over the bounds: from the start with R >= min_tokens tokens, taking any
+    token the rule keeps, a match is reached within R tokens."""
+    index = regexlm.compile(pattern, smollm2_vocab, cache=False, mode="lazy")
+    eos = np.asarray(smollm2_vocab.eos_ids)
+    rng = np.random.default_rng(seed)
+    state = index.start_state
+    budget = index.min_tokens_to_match(state) + extra
+    assert budget < UNREACHABLE
+    while budget > 0 and not index.is_match(state):
+        tokens = index.allowed_tokens(state).numpy()
+        tokens = tokens[~np.isin(tokens, eos)]
+        nexts = [index.next_state(state, int(t)) for t in tokens]
+        keep = [
+            t
+            for t, n in zip(tokens, nexts, strict=True)
+            if index.min_tokens_to_match(n) <= budget - 1
+        ]
+        assert keep, "the rule always leaves a token"
+        state = index.next_state(state, int(rng.choice(keep)))
+        budget -= 1
+    assert index.is_match(state)
+
+
+def test_a_tiny_automaton_cache_clears_and_stays_exact(smollm2_vocab):
+    pattern = r"(a|b)*a(a|b){12}"
+    small = regexlm.compile(pattern, smollm2_vocab, cache=False, mode="lazy", cache_bytes=1)
+    big = regexlm.compile(pattern, smollm2_vocab, cache=False, mode="lazy")
+    rng = np.random.default_rng(1)
+    s, b = small.start_state, big.start_state
+    for _ in range(40):
+        assert np.array_equal(small.allowed_tokens(s).numpy(), big.allowed_tokens(b).numpy())
+        assert small.min_tokens_to_match(s) == big.min_tokens_to_match(b)
+        tokens = big.allowed_tokens(b).numpy()
+        tokens = tokens[~np.isin(tokens, smollm2_vocab.eos_ids)]
+        t = int(rng.choice(tokens))
+        s, b = small.next_state(s, t), big.next_state(b, t)
+    assert small._rows.automaton.clears > 0
+
+
+def test_exploration_makes_small_patterns_exact(smollm2_vocab):
+    index = regexlm.compile(r"[a-z]+@[a-z]+\.com", smollm2_vocab, cache=False, mode="auto")
+    assert index.exact
+    lazy = regexlm.compile(r"[a-z]+@[a-z]+\.com", smollm2_vocab, cache=False, mode="lazy")
+    # the exact distance counts multi-byte tokens; the bound counts single bytes
+    assert index.min_tokens_to_match(index.start_state) < lazy.min_tokens_to_match(lazy.start_state)
