@@ -11,8 +11,20 @@ Grammar and budget masks come from the same code the torch sampling step uses
 (:func:`regexlm.ops.reference.allowed_mask`).
 
 Works with greedy and sampled decoding and any batch size. Beam search reorders rows between
-steps, which a per-row running state cannot follow; it is not supported. A processor instance
-resets itself when it sees a new generation (a shorter sequence or another batch size).
+steps, which a per-row running state cannot follow; it is not supported (a reordering is
+detected and refused).
+
+**One instance, many generations.** transformers gives a processor no signal when a generation
+starts, so the processor tells by what it is given. A call continues the generation it saw last
+only when it could have come from the same ``generate`` loop: the same rows, exactly one token
+longer, the earlier columns identical to the sequence it saw, every new token one its mask
+allowed, some row not yet ended by EOS (transformers stops once every row has), and, when
+``max_new_tokens`` is set, the budget not yet spent. Anything else (a shorter, equal or much
+longer prompt, another batch size, other text) starts afresh. One case cannot be told apart from
+the inputs: a new prompt that is exactly the previous output, when that generation ended for
+another reason than EOS or ``max_new_tokens`` (a stop string, ``max_time``, or ``max_new_tokens``
+not given to the processor). Call :meth:`RegexLogitsProcessor.reset` before such a call, or use
+one instance per ``generate`` call.
 """
 
 from __future__ import annotations
@@ -61,17 +73,14 @@ class RegexLogitsProcessor(_Base):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         """input_ids: [B, L]; scores: [B, V] -> scores with disallowed tokens at -inf."""
         self._ensure_index(scores.shape[1], scores.device)
-        batch, length = input_ids.shape
-        continuing = (
-            self._states is not None and batch == len(self._states) and length == self._length + 1
-        )
-        if not continuing:  # the first step of a generation
-            self._start(batch, length)
-        else:
-            self._advance(input_ids[:, self._length :].tolist())
-            self._length = length
+        if not self._continue(input_ids):  # the first step of a generation
+            self._start(input_ids)
         allowed = self._allowed(scores.device)  # [B, V]
         return scores.masked_fill(~allowed, -torch.inf)
+
+    def reset(self) -> None:
+        """Forget the generation seen so far: the next call starts a new one, whatever it is."""
+        self._reset()
 
     # -- state tracking -------------------------------------------------------------------------
 
@@ -79,32 +88,61 @@ class RegexLogitsProcessor(_Base):
         self._states: list[int] | None = None
         self._done: list[bool] = []
         self._generated = 0
-        self._length = 0
+        self._seen: torch.Tensor | None = None  # [B, L] the sequence of the last call
 
-    def _start(self, batch: int, length: int) -> None:
+    def _start(self, input_ids: torch.Tensor) -> None:
+        batch = input_ids.shape[0]
         start = int(self._index.start_state)
         self._states = [start] * batch
         self._done = [False] * batch
         self._generated = 0
-        self._length = length
+        self._seen = input_ids.detach().clone()
 
-    def _advance(self, new_tokens: list[list[int]]) -> None:
-        """Apply each row's appended tokens ([B][n]) to its state on the host."""
-        for b, tokens in enumerate(new_tokens):
-            for token in tokens:
-                if self._done[b]:
-                    break  # after EOS transformers appends padding; the row is over
-                if token in self._eos:
-                    self._done[b] = True
-                    break
-                nxt = int(self._next_by_class[self._states[b], self._class_of[token]])
-                if nxt < 0:
-                    raise ValueError(
-                        f"token {token} is not allowed by the pattern at row {b}: the sequence "
-                        "was changed outside this processor (beam search is not supported)"
-                    )
-                self._states[b] = nxt
-        self._generated += max((len(t) for t in new_tokens), default=0)
+    def _continue(self, input_ids: torch.Tensor) -> bool:
+        """Advance by the newest column when this call continues the last generation (see the
+        module docstring); False, changing nothing, when it starts a new one."""
+        seen = self._seen
+        if seen is None or self._states is None:
+            return False
+        batch, length = input_ids.shape
+        if batch != seen.shape[0] or length != seen.shape[1] + 1 or all(self._done):
+            return False
+        if self.max_new_tokens is not None and self._generated + 1 >= self.max_new_tokens:
+            return False  # the budget is spent: that generation is over
+        prefix = input_ids[:, :-1]  # [B, L - 1]
+        seen = seen.to(prefix.device)
+        if not torch.equal(prefix, seen):
+            if _rows_permuted(prefix, seen):
+                raise ValueError(
+                    "the rows of the sequence were reordered between two steps, as beam search "
+                    "does: a RegexLogitsProcessor follows each row's text and does not support "
+                    "beam search; use greedy or sampled decoding"
+                )
+            return False
+        step = self._step(input_ids[:, -1].tolist())
+        if step is None or all(step[1]):
+            return False  # a token the mask forbade, or every row ended: not that loop
+        self._states, self._done = step
+        self._generated += 1
+        self._seen = input_ids.detach().clone()
+        return True
+
+    def _step(self, column: list[int]) -> tuple[list[int], list[bool]] | None:
+        """Each row's state and done flag after its newest token; None if one was not allowed."""
+        states, done = list(self._states), list(self._done)
+        for b, token in enumerate(column):
+            if done[b]:
+                continue  # after EOS transformers appends padding; the row is over
+            if token in self._eos:
+                done[b] = True
+                continue
+            if not 0 <= token < len(self._class_of):
+                return None
+            nxt = int(self._next_by_class[states[b], self._class_of[token]])
+            if nxt < 0:
+                return None
+            states[b] = nxt
+        return states, done
 
     # -- masks ----------------------------------------------------------------------------------
 
@@ -169,3 +207,9 @@ class RegexLogitsProcessor(_Base):
         self._allowed_eos = torch.tensor(allowed_eos, dtype=torch.long)
         self._blocked_eos = torch.tensor(sorted(set(eos) - set(allowed_eos)), dtype=torch.long)
         self._reset()
+
+
+def _rows_permuted(prefix: torch.Tensor, seen: torch.Tensor) -> bool:
+    """Every row of ``prefix`` [B, L] is some row of ``seen`` [B, L], yet not all in place."""
+    same = (prefix.unsqueeze(1) == seen.unsqueeze(0)).all(-1)  # [B, B]
+    return bool(same.any(1).all()) and not bool(same.diagonal().all())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import regex
 import torch
 from transformers import LogitsProcessorList
 
@@ -121,3 +122,107 @@ def test_repetition_penalty_agrees_with_transformers(tiny_model, tiny_generator,
             prompt, pattern, temperature=0, max_new_tokens=budget, repetition_penalty=penalty
         )
         assert _strip_end(row, tokenizer.eos_token_id) == ours.token_ids
+
+
+# --- one instance across generate calls ------------------------------------------------------
+
+
+def _generate_ids(model, tokenizer, rows, processor, max_new_tokens, **mode):
+    """Left-padded token-id prompts through transformers' generate: the whole output [B, L]."""
+    pad = tokenizer.pad_token_id
+    width = max(len(r) for r in rows)
+    input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+    return model.generate(
+        input_ids=input_ids,
+        attention_mask=mask,
+        max_new_tokens=max_new_tokens,
+        pad_token_id=pad,
+        logits_processor=LogitsProcessorList([processor]),
+        do_sample=False,
+        **mode,
+    )
+
+
+class Reused:
+    """One processor over many calls, each checked against a fresh processor's output."""
+
+    def __init__(self, model, tokenizer, pattern, **options):
+        self.model, self.tokenizer = model, tokenizer
+        self.pattern, self.options = pattern, options
+        self.processor = RegexLogitsProcessor(pattern, tokenizer, **options)
+
+    def run(self, rows, max_new_tokens=6):
+        out = _generate_ids(self.model, self.tokenizer, rows, self.processor, max_new_tokens)
+        fresh = RegexLogitsProcessor(self.pattern, self.tokenizer, **self.options)
+        expected = _generate_ids(self.model, self.tokenizer, rows, fresh, max_new_tokens)
+        assert out.tolist() == expected.tolist()
+        width = max(len(r) for r in rows)
+        eos = self.tokenizer.eos_token_id
+        for row in out[:, width:].tolist():
+            text = self.tokenizer.decode(_strip_end(row, eos))
+            if eos in row:  # ended by the pattern: a whole match
+                assert re.fullmatch(self.pattern, text), text
+            else:  # cut by the budget: still a prefix of a match
+                assert regex.fullmatch(self.pattern, text, partial=True), text
+        return out
+
+
+def test_one_instance_starts_afresh_for_every_length_relation(tiny_model):
+    model, tokenizer = tiny_model
+    ids = tokenizer("The answer is a number like this one", add_special_tokens=False).input_ids
+    reused = Reused(model, tokenizer, r"[0-9]{2,5}", max_new_tokens=6)
+    out = reused.run([ids[:4]])
+    last_seen = out.shape[1] - 1  # the processor's last call saw one token less than the output
+    other = [t for t in ids if t not in out[0].tolist()] * 20
+    reused.run([other[: last_seen + 1]])  # exactly one longer, other text (raised before)
+    reused.run([other[: 4 + 1]])
+    reused.run([other[:5]])  # equal
+    reused.run([other[:2]])  # shorter
+    reused.run([other[:60]])  # much longer
+    reused.run([ids[:3], ids[:7], other[:5]])  # the batch grows
+    reused.run([ids[:7], ids[:2]])  # and shrinks
+    out = reused.run([ids[:5]], max_new_tokens=6)
+    reused.run([out[0].tolist()], max_new_tokens=6)  # the last output itself, fed back
+
+
+def test_feeding_an_output_back_starts_afresh_when_the_loop_must_have_ended(tiny_model):
+    model, tokenizer = tiny_model
+    ids = tokenizer("Numbers: 1 2 3", add_special_tokens=False).input_ids
+    # Every row ended with EOS (stop_after_match): transformers stopped there.
+    reused = Reused(model, tokenizer, r"[0-9]")
+    out = reused.run([ids, ids[:3]], max_new_tokens=4)
+    assert all(tokenizer.eos_token_id in row for row in out.tolist())
+    reused.run(out.tolist(), max_new_tokens=4)
+    # The budget was spent: the processor was told max_new_tokens.
+    reused = Reused(model, tokenizer, r"[0-9]{8}", max_new_tokens=3)
+    out = reused.run([ids], max_new_tokens=3)
+    reused.run(out.tolist(), max_new_tokens=3)
+
+
+def test_reset_covers_the_one_case_the_inputs_cannot_tell(tiny_model):
+    """Without max_new_tokens on the processor and without EOS, a call whose prompt is the last
+    output is what the same loop's next step would look like; reset() says it is not."""
+    model, tokenizer = tiny_model
+    ids = tokenizer("Numbers: 1 2 3", add_special_tokens=False).input_ids
+    pattern = r"[0-9]{12}"
+    processor = RegexLogitsProcessor(pattern, tokenizer)
+    out = _generate_ids(model, tokenizer, [ids], processor, 3)
+    processor.reset()
+    again = _generate_ids(model, tokenizer, out.tolist(), processor, 3)
+    fresh = _generate_ids(
+        model, tokenizer, out.tolist(), RegexLogitsProcessor(pattern, tokenizer), 3
+    )
+    assert again.tolist() == fresh.tolist()
+
+
+def test_rows_reordered_between_steps_are_refused(tiny_model):
+    model, tokenizer = tiny_model
+    processor = RegexLogitsProcessor(r"[a-z]{5}", tokenizer)
+    scores = torch.zeros(2, len(tokenizer))
+    a, b = tokenizer("ab cd", add_special_tokens=False).input_ids[:2]
+    x = tokenizer("x", add_special_tokens=False).input_ids[0]
+    processor(torch.tensor([[a, a], [b, b]]), scores)
+    processor(torch.tensor([[a, a, x], [b, b, x]]), scores)  # the same loop, one step on
+    with pytest.raises(ValueError, match="beam search"):
+        processor(torch.tensor([[b, b, x, x], [a, a, x, x]]), scores)
