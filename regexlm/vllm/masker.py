@@ -1,0 +1,83 @@
+"""One step's mask for a vLLM batch: per-row class decisions -> one masked write on the logits.
+
+:class:`BatchMasker` takes the constrained rows of a step (their logits row, their
+:class:`~regexlm.vllm.rows.RowState`), groups them by pattern, asks each pattern which classes
+its rows may draw (:func:`~regexlm.vllm.rows.keep_classes`, vectorised over the group's rows),
+translates that to the batch's joint classes (:mod:`regexlm.vllm.joint`, rebuilt only when the
+batch's patterns change) and writes ``-inf`` over every forbidden logit at once. Rows that are
+*done* (matched with ``stop_after_match``, or cannot go on) may draw only end-of-sequence; a
+row left with nothing allowed becomes done, so vLLM never samples from a row of ``-inf``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from regexlm.vllm.joint import JointClasses, apply_forbidden, build_joint
+from regexlm.vllm.rows import RowState, keep_classes
+
+logger = logging.getLogger("regexlm.vllm")
+
+
+class BatchMasker:
+    """Masks the logits of constrained rows; keeps the joint classes between steps."""
+
+    def __init__(self, eos_ids) -> None:
+        self.eos_ids = sorted({int(e) for e in eos_ids})
+        self._joint: JointClasses | None = None
+        self._held: tuple = ()  # the patterns the joint classes were built for (keeps ids valid)
+        self.joint_builds = 0
+
+    def joint_for(self, patterns: list, width: int, device) -> JointClasses:
+        class_ofs = [p.class_of() for p in patterns]
+        key = (width, str(device), tuple((id(p), p.class_stamp) for p in patterns))
+        if self._joint is None or self._joint.key != key:
+            self._joint = build_joint(class_ofs, self.eos_ids, width, device, key)
+            self._held = tuple(patterns)
+            self.joint_builds += 1
+        return self._joint
+
+    def apply(self, logits: torch.Tensor, rows: list[tuple[int, RowState]]) -> torch.Tensor:
+        """Mask ``logits`` (``[B, V]``, in place) for ``rows``: (logits row, state) pairs."""
+        if not rows:
+            return logits
+        batch, width = logits.shape
+        groups: dict[int, tuple[object, list[tuple[int, RowState]]]] = {}
+        for position, row in rows:
+            if not row.done:
+                groups.setdefault(id(row.pattern), (row.pattern, []))[1].append((position, row))
+        patterns, work = [], []
+        for pattern, members in groups.values():
+            n = len(members)
+            states = np.fromiter((r.state for _, r in members), dtype=np.int64, count=n)
+            # Rows first: building them may refine the pattern's classes.
+            pattern.index.ensure_rows(states)
+            patterns.append(pattern)
+            work.append((pattern, members, states))
+        joint = self.joint_for(patterns, width, logits.device)
+        forbid = np.zeros((batch, joint.num_classes), dtype=bool)  # [B, J]
+        for k, (pattern, members, states) in enumerate(work):
+            n = len(members)
+            positions = np.fromiter((p for p, _ in members), dtype=np.int64, count=n)
+            remaining = np.fromiter((r.remaining() for _, r in members), dtype=np.int64, count=n)
+            keep = keep_classes(pattern, states, remaining)[:, joint.own[k]]  # [b, J]
+            if joint.beyond >= 0:
+                keep[:, joint.beyond] = False
+            stuck = ~keep.any(axis=1)
+            for i in np.flatnonzero(stuck).tolist():
+                row = members[i][1]
+                logger.warning(
+                    "no token is allowed at state %d of %r; ending the request",
+                    row.state,
+                    pattern.index.patterns,
+                )
+                row.done, row.reason = True, "no token allowed"
+            forbid[positions] = ~keep
+        finishing = [position for position, row in rows if row.done]
+        if finishing:
+            forbid[finishing] = ~joint.is_eos
+        apply_forbidden(logits, forbid, joint)
+        return logits
