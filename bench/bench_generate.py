@@ -275,7 +275,6 @@ def _step_kernel(generator) -> list[str]:
         seen=torch.zeros(1, V, dtype=torch.bool),
     )
     everything = ops.IndexTables(
-        bitmask=torch.full((1, (V + 31) // 32), -1, dtype=torch.int32),
         next_by_class=torch.zeros((1, 1), dtype=torch.int32),
         class_of=torch.zeros(V, dtype=torch.int32),
         min_tokens=torch.zeros(1, dtype=torch.int32),

@@ -20,6 +20,13 @@
 // Rounding follows the torch reference: divisions are correctly rounded (__fdiv_rn), logf/expf
 // are the accurate library functions (build without --use_fast_math), so with the same noise the
 // tokens equal the reference's except where a top-p boundary lies within rounding of a token.
+//
+// Rows and tables are read as `regexlm/ops/reference.py` states: a token is allowed when its
+// class is in [0, C) and next_by_class[s, class] is in [0, S) (a state outside [0, S) allows
+// nothing), so no index ever leaves its table. A NaN logit reads as -inf; a row that is greedy
+// (temperature not > 0) or degenerate (no finite maximum of z = x / T) takes the greedy token,
+// the argmax of the penalised logit, lowest id on ties. The noise is the counter-based generator
+// of `regexlm/ops/noise.py` (32-bit integer ops), keyed by the row's seed and step.
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -57,22 +64,23 @@ struct StepArgs {
   const float* penalty;
   const uint8_t* seen;  // may be null
   int64_t stride_s;
-  const int32_t* bitmask;
-  int64_t stride_bm;
   const int32_t* next_by_class;
   int64_t stride_n;
+  int32_t num_states;
+  int32_t num_classes;
   const int32_t* class_of;
   const int32_t* min_tokens;
-  const float* noise;  // may be null
+  const float* noise;  // may be null: then the generator below, keyed by seeds and steps
   int64_t stride_nz;
-  uint64_t seed;
+  const int64_t* seeds;
+  const int32_t* steps;
   int64_t* tokens;
   int32_t* next_states;
   bool* no_allowed;
   int32_t vocab;
   // split rows: pass A over `chunk` tokens per block, partials here, the last block goes on
-  float* part_f;      // [B, nsplit, 4]
-  int32_t* part_i;    // [B, nsplit, 4]
+  float* part_f;      // [B, nsplit, 4]: max z, min z, Gumbel best, max x
+  int32_t* part_i;    // [B, nsplit, 4]: greedy token, allowed count, Gumbel winner
   int32_t* counters;  // [B], zero between launches
   int32_t nsplit;
   int32_t chunk;
@@ -87,49 +95,71 @@ __device__ __forceinline__ int32_t float_key(float z) {
   return b ^ ((b >> 31) & 0x7fffffff);
 }
 
-// Philox4x32-10, first output word, as a uniform in (0, 1).
-__device__ __forceinline__ float philox_uniform(uint64_t seed, uint32_t counter) {
-  uint32_t c0 = counter, c1 = 0, c2 = 0, c3 = 0;
-  uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
-#pragma unroll
-  for (int r = 0; r < 10; ++r) {
-    uint32_t hi0 = __umulhi(0xD2511F53u, c0), lo0 = 0xD2511F53u * c0;
-    uint32_t hi1 = __umulhi(0xCD9E8D57u, c2), lo1 = 0xCD9E8D57u * c2;
-    uint32_t n0 = hi1 ^ c1 ^ k0, n2 = hi0 ^ c3 ^ k1;
-    c0 = n0; c1 = lo1; c2 = n2; c3 = lo0;
-    k0 += 0x9E3779B9u; k1 += 0xBB67AE85u;
-  }
-  return (static_cast<float>(c0 >> 8) + 0.5f) * (1.0f / 16777216.0f);
+// The counter-based generator of regexlm/ops/noise.py: a 32-bit mixing bijection, a row key
+// from (seed, step), and u = (2 * (h >> 9) + 1) / 2^24 for token i, an odd multiple of 2^-24.
+__device__ __forceinline__ uint32_t mix32(uint32_t x) {
+  x ^= x >> 16;
+  x *= 0x7feb352du;
+  x ^= x >> 15;
+  x *= 0x846ca68bu;
+  return x ^ (x >> 16);
+}
+
+__device__ __forceinline__ float token_uniform(uint32_t k0, uint32_t k1, int32_t i) {
+  const uint32_t h = mix32(mix32(static_cast<uint32_t>(i) ^ k0) ^ k1);
+  return static_cast<float>((h >> 9) * 2u + 1u) * 5.9604644775390625e-08f;
+}
+
+// Explicit noise as every backend reads it: NaN -> 0.5, clamped to [FLT_MIN, 1 - 2^-24].
+__device__ __forceinline__ float clamp_noise(float u) {
+  if (u != u) return 0.5f;
+  if (u < 1.17549435e-38f) return 1.17549435e-38f;
+  if (u > 0.99999994f) return 0.99999994f;
+  return u;
 }
 
 struct Row {
-  int64_t b, s;
+  int64_t b, s;  // s is 0 when the row's state is out of range (then s_ok is false)
+  int32_t state_in;
+  bool s_ok;
   int32_t R;
   bool budget_on;
   float pen, t_eff;
   bool sampling;
+  uint32_t k0, k1;
 };
 
-// z for token i of the row (-inf when not allowed); sets ok.
+// Token i of the row: whether it is allowed, its penalised logit x and z = x / T (both -inf
+// when it is not allowed; a NaN reads as -inf). Every table index is checked before it is used.
 template <typename T>
-__device__ __forceinline__ float token_z(const StepArgs& a, const Row& r, int32_t i, bool& ok) {
-  int32_t word = a.bitmask[r.s * a.stride_bm + (i >> 5)];
-  ok = ((word >> (i & 31)) & 1) != 0;
-  if (ok && r.budget_on) {
-    int32_t nxt = a.next_by_class[r.s * a.stride_n + a.class_of[i]];
-    ok = nxt >= 0 && a.min_tokens[nxt] <= r.R - 1;
-  }
-  if (!ok) return -INFINITY;
-  float x = to_float(static_cast<const T*>(a.logits)[r.b * a.stride_l + i]);
+__device__ __forceinline__ float token_z(const StepArgs& a, const Row& r, int32_t i, bool& ok,
+                                         float& x) {
+  ok = false;
+  x = -INFINITY;
+  if (!r.s_ok) return -INFINITY;
+  const int32_t cls = a.class_of[i];
+  if (cls < 0 || cls >= a.num_classes) return -INFINITY;
+  const int32_t nxt = a.next_by_class[r.s * a.stride_n + cls];
+  if (nxt < 0 || nxt >= a.num_states) return -INFINITY;
+  if (r.budget_on && !(a.min_tokens[nxt] < r.R)) return -INFINITY;  // min_tokens <= R - 1
+  ok = true;
+  float v = to_float(static_cast<const T*>(a.logits)[r.b * a.stride_l + i]);
   if (a.seen != nullptr && a.seen[r.b * a.stride_s + i]) {
-    x = x < 0.0f ? x * r.pen : __fdiv_rn(x, r.pen);
+    v = v < 0.0f ? v * r.pen : __fdiv_rn(v, r.pen);
   }
+  x = v != v ? -INFINITY : v;
   return __fdiv_rn(x, r.t_eff);
 }
 
+template <typename T>
+__device__ __forceinline__ float token_z(const StepArgs& a, const Row& r, int32_t i, bool& ok) {
+  float x;
+  return token_z<T>(a, r, i, ok, x);
+}
+
 __device__ __forceinline__ float gumbel(const StepArgs& a, const Row& r, int32_t i, float z) {
-  float u = a.noise != nullptr ? a.noise[r.b * a.stride_nz + i]
-                               : philox_uniform(a.seed, static_cast<uint32_t>(r.b * a.vocab + i));
+  const float u = a.noise != nullptr ? clamp_noise(a.noise[r.b * a.stride_nz + i])
+                                     : token_uniform(r.k0, r.k1, i);
   return z - logf(-logf(u));
 }
 
@@ -196,30 +226,41 @@ __global__ void __launch_bounds__(kThreads) sample_step_kernel(StepArgs a) {
 
   Row r;
   r.b = blockIdx.x;
-  r.s = a.states[r.b];
+  r.state_in = a.states[r.b];
+  r.s_ok = r.state_in >= 0 && r.state_in < a.num_states;
+  r.s = r.s_ok ? r.state_in : 0;
   r.R = a.budgets[r.b];
-  r.budget_on = r.R >= 0 && a.min_tokens[r.s] <= r.R;
+  r.budget_on = r.s_ok && r.R >= 0 && a.min_tokens[r.s] <= r.R;
   r.pen = a.penalty[r.b];
   const float temp = a.temperature[r.b];
-  r.sampling = temp > 0.0f;
-  r.t_eff = r.sampling ? temp : 1.0f;
+  r.sampling = temp > 0.0f;  // a NaN temperature is not > 0: greedy
+  r.t_eff = r.sampling ? fminf(temp, 3.40282347e+38f) : 1.0f;
+  r.k0 = r.k1 = 0;
+  if (a.noise == nullptr) {
+    const uint64_t seed = static_cast<uint64_t>(a.seeds[r.b]);
+    const uint32_t step = static_cast<uint32_t>(a.steps[r.b]);
+    r.k0 = mix32(static_cast<uint32_t>(seed) ^ mix32(step ^ 0x9e3779b9u));
+    r.k1 = mix32(static_cast<uint32_t>(seed >> 32) ^ mix32(r.k0 ^ 0x85ebca6bu));
+  }
   const int32_t V = a.vocab;
   const int32_t k = a.top_k[r.b];
   const float p = a.top_p[r.b];
 
   // ---- pass A (over this block's chunk of the row) -----------------------------------------
+  // amax/arg: the greedy token (argmax of x, lowest id); gbest/gidx: the Gumbel winner
   float m = -INFINITY, zmin = INFINITY, gbest = -INFINITY, amax = -INFINITY;
   int32_t arg = kBig, gidx = kBig, n = 0;
   const int32_t lo_i = static_cast<int32_t>(blockIdx.y) * a.chunk;
   const int32_t hi_i = a.nsplit > 1 ? min(V, lo_i + a.chunk) : V;
   for (int32_t i = lo_i + threadIdx.x; i < hi_i; i += kThreads) {
     bool ok;
-    float z = token_z<T>(a, r, i, ok);
+    float x;
+    float z = token_z<T>(a, r, i, ok, x);
     if (!ok) continue;
     ++n;
     m = fmaxf(m, z);
     zmin = fminf(zmin, z);
-    arg_merge(amax, arg, z, i);
+    arg_merge(amax, arg, x, i);
     if (r.sampling) arg_merge(gbest, gidx, gumbel(a, r, i, z), i);
   }
   n = block_sum_i(n, shi);
@@ -236,6 +277,7 @@ __global__ void __launch_bounds__(kThreads) sample_step_kernel(StepArgs a) {
       a.part_f[slot + 0] = m;
       a.part_f[slot + 1] = zmin;
       a.part_f[slot + 2] = gbest;
+      a.part_f[slot + 3] = amax;
       a.part_i[slot + 0] = arg;
       a.part_i[slot + 1] = n;
       a.part_i[slot + 2] = gidx;
@@ -245,13 +287,14 @@ __global__ void __launch_bounds__(kThreads) sample_step_kernel(StepArgs a) {
     __syncthreads();
     if (!last_flag) return;
     __threadfence();
-    m = -INFINITY; zmin = INFINITY; gbest = -INFINITY;
+    m = -INFINITY; zmin = INFINITY; gbest = -INFINITY; amax = -INFINITY;
     arg = kBig; gidx = kBig; n = 0;
     for (int32_t c = 0; c < a.nsplit; ++c) {  // every thread combines alike
       const int64_t slot = (r.b * a.nsplit + c) * 4;
       const volatile float* pf = a.part_f + slot;
       const volatile int32_t* pi = a.part_i + slot;
-      arg_merge(m, arg, pf[0], pi[0]);  // chunk maxima; lowest id on ties
+      m = fmaxf(m, pf[0]);
+      arg_merge(amax, arg, pf[3], pi[0]);  // chunk greedy tokens; lowest id on ties
       zmin = fminf(zmin, pf[1]);
       n += pi[1];
       arg_merge(gbest, gidx, pf[2], pi[2]);
@@ -260,8 +303,10 @@ __global__ void __launch_bounds__(kThreads) sample_step_kernel(StepArgs a) {
     if (threadIdx.x == 0) a.counters[r.b] = 0;  // ready for the next launch
   }
 
-  const bool need_k = r.sampling && k > 0 && k < n;
-  const bool need_p = r.sampling && p < 1.0f && n > 1;
+  // degenerate rows (no finite maximum of z) take the greedy token, as greedy rows do
+  const bool draw = r.sampling && isfinite(m);
+  const bool need_k = draw && k > 0 && k < n;
+  const bool need_p = draw && p < 1.0f && n > 1;
   int64_t key_tau = INT64_MIN;
   if (need_k || need_p) {
     const int64_t key_lo = float_key(zmin), key_hi = static_cast<int64_t>(float_key(m)) + 1;
@@ -411,12 +456,12 @@ __global__ void __launch_bounds__(kThreads) sample_step_kernel(StepArgs a) {
   }
 
   if (threadIdx.x == 0) {
-    const bool empty = n == 0;
-    const int32_t token = empty ? -1 : (r.sampling ? gidx : arg);
+    const bool empty = n == 0 || arg == kBig;  // arg is an allowed token whenever n > 0
+    const int32_t token = empty ? -1 : (draw && gidx != kBig ? gidx : arg);
     a.tokens[r.b] = token;
     a.no_allowed[r.b] = empty;
     a.next_states[r.b] =
-        empty ? static_cast<int32_t>(r.s) : a.next_by_class[r.s * a.stride_n + a.class_of[token]];
+        empty ? r.state_in : a.next_by_class[r.s * a.stride_n + a.class_of[token]];
   }
 }
 
@@ -430,18 +475,22 @@ int regexlm_sample_step_launch(
     const int32_t* states, const int32_t* budgets, const float* temperature,
     const int32_t* top_k, const float* top_p, const float* penalty,
     const uint8_t* seen, int64_t stride_s,
-    const int32_t* bitmask, int64_t stride_bm, const int32_t* next_by_class, int64_t stride_n,
+    const int32_t* next_by_class, int64_t stride_n, int32_t num_states, int32_t num_classes,
     const int32_t* class_of, const int32_t* min_tokens,
-    const float* noise, int64_t stride_nz, uint64_t seed,
+    const float* noise, int64_t stride_nz, const int64_t* seeds, const int32_t* steps,
     int64_t* tokens, int32_t* next_states, bool* no_allowed,
     float* part_f, int32_t* part_i, int32_t* counters, int32_t nsplit, int32_t chunk,
     void* stream) {
   if (batch == 0) return 0;
-  if (nsplit < 1 || (nsplit > 1 && (part_f == nullptr || part_i == nullptr || counters == nullptr)))
+  if (vocab < 0 || num_states < 0 || num_classes < 0 || nsplit < 1 ||
+      (nsplit > 1 && (part_f == nullptr || part_i == nullptr || counters == nullptr)) ||
+      (noise == nullptr && (seeds == nullptr || steps == nullptr)))
     return static_cast<int>(cudaErrorInvalidValue);
+  // empty tables or vocabulary: no token is allowed anywhere (the kernel reads no table then)
+  if (vocab == 0 || num_classes == 0) num_states = 0;
   StepArgs a{logits, stride_l, states, budgets, temperature, top_k, top_p, penalty,
-             seen, stride_s, bitmask, stride_bm, next_by_class, stride_n, class_of, min_tokens,
-             noise, stride_nz, seed, tokens, next_states, no_allowed, vocab,
+             seen, stride_s, next_by_class, stride_n, num_states, num_classes, class_of,
+             min_tokens, noise, stride_nz, seeds, steps, tokens, next_states, no_allowed, vocab,
              part_f, part_i, counters, nsplit, chunk};
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   dim3 grid(batch, nsplit), block(kThreads);

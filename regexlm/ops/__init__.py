@@ -5,8 +5,9 @@ repetition penalty and the temperature, truncates with top-k and top-p, draws a 
 Gumbel-max trick and advances each row's automaton state. The exact operation is written as a
 plain loop in `regexlm.ops.reference`, which is also the torch (CPU) backend. The Triton kernel
 (`sample_triton`) and the CUDA extension (`sample_cuda`, sources in ``csrc/``) do the whole step
-in one launch, without a host sync. `sample_step` picks a backend; all of them accept the same
-pre-drawn noise, so they can be compared token for token.
+in one launch, without a host sync. `sample_step` picks a backend. Every backend computes the same
+counter-based noise from per-row seeds and steps (`regexlm.ops.noise`), or reads pre-drawn noise,
+so they can be compared token for token.
 """
 
 from regexlm.ops.dispatch import (
@@ -17,7 +18,7 @@ from regexlm.ops.dispatch import (
     sample_step,
     update_seen,
 )
-from regexlm.ops.noise import mix_seed, uniform_noise
+from regexlm.ops.noise import uniform_noise
 from regexlm.ops.reference import sample_step_reference
 from regexlm.ops.types import IndexTables, StepResult
 
@@ -27,7 +28,6 @@ __all__ = [
     "IndexTables",
     "StepResult",
     "available_backends",
-    "mix_seed",
     "resolve_backend",
     "sample_step",
     "sample_step_reference",

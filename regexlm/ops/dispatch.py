@@ -15,7 +15,7 @@ import logging
 import torch
 
 from regexlm.errors import RegexlmError
-from regexlm.ops.noise import fresh_seed
+from regexlm.ops.noise import as_int32, fresh_seed, seed_rows
 from regexlm.ops.reference import sample_step_reference
 from regexlm.ops.types import StepResult
 
@@ -102,12 +102,29 @@ def _check(logits, states, budgets, temperature, top_k, top_p, penalty, seen, ta
     if logits.dtype not in (torch.float32, torch.bfloat16, torch.float16):
         raise ValueError(f"logits must be fp32, bf16 or fp16, got {logits.dtype}")
     B, V = logits.shape
-    if tables.class_of.shape[0] != V:
+    for name in ("next_by_class", "class_of", "min_tokens"):
+        t = getattr(tables, name, None)
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(
+                f"the index tables need a tensor attribute {name!r} (a TokenIndex or an "
+                f"ops.IndexTables), got {type(tables).__name__}"
+            )
+        if t.dtype not in (torch.int32, torch.int64):
+            raise ValueError(f"{name} must be an int32 tensor, got {t.dtype}")
+        if t.device != logits.device:
+            raise ValueError(f"{name} is on {t.device}, logits on {logits.device}")
+    nbc = tables.next_by_class
+    if nbc.dim() != 2:
+        raise ValueError(f"next_by_class must be [S, C], got shape {tuple(nbc.shape)}")
+    if tables.class_of.shape != (V,):
         raise ValueError(
             f"logits have {V} columns but the index covers {tables.class_of.shape[0]} tokens"
         )
-    if tables.bitmask.shape[1] != (V + 31) // 32:
-        raise ValueError(f"bitmask must have ceil(V/32) = {(V + 31) // 32} words per state")
+    if tables.min_tokens.shape != (nbc.shape[0],):
+        raise ValueError(
+            f"min_tokens must have one entry per state ({nbc.shape[0]}), "
+            f"got shape {tuple(tables.min_tokens.shape)}"
+        )
     for name, t in (
         ("states", states),
         ("budgets", budgets),
@@ -126,6 +143,25 @@ def _check(logits, states, budgets, temperature, top_k, top_p, penalty, seen, ta
         raise ValueError(f"noise must be [{B}, {V}], got {tuple(noise.shape)}")
 
 
+def _row_counters(seeds, steps, seed, step, B, device):
+    """Per-row seeds int64[B] and steps int32[B] from the tensor or the scalar forms."""
+    if seeds is not None and seed is not None:
+        raise TypeError("pass the seeds once: `seeds` (one per row) or `seed` (a scalar)")
+    if seeds is None:
+        seeds = seed_rows(fresh_seed() if seed is None else int(seed), B, device)
+    if steps is None:
+        steps = torch.full((B,), as_int32(int(step)), dtype=torch.int32, device=device)
+    for name, t in (("seeds", seeds), ("steps", steps)):
+        if not isinstance(t, torch.Tensor) or t.shape != (B,):
+            shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+            raise ValueError(f"{name} must be a tensor of shape [{B}], got {shape}")
+        if t.dtype.is_floating_point or t.dtype == torch.bool or t.dtype.is_complex:
+            raise ValueError(f"{name} must hold integers, got {t.dtype}")
+        if t.device != device:
+            raise ValueError(f"{name} is on {t.device}, logits on {device}")
+    return seeds.to(torch.int64), steps.to(torch.int32)
+
+
 def sample_step(
     logits: torch.Tensor,
     states: torch.Tensor,
@@ -139,6 +175,8 @@ def sample_step(
     *,
     index=None,
     noise: torch.Tensor | None = None,
+    seeds: torch.Tensor | None = None,
+    steps: torch.Tensor | None = None,
     seed: int | None = None,
     step: int = 0,
     backend: str = "auto",
@@ -146,11 +184,15 @@ def sample_step(
     """One decode step for a batch: mask, penalty, temperature, top-k, top-p, draw, advance.
 
     logits [B, V] fp32/bf16/fp16; states, budgets, top_k int32[B]; temperature, top_p,
-    repetition_penalty fp32[B]; seen bool[B, V] or None (no penalty); tables: bitmask,
-    next_by_class, class_of, min_tokens (a `TokenIndex` or `IndexTables`). ``noise`` fp32[B, V]
-    uniform in (0, 1) makes every backend return the same tokens; otherwise ``seed`` and ``step``
-    seed the backend's own generator (see `regexlm.ops.noise`). A budget < 0 means no budget.
-    The tables may also be passed by keyword as ``index=`` (the name the architecture page uses).
+    repetition_penalty fp32[B]; seen bool[B, V] or None (no penalty); tables: next_by_class,
+    class_of, min_tokens (a `TokenIndex` or `IndexTables`). A budget < 0 means no budget.
+
+    Randomness (see `regexlm.ops.noise`): each row draws from its own counter-based stream keyed
+    by ``seeds[b]`` (int64[B]) and ``steps[b]`` (int32[B], zeros when omitted), computed inside the
+    step, so a row's tokens do not depend on the rest of its batch. ``seed=s`` is a shorthand that
+    gives row b the seed ``s + b``; with neither, a fresh seed is drawn. ``noise`` fp32[B, V]
+    (uniform in (0, 1)) replaces the generator, for tests. The tables may also be passed by
+    keyword as ``index=`` (the name the architecture page uses).
     """
     if tables is None:
         tables = index
@@ -162,18 +204,20 @@ def sample_step(
         logits, states, budgets, temperature, top_k, top_p, repetition_penalty, seen, tables, noise
     )
     name = resolve_backend(backend, logits.device)
-    if seed is None and noise is None:
-        seed = fresh_seed()
+    if noise is None:
+        seeds, steps = _row_counters(seeds, steps, seed, step, logits.shape[0], logits.device)
+    else:
+        seeds = steps = None
     args = (logits, states, budgets, temperature, top_k, top_p, repetition_penalty, seen, tables)
     if name == "torch":
-        return sample_step_reference(*args, noise=noise, seed=seed or 0, step=step)
+        return sample_step_reference(*args, noise=noise, seeds=seeds, steps=steps)
     if name == "triton":
         from regexlm.ops.sample_triton import sample_step_triton
 
-        return sample_step_triton(*args, noise=noise, seed=seed or 0, step=step)
+        return sample_step_triton(*args, noise=noise, seeds=seeds, steps=steps)
     from regexlm.ops.sample_cuda import sample_step_cuda
 
-    return sample_step_cuda(*args, noise=noise, seed=seed or 0, step=step)
+    return sample_step_cuda(*args, noise=noise, seeds=seeds, steps=steps)
 
 
 def update_seen(seen: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:

@@ -1,40 +1,55 @@
 """The per-step operation in plain torch: the specification, and the CPU production path.
 
-One decode step, for each row b of the batch (s = states[b], R = budgets[b], x = logits[b] in fp32)::
+One decode step, for each row b of the batch (s = states[b], R = budgets[b], T = temperature[b],
+x = logits[b] in fp32; S states, C classes, V tokens)::
 
-    allowed = {t : bit t of bitmask[s] is set}
+    next(s, t) = next_by_class[s, class_of[t]]
+    allowed = {t : 0 <= s < S, 0 <= class_of[t] < C, 0 <= next(s, t) < S}
     if R >= 0 and min_tokens[s] <= R:                       # a match fits in the budget
-        allowed = {t in allowed : min_tokens[next(s, t)] <= R - 1}
+        allowed = {t in allowed : min_tokens[next(s, t)] < R}  # i.e. <= R - 1, never computed
     if allowed is empty:
         return token -1, state s, no_allowed = True
     for t in allowed:                                        # repetition penalty
-        z[t] = x[t]
-        if seen[b, t]: z[t] = z[t] * p if z[t] < 0 else z[t] / p
-    if temperature == 0:
-        token = min {t in allowed : z[t] == max z}            # greedy, lowest id on ties
-    else:
-        z = z / temperature
-        kept = allowed
-        if 0 < top_k:  kept = {t in kept : z[t] >= k-th largest z over kept}
-        if top_p < 1:                                         # transformers' top-p, ties kept
-            q = softmax(z over kept)
-            kept = {t in kept : sum(q[u] for u in kept if z[u] <= z[t]) > 1 - top_p}
-            kept = kept or {argmax}                           # always keeps the largest
-        token = argmax_{t in kept} (z[t] - log(-log u[b, t]))  # Gumbel-max, lowest id on ties
+        if seen[b, t]: x[t] = x[t] * p if x[t] < 0 else x[t] / p
+        if x[t] is NaN: x[t] = -inf                          # NaN logits (or penalties) read as -inf
+    greedy = argmax_{t in allowed} x[t], lowest id on ties   # the lowest allowed id if all are -inf
+    if not T > 0:                                            # 0, negative or NaN temperature
+        return greedy
+    z = x / min(T, FLT_MAX)
+    if max_{t in allowed} z[t] is not finite:                # degenerate row: see below
+        return greedy
+    kept = allowed
+    if 0 < top_k:  kept = {t in kept : z[t] >= k-th largest z over kept}
+    if top_p < 1:                                            # transformers' top-p, ties kept
+        q = softmax(z over kept)
+        kept = {t in kept : sum(q[u] for u in kept if z[u] <= z[t]) > 1 - top_p}
+        kept = kept or {argmax}                              # always keeps the largest
+    token = argmax_{t in kept} (z[t] - log(-log u[b, t]))     # Gumbel-max, lowest id on ties
     return token, next(s, token), False
 
-where ``next(s, t) = next_by_class[s, class_of[t]]``. A negative budget means "no budget": only the
-grammar mask applies. The top-p cumulative sum is taken in ascending order of probability, as in
-transformers' ``TopPLogitsWarper``; tokens tied with the last kept token are kept too, the same rule
-top-k follows. The Gumbel-max draw samples exactly from ``softmax(z)`` restricted to the kept set.
+Degenerate rows. A row whose processed scores give no finite maximum -- every allowed logit is
+-inf or NaN, a penalty or a tiny temperature overflowed a score to +inf -- takes the greedy token:
+the allowed token with the largest penalised logit, lowest id on ties, and so the lowest-id
+allowed token when every allowed logit is -inf or NaN. The same holds for a NaN temperature
+(``NaN > 0`` is false). A huge temperature (even +inf) is read as FLT_MAX, so the scores stay
+numbers. Either way the token is allowed and the state advances through it; no table is read
+outside its bounds, whatever the states, classes, budgets or ``min_tokens`` (INT32_MAX means "no
+match reachable"; the budget test is ``min_tokens[next] < R``, so R - 1 is never formed).
 
-Vectorized over the batch: the bitmask is unpacked with shifts; the budget test is made per class
-and then spread to tokens; top-k uses ``torch.topk`` with the batch's largest k; top-p sorts only the
-tokens top-k kept (or, without top-k, the allowed ones) with ``torch.topk``; with a seed, noise is
-drawn only for the kept tokens, in ascending token order (reproducible for the same seed, step,
-batch and device type). When every row samples with a small top-k, a short path works on the
-``k + 1`` largest values alone and returns the same tokens (a tie across the k-th value, which
-would keep extra tokens, sends the batch down the general path).
+Noise. ``u`` comes from ``noise`` (read through `regexlm.ops.noise.clamp_noise`) or, without it,
+from the counter-based generator of `regexlm.ops.noise` keyed by the row's seed and step and
+counted by the token id, the numbers the Triton and CUDA kernels compute too.
+
+The top-p cumulative sum is taken in ascending order of probability, as in transformers'
+``TopPLogitsWarper``; tokens tied with the last kept token are kept too, the same rule top-k
+follows. The Gumbel-max draw samples exactly from ``softmax(z)`` restricted to the kept set.
+
+Vectorized over the batch: the allowed test is made per class (``[B, C]``, budget included) and
+spread to tokens through ``class_of``; top-k uses ``torch.topk`` with the batch's largest k; top-p
+sorts only the tokens top-k kept (or, without top-k, the allowed ones) with ``torch.topk``; the
+noise is computed only for the kept tokens. When every row samples with a small top-k, a short
+path works on the ``k + 1`` largest values alone and returns the same tokens (a tie across the
+k-th value, which would keep extra tokens, sends the batch down the general path).
 """
 
 from __future__ import annotations
@@ -43,61 +58,51 @@ import weakref
 
 import torch
 
-from regexlm.ops.noise import mix_seed
+from regexlm.ops.noise import FLT_MIN, clamp_noise, row_keys, token_uniform
 from regexlm.ops.types import StepResult
 
-_SHIFTS_CACHE: dict[torch.device, torch.Tensor] = {}
+FLT_MAX = 3.4028234663852886e38
+
+_CLASS_CACHE: dict[tuple[int, int], tuple[weakref.ref, int, torch.Tensor]] = {}
 
 
-def _shifts(device: torch.device) -> torch.Tensor:
-    s = _SHIFTS_CACHE.get(device)
-    if s is None:
-        s = _SHIFTS_CACHE[device] = torch.arange(32, dtype=torch.int32, device=device)
-    return s
-
-
-def unpack_bitmask(words: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """Bitmask rows int32[B, W] -> bool[B, V]; bit j of word w is token 32w + j."""
-    return unpack_bits(words, vocab_size) != 0
-
-
-def unpack_bits(words: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """Bitmask rows int32[B, W] -> int32[B, V] of 0/1."""
-    # bits: [B, W, 32]; an arithmetic shift keeps bit 31 correct, as only the low bit is read.
-    bits = (words.unsqueeze(-1) >> _shifts(words.device)) & 1
-    return bits.view(words.shape[0], -1)[:, :vocab_size]
-
-
-_LONG_CACHE: dict[int, tuple[weakref.ref, torch.Tensor]] = {}
-
-
-def _as_long(t: torch.Tensor) -> torch.Tensor:
-    """``t.long()``, cached for the last few tensors seen (index tables do not change)."""
-    hit = _LONG_CACHE.get(id(t))
-    if hit is not None and hit[0]() is t and hit[1].shape == t.shape:
-        return hit[1]
-    if len(_LONG_CACHE) >= 8:
-        _LONG_CACHE.clear()
-    out = t.long()
-    _LONG_CACHE[id(t)] = (weakref.ref(t), out)
+def safe_classes(class_of: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """``class_of`` as int64, with every value outside ``[0, C)`` replaced by C (a class that is
+    never allowed). Cached for the last few tables seen, while the tensor is not written to."""
+    key = (id(class_of), num_classes)
+    hit = _CLASS_CACHE.get(key)
+    if hit is not None and hit[0]() is class_of and hit[1] == class_of._version:
+        return hit[2]
+    if len(_CLASS_CACHE) >= 8:
+        _CLASS_CACHE.clear()
+    c = class_of.long()
+    out = torch.where((c >= 0) & (c < num_classes), c, num_classes)
+    _CLASS_CACHE[key] = (weakref.ref(class_of), class_of._version, out)
     return out
 
 
 def _allowed_bits(states: torch.Tensor, budgets: torch.Tensor, tables) -> torch.Tensor:
     """Grammar mask and budget mask together: int32[B, V] of 0/1."""
+    nbc, min_tokens = tables.next_by_class, tables.min_tokens
+    S, C = nbc.shape
     V = tables.class_of.shape[0]
+    B = states.shape[0]
+    if S == 0:
+        return torch.zeros(B, V, dtype=torch.int32, device=states.device)
     s = states.long()  # [B]
-    bits = unpack_bits(tables.bitmask[s], V)  # [B, V]
-    R = budgets.to(torch.int32)  # [B]
-    active = (R >= 0) & (tables.min_tokens[s] <= R)  # [B]
+    s_ok = (s >= 0) & (s < S)  # [B]
+    sc = s.clamp(0, S - 1)
+    nxt = nbc[sc].long()  # [B, C]
+    ok = (nxt >= 0) & (nxt < S) & s_ok.unsqueeze(1)  # [B, C]
+    R = budgets.long()  # [B]
+    active = s_ok & (R >= 0) & (min_tokens[sc].long() <= R)  # [B]
     if bool(active.any()):
-        nxt = tables.next_by_class[s]  # [B, C]
-        mt = tables.min_tokens[nxt.clamp(min=0).long()]  # [B, C]
-        class_ok = (nxt >= 0) & (mt <= (R - 1).unsqueeze(1))  # [B, C]
-        class_ok |= ~active.unsqueeze(1)
-        cls = _as_long(tables.class_of).expand(s.shape[0], V)  # [B, V]
-        bits = bits & class_ok.to(torch.int32).gather(1, cls)
-    return bits
+        mt = min_tokens[nxt.clamp(0, S - 1)].long()  # [B, C]
+        ok &= (mt < R.unsqueeze(1)) | ~active.unsqueeze(1)
+    class_ok = torch.zeros(B, C + 1, dtype=torch.int32, device=states.device)  # [B, C + 1]
+    class_ok[:, :C] = ok
+    cls = safe_classes(tables.class_of, C).expand(B, V)  # [B, V]
+    return class_ok.gather(1, cls)
 
 
 def allowed_mask(states: torch.Tensor, budgets: torch.Tensor, tables) -> torch.Tensor:
@@ -109,7 +114,8 @@ def mask_to_neg_inf(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """``x`` where ``keep`` (0/1 ints or bools) holds, -inf elsewhere, by adding 0 or -inf.
 
     The bias is made with integer ops: (keep - 1) & 0xff800000 is 0 (0.0) or the bits of -inf;
-    on CPU this is several times faster than ``masked_fill`` or ``where``.
+    on CPU this is several times faster than ``masked_fill`` or ``where``. A NaN or +inf in ``x``
+    where ``keep`` is 0 gives NaN: callers clear NaNs afterwards.
     """
     k = keep.to(torch.int32) if keep.dtype != torch.int32 else keep
     return x + ((k - 1) & -8388608).view(torch.float32)
@@ -130,12 +136,29 @@ def apply_repetition_penalty(
     return x.index_put((rows, cols), torch.where(v < 0, v * p, v / p))
 
 
+def processed_logits(logits, seen, penalty, bits) -> torch.Tensor:
+    """Penalised logits, -inf where ``bits`` is 0 and where the value is NaN: fp32[B, V]."""
+    x = apply_repetition_penalty(logits.to(torch.float32), seen, penalty)
+    z = mask_to_neg_inf(x, bits)  # a new tensor
+    return z.nan_to_num_(nan=-torch.inf, posinf=torch.inf, neginf=-torch.inf)
+
+
+def greedy_tokens(z: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """argmax of ``z`` [B, V] over allowed tokens, lowest id on ties; the lowest allowed id when
+    every allowed value is -inf. int64[B] (0 for a row with nothing allowed)."""
+    m, idx = z.max(1)  # first index of the maximum
+    empty = m == -torch.inf
+    if bool(empty.any()):
+        idx = torch.where(empty, allowed.to(torch.uint8).argmax(1), idx)
+    return idx
+
+
 def truncation_mask(
     z: torch.Tensor, allowed: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor
 ) -> torch.Tensor:
     """Tokens kept by top-k then top-p (ties at each boundary kept): bool[B, V].
 
-    ``z`` [B, V] holds temperature-scaled logits, -inf where not allowed.
+    ``z`` [B, V] holds temperature-scaled logits, -inf where not allowed, a finite maximum.
     """
     B, V = z.shape
     kept = allowed
@@ -166,22 +189,21 @@ def truncation_mask(
     return kept
 
 
-def gumbel_argmax(
-    z: torch.Tensor, kept: torch.Tensor, noise: torch.Tensor | None, seed: int, step: int
-) -> torch.Tensor:
-    """``argmax_{kept} z - log(-log u)``, lowest id on ties: int64[B].
+def _uniform(rows, cols, noise, keys) -> torch.Tensor:
+    """u at (rows, cols): from ``noise`` [B, V] when given, else from the row keys (k0, k1)."""
+    if noise is not None:
+        return clamp_noise(noise[rows, cols])
+    k0, k1 = keys
+    return token_uniform(k0[rows], k1[rows], cols)
 
-    With ``noise`` [B, V], u is read at the kept tokens. Without it, u is drawn for the kept
-    tokens only, in row-major order, from a generator seeded by (seed, step).
+
+def gumbel_argmax(z: torch.Tensor, kept: torch.Tensor, noise, keys) -> torch.Tensor:
+    """``argmax_{kept} z - log(-log u)``, lowest id on ties: int64[B] (V where nothing is kept).
+
+    ``u`` is read (``noise`` [B, V]) or computed (``keys``: the rows' (k0, k1)) at kept tokens.
     """
     rows, cols = kept.nonzero(as_tuple=True)  # kept positions, row-major
-    if noise is not None:
-        u = noise[rows, cols].to(torch.float32)
-    else:
-        gen = torch.Generator(device=z.device)
-        gen.manual_seed(mix_seed(seed, step))
-        u = torch.rand(rows.shape[0], generator=gen, device=z.device, dtype=torch.float32)
-        u.clamp_(min=torch.finfo(torch.float32).tiny)
+    u = _uniform(rows, cols, noise, keys)
     g = z[rows, cols] - torch.log(-torch.log(u))  # [nnz]
     # per-row argmax over the compact list, lowest id on ties (cols ascend within a row)
     B, V = z.shape
@@ -194,13 +216,12 @@ def gumbel_argmax(
 SMALL_K = 256  # rows with 0 < top_k <= SMALL_K take the short path below
 
 
-def _small_top_k(z, bits, t, top_k, top_p, noise, seed, step):
+def _small_top_k(z, bits, t, top_k, top_p, noise, keys):
     """The same tokens as the general path when every row samples with a small top-k.
 
     Works on the ``k + 1`` largest values only (``torch.topk``), so nothing else touches all V
     tokens. Returns None (use the general path) when a row has no top-k, a large k, k at least
-    its allowed count, or a tie across its k-th value. Kept tokens are visited in ascending id
-    order, so explicit noise and the seeded draw give exactly the general path's tokens.
+    its allowed count, or a tie across its k-th value. ``t`` is the rows' effective temperature.
     """
     k = top_k.long()  # [B]
     if not bool((k > 0).all()):
@@ -227,18 +248,14 @@ def _small_top_k(z, bits, t, top_k, top_p, noise, seed, step):
         cutoff = block.gather(1, (~removed).sum(1, keepdim=True) - 1)  # [B, 1]
         cutoff = torch.where(p_rows.unsqueeze(1), cutoff, torch.full_like(cutoff, -torch.inf))
         kept &= vt >= cutoff
-    # kept ids in ascending order, as the general path visits them
+    # kept ids in ascending order, lowest id first on Gumbel ties as in the general path
     ids, order = torch.where(kept, idx, V).sort(dim=1)  # [B, kmax + 1]
     live = ids < V
+    safe = ids.clamp(max=V - 1)
     if noise is not None:
-        u = noise.gather(1, ids.clamp(max=V - 1)).to(torch.float32)
+        u = clamp_noise(noise.gather(1, safe))
     else:
-        gen = torch.Generator(device=z.device)
-        gen.manual_seed(mix_seed(seed, step))
-        u = torch.full_like(vt, 0.5)  # finite where nothing is drawn
-        u[live] = torch.rand(int(live.sum()), generator=gen, device=z.device).clamp_(
-            min=torch.finfo(torch.float32).tiny
-        )
+        u = token_uniform(keys[0].unsqueeze(1), keys[1].unsqueeze(1), safe)  # [B, kmax + 1]
     g = mask_to_neg_inf(vt.gather(1, order) - torch.log(-torch.log(u)), live)
     return ids.gather(1, g.argmax(1, keepdim=True)).squeeze(1)
 
@@ -255,39 +272,88 @@ def sample_step_reference(
     tables,
     *,
     noise: torch.Tensor | None = None,
-    seed: int = 0,
-    step: int = 0,
+    seeds: torch.Tensor | None = None,
+    steps: torch.Tensor | None = None,
 ) -> StepResult:
-    """One step for the batch, exactly as the module docstring states it."""
+    """One step for the batch, exactly as the module docstring states it.
+
+    ``noise`` fp32[B, V], or ``seeds`` int64[B] and ``steps`` int32[B] (zeros when omitted).
+    """
     B, V = logits.shape
+    dev = logits.device
+    if B == 0 or V == 0:
+        return StepResult(
+            torch.full((B,), -1, dtype=torch.int64, device=dev),
+            states.to(torch.int32).clone(),
+            torch.ones(B, dtype=torch.bool, device=dev),
+        )
     bits = _allowed_bits(states, budgets, tables)  # [B, V] 0/1
     allowed = bits != 0
-    x = apply_repetition_penalty(logits.to(torch.float32), seen, repetition_penalty)  # [B, V]
-    z = mask_to_neg_inf(x, bits)  # [B, V]
+    z = processed_logits(logits, seen, repetition_penalty, bits)  # [B, V]
     no_allowed = ~allowed.any(1)  # [B]
 
     t = temperature.to(torch.float32)  # [B]
-    greedy = t <= 0
-    sample_rows = ~greedy & ~no_allowed
-    n_sample = int(sample_rows.sum())
-    tokens = z.argmax(1) if n_sample < B else torch.zeros(B, dtype=torch.int64, device=z.device)
-    fast = _small_top_k(z, bits, t, top_k, top_p, noise, seed, step) if n_sample == B else None
-    if fast is not None:
-        tokens = fast
-    elif n_sample == B:  # the usual case: no row copies
-        zs = z / t.unsqueeze(1)  # [B, V]
-        kept = truncation_mask(zs, allowed, top_k, top_p)
-        tokens = gumbel_argmax(zs, kept, noise, seed, step)
-    elif n_sample > 0:
-        rows = sample_rows.nonzero(as_tuple=True)[0]
-        zs = z[rows] / t[rows].unsqueeze(1)  # [b, V]
-        kept = truncation_mask(zs, allowed[rows], top_k[rows], top_p[rows])
-        sub_noise = None if noise is None else noise[rows]
-        tokens[rows] = gumbel_argmax(zs, kept, sub_noise, seed, step)
+    sampling = (t > 0) & ~no_allowed  # NaN temperatures are not > 0: greedy
+    t_eff = torch.where(sampling, t.clamp(max=FLT_MAX), 1.0)  # [B]
+    greedy = None
+    if bool(sampling.any()):
+        if not bool(sampling.all()):
+            greedy = greedy_tokens(z, allowed)
+            zmax = z.gather(1, greedy.unsqueeze(1)).squeeze(1)
+        else:
+            zmax = z.amax(1)  # [B]
+        sampling &= torch.isfinite(zmax / t_eff)  # degenerate rows take the greedy token
+    n_sample = int(sampling.sum())
+    if n_sample < B and greedy is None:
+        greedy = greedy_tokens(z, allowed)
+    tokens = greedy if greedy is not None else torch.zeros(B, dtype=torch.int64, device=dev)
+    if n_sample > 0:
+        if noise is None:
+            if seeds is None:
+                seeds = torch.zeros(B, dtype=torch.int64, device=dev)
+            if steps is None:
+                steps = torch.zeros(B, dtype=torch.int32, device=dev)
+            keys = row_keys(seeds, steps)  # ([B], [B])
+        else:
+            keys = None
+        if n_sample == B:  # the usual case: no row copies
+            drawn = _small_top_k(z, bits, t_eff, top_k, top_p, noise, keys)
+            if drawn is None:
+                zs = z / t_eff.unsqueeze(1)  # [B, V]
+                kept = truncation_mask(zs, allowed, top_k, top_p)
+                drawn = gumbel_argmax(zs, kept, noise, keys)
+            tokens = drawn
+        else:
+            rows = sampling.nonzero(as_tuple=True)[0]
+            zs = z[rows] / t_eff[rows].unsqueeze(1)  # [b, V]
+            kept = truncation_mask(zs, allowed[rows], top_k[rows], top_p[rows])
+            sub_noise = None if noise is None else noise[rows]
+            sub_keys = None if keys is None else (keys[0][rows], keys[1][rows])
+            tokens = tokens.clone()
+            tokens[rows] = gumbel_argmax(zs, kept, sub_noise, sub_keys)
+        if bool((tokens >= V).any()):  # nothing kept: cannot happen with a finite maximum
+            tokens = torch.where(tokens < V, tokens, greedy_tokens(z, allowed))
     tokens = tokens.masked_fill(no_allowed, -1)
 
-    safe = tokens.clamp(min=0)
-    cls = tables.class_of[safe].long()  # [B]
-    nxt = tables.next_by_class[states.long(), cls]  # [B]
-    next_states = torch.where(no_allowed, states.to(torch.int32), nxt.to(torch.int32))
+    next_states = states.to(torch.int32)
+    if not bool(no_allowed.all()):
+        S, C = tables.next_by_class.shape
+        cls = safe_classes(tables.class_of, C)[tokens.clamp(min=0)].clamp(max=C - 1)  # [B]
+        nxt = tables.next_by_class[states.long().clamp(0, S - 1), cls]  # [B]
+        next_states = torch.where(no_allowed, next_states, nxt.to(torch.int32))
     return StepResult(tokens, next_states, no_allowed)
+
+
+__all__ = [
+    "FLT_MAX",
+    "FLT_MIN",
+    "allowed_mask",
+    "apply_repetition_penalty",
+    "greedy_tokens",
+    "gumbel_argmax",
+    "mask_to_neg_inf",
+    "processed_logits",
+    "safe_classes",
+    "sample_step_reference",
+    "truncation_mask",
+]

@@ -21,7 +21,6 @@ from pathlib import Path
 import torch
 
 from regexlm.ops.grid import arrival_counters, sm_count
-from regexlm.ops.noise import mix_seed
 from regexlm.ops.types import StepResult
 
 
@@ -116,22 +115,31 @@ def sample_step_cuda(
     tables,
     *,
     noise=None,
-    seed=0,
-    step=0,
+    seeds=None,
+    steps=None,
     split=None,
 ) -> StepResult:
-    """Run the CUDA operator on the current stream of the logits' device."""
+    """Run the CUDA operator on the current stream of the logits' device. Arguments as
+    `sample_step` (``seeds`` int64[B] and ``steps`` int32[B], zeros when omitted, unless
+    ``noise`` is given)."""
     reason = unavailable_reason(build=True)
     if reason is not None:
         from regexlm.ops.dispatch import BackendUnavailableError
 
         raise BackendUnavailableError(f"backend 'cuda' is unavailable: {reason}")
     B = logits.shape[0]
+    dev = logits.device
+    if noise is None:
+        seeds = torch.zeros(B, dtype=torch.int64, device=dev) if seeds is None else seeds
+        steps = torch.zeros(B, dtype=torch.int32, device=dev) if steps is None else steps
+        seeds, steps = seeds.to(torch.int64).contiguous(), steps.to(torch.int32).contiguous()
+    else:
+        seeds = steps = None
     if split is None:  # small batches: split the first pass so the GPU fills up
-        split = max(1, (2 * sm_count(logits.device)) // max(B, 1))
-    counters = arrival_counters(logits.device, B) if split > 1 else None
-    with torch.cuda.device(logits.device):
-        stream = torch.cuda.current_stream(logits.device).cuda_stream
+        split = max(1, (2 * sm_count(dev)) // max(B, 1))
+    counters = arrival_counters(dev, B) if split > 1 else None
+    with torch.cuda.device(dev):
+        stream = torch.cuda.current_stream(dev).cuda_stream
         tokens, next_states, no_allowed = torch.ops.regexlm.sample_step(
             logits.contiguous(),
             states.to(torch.int32).contiguous(),
@@ -141,12 +149,12 @@ def sample_step_cuda(
             top_p.to(torch.float32).contiguous(),
             repetition_penalty.to(torch.float32).contiguous(),
             None if seen is None else seen.contiguous(),
-            tables.bitmask.to(torch.int32).contiguous(),
             tables.next_by_class.to(torch.int32).contiguous(),
             tables.class_of.to(torch.int32).contiguous(),
             tables.min_tokens.to(torch.int32).contiguous(),
             None if noise is None else noise.to(torch.float32).contiguous(),
-            mix_seed(seed, step),
+            seeds,
+            steps,
             stream,
             counters,
             split,

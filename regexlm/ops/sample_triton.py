@@ -10,11 +10,13 @@ counter. No program waits for another, so this needs no grid barrier and also ru
 interpreter. The later passes stay with one program per row: each needs the row's global counts
 before the next pivot choice, which only a grid-wide barrier could share across programs.
 
-Pass A (always) builds the processed logits ``z`` tile by tile (bitmask bit, budget test through
-``class_of``/``next_by_class``/``min_tokens``, penalty from ``seen``, division by the temperature)
-and keeps running statistics: the allowed count, min and max of ``z``, the greedy argmax, the
-softmax normaliser ``sum exp(z - max)`` and the Gumbel winner ``argmax z - log(-log u)`` over all
-allowed tokens. Greedy rows, and rows without top-k or top-p, are done after this pass.
+Pass A (always) builds the processed logits tile by tile: the allowed test through ``class_of``,
+``next_by_class`` and ``min_tokens`` (the budget), the penalty from ``seen``, NaN read as -inf, and
+``z = x / T``. It keeps running statistics: the allowed count, min and max of ``z``, the greedy
+token (argmax of the penalised logit ``x``, lowest id), the softmax normaliser
+``sum exp(z - max)`` and the Gumbel winner ``argmax z - log(-log u)`` over all allowed tokens.
+Greedy rows, degenerate rows (no finite maximum of ``z``: they take the greedy token, see
+`regexlm.ops.reference`) and rows without top-k or top-p are done after this pass.
 
 Truncation keeps ``{t : z[t] >= tau}``; tau is found by a threshold search instead of a sort.
 Floats are mapped to int32 keys that order like the floats (``bits ^ ((bits >> 31) & 0x7fffffff)``)
@@ -40,11 +42,12 @@ Sums are taken in a different order than the reference's sort and cumulative sum
 can differ from the reference's only when a token's cumulative mass lies within float rounding of
 the top-p boundary.
 
-Noise: an explicit ``noise`` tensor gives the reference's tokens exactly; otherwise ``tl.rand``
-(Philox) keyed by ``mix_seed(seed, step)`` and counted by ``b * V + t``.
+Noise: an explicit ``noise`` tensor gives the reference's tokens exactly; otherwise the
+counter-based generator of `regexlm.ops.noise` (32-bit integer ops, keyed by the row's seed and
+step, counted by the token id), the same numbers the reference and the CUDA kernel compute.
 
-Rows with top-k alone or top-p alone usually finish after pass A and one cheap check pass; rows
-with both run the multi-pivot searches (a handful of passes, each one comparison per pivot).
+Every load is masked to its table's bounds: states outside ``[0, S)``, classes outside ``[0, C)``
+and next states outside ``[-1, S)`` read as "not allowed", never as an address.
 """
 
 from __future__ import annotations
@@ -56,7 +59,6 @@ import triton
 import triton.language as tl
 
 from regexlm.ops.grid import arrival_counters, sm_count
-from regexlm.ops.noise import mix_seed
 from regexlm.ops.types import StepResult
 
 NPIV = 16  # pivot keys tested per search pass
@@ -74,17 +76,40 @@ def _float_key(z):
 
 
 @triton.jit
+def _mix32(x):
+    """The 32-bit mixing bijection of `regexlm.ops.noise` (uint32 in, uint32 out)."""
+    x = x ^ (x >> 16)
+    x = x * 0x7FEB352D
+    x = x ^ (x >> 15)
+    x = x * 0x846CA68B
+    return x ^ (x >> 16)
+
+
+@triton.jit
+def _row_key(seeds_ptr, steps_ptr, b):
+    """(k0, k1) uint32 of row b, from its int64 seed and int32 step."""
+    seed = tl.load(seeds_ptr + b)
+    lo = seed.to(tl.uint32)  # low word (truncation)
+    hi = (seed >> 32).to(tl.uint32)
+    st = tl.load(steps_ptr + b).to(tl.uint32, bitcast=True)
+    k0 = _mix32(lo ^ _mix32(st ^ 0x9E3779B9))
+    k1 = _mix32(hi ^ _mix32(k0 ^ 0x85EBCA6B))
+    return k0, k1
+
+
+@triton.jit
 def _tile(
     b,
     s,
+    s_ok,
     offs,
     V,
+    S,
+    C,
     logits_ptr,
     stride_l,
     seen_ptr,
     stride_s,
-    bitmask_ptr,
-    stride_bm,
     class_ptr,
     nbc_ptr,
     stride_n,
@@ -95,35 +120,39 @@ def _tile(
     t_eff,
     HAS_SEEN: tl.constexpr,
 ):
-    """Processed logits of one tile: (z fp32 with -inf where not allowed, allowed mask)."""
+    """One tile: (x penalised logits, z = x / T, allowed mask); x and z are -inf where not
+    allowed, and a NaN reads as -inf."""
     valid = offs < V
-    word = tl.load(bitmask_ptr + s * stride_bm + (offs >> 5), mask=valid, other=0)
-    ok = valid & (((word >> (offs & 31)) & 1) != 0)
-    # budget: keep t only if min_tokens[next(s, t)] <= R - 1 (when the row's budget applies)
-    on = tl.full(offs.shape, 0, tl.int32) + budget_on
-    bmask = ok & (on != 0)
-    cls = tl.load(class_ptr + offs, mask=bmask, other=0)
-    nxt = tl.load(nbc_ptr + s * stride_n + cls, mask=bmask, other=-1)
-    mt = tl.load(mintok_ptr + nxt, mask=bmask & (nxt >= 0), other=0x7FFFFFFF)
-    ok = ok & ((on == 0) | ((nxt >= 0) & (mt <= R - 1)))
+    cls = tl.load(class_ptr + offs, mask=valid, other=-1)
+    row_ok = (tl.full(offs.shape, 0, tl.int32) + s_ok) != 0
+    cls_ok = valid & row_ok & (cls >= 0) & (cls < C)
+    nxt = tl.load(nbc_ptr + s * stride_n + cls, mask=cls_ok, other=-1)
+    ok = cls_ok & (nxt >= 0) & (nxt < S)
+    # budget: keep t only if min_tokens[next(s, t)] < R (when the row's budget applies)
+    on = (tl.full(offs.shape, 0, tl.int32) + budget_on) != 0
+    mt = tl.load(mintok_ptr + nxt, mask=ok & on, other=0)
+    ok = ok & ((~on) | (mt < R))
     x = tl.load(logits_ptr + b * stride_l + offs, mask=ok, other=0.0).to(tl.float32)
     if HAS_SEEN:
         hit = tl.load(seen_ptr + b * stride_s + offs, mask=ok, other=0) != 0
         x = tl.where(hit, tl.where(x < 0, x * pen, tl.div_rn(x, pen)), x)
-    z = tl.div_rn(x, t_eff)
-    z = tl.where(ok, z, -float("inf"))
-    return z, ok
+    x = tl.where(ok & (x == x), x, -float("inf"))
+    z = tl.where(ok, tl.div_rn(x, t_eff), -float("inf"))
+    return x, z, ok
 
 
 @triton.jit
-def _gumbel(z, ok, b, offs, V, noise_ptr, stride_nz, seed, HAS_NOISE: tl.constexpr, sampling):
+def _gumbel(z, ok, b, offs, noise_ptr, stride_nz, k0, k1, HAS_NOISE: tl.constexpr, sampling):
     """z - log(-log u) on allowed tokens, -inf elsewhere."""
     if HAS_NOISE:
         on = (tl.full(offs.shape, 0, tl.int32) + sampling) != 0
         u = tl.load(noise_ptr + b * stride_nz + offs, mask=ok & on, other=0.5)
+        u = tl.where(u == u, u, 0.5)  # NaN reads as 0.5
+        u = tl.where(u < 1.1754943508222875e-38, 1.1754943508222875e-38, u)
+        u = tl.where(u > 0.99999994039535522, 0.99999994039535522, u)
     else:
-        u = tl.rand(seed, b * V + offs)
-        u = tl.maximum(u, 1.1754943508222875e-38)
+        h = _mix32(_mix32(offs.to(tl.uint32) ^ k0) ^ k1)
+        u = ((h >> 9) * 2 + 1).to(tl.float32) * 5.9604644775390625e-08  # odd multiple of 2^-24
     g = z - tl.log(-tl.log(u))
     return tl.where(ok, g, -float("inf"))
 
@@ -140,19 +169,20 @@ def _sample_step_kernel(
     pen_ptr,
     seen_ptr,
     stride_s,
-    bitmask_ptr,
-    stride_bm,
     nbc_ptr,
     stride_n,
     class_ptr,
     mintok_ptr,
     noise_ptr,
     stride_nz,
-    seed,
+    seeds_ptr,
+    steps_ptr,
     tokens_ptr,
     next_ptr,
     noallowed_ptr,
     V,
+    S,
+    C,
     part_f_ptr,
     part_i_ptr,
     counter_ptr,
@@ -167,22 +197,32 @@ def _sample_step_kernel(
 ):
     b = tl.program_id(0).to(tl.int64)
     c = tl.program_id(1).to(tl.int64)  # chunk of the row for pass A
-    s = tl.load(states_ptr + b).to(tl.int64)
+    BIG: tl.constexpr = 0x7FFFFFFF
+    NEG_INF: tl.constexpr = -float("inf")
+    s_in = tl.load(states_ptr + b)
+    s_ok = tl.where((s_in >= 0) & (s_in < S), 1, 0)
+    s = tl.where(s_ok != 0, s_in, 0).to(tl.int64)  # an address even when the state is invalid
     R = tl.load(budgets_ptr + b)
     temp = tl.load(temp_ptr + b)
     k = tl.load(topk_ptr + b)
     p = tl.load(topp_ptr + b)
     pen = tl.load(pen_ptr + b)
-    greedy = temp <= 0
-    sampling = tl.where(greedy, 0, 1)
-    t_eff = tl.where(greedy, 1.0, temp)
-    budget_on = tl.where((R >= 0) & (tl.load(mintok_ptr + s) <= R), 1, 0)
-    BIG: tl.constexpr = 0x7FFFFFFF
-    NEG_INF: tl.constexpr = -float("inf")
+    sampling = tl.where(temp > 0, 1, 0)  # a NaN temperature is not > 0: greedy
+    t_eff = tl.where(
+        sampling != 0, tl.where(temp > 3.4028234663852886e38, 3.4028234663852886e38, temp), 1.0
+    )
+    mt_s = tl.load(mintok_ptr + s, mask=s_ok != 0, other=BIG)
+    budget_on = tl.where((s_ok != 0) & (R >= 0) & (mt_s <= R), 1, 0)
+    if HAS_NOISE:
+        k0 = tl.full((), 0, tl.uint32)
+        k1 = tl.full((), 0, tl.uint32)
+    else:
+        k0, k1 = _row_key(seeds_ptr, steps_ptr, b)
 
     # ---- pass A: statistics over the allowed tokens --------------------------------------
     m = tl.full((), NEG_INF, tl.float32)  # max z
-    arg = tl.full((), BIG, tl.int32)  # greedy argmax (lowest id)
+    xmax = tl.full((), NEG_INF, tl.float32)  # max x
+    arg = tl.full((), BIG, tl.int32)  # greedy token: argmax x, lowest id
     zmin = tl.full((), float("inf"), tl.float32)
     n = tl.full((), 0, tl.int32)  # allowed count
     total = tl.full((), 0.0, tl.float32)  # sum exp(z - m), rescaled online
@@ -193,17 +233,18 @@ def _sample_step_kernel(
     c32 = tl.program_id(1)  # int32 loop bounds keep token ids int32
     for start in range(c32 * CHUNK, tl.minimum(c32 * CHUNK + CHUNK, V), BLOCK):
         offs = start + lane
-        z, ok = _tile(
+        x, z, ok = _tile(
             b,
             s,
+            s_ok,
             offs,
             V,
+            S,
+            C,
             logits_ptr,
             stride_l,
             seen_ptr,
             stride_s,
-            bitmask_ptr,
-            stride_bm,
             class_ptr,
             nbc_ptr,
             stride_n,
@@ -214,17 +255,20 @@ def _sample_step_kernel(
             t_eff,
             HAS_SEEN,
         )
+        txmax = tl.max(x, 0)
+        targ = tl.min(tl.where(ok & (x == txmax), offs, BIG), 0)
+        arg = tl.where((txmax > xmax) | ((arg == BIG) & (targ != BIG)), targ, arg)
+        xmax = tl.maximum(xmax, txmax)
         tmax = tl.max(z, 0)
-        targ = tl.min(tl.where(ok & (z == tmax), offs, BIG), 0)
-        arg = tl.where(tmax > m, targ, arg)
         m_new = tl.maximum(m, tmax)
-        scale = tl.where(m == m_new, 1.0, tl.exp(m - tl.where(m_new == NEG_INF, 0.0, m_new)))
-        m_safe = tl.where(m_new == NEG_INF, 0.0, m_new)  # no NaN on empty rows
+        m_fin = (m_new > NEG_INF) & (m_new < float("inf"))
+        m_safe = tl.where(m_fin, m_new, 0.0)  # no NaN on empty or infinite rows
+        scale = tl.where(m == m_new, 1.0, tl.exp(m - m_safe))
         total = total * scale + tl.sum(tl.where(ok, tl.exp(z - m_safe), 0.0), 0)
         m = m_new
         n += tl.sum(ok.to(tl.int32), 0)
         zmin = tl.minimum(zmin, tl.min(tl.where(ok, z, float("inf")), 0))
-        g = _gumbel(z, ok, b, offs, V, noise_ptr, stride_nz, seed, HAS_NOISE, sampling)
+        g = _gumbel(z, ok, b, offs, noise_ptr, stride_nz, k0, k1, HAS_NOISE, sampling)
         tg = tl.max(g, 0)
         tgi = tl.min(tl.where(ok & (g == tg), offs, BIG), 0)
         better = (tg > gbest) | ((gidx == BIG) & (tgi != BIG))
@@ -241,6 +285,7 @@ def _sample_step_kernel(
         tl.store(part_f_ptr + slot + 2, total)
         tl.store(part_f_ptr + slot + 3, gbest)
         tl.store(part_f_ptr + slot + 4, gz)
+        tl.store(part_f_ptr + slot + 5, xmax)
         tl.store(part_i_ptr + slot + 0, arg)
         tl.store(part_i_ptr + slot + 1, n)
         tl.store(part_i_ptr + slot + 2, gidx)
@@ -256,13 +301,15 @@ def _sample_step_kernel(
         tc = tl.load(part_f_ptr + slots + 2, mask=cm, other=0.0, volatile=True)
         gc = tl.load(part_f_ptr + slots + 3, mask=cm, other=NEG_INF, volatile=True)
         gzc = tl.load(part_f_ptr + slots + 4, mask=cm, other=NEG_INF, volatile=True)
+        xc = tl.load(part_f_ptr + slots + 5, mask=cm, other=NEG_INF, volatile=True)
         ac = tl.load(part_i_ptr + slots + 0, mask=cm, other=BIG, volatile=True)
         nc = tl.load(part_i_ptr + slots + 1, mask=cm, other=0, volatile=True)
         ic = tl.load(part_i_ptr + slots + 2, mask=cm, other=BIG, volatile=True)
+        xmax = tl.max(xc, 0)
+        arg = tl.min(tl.where((xc == xmax) & (ac != BIG), ac, BIG), 0)
         m = tl.max(mc, 0)
-        arg = tl.min(tl.where((mc == m) & (ac != BIG), ac, BIG), 0)
-        m_safe = tl.where(m == NEG_INF, 0.0, m)
-        total = tl.sum(tl.where(mc != NEG_INF, tc * tl.exp(mc - m_safe), 0.0), 0)
+        m_safe = tl.where((m > NEG_INF) & (m < float("inf")), m, 0.0)
+        total = tl.sum(tl.where(mc > NEG_INF, tc * tl.exp(mc - m_safe), 0.0), 0)
         zmin = tl.min(zc, 0)
         n = tl.sum(nc, 0)
         gbest = tl.max(gc, 0)
@@ -270,9 +317,13 @@ def _sample_step_kernel(
         gz = tl.max(tl.where((ic == gidx) & (ic != BIG), gzc, NEG_INF), 0)
         tl.store(counter_ptr + b, 0, mask=last != 0)  # ready for the next launch
 
+    # ---- degenerate rows (no finite maximum of z) take the greedy token -----------------------
+    finite = (m > NEG_INF) & (m < float("inf"))
+    draw = (sampling != 0) & finite
+
     # ---- threshold searches (only rows that truncate run any pass) ------------------------
-    need_k = (last != 0) & (sampling != 0) & (k > 0) & (k < n)
-    need_p = (last != 0) & (sampling != 0) & (p < 1.0) & (n > 1)
+    need_k = (last != 0) & draw & (k > 0) & (k < n)
+    need_p = (last != 0) & draw & (p < 1.0) & (n > 1)
     key_lo = _float_key(zmin).to(tl.int64)
     key_hi = _float_key(m).to(tl.int64) + 1
     j = tl.arange(0, NP).to(tl.int64)
@@ -289,17 +340,18 @@ def _sample_step_kernel(
     stop = tl.where(nk + npp == 1, V, 0)
     for start in range(0, stop, BLOCK):
         offs = start + lane
-        z, ok = _tile(
+        x, z, ok = _tile(
             b,
             s,
+            s_ok,
             offs,
             V,
+            S,
+            C,
             logits_ptr,
             stride_l,
             seen_ptr,
             stride_s,
-            bitmask_ptr,
-            stride_bm,
             class_ptr,
             nbc_ptr,
             stride_n,
@@ -333,17 +385,18 @@ def _sample_step_kernel(
         mass = tl.zeros((NP,), tl.float32)
         for start in range(0, V, PBLOCK):
             offs = start + plane
-            z, ok = _tile(
+            x, z, ok = _tile(
                 b,
                 s,
+                s_ok,
                 offs,
                 V,
+                S,
+                C,
                 logits_ptr,
                 stride_l,
                 seen_ptr,
                 stride_s,
-                bitmask_ptr,
-                stride_bm,
                 class_ptr,
                 nbc_ptr,
                 stride_n,
@@ -377,17 +430,18 @@ def _sample_step_kernel(
         below = tl.zeros((NP,), tl.float32)
         for start in range(0, V, PBLOCK):
             offs = start + plane
-            z, ok = _tile(
+            x, z, ok = _tile(
                 b,
                 s,
+                s_ok,
                 offs,
                 V,
+                S,
+                C,
                 logits_ptr,
                 stride_l,
                 seen_ptr,
                 stride_s,
-                bitmask_ptr,
-                stride_bm,
                 class_ptr,
                 nbc_ptr,
                 stride_n,
@@ -415,17 +469,18 @@ def _sample_step_kernel(
     gidx = tl.where(redo, BIG, gidx)
     for start in range(0, stop, BLOCK):
         offs = start + lane
-        z, ok = _tile(
+        x, z, ok = _tile(
             b,
             s,
+            s_ok,
             offs,
             V,
+            S,
+            C,
             logits_ptr,
             stride_l,
             seen_ptr,
             stride_s,
-            bitmask_ptr,
-            stride_bm,
             class_ptr,
             nbc_ptr,
             stride_n,
@@ -437,21 +492,22 @@ def _sample_step_kernel(
             HAS_SEEN,
         )
         kept = ok & (_float_key(z).to(tl.int64) >= key_tau)
-        g = _gumbel(z, kept, b, offs, V, noise_ptr, stride_nz, seed, HAS_NOISE, sampling)
+        g = _gumbel(z, kept, b, offs, noise_ptr, stride_nz, k0, k1, HAS_NOISE, sampling)
         tg = tl.max(g, 0)
         tgi = tl.min(tl.where(kept & (g == tg), offs, BIG), 0)
         better = (tgi != BIG) & ((tg > gbest) | (gidx == BIG))
         gidx = tl.where(better, tgi, gidx)
         gbest = tl.where(better, tg, gbest)
 
-    token = tl.where(greedy, arg, gidx)
-    empty = n == 0
-    token = tl.where(empty, -1, token)
-    cls = tl.load(class_ptr + token, mask=n > 0, other=0)
-    nxt = tl.load(nbc_ptr + s * stride_n + cls, mask=n > 0, other=0)
+    token = tl.where(draw & (gidx != BIG), gidx, arg)  # arg is allowed whenever n > 0
+    some = n > 0
+    token = tl.where(some, token, -1)
+    safe = tl.where(some, token, 0)
+    cls = tl.load(class_ptr + safe, mask=some, other=0)
+    nxt = tl.load(nbc_ptr + s * stride_n + cls, mask=some, other=0)
     tl.store(tokens_ptr + b, token.to(tl.int64), mask=last != 0)
-    tl.store(next_ptr + b, tl.where(empty, s.to(tl.int32), nxt), mask=last != 0)
-    tl.store(noallowed_ptr + b, empty.to(tl.int8), mask=last != 0)
+    tl.store(next_ptr + b, tl.where(some, nxt, s_in), mask=last != 0)
+    tl.store(noallowed_ptr + b, tl.where(some, 0, 1).to(tl.int8), mask=last != 0)
 
 
 def sample_step_triton(
@@ -466,27 +522,45 @@ def sample_step_triton(
     tables,
     *,
     noise=None,
-    seed=0,
-    step=0,
+    seeds=None,
+    steps=None,
     block=None,
     num_warps=None,
     split=None,
 ) -> StepResult:
-    """Launch the fused step for the batch; see the module docstring. Arguments as `sample_step`.
+    """Launch the fused step for the batch; see the module docstring. Arguments as `sample_step`
+    (``seeds`` int64[B] and ``steps`` int32[B], zeros when omitted, unless ``noise`` is given).
 
     ``split`` (chunks per row for pass A) defaults to enough programs to fill the GPU twice.
     """
     B, V = logits.shape
     dev = logits.device
+    S, C = tables.next_by_class.shape
+    if B * V * S * C == 0:  # nothing to launch: no row has an allowed token
+        return StepResult(
+            torch.full((B,), -1, dtype=torch.int64, device=dev),
+            states.to(torch.int32).clone(),
+            torch.ones(B, dtype=torch.bool, device=dev),
+        )
     logits = logits.contiguous()
     tokens = torch.empty(B, dtype=torch.int64, device=dev)
     next_states = torch.empty(B, dtype=torch.int32, device=dev)
     no_allowed = torch.empty(B, dtype=torch.int8, device=dev)
-    if B == 0:
-        return StepResult(tokens, next_states, no_allowed.bool())
     seen_u8 = seen.contiguous().view(torch.uint8) if seen is not None else logits
     noise_t = noise.to(torch.float32).contiguous() if noise is not None else logits
-    bitmask = tables.bitmask.contiguous()
+    if noise is None:
+        seeds = (
+            torch.zeros(B, dtype=torch.int64, device=dev)
+            if seeds is None
+            else seeds.to(torch.int64).contiguous()
+        )
+        steps = (
+            torch.zeros(B, dtype=torch.int32, device=dev)
+            if steps is None
+            else steps.to(torch.int32).contiguous()
+        )
+    else:
+        seeds = steps = logits  # unused
     nbc = tables.next_by_class.to(torch.int32).contiguous()
     if block is None:
         block = min(4096, triton.next_power_of_2(V))
@@ -516,19 +590,20 @@ def sample_step_triton(
         repetition_penalty.to(torch.float32).contiguous(),
         seen_u8,
         V if seen is None else seen_u8.stride(0),
-        bitmask,
-        bitmask.stride(0),
         nbc,
         nbc.stride(0),
         tables.class_of.to(torch.int32).contiguous(),
         tables.min_tokens.to(torch.int32).contiguous(),
         noise_t,
         V if noise is None else noise_t.stride(0),
-        mix_seed(seed, step),
+        seeds,
+        steps,
         tokens,
         next_states,
         no_allowed,
         V,
+        S,
+        C,
         part_f,
         part_i,
         counters,

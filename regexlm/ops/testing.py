@@ -1,8 +1,9 @@
 """Synthetic index tables and step inputs, shared by the ops tests and benchmarks.
 
-`random_tables` builds tables that are consistent the way a real index is: a token is allowed in
-a state exactly when its class has a next state there, and the bitmask says the same thing. The
-automaton behind them is random, so ``min_tokens`` is just a plausible labelling.
+`random_tables` builds tables shaped like a real index's: a token is allowed in a state exactly
+when its class has a next state there. The automaton behind them is random, so ``min_tokens`` is
+just a plausible labelling. `pack_bitmask` packs an allowed mask in the xgrammar layout, for the
+benchmarks that compare against bitmask-based pipelines.
 """
 
 from __future__ import annotations
@@ -22,6 +23,14 @@ def pack_bitmask(allowed: torch.Tensor) -> torch.Tensor:
     words = (padded.view(S, W, 32) * weights).sum(-1)  # [S, W] in [0, 2^32)
     words = torch.where(words >= 2**31, words - 2**32, words)
     return words.to(torch.int32)
+
+
+def unpack_bitmask(words: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """Bitmask rows int32[B, W] -> bool[B, V]; bit j of word w is token 32w + j."""
+    shifts = torch.arange(32, dtype=torch.int32, device=words.device)
+    # bits: [B, W, 32]; an arithmetic shift keeps bit 31 correct, as only the low bit is read.
+    bits = (words.unsqueeze(-1) >> shifts) & 1
+    return bits.view(words.shape[0], -1)[:, :vocab_size] != 0
 
 
 def random_tables(
@@ -48,8 +57,7 @@ def random_tables(
     ok[0] = False
     nxt = torch.where(ok, nxt, torch.full_like(nxt, -1))
     min_tokens = torch.randint(0, max_min_tokens + 1, (S,), generator=g, dtype=torch.int32)
-    allowed = nxt[:, class_of.long()] >= 0  # [S, V]
-    return IndexTables(pack_bitmask(allowed), nxt, class_of, min_tokens).to(device)
+    return IndexTables(nxt, class_of, min_tokens).to(device)
 
 
 def step_inputs(
@@ -61,7 +69,11 @@ def step_inputs(
     seed: int = 0,
     device: torch.device | str = "cpu",
 ) -> dict:
-    """Logits, states, budgets, per-row parameters, seen and noise for one step."""
+    """Logits, states, budgets, per-row parameters, seen and noise for one step.
+
+    ``seeds`` (int64[B]) and ``steps`` (int32[B]) are included too; a step given both ``noise``
+    and seeds reads the noise, so pop ``noise`` to use the in-step generator.
+    """
     g = torch.Generator().manual_seed(seed)
     B, V = batch, vocab_size
     S = tables.num_states
@@ -78,4 +90,6 @@ def step_inputs(
         seen=(torch.rand(B, V, generator=g) < 0.05).to(device),
         tables=tables,
         noise=torch.rand(B, V, generator=g).clamp(min=1e-12).to(device),
+        seeds=torch.randint(-(2**63), 2**63 - 1, (B,), generator=g).to(device),
+        steps=torch.randint(0, 1000, (B,), generator=g, dtype=torch.int32).to(device),
     )

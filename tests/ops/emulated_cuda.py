@@ -16,7 +16,6 @@ from pathlib import Path
 
 import torch
 
-from regexlm.ops.noise import mix_seed
 from regexlm.ops.types import StepResult
 
 HERE = Path(__file__).resolve().parent
@@ -87,8 +86,8 @@ def sample_step_emulated(
     tables,
     *,
     noise=None,
-    seed=0,
-    step=0,
+    seeds=None,
+    steps=None,
     split=1,
 ) -> StepResult:
     """The csrc launcher on CPU tensors; ``split`` > 1 runs the split-row path (chunks of the row
@@ -97,6 +96,11 @@ def sample_step_emulated(
     B, V = logits.shape
     dtype = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}[logits.dtype]
     logits = logits.contiguous()
+    nbc = tables.next_by_class.to(torch.int32).contiguous()
+    S, C = nbc.shape
+    if noise is None:
+        seeds = torch.zeros(B, dtype=torch.int64) if seeds is None else seeds
+        steps = torch.zeros(B, dtype=torch.int32) if steps is None else steps
     keep = dict(
         states=states.to(torch.int32).contiguous(),
         budgets=budgets.to(torch.int32).contiguous(),
@@ -105,27 +109,29 @@ def sample_step_emulated(
         top_p=top_p.float().contiguous(),
         penalty=repetition_penalty.float().contiguous(),
         seen=None if seen is None else seen.contiguous(),
-        bitmask=tables.bitmask.contiguous(),
-        nbc=tables.next_by_class.contiguous(),
-        class_of=tables.class_of.contiguous(),
-        min_tokens=tables.min_tokens.contiguous(),
+        nbc=nbc,
+        class_of=tables.class_of.to(torch.int32).contiguous(),
+        min_tokens=tables.min_tokens.to(torch.int32).contiguous(),
         noise=None if noise is None else noise.float().contiguous(),
+        seeds=None if noise is not None else seeds.to(torch.int64).contiguous(),
+        steps=None if noise is not None else steps.to(torch.int32).contiguous(),
     )
-    chunk = _ceil(_ceil(V, split), 32) * 32  # as the torch glue in csrc/ computes it
-    nsplit = _ceil(V, chunk)
+    # as the torch glue in csrc/ computes them
+    chunk = max(32, _ceil(_ceil(V, split), 32) * 32)
+    nsplit = max(1, _ceil(V, chunk))
     part_f = torch.empty(B * nsplit * 4, dtype=torch.float32)
     part_i = torch.empty(B * nsplit * 4, dtype=torch.int32)
     counters = torch.zeros(B, dtype=torch.int32)
     tokens = torch.empty(B, dtype=torch.int64)
     next_states = torch.empty(B, dtype=torch.int32)
     no_allowed = torch.empty(B, dtype=torch.bool)
-    i64 = ctypes.c_int64
+    i64, i32 = ctypes.c_int64, ctypes.c_int32
     err = lib.regexlm_sample_step_launch(
         _p(logits),
         ctypes.c_int(dtype),
         i64(logits.stride(0)),
-        ctypes.c_int32(B),
-        ctypes.c_int32(V),
+        i32(B),
+        i32(V),
         _p(keep["states"]),
         _p(keep["budgets"]),
         _p(keep["temperature"]),
@@ -134,23 +140,24 @@ def sample_step_emulated(
         _p(keep["penalty"]),
         _p(keep["seen"]),
         i64(V if seen is None else keep["seen"].stride(0)),
-        _p(keep["bitmask"]),
-        i64(keep["bitmask"].stride(0)),
         _p(keep["nbc"]),
-        i64(keep["nbc"].stride(0)),
+        i64(nbc.stride(0)),
+        i32(S),
+        i32(C),
         _p(keep["class_of"]),
         _p(keep["min_tokens"]),
         _p(keep["noise"]),
         i64(V if noise is None else keep["noise"].stride(0)),
-        ctypes.c_uint64(mix_seed(seed, step)),
+        _p(keep["seeds"]),
+        _p(keep["steps"]),
         _p(tokens),
         _p(next_states),
         _p(no_allowed),
         _p(part_f),
         _p(part_i),
         _p(counters),
-        ctypes.c_int32(nsplit),
-        ctypes.c_int32(chunk),
+        i32(nsplit),
+        i32(chunk),
         ctypes.c_void_p(0),
     )
     assert err == 0, err

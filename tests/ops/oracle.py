@@ -12,68 +12,96 @@ import torch
 
 from regexlm.ops.testing import random_tables, step_inputs
 
+FLT_MAX = np.float32(3.4028234663852886e38)
+
 
 def loop_step(
-    logits, states, budgets, temperature, top_k, top_p, repetition_penalty, seen, tables, noise
+    logits,
+    states,
+    budgets,
+    temperature,
+    top_k,
+    top_p,
+    repetition_penalty,
+    seen,
+    tables,
+    noise=None,
+    seeds=None,
+    steps=None,
 ):
-    """Returns (tokens, next_states, no_allowed) as Python lists."""
+    """Returns (tokens, next_states, no_allowed) as Python lists.
+
+    ``u`` is ``noise`` (clamped as the backends read it) or, without it, the generator of
+    `regexlm.ops.noise` evaluated token by token in Python integers.
+    """
+    from regexlm.ops.noise import uniform
+
     x_all = logits.float().numpy()
-    bitmask = tables.bitmask.numpy().view(np.uint32)
     nbc = tables.next_by_class.numpy()
     class_of = tables.class_of.numpy()
     min_tokens = tables.min_tokens.numpy()
+    S, C = nbc.shape
     B, V = x_all.shape
     out_t, out_s, out_e = [], [], []
     for b in range(B):
         s, R = int(states[b]), int(budgets[b])
-        allowed = [t for t in range(V) if (int(bitmask[s, t // 32]) >> (t % 32)) & 1]
-        if R >= 0 and min_tokens[s] <= R:
-            allowed = [
-                t
-                for t in allowed
-                if nbc[s, class_of[t]] >= 0 and min_tokens[nbc[s, class_of[t]]] <= R - 1
-            ]
+
+        def nxt(t, s=s):
+            c = int(class_of[t])
+            return int(nbc[s, c]) if 0 <= c < C else -1
+
+        allowed = [t for t in range(V) if 0 <= s < S and 0 <= nxt(t) < S]
+        if allowed and R >= 0 and int(min_tokens[s]) <= R:
+            allowed = [t for t in allowed if int(min_tokens[nxt(t)]) <= R - 1]
         if not allowed:
             out_t.append(-1), out_s.append(s), out_e.append(True)
             continue
         p = np.float32(repetition_penalty[b])
-        z = {}
-        for t in allowed:
-            v = np.float32(x_all[b, t])
-            if seen is not None and bool(seen[b, t]):
-                v = np.float32(v * p) if v < 0 else np.float32(v / p)
-            z[t] = v
-        temp = float(temperature[b])
-        if temp <= 0:
-            best = max(z.values())
-            token = min(t for t in allowed if z[t] == best)
+        x = {}
+        with np.errstate(all="ignore"):
+            for t in allowed:
+                v = np.float32(x_all[b, t])
+                if seen is not None and bool(seen[b, t]):
+                    v = np.float32(v * p) if v < 0 else np.float32(v / p)
+                x[t] = np.float32(-np.inf) if np.isnan(v) else v
+            best = max(x.values())
+            greedy = min(t for t in allowed if x[t] == best)
+            temp = np.float32(temperature[b])
+            z = {t: np.float32(v / min(temp, FLT_MAX)) for t, v in x.items()} if temp > 0 else {}
+        if not temp > 0 or not np.isfinite(max(z.values())):
+            token = greedy
         else:
-            tf = np.float32(temp)
-            z = {t: np.float32(v / tf) for t, v in z.items()}
             kept = list(allowed)
             k = int(top_k[b])
             if 0 < k:
                 kth = sorted((z[t] for t in kept), reverse=True)[min(k, len(kept)) - 1]
                 kept = [t for t in kept if z[t] >= kth]
-            pp = float(top_p[b])
+            pp = np.float32(top_p[b])
             if pp < 1:
                 vals = np.array([z[t] for t in kept], dtype=np.float32)
-                q = np.exp(vals - vals.max())
+                with np.errstate(under="ignore"):
+                    q = np.exp(vals - vals.max())
                 q = q / q.sum()
                 order = np.argsort(vals, kind="stable")  # ascending
                 cum = np.cumsum(q[order], dtype=np.float32)
                 mass_le = {}
                 for pos, i in enumerate(order):  # ties: the mass up to the last tied entry
                     mass_le[float(vals[i])] = cum[pos]
-                keep = [t for t in kept if mass_le[float(z[t])] > np.float32(1 - np.float32(pp))]
+                keep = [t for t in kept if mass_le[float(z[t])] > np.float32(1 - pp)]
                 top = max(z[t] for t in kept)
                 kept = keep or [t for t in kept if z[t] == top]
-            u = noise[b].numpy()
+            if noise is not None:
+                u = np.nan_to_num(noise[b].float().numpy(), nan=0.5)
+                u = np.clip(u, np.float32(1.1754943508222875e-38), np.float32(1 - 2**-24))
+            else:
+                seed = 0 if seeds is None else int(seeds[b])
+                step = 0 if steps is None else int(steps[b])
+                u = {t: np.float32(uniform(seed, step, t)) for t in kept}
             g = {t: np.float32(z[t] - np.log(-np.log(u[t]))) for t in kept}
             best = max(g.values())
             token = min(t for t in kept if g[t] == best)
         out_t.append(token)
-        out_s.append(int(nbc[s, class_of[token]]))
+        out_s.append(nxt(token))
         out_e.append(False)
     return out_t, out_s, out_e
 
@@ -105,18 +133,13 @@ def mixed_case(B: int, V: int, *, seed: int = 0, dtype=torch.float32, num_states
 def single_state_tables(allowed: torch.Tensor, min_tokens: int = 0):
     """Tables with one live state (1) whose allowed tokens are `allowed` bool[V]; each allowed
     token loops back to state 1; state 0 allows nothing."""
-    from regexlm.ops.testing import pack_bitmask
     from regexlm.ops.types import IndexTables
 
     V = allowed.shape[0]
     class_of = torch.arange(V, dtype=torch.int32)
     nbc = torch.full((2, V), -1, dtype=torch.int32)
     nbc[1, allowed] = 1
-    mask = torch.zeros(2, V, dtype=torch.bool)
-    mask[1] = allowed
-    return IndexTables(
-        pack_bitmask(mask), nbc, class_of, torch.tensor([9, min_tokens], dtype=torch.int32)
-    )
+    return IndexTables(nbc, class_of, torch.tensor([9, min_tokens], dtype=torch.int32))
 
 
 def simple_inputs(logits, tables=None, **params):
@@ -165,23 +188,30 @@ def _to(inputs: dict, device) -> dict:
             value = value.to(device)
         elif key == "tables":
             value = type(value)(
-                *(
-                    getattr(value, f).to(device)
-                    for f in ("bitmask", "next_by_class", "class_of", "min_tokens")
-                )
+                *(getattr(value, f).to(device) for f in ("next_by_class", "class_of", "min_tokens"))
             )
         out[key] = value
     return out
 
 
-def run_backend(name: str, inputs: dict, **kw):
+def run_backend(name: str, inputs: dict, *, seed=None, step=None, **kw):
     """Run one backend's step function directly; results on the CPU.
 
-    Without a GPU, Triton runs in its interpreter on CPU tensors; with one, the Triton and CUDA
-    backends get the inputs moved to the GPU.
+    ``seed``/``step`` are the scalar shorthand of `regexlm.ops.sample_step` (row b gets seed
+    ``seed + b``); they replace ``noise`` and any ``seeds``/``steps`` in ``inputs``. Without a
+    GPU, Triton runs in its interpreter on CPU tensors; with one, the Triton and CUDA backends
+    get the inputs moved to the GPU.
     """
+    from regexlm.ops.noise import as_int32, seed_rows
     from regexlm.ops.types import StepResult
 
+    if seed is not None or step is not None:
+        B = inputs["logits"].shape[0]
+        inputs = {k: v for k, v in inputs.items() if k != "noise"}
+        inputs["seeds"] = seed_rows(seed or 0, B, "cpu")
+        inputs["steps"] = torch.full((B,), as_int32(step or 0), dtype=torch.int32)
+    if inputs.get("noise") is not None:
+        inputs = {k: v for k, v in inputs.items() if k not in ("seeds", "steps")}
     if name == "torch":
         from regexlm.ops.reference import sample_step_reference as fn
     elif name == "triton":

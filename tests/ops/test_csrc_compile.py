@@ -110,7 +110,7 @@ print(op.default._schema)
 B, V = 2, 40
 i32 = lambda *s: torch.zeros(*s, dtype=torch.int32)
 args = [torch.zeros(B, V), i32(B), i32(B), torch.ones(B), i32(B), torch.ones(B), torch.ones(B),
-        None, i32(3, 2), i32(3, 4), i32(V), i32(3), None, 0, 0]
+        None, i32(3, 4), i32(V), i32(3), None, torch.zeros(B, dtype=torch.int64), i32(B), 0]
 try:
     op(*args)
 except RuntimeError as e:
@@ -120,6 +120,8 @@ except RuntimeError as e:
     assert proc.returncode == 0, proc.stderr
     assert "regexlm::sample_step(Tensor logits" in proc.stdout
     assert "Tensor? seen" in proc.stdout and "int stream" in proc.stdout
+    assert "Tensor? seeds" in proc.stdout and "Tensor? steps" in proc.stdout
+    assert "bitmask" not in proc.stdout
     assert "ERROR: logits must be a CUDA tensor" in proc.stdout
 
 

@@ -10,6 +10,7 @@ import torch
 
 from regexlm.ops import (
     BackendUnavailableError,
+    IndexTables,
     available_backends,
     resolve_backend,
     sample_step,
@@ -60,17 +61,58 @@ def test_unknown_backend_and_bad_shapes_are_rejected():
         sample_step(**{**a, "seen": a["seen"].int()})
 
 
-def test_seed_none_draws_fresh_noise_and_seed_reproduces():
+def test_seeds_reproduce_the_scalar_seed_is_seed_plus_row_and_none_is_fresh():
     a = mixed_case(4, 200, seed=3)
     a.pop("noise")
     a["temperature"] = torch.full((4,), 5.0)
     a["top_k"] = torch.zeros(4, dtype=torch.int32)
     a["top_p"] = torch.ones(4)
     a["budgets"] = torch.full((4,), -1, dtype=torch.int32)
-    x = sample_step(**a, seed=5, step=2).tokens
-    assert torch.equal(x, sample_step(**a, seed=5, step=2).tokens)
+    seeds, steps = a.pop("seeds"), a.pop("steps")
+    x = sample_step(**a, seeds=seeds, steps=steps).tokens
+    assert torch.equal(x, sample_step(**a, seeds=seeds, steps=steps).tokens)
+    by_scalar = sample_step(**a, seed=5, step=2).tokens
+    rows = torch.arange(4) + 5
+    assert torch.equal(by_scalar, sample_step(**a, seeds=rows, steps=torch.full((4,), 2)).tokens)
     fresh = [sample_step(**a).tokens for _ in range(4)]
     assert any(not torch.equal(fresh[0], f) for f in fresh[1:])
+
+
+def test_bad_seeds_and_tables_are_rejected_with_clear_errors():
+    a = mixed_case(2, 50, seed=1)
+    a.pop("noise")
+    with pytest.raises(TypeError, match="pass the seeds once"):
+        sample_step(**a, seed=3)
+    with pytest.raises(ValueError, match=r"seeds must be a tensor of shape \[2\]"):
+        sample_step(**{**a, "seeds": torch.zeros(3, dtype=torch.int64)})
+    with pytest.raises(ValueError, match="steps must hold integers"):
+        sample_step(**{**a, "steps": torch.zeros(2)})
+    tables = a.pop("tables")
+    with pytest.raises(TypeError, match="tensor attribute 'next_by_class'"):
+        sample_step(**a, tables=object())
+    short = IndexTables(tables.next_by_class, tables.class_of, tables.min_tokens[:-1])
+    with pytest.raises(ValueError, match="min_tokens must have one entry per state"):
+        sample_step(**a, tables=short)
+    with pytest.raises(ValueError, match="next_by_class must be \\[S, C\\]"):
+        sample_step(**a, tables=IndexTables(tables.class_of, tables.class_of, tables.min_tokens))
+
+
+def test_a_bitmask_attribute_is_ignored():
+    """The step reads next_by_class, class_of and min_tokens only: a stale or wrong bitmask on
+    the index object changes nothing."""
+
+    class WithBitmask:
+        def __init__(self, tables, bitmask):
+            self.next_by_class, self.class_of = tables.next_by_class, tables.class_of
+            self.min_tokens, self.bitmask = tables.min_tokens, bitmask
+
+    a = mixed_case(5, 90, seed=4)
+    tables = a.pop("tables")
+    want = sample_step(**a, tables=tables)
+    for bitmask in (torch.zeros(7, 3, dtype=torch.int32), torch.full((1, 1), -1), None):
+        got = sample_step(**a, tables=WithBitmask(tables, bitmask))
+        assert torch.equal(got.tokens, want.tokens)
+        assert torch.equal(got.next_states, want.next_states)
 
 
 def test_update_seen_marks_new_tokens_and_skips_minus_one():

@@ -74,13 +74,10 @@ def test_gpu_seeded_frequencies_match_truncated_softmax(backend, V, k, p):
     g = torch.Generator().manual_seed(V + k)
     row = torch.randn(V, generator=g) * 2
     row[:40] += 6.0  # a head of likely tokens, as in real logits
-    allowed = torch.ones(1, V, dtype=torch.bool)
-    from regexlm.ops.testing import pack_bitmask
     from regexlm.ops.types import IndexTables
 
-    tables = IndexTables(
-        pack_bitmask(torch.cat([torch.zeros_like(allowed), allowed])).cuda(),
-        torch.ones(2, 1, dtype=torch.int32).cuda(),
+    tables = IndexTables(  # state 1 allows every token (one class, looping); state 0 nothing
+        torch.tensor([[-1], [1]], dtype=torch.int32).cuda(),
         torch.zeros(V, dtype=torch.int32).cuda(),
         torch.tensor([9, 0], dtype=torch.int32).cuda(),
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from regexlm.ops.testing import pack_bitmask
 from regexlm.ops.types import IndexTables
 from tests.ops.oracle import backend_params, run_backend, simple_inputs, single_state_tables
 
@@ -171,9 +170,8 @@ def _budget_tables(V=37):
     # token 9 -> state 4 (a match). States 2..4 allow nothing (they are never entered here).
     nbc = torch.full((5, V), -1, dtype=torch.int32)
     nbc[1, 4], nbc[1, 7], nbc[1, 9] = 2, 3, 4
-    allowed = nbc >= 0
     min_tokens = torch.tensor([99, 2, 1, 5, 0], dtype=torch.int32)
-    return IndexTables(pack_bitmask(allowed), nbc, torch.arange(V, dtype=torch.int32), min_tokens)
+    return IndexTables(nbc, torch.arange(V, dtype=torch.int32), min_tokens)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

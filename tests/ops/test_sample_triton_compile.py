@@ -1,8 +1,12 @@
-"""The Triton kernel compiles for a real GPU (sm_90 PTX and cubin), here, without one.
+"""The Triton kernel compiles for real GPUs (sm_80 and sm_90: PTX and cubin), here, without one.
 
 The interpreter checks what the kernel computes; this checks that the compiled path accepts it
-(types of loop-carried values, scalar masks, constexpr branches, the split-row atomics). Runs in a fresh interpreter
-because the ops conftest switches Triton to its interpreter for this process.
+(types of loop-carried values, scalar masks, unsigned integer arithmetic of the generator,
+constexpr branches, the split-row atomics), for every dtype and every constexpr variant that
+`sample_step_triton` launches: with and without ``seen``, one program per row or split rows, the
+tile sizes of a real vocabulary and of a small one, and the explicit-noise variant the tests use.
+Each architecture compiles in its own fresh interpreter (the ops conftest switches Triton to its
+interpreter for this process); the two run side by side.
 """
 
 from __future__ import annotations
@@ -17,47 +21,78 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = r"""
-import inspect
+import inspect, sys
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from regexlm.ops.sample_triton import NPIV, _sample_step_kernel
 
+arch = int(sys.argv[1])
 types = {
     "logits_ptr": "*{dtype}", "stride_l": "i64", "states_ptr": "*i32", "budgets_ptr": "*i32",
     "temp_ptr": "*fp32", "topk_ptr": "*i32", "topp_ptr": "*fp32", "pen_ptr": "*fp32",
-    "seen_ptr": "*u8", "stride_s": "i64", "bitmask_ptr": "*i32", "stride_bm": "i64",
-    "nbc_ptr": "*i32", "stride_n": "i64", "class_ptr": "*i32", "mintok_ptr": "*i32",
-    "noise_ptr": "*fp32", "stride_nz": "i64", "seed": "i64", "tokens_ptr": "*i64",
-    "next_ptr": "*i32", "noallowed_ptr": "*i8", "V": "i32", "part_f_ptr": "*fp32",
+    "seen_ptr": "*u8", "stride_s": "i64", "nbc_ptr": "*i32", "stride_n": "i64",
+    "class_ptr": "*i32", "mintok_ptr": "*i32", "noise_ptr": "*fp32", "stride_nz": "i64",
+    "seeds_ptr": "*i64", "steps_ptr": "*i32", "tokens_ptr": "*i64", "next_ptr": "*i32",
+    "noallowed_ptr": "*i8", "V": "i32", "S": "i32", "C": "i32", "part_f_ptr": "*fp32",
     "part_i_ptr": "*i32", "counter_ptr": "*i32", "CHUNK": "i32", "NSPLIT": "i32",
 }
 names = list(inspect.signature(_sample_step_kernel.fn).parameters)
-for dtype, has_seen, has_noise, split in (("bf16", True, False, 1), ("fp32", False, True, 8)):
+missing = set(names) - set(types) - {"HAS_SEEN", "HAS_NOISE", "BLOCK", "PBLOCK", "NP", "SPLIT_P2"}
+assert not missing, f"signature has parameters this test does not type: {missing}"
+# (dtype, HAS_SEEN, HAS_NOISE, BLOCK, SPLIT_P2): generation launches HAS_NOISE=False with
+# BLOCK = 4096 for real vocabularies (num_warps 8), smaller blocks for small ones (num_warps 4),
+# SPLIT_P2 = 1 for one program per row, a power of two up to 64 for split rows.
+variants = [
+    (dtype, seen, False, 4096, split)
+    for dtype in ("fp32", "bf16", "fp16")
+    for seen in (True, False)
+    for split in (1, 64)
+]
+variants += [("bf16", True, False, 1024, 8), ("fp32", True, True, 4096, 4)]
+for dtype, has_seen, has_noise, block, split in variants:
     sig = {n: types[n].format(dtype=dtype) if n in types else "constexpr" for n in names}
-    consts = dict(HAS_SEEN=has_seen, HAS_NOISE=has_noise, BLOCK=4096, PBLOCK=256, NP=NPIV,
-                  SPLIT_P2=split)
+    consts = dict(HAS_SEEN=has_seen, HAS_NOISE=has_noise, BLOCK=block, PBLOCK=min(256, block),
+                  NP=NPIV, SPLIT_P2=split)
     src = ASTSource(fn=_sample_step_kernel, signature=sig, constexprs=consts)
-    k = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 8})
+    warps = 8 if block >= 2048 else 4
+    k = triton.compile(src, target=GPUTarget("cuda", arch, 32), options={"num_warps": warps})
     assert ".entry _sample_step_kernel" in k.asm["ptx"], "no kernel entry in the PTX"
+    assert f".target sm_{arch}" in k.asm["ptx"], "PTX for another architecture"
     assert len(k.asm["cubin"]) > 1000, "ptxas produced no cubin"
-    print("compiled", dtype, has_seen, has_noise, split)
+    print("compiled", arch, dtype, has_seen, has_noise, block, split, flush=True)
+print("variants", len(variants))
 """
 
+ARCHS = (80, 90)
 
-def test_triton_kernel_compiles_for_sm90():
+
+def test_triton_kernel_compiles_for_sm80_and_sm90():
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
-    proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=300,
-    )
-    if "No module named 'triton.backends.nvidia'" in proc.stderr:
-        pytest.skip("this Triton install has no NVIDIA backend")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("compiled") == 2
+    procs = {
+        arch: subprocess.Popen(
+            [sys.executable, "-c", SCRIPT, str(arch)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
+        for arch in ARCHS
+    }
+    results = {}
+    try:
+        for arch, proc in procs.items():
+            results[arch] = proc.communicate(timeout=600)
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+    for arch, (out, err) in results.items():
+        if "No module named 'triton.backends.nvidia'" in err:
+            pytest.skip("this Triton install has no NVIDIA backend")
+        assert procs[arch].returncode == 0, f"sm_{arch}:\n{out[-2000:]}\n{err[-3000:]}"
+        count = int(out.split("variants")[-1])
+        assert count == 14 and out.count(f"compiled {arch} ") == count, out

@@ -75,6 +75,7 @@ inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst
 inline int atomicAdd(int* p, int v) { return std::atomic_ref<int>(*p).fetch_add(v); }
 using std::min;
 using std::max;
+using std::isfinite;
 
 inline unsigned __umulhi(unsigned a, unsigned b) {
   return static_cast<unsigned>((static_cast<uint64_t>(a) * b) >> 32);
