@@ -9,9 +9,8 @@ After one prefill over the prompts, each iteration is:
 
 1. ``sample``  -- one :func:`regexlm.ops.sample_step` for all live rows: grammar mask, budget
    mask, penalty, temperature, top-k, top-p, draw, automaton advance, all on the device. Rows of
-   different patterns step together through their indexes stacked into one table
-   (:mod:`regexlm.generation.stacked`); should the stack be too large, each index's rows step
-   in their own call.
+   one pattern step in one call; each index first builds the rows of states decoding reaches
+   for the first time (see :mod:`regexlm.index.token_index`).
 2. ``accept``  -- one transfer of the drawn tokens to the host, where each row appends its token,
    its bytes and its text delta, and the stop rules decide whether the row is done.
 3. ``compact`` -- finished rows leave the batch: every per-row tensor and the KV cache keep only
@@ -22,7 +21,7 @@ Per-row state on the device (``B`` live rows, ``T`` positions so far, ``V`` logi
 
     attention_mask  int64[B, T]    1 for real tokens, 0 for left padding
     next_position   int64[B]       position id of the row's next token (real tokens so far)
-    states          int32[B]       index state after the text so far (in the stacked numbering)
+    states          int32[B]       index state after the text so far (in the row's own index)
     budgets         int32[B]       tokens left, the one being drawn included
     seen            bool[B, V]     prompt and generated ids, for the repetition penalty
                                    (None when no row has a penalty)
@@ -79,7 +78,6 @@ class _Row:
     spec: RowSpec
     state: int  # in the row's own index
     rng: torch.Generator | None
-    offset: int = 0  # the row's index's first state in the step table
     token_ids: list[int] = field(default_factory=list)
     text: TextStream = field(default_factory=TextStream)
     stop_reason: str | None = None
@@ -108,7 +106,6 @@ class _Batch:
     repetition_penalty: torch.Tensor  # [B] fp32
     seen: torch.Tensor | None  # [B, V] bool
     cache: object  # the model's KV cache, batch on dimension 0
-    step_index: object | None  # one table for every row, or None: a call per index
 
     _PER_ROW = (
         "logits",
@@ -163,7 +160,6 @@ def run_batch(
         )
         for i, spec in enumerate(specs)
     ]
-    step_index = _step_index(rows)
     input_ids, attention_mask = model_calls.left_pad([s.prompt_ids for s in specs], pad_id, device)
 
     started = time.perf_counter()
@@ -179,7 +175,7 @@ def run_batch(
         tokens=None,
         attention_mask=attention_mask,
         next_position=attention_mask.sum(dim=1),  # [B]
-        states=_column([r.state + r.offset for r in rows], torch.int32, device),
+        states=_column([r.state for r in rows], torch.int32, device),
         budgets=_column([s.request.max_new_tokens for s in specs], torch.int32, device),
         temperature=_column([float(s.request.temperature) for s in specs], torch.float32, device),
         top_k=_column([s.request.top_k for s in specs], torch.int32, device),
@@ -193,7 +189,6 @@ def run_batch(
             else None
         ),
         cache=cache,
-        step_index=step_index,
     )
 
     step = 0
@@ -235,9 +230,23 @@ def _decode(model, batch: _Batch) -> torch.Tensor:
 
 
 def _sample(batch: _Batch, step: int, vocab_width: int, backend: str, ops):
-    """One sampling step for all live rows: tokens int64[B], next states int32[B], no_allowed."""
+    """One sampling step for all live rows: tokens int64[B], next states int32[B], no_allowed.
+
+    Rows step in one call per distinct index (one call in all when the batch shares a pattern).
+    Each index first builds the rows of the states its rows are in (on the host; on a GPU this
+    runs while the forward pass queued just before is still computing), then the step reads
+    its current tables.
+    """
     noise = draw_noise([row.rng for row in batch.rows], vocab_width, batch.logits.device)  # [B, V]
-    if batch.step_index is not None:
+    groups: dict[int, list[int]] = {}
+    for b, row in enumerate(batch.rows):
+        groups.setdefault(id(row.spec.constraint.index), []).append(b)
+    for positions in groups.values():
+        index = batch.rows[positions[0]].spec.constraint.index
+        index.ensure_rows([batch.rows[b].state for b in positions])
+    if len(groups) == 1:
+        (positions,) = groups.values()
+        index = batch.rows[positions[0]].spec.constraint.index
         result = ops.sample_step(
             batch.logits,
             batch.states,
@@ -247,17 +256,13 @@ def _sample(batch: _Batch, step: int, vocab_width: int, backend: str, ops):
             batch.top_p,
             batch.repetition_penalty,
             batch.seen,
-            batch.step_index,
+            index.tables(),
             noise=noise,
             step=step,
             backend=backend,
         )
         return result.tokens, result.next_states, result.no_allowed
 
-    # Fallback: the rows' indexes were too many to stack; one call per index.
-    groups: dict[int, list[int]] = {}
-    for b, row in enumerate(batch.rows):
-        groups.setdefault(id(row.spec.constraint.index), []).append(b)
     B = len(batch.rows)
     device = batch.states.device
     tokens = torch.empty(B, dtype=torch.long, device=device)
@@ -275,7 +280,7 @@ def _sample(batch: _Batch, step: int, vocab_width: int, backend: str, ops):
             batch.top_p.index_select(0, rows),
             batch.repetition_penalty.index_select(0, rows),
             None if batch.seen is None else batch.seen.index_select(0, rows),
-            index,
+            index.tables(),
             noise=None if noise is None else noise.index_select(0, rows),
             step=step,
             backend=backend,
@@ -313,7 +318,6 @@ def _accept(batch, tokens, next_states, no_allowed, token_bytes, on_token, decod
                 _finish(row, PATTERN_MATCH, decode_started)
             continue
 
-        state -= row.offset
         row.state = state
         row.token_ids.append(token)
         if constraint.is_match(state) and (
@@ -354,7 +358,7 @@ def _fail(row: _Row, error: Exception, decode_started: float) -> None:
 
 
 def _completion(row: _Row, prefill_s: float) -> Completion:
-    match = row.spec.constraint.match_index[row.state]
+    match = row.spec.constraint.match_of(row.state)
     return Completion(
         completion=row.text.text,
         tokens_generated=len(row.token_ids),
@@ -367,23 +371,6 @@ def _completion(row: _Row, prefill_s: float) -> Completion:
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def _step_index(rows: list[_Row]):
-    """The table every row steps through, setting each row's offset into it; None when the
-    rows' indexes are too many to stack (then each index's rows step separately)."""
-    from regexlm.generation.stacked import stack_indexes
-
-    distinct = list({id(r.spec.constraint.index): r.spec.constraint.index for r in rows}.values())
-    if len(distinct) == 1:
-        return distinct[0]
-    stacked = stack_indexes(distinct)
-    if stacked is None:
-        return None
-    offsets = {id(index): offset for index, offset in zip(distinct, stacked.offsets, strict=True)}
-    for row in rows:
-        row.offset = offsets[id(row.spec.constraint.index)]
-    return stacked
 
 
 def _seen_from_prompts(prompts: list[list[int]], vocab_width: int, device) -> torch.Tensor:

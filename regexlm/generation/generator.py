@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 from regexlm.errors import PromptTooLongError
@@ -41,9 +40,15 @@ class Generator:
         *,
         device=None,
         backend: str = "auto",
-        max_cached_patterns: int = 256,
+        cache_bytes: int | None = None,
+        max_cached_patterns: int | None = None,
     ):
         import torch
+
+        from regexlm.index import cache as index_cache
+
+        if cache_bytes is not None:
+            index_cache.configure(memory_bytes=cache_bytes)
 
         self.model = model
         self.tokenizer = tokenizer
@@ -51,9 +56,13 @@ class Generator:
             device = next(model.parameters()).device
         self.device = torch.device(device)
         self.backend = backend
+        # Compiled patterns live in the index layer's memory cache, bounded by bytes and shared
+        # with every other user in the process (a server's compile pool included), so a pattern
+        # is held and evicted once: ``cache_bytes`` sets that process-wide bound
+        # (:func:`regexlm.index.cache.configure`). ``max_cached_patterns`` is accepted for
+        # compatibility and has no effect: the bound is in bytes, not entries.
         self.max_cached_patterns = max_cached_patterns
         self._vocabulary = None
-        self._constraints: OrderedDict[tuple[str, ...], Constraint] = OrderedDict()
         self._lock = threading.Lock()
 
     @classmethod
@@ -101,27 +110,19 @@ class Generator:
         return self._constraint(pattern)[0].index
 
     def _constraint(self, pattern: str | Sequence[str]) -> tuple[Constraint, float]:
-        """(constraint, seconds spent compiling it now: 0 when it was cached)."""
-        key = (pattern,) if isinstance(pattern, str) else tuple(pattern)
-        with self._lock:
-            found = self._constraints.get(key)
-            if found is not None:
-                self._constraints.move_to_end(key)
-                return found, 0.0
+        """(constraint, seconds spent getting its index now: near 0 when it was cached)."""
+        from regexlm.index import cache as index_cache
         from regexlm.index import compile as compile_index
 
+        key = (pattern,) if isinstance(pattern, str) else tuple(pattern)
         vocabulary = self.vocabulary
+        found = index_cache.lookup(key, vocabulary.fingerprint, self.device, disk=False)
+        if found is not None:
+            return Constraint.from_index(found, key), 0.0
         started = time.perf_counter()
         source = key[0] if len(key) == 1 else list(key)
         index = compile_index(source, vocabulary, device=self.device)
-        constraint = Constraint.from_index(index, key)
-        seconds = time.perf_counter() - started
-        with self._lock:
-            self._constraints[key] = constraint
-            self._constraints.move_to_end(key)
-            while len(self._constraints) > self.max_cached_patterns:
-                self._constraints.popitem(last=False)
-        return constraint, seconds
+        return Constraint.from_index(index, key), time.perf_counter() - started
 
     # --- prompts -------------------------------------------------------------------------------
 
@@ -256,12 +257,7 @@ class Generator:
         return RowSpec(request, constraint, prompt_ids, compile_s)
 
     def _constraint_of_index(self, key: tuple[str, ...], index) -> Constraint:
-        """The constraint around an index :meth:`compile` made: the cached one when the cache
-        still holds that very index, else built around it (host lookups only, no compiling)."""
-        with self._lock:
-            found = self._constraints.get(key)
-        if found is not None and found.index is index:
-            return found
+        """The constraint around an index :meth:`compile` made (no compiling)."""
         return Constraint.from_index(index, key)
 
     def _check_length(self, prompt_tokens: int, max_new_tokens: int) -> None:

@@ -52,14 +52,23 @@ def _env_bytes(name: str, default: int) -> int:
 
 
 MEMORY_BYTES = _env_bytes("REGEXLM_INDEX_MEMORY_BYTES", 1 << 30)
+MEMORY_ENTRIES: int | None = None  # an optional cap on the number of entries as well
 DISK_BYTES = _env_bytes("REGEXLM_INDEX_DISK_BYTES", 1 << 30)
 
 
-def configure(*, memory_bytes: int | None = None, disk_bytes: int | None = None) -> None:
-    """Set the byte bounds of the memory and the disk cache (applied from the next write)."""
-    global MEMORY_BYTES, DISK_BYTES
+def configure(
+    *,
+    memory_bytes: int | None = None,
+    disk_bytes: int | None = None,
+    memory_entries: int | None = None,
+) -> None:
+    """Set the bounds of the memory cache (bytes, and optionally entries) and of the disk cache
+    (bytes). They are process-wide."""
+    global MEMORY_BYTES, DISK_BYTES, MEMORY_ENTRIES
     if memory_bytes is not None:
         MEMORY_BYTES = int(memory_bytes)
+    if memory_entries is not None:
+        MEMORY_ENTRIES = int(memory_entries)
     if disk_bytes is not None:
         DISK_BYTES = int(disk_bytes)
     with _lock:
@@ -101,14 +110,17 @@ def clear_memory() -> None:
         _memory.clear()
 
 
-def lookup(patterns: tuple[str, ...], fingerprint: str, device: torch.device) -> TokenIndex | None:
+def lookup(
+    patterns: tuple[str, ...], fingerprint: str, device: torch.device, *, disk: bool = True
+) -> TokenIndex | None:
+    """The cached index, from memory or (``disk``) from the directory; None on a miss."""
     key = (patterns, fingerprint, _version(), str(device))
     with _lock:
         found = _memory.get(key)
         if found is not None:
             _memory.move_to_end(key)
             return found
-    if not disk_enabled:
+    if not disk_enabled or not disk:
         return None
     found = load(patterns, fingerprint, device)
     if found is not None:
@@ -155,7 +167,9 @@ def _remember(key, index: TokenIndex) -> None:
 
 def _evict_memory() -> None:
     total = sum(index.nbytes for index in _memory.values())
-    while total > MEMORY_BYTES and _memory:
+    while _memory and (
+        total > MEMORY_BYTES or (MEMORY_ENTRIES is not None and len(_memory) > MEMORY_ENTRIES)
+    ):
         _, old = _memory.popitem(last=False)
         total -= old.nbytes
 

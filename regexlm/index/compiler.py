@@ -121,8 +121,8 @@ def _index(automaton, vocab, device, patterns, *, explore, full: bool) -> TokenI
     rows.ensure([rows.start])
     if full:
         rows.explore(None)
-    elif explore is not None:
-        rows.explore(explore)
+    elif explore is None or not rows.explore(explore):
+        rows.descend(rows.start)
     index = TokenIndex(rows, device)
     index.info["build_seconds"] = time.perf_counter() - started
     index.info["exact"] = rows.exact

@@ -246,6 +246,39 @@ class IndexRows:
                     return False
                 self._build(todo)
 
+    def descend(self, state: int, max_steps: int = 64) -> None:
+        """Tighten the bounds along one real path from ``state`` to a match.
+
+        Greedy: from each state take the token whose target has the smallest bound (a bound
+        falls by at least one along such a step, so the walk ends at a match). Every state on
+        the path then needs at most its remaining steps, a true upper bound; lowering bounds
+        this way keeps them consistent, so the budget rule stays sound, and a budget that fits
+        the path now guarantees a match even where single bytes would not fit.
+        """
+        with self.lock:
+            path = [int(state)]
+            cur = path[0]
+            for _ in range(max_steps):
+                if self.match[cur] >= 0:
+                    break
+                self.ensure([cur])
+                row = self.nbc[cur].copy()
+                row[EOS_CLASS] = -1
+                targets = row[row >= 0]
+                if targets.size == 0:
+                    return
+                nxt = int(targets[np.argmin(self.min_tokens[targets])])
+                if self.min_tokens[nxt] == UNREACHABLE:
+                    return
+                path.append(nxt)
+                cur = nxt
+            if self.match[cur] < 0:
+                return
+            for remaining, node in enumerate(reversed(path)):
+                if remaining < self.min_tokens[node]:
+                    self.min_tokens[node] = remaining
+            self.version += 1
+
     def _make_strict(self) -> None:
         """Leave exploration for rows on demand: deny the tokens of built rows that lead where
         no completion is known (none, with a vocabulary that has every single byte)."""
@@ -428,7 +461,9 @@ class TokenIndex:
         rows = self._rows
         if self._synced == rows.version:
             return self._tensors
-        with rows.lock:
+        # Made as ordinary tensors even when a decoder calls under torch.inference_mode: they
+        # outlive the call and are shared with other threads.
+        with rows.lock, torch.inference_mode(False):
             n = rows.num_states
             host = {
                 "next_by_class": rows.nbc[:n],

@@ -113,9 +113,12 @@ def test_a_callback_failing_for_one_row_ends_that_row_only(tiny_generator, batch
 
 def test_compiled_indexes_are_used_and_decoding_never_compiles(tiny_model, monkeypatch):
     import regexlm.index
+    from regexlm.index import cache
 
     model, tokenizer = tiny_model
-    generator = Generator(model, tokenizer, backend="torch", max_cached_patterns=1)
+    monkeypatch.setattr(cache, "MEMORY_ENTRIES", 1)
+    cache.clear_memory()
+    generator = Generator(model, tokenizer, backend="torch")
     patterns = [r"[0-9]{3}", r"(yes|no)", r"[a-z]+@[a-z]+\.com", r"\d{2}:\d{2}"]
     indexes = [generator.compile(p) for p in patterns]  # the cache now holds the last only
     calls = []
