@@ -155,7 +155,7 @@ class Regexlm:
         return [index.start_state]
 
     def mask(self, index, state):
-        return index.allowed_bitmask(state[0])
+        return index.bitmask_rows([state[0]])[0]
 
     def advance(self, index, state, token):
         nxt = index.next_state(state[0], token)

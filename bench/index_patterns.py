@@ -94,4 +94,16 @@ PATTERNS: list[tuple[str, str]] = [
     ("markdown list", r"(- [A-Za-z ]{1,30}\n){1,5}"),
     ("(a|b)*a(a|b){12}", r"(a|b)*a(a|b){12}"),
 ]
+# Patterns whose eager DFA is huge: counted repeats of Unicode classes and long counts.
+HEAVY: list[tuple[str, str]] = [
+    ("\\w{1,50}", r"\w{1,50}"),
+    ("(\\w+\\s?){1,10}", r"(\w+\s?){1,10}"),
+    ("\\w email", r"\w{1,40}@\w{1,40}(\.\w{2,6}){1,4}"),
+    ("JSON name/age \\w", r'\{"name": "\w{1,30}", "age": \d{1,3}\}'),
+    (".{0,500}", r".{0,500}"),
+    ("\\d{1,100}", r"\d{1,100}"),
+    ("(a|b)*a(a|b){20}", r"(a|b)*a(a|b){20}"),
+    ("\\w{1,20} x3", r"\w{1,20}( \w{1,20}){2}"),
+    ("[^\\n]{0,300}", r"[^\n]{0,300}"),
+]
 BLOWUP = "(a|b)*a(a|b){12}"
