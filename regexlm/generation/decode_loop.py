@@ -198,6 +198,9 @@ def run_batch(
             _compact(batch)
             if not batch.rows:
                 break
+        _build_rows(batch, decode_started)
+        if not batch.rows:
+            break
         tokens, next_states, no_allowed = _sample(batch, step, vocab_width, backend, ops)
         if batch.seen is not None:
             ops.update_seen(batch.seen, tokens)
@@ -227,6 +230,24 @@ def _decode(model, batch: _Batch) -> torch.Tensor:
         model, batch.tokens, batch.attention_mask, position_ids, batch.cache
     )
     return logits  # [B, V]
+
+
+def _build_rows(batch: _Batch, decode_started: float) -> None:
+    """Have each index build the rows of the states its rows are in. An index that cannot (its
+    automaton hit a limit, say) fails its own rows, which leave the batch; the others go on."""
+    groups: dict[int, list[_Row]] = {}
+    for row in batch.rows:
+        groups.setdefault(id(row.spec.constraint.index), []).append(row)
+    failed = False
+    for rows in groups.values():
+        try:
+            rows[0].spec.constraint.index.ensure_rows([row.state for row in rows])
+        except Exception as exc:  # this pattern's rows cannot go on; the batch can
+            failed = True
+            for row in rows:
+                _fail(row, exc, decode_started)
+    if failed:
+        _compact(batch)
 
 
 def _sample(batch: _Batch, step: int, vocab_width: int, backend: str, ops):

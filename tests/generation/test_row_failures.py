@@ -111,6 +111,24 @@ def test_a_callback_failing_for_one_row_ends_that_row_only(tiny_generator, batch
         tiny_generator.generate_batch(GOOD, on_token=on_token)
 
 
+def test_an_index_failing_to_grow_fails_its_rows_only(tiny_generator, batches, monkeypatch):
+    """Rows are built as decoding reaches them; an index that cannot build one fails the rows
+    that use it, at that step, and the batch decodes on without them."""
+    pattern = r"[a-z]{3,6}"
+    failing = tiny_generator.compile(pattern)
+
+    def ensure_rows(states):
+        raise MemoryError("no room for more rows")
+
+    monkeypatch.setattr(failing, "ensure_rows", ensure_rows)
+    requests = [GOOD[0], GenerationRequest("Say ", pattern), GOOD[1], GOOD[2]]
+    outcomes = tiny_generator.generate_batch(requests, return_exceptions=True)
+    assert batches == [4]
+    assert isinstance(outcomes[1], MemoryError)
+    for outcome, request in zip([outcomes[i] for i in (0, 2, 3)], GOOD, strict=True):
+        _same(outcome, tiny_generator.generate_batch([request])[0])
+
+
 def test_compiled_indexes_are_used_and_decoding_never_compiles(tiny_model, monkeypatch):
     import regexlm.index
     from regexlm.index import cache
