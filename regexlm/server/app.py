@@ -92,12 +92,16 @@ def create_app(
     compile_workers: int = 2,
     model_name: str = "",
     request_class: type | None = None,
+    engine_class: type | None = None,
 ) -> Starlette:
     """Build the HTTP service around ``generator``.
 
     ``api_keys`` must hold at least one key. The limits are described in
     :class:`~regexlm.server.limits.Limits`. ``request_class`` is the request type the generator
-    takes (default :class:`regexlm.generation.GenerationRequest`).
+    takes (default :class:`regexlm.generation.GenerationRequest`). ``engine_class`` decodes the
+    requests (default :class:`~regexlm.server.engine.Engine`, the transformers engine;
+    :class:`~regexlm.server.vllm_engine.VllmEngine` puts them on vLLM); routes see only the
+    engine interface, whichever it is.
     """
     limits = Limits(
         max_new_tokens_limit=max_new_tokens_limit,
@@ -113,7 +117,7 @@ def create_app(
     )
     checker = APIKeyChecker(api_keys)
     metrics = ServiceMetrics()
-    engine = Engine(
+    engine = (engine_class or Engine)(
         generator,
         max_batch_size=limits.max_batch_size,
         queue_size=limits.queue_size,

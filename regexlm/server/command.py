@@ -135,6 +135,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("critical", "error", "warning", "info", "debug"),
         help="log verbosity (default %(default)s)",
     )
+    parser.add_argument(
+        "--engine",
+        default="hf",
+        choices=("hf", "vllm"),
+        help="what decodes: 'hf', regexlm's own batches on transformers (--device, "
+        "--backend), or 'vllm', vLLM's engine with continuous batching (default %(default)s)",
+    )
+    from regexlm.vllm.command import add_arguments as add_vllm_arguments
+
+    add_vllm_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -173,6 +183,23 @@ def bind_socket(host: str, port: int) -> socket.socket:
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+def _load_vllm(args: argparse.Namespace):
+    """The model and engine class for ``--engine vllm`` (vLLM itself starts with the app)."""
+    from regexlm.errors import ModelLoadError
+    from regexlm.server.vllm_engine import VllmEngine
+    from regexlm.vllm.command import options_from
+    from regexlm.vllm.engine import VllmModel
+
+    try:
+        import vllm  # noqa: F401
+    except ImportError as exc:
+        raise ModelLoadError(
+            f"--engine vllm needs vLLM, which does not import here ({exc}); "
+            "scripts/setup.sh installs it"
+        ) from exc
+    return VllmModel.load(args.model, options_from(args)), VllmEngine
 
 
 def run(args: argparse.Namespace) -> int:
@@ -220,9 +247,13 @@ def run(args: argparse.Namespace) -> int:
     from regexlm.server.app import create_app
 
     _say(f"loading model {args.model or 'smollm2 (default)'} ...")
+    engine_class = None
     try:
-        model, tokenizer = load_model(args.model, device=args.device)
-        generator = Generator(model, tokenizer, device=args.device, backend=args.backend)
+        if args.engine == "vllm":
+            generator, engine_class = _load_vllm(args)
+        else:
+            model, tokenizer = load_model(args.model, device=args.device)
+            generator = Generator(model, tokenizer, device=args.device, backend=args.backend)
     except ModelLoadError as exc:
         _say(f"error: {exc}")
         sock.close()
@@ -231,7 +262,13 @@ def run(args: argparse.Namespace) -> int:
         _say(f"error: cannot load the model on {args.device or 'the default device'}: {exc}")
         sock.close()
         return 2
-    app = create_app(generator, api_keys=keys, model_name=args.model or "smollm2", **limits)
+    app = create_app(
+        generator,
+        api_keys=keys,
+        model_name=args.model or "smollm2",
+        engine_class=engine_class,
+        **limits,
+    )
 
     if generated:
         _say(f"no API key configured; generated one for this run: {keys[0]}")

@@ -37,6 +37,7 @@ the first step with an empty completion, and the reason is logged.
 from __future__ import annotations
 
 import logging
+import weakref
 
 import torch
 from vllm.v1.sample.logits_processor import BatchUpdate, MoveDirectionality
@@ -57,6 +58,24 @@ except ImportError:  # pragma: no cover - older vLLM has the V1 runner only
 
 
 logger = logging.getLogger("regexlm.vllm")
+
+# The processor of each engine config. Installed regexlm registers the processor as an entry
+# point, so an engine also given it by name (``--logits-processors``) builds it twice; the
+# second instance stays inert instead of masking every row again.
+_ENGINES: dict[int, weakref.ref] = {}
+
+
+def _claim(vllm_config, processor) -> bool:
+    """True if ``processor`` is the first live one built for ``vllm_config``."""
+    for key in [k for k, ref in _ENGINES.items() if ref() is None]:
+        del _ENGINES[key]
+    ref = _ENGINES.get(id(vllm_config))
+    other = ref() if ref is not None else None
+    if other is not None and other.vllm_config is vllm_config:
+        logger.info("regexlm's processor is loaded twice for one engine; one instance masks")
+        return False
+    _ENGINES[id(vllm_config)] = weakref.ref(processor)
+    return True
 
 
 def vocabulary_for(model_config):
@@ -102,6 +121,7 @@ class RegexLogitsProcessor(_V1Processor, _V2Processor):
         self.rows = ConstrainedRows()
         self._patterns: PatternCache | None = None
         self._masker: BatchMasker | None = None
+        self.active = _claim(vllm_config, self)
 
     # -- shared ------------------------------------------------------------------------------
 
@@ -160,7 +180,7 @@ class RegexLogitsProcessor(_V1Processor, _V2Processor):
     # -- V1 model runner ---------------------------------------------------------------------
 
     def update_state(self, batch_update: BatchUpdate | None) -> None:
-        if not batch_update:
+        if not batch_update or not self.active:
             return
         for slot in batch_update.removed:
             self.rows.remove(slot)
@@ -189,6 +209,8 @@ class RegexLogitsProcessor(_V1Processor, _V2Processor):
     # -- V2 model runner ---------------------------------------------------------------------
 
     def add_request(self, req_idx: int, sampling_params) -> bool:
+        if not self.active:
+            return False
         row = self._new_row(sampling_params, None, None)
         self.rows.set(req_idx, row)
         return row is not None

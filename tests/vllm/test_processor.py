@@ -267,3 +267,22 @@ def test_the_same_patterns_compile_once(vocabulary):
     processor.apply(torch.randn(4, VOCAB_SIZE))
     assert processor.patterns.compiles == 1
     assert processor._masker.joint_builds == 1
+
+
+def test_a_second_instance_for_one_engine_stays_inert(vocabulary):
+    config = SimpleNamespace(
+        model_config=SimpleNamespace(max_model_len=MAX_MODEL_LEN), speculative_config=None
+    )
+    first = RegexLogitsProcessor(config, torch.device("cpu"), False)
+    second = RegexLogitsProcessor(config, torch.device("cpu"), False)
+    assert first.active and not second.active
+    params = SimpleNamespace(extra_args={"regex": "a+"}, max_tokens=5)
+    second.update_state(BatchUpdate(1, [], [(0, params, [1], [])], []))
+    logits = torch.randn(1, VOCAB_SIZE)
+    assert second.apply(logits) is logits and len(second.rows) == 0
+    other = RegexLogitsProcessor(
+        SimpleNamespace(model_config=config.model_config, speculative_config=None),
+        torch.device("cpu"),
+        False,
+    )
+    assert other.active  # another engine's
