@@ -90,8 +90,9 @@ __device__ __forceinline__ float to_float(float x) { return x; }
 __device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
 __device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
 
+// fp32 -> int32 with the same order (no NaNs); -0.0 and +0.0 share a key, as they compare equal.
 __device__ __forceinline__ int32_t float_key(float z) {
-  int32_t b = __float_as_int(z);
+  const int32_t b = z == 0.0f ? 0 : __float_as_int(z);
   return b ^ ((b >> 31) & 0x7fffffff);
 }
 

@@ -70,8 +70,9 @@ def _interpreting() -> bool:
 
 @triton.jit
 def _float_key(z):
-    """fp32 -> int32 with the same order (no NaNs)."""
-    bits = z.to(tl.int32, bitcast=True)
+    """fp32 -> int32 with the same order (no NaNs); -0.0 and +0.0 share a key, as they compare
+    equal."""
+    bits = tl.where(z == 0, 0, z.to(tl.int32, bitcast=True))
     return bits ^ ((bits >> 31) & 0x7FFFFFFF)
 
 
