@@ -26,9 +26,11 @@ Per-row state on the device (``B`` live rows, ``T`` positions so far, ``V`` logi
     seen            bool[B, V]     prompt and generated ids, for the repetition penalty
                                    (None when no row has a penalty)
 
-Randomness is per row (:mod:`regexlm.generation.randomness`), so a seeded request gives the
-same tokens whatever else shares its batch. The model calls themselves (padding, the cache
-argument, dropping rows from the cache) live in :mod:`regexlm.generation.model_calls`.
+Randomness is per row (:mod:`regexlm.generation.randomness`): the step draws each row's numbers
+inside the kernel from the row's seed and its own step count, so a seeded request gives the same
+tokens whatever else shares its batch, and no noise tensor crosses from the host. The model
+calls themselves (padding, the cache argument, dropping rows from the cache) live in
+:mod:`regexlm.generation.model_calls`.
 
 Stop rules, applied after each accepted token (``s`` is the row's new state):
 
@@ -53,7 +55,7 @@ import torch
 from regexlm.generation import model_calls
 from regexlm.generation.completion import PATTERN_MATCH, TOKEN_LIMIT, Completion
 from regexlm.generation.constraint import Constraint
-from regexlm.generation.randomness import draw_noise, row_generator
+from regexlm.generation.randomness import row_seed, step_counters
 from regexlm.generation.request import GenerationRequest
 from regexlm.generation.text import TextStream
 
@@ -77,7 +79,7 @@ class _Row:
     number: int  # position in the caller's request list
     spec: RowSpec
     state: int  # in the row's own index
-    rng: torch.Generator | None
+    seed: int  # of the row's random stream (regexlm.generation.randomness); 0 when greedy
     token_ids: list[int] = field(default_factory=list)
     text: TextStream = field(default_factory=TextStream)
     stop_reason: str | None = None
@@ -156,7 +158,7 @@ def run_batch(
             number=i,
             spec=spec,
             state=spec.constraint.start_state,
-            rng=row_generator(spec.request.temperature, spec.request.seed, device),
+            seed=row_seed(spec.request.temperature, spec.request.seed),
         )
         for i, spec in enumerate(specs)
     ]
@@ -258,7 +260,12 @@ def _sample(batch: _Batch, step: int, vocab_width: int, backend: str, ops):
     runs while the forward pass queued just before is still computing), then the step reads
     its current tables.
     """
-    noise = draw_noise([row.rng for row in batch.rows], vocab_width, batch.logits.device)  # [B, V]
+    # each row's own stream: its seed, and its step = the tokens it has generated so far
+    seeds, steps = step_counters(
+        [row.seed for row in batch.rows],
+        [len(row.token_ids) for row in batch.rows],
+        batch.states.device,
+    )  # [B] int64, [B] int32
     groups: dict[int, list[int]] = {}
     for b, row in enumerate(batch.rows):
         groups.setdefault(id(row.spec.constraint.index), []).append(b)
@@ -278,8 +285,8 @@ def _sample(batch: _Batch, step: int, vocab_width: int, backend: str, ops):
             batch.repetition_penalty,
             batch.seen,
             index.tables(),
-            noise=noise,
-            step=step,
+            seeds=seeds,
+            steps=steps,
             backend=backend,
         )
         return result.tokens, result.next_states, result.no_allowed
@@ -302,8 +309,8 @@ def _sample(batch: _Batch, step: int, vocab_width: int, backend: str, ops):
             batch.repetition_penalty.index_select(0, rows),
             None if batch.seen is None else batch.seen.index_select(0, rows),
             index.tables(),
-            noise=None if noise is None else noise.index_select(0, rows),
-            step=step,
+            seeds=seeds.index_select(0, rows),
+            steps=steps.index_select(0, rows),
             backend=backend,
         )
         tokens[rows] = result.tokens

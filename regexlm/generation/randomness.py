@@ -1,39 +1,31 @@
-"""Per-row randomness: each sampled row draws its noise from its own generator.
+"""Per-row randomness: every sampled row has its own seed, and counts its own steps.
 
-The sampling step draws a token as ``argmax(z - log(-log u))`` over uniform noise ``u`` (see
-:mod:`regexlm.ops`). Giving every sampled row its own ``torch.Generator``, seeded with the
-request's seed (or a fresh seed drawn from torch's global generator), makes a seeded request
-produce the same tokens alone or in any batch, on the same device type. Greedy rows need no
-noise and draw none.
+The sampling step draws a token as ``argmax(z - log(-log u))`` (see :mod:`regexlm.ops`), and
+every backend computes the uniform numbers ``u`` inside the step, from a counter-based generator
+keyed by the row's seed and step and counted by the token id (:mod:`regexlm.ops.noise`). A row's
+seed is its request's seed, or a fresh one drawn from torch's global generator when the request
+gives none; its step is the number of tokens it has generated so far. Nothing about the batch
+enters the numbers, so a seeded request gives the same tokens alone or in any batch, at any row,
+and on every backend (they compute the same numbers). No noise tensor is drawn or copied: the
+step receives two small per-row columns. Greedy rows draw nothing; their seed is 0.
 """
 
 from __future__ import annotations
 
 import torch
 
-_TINY = torch.finfo(torch.float32).tiny
+from regexlm.ops.noise import as_int64, fresh_seed
 
 
-def row_generator(temperature: float, seed: int | None, device) -> torch.Generator | None:
-    """The row's own random stream; None for a greedy row."""
-    if temperature == 0:
-        return None
-    if seed is None:
-        seed = int(torch.randint(0, 2**62, (1,)).item())
-    generator = torch.Generator(device=device)
-    generator.manual_seed(seed)
-    return generator
+def row_seed(temperature: float, seed: int | None) -> int:
+    """The row's seed (an int64 value): the request's, a fresh one, or 0 for a greedy row."""
+    if not temperature > 0:
+        return 0
+    return as_int64(fresh_seed() if seed is None else int(seed))
 
 
-def draw_noise(
-    generators: list[torch.Generator | None], vocab_width: int, device
-) -> torch.Tensor | None:
-    """Uniform noise in (0, 1): [B, V], row b from ``generators[b]``; None when all are greedy."""
-    if all(g is None for g in generators):
-        return None
-    noise = torch.full((len(generators), vocab_width), 0.5, dtype=torch.float32, device=device)
-    for b, generator in enumerate(generators):
-        if generator is not None:
-            noise[b] = torch.rand(vocab_width, generator=generator, device=device)
-    # torch.rand is [0, 1): an exact 0 becomes the smallest normal float.
-    return noise.clamp_(min=_TINY)
+def step_counters(seeds: list[int], steps: list[int], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The step's per-row columns in one host-to-device copy: seeds int64[B], steps int32[B]."""
+    host = torch.tensor([seeds, steps], dtype=torch.int64)  # [2, B]
+    both = host.to(device)
+    return both[0], both[1].to(torch.int32)
