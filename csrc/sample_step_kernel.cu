@@ -97,18 +97,18 @@ __device__ __forceinline__ int32_t float_key(float z) {
 }
 
 // The counter-based generator of regexlm/ops/noise.py: a 32-bit mixing bijection, a row key
-// from (seed, step), and u = (2 * (h >> 9) + 1) / 2^24 for token i, an odd multiple of 2^-24.
+// from (seed, step), and u = ((h >> 8) | 1) / 2^24 for token i, an odd multiple of 2^-24.
 __device__ __forceinline__ uint32_t mix32(uint32_t x) {
   x ^= x >> 16;
-  x *= 0x7feb352du;
+  x *= 0x21f0aaadu;
   x ^= x >> 15;
-  x *= 0x846ca68bu;
-  return x ^ (x >> 16);
+  x *= 0x735a2d97u;
+  return x ^ (x >> 15);
 }
 
 __device__ __forceinline__ float token_uniform(uint32_t k0, uint32_t k1, int32_t i) {
-  const uint32_t h = mix32(mix32(static_cast<uint32_t>(i) ^ k0) ^ k1);
-  return static_cast<float>((h >> 9) * 2u + 1u) * 5.9604644775390625e-08f;
+  const uint32_t h = mix32((static_cast<uint32_t>(i) ^ k0) * 0x61c88647u + k1);
+  return static_cast<float>((h >> 8) | 1u) * 5.9604644775390625e-08f;
 }
 
 // Explicit noise as every backend reads it: NaN -> 0.5, clamped to [FLT_MIN, 1 - 2^-24].

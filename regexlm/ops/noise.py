@@ -8,20 +8,22 @@ function of ``(seeds[b], steps[b], i)``, so a row draws the same numbers whateve
 batch and whatever its row number, and the torch reference, the Triton kernel and the CUDA kernel
 compute exactly the same numbers (the three backends agree token for token without noise).
 
-The generator, on unsigned 32-bit words (every product reduced mod 2^32)::
+The generator, on unsigned 32-bit words (every sum and product reduced mod 2^32)::
 
-    mix(x):  x ^= x >> 16;  x *= 0x7feb352d;  x ^= x >> 15;  x *= 0x846ca68b;  x ^= x >> 16
+    mix(x):  x ^= x >> 16;  x *= 0x21f0aaad;  x ^= x >> 15;  x *= 0x735a2d97;  x ^= x >> 15
     row key, from the int64 seed (its low and high words) and the int32 step (as its bits):
         k0 = mix(seed_lo ^ mix(step ^ 0x9e3779b9))
         k1 = mix(seed_hi ^ mix(k0 ^ 0x85ebca6b))
-    token i:  h = mix(mix(i ^ k0) ^ k1)
-              u = (2 * (h >> 9) + 1) / 2^24        (exact in fp32: an odd multiple of 2^-24)
+    token i:  h = mix((i ^ k0) * 0x61c88647 + k1)
+              u = ((h >> 8) | 1) / 2^24          (= (2 * (h >> 9) + 1) / 2^24, exact in fp32)
 
-``mix`` is a bijection of 32-bit words with good avalanche (an xorshift-multiply finaliser), so
-``i -> h`` is a bijection for a fixed row key and no two tokens of a row share a number.
-``u`` lies in ``[2^-24, 1 - 2^-24]``: never 0 or 1, so ``-log(-log u)`` is always finite. The torch
-version below works on int64 tensors holding 32-bit values and splits the one multiplier above
-2^31 into 16-bit halves, so no product leaves int64 and every op is exact and portable.
+``mix`` is a bijection of 32-bit words (an xorshift-multiply finaliser whose avalanche bias is
+below what 2^16 samples can measure), and so is ``i -> h`` for a fixed row key: no two tokens of
+a row share a number. ``u`` is an odd multiple of 2^-24 in ``[2^-24, 1 - 2^-24]``: never 0 or 1,
+so ``-log(-log u)`` is always finite. Both multipliers and 0x61c88647 are below 2^31, so the
+torch version below computes every product exactly in int64 (no overflow) and matches the
+uint32 arithmetic of the kernels bit for bit. One mix per token keeps the CPU cost of a full
+vocabulary draw low; the row key mixes the 96 bits of (seed, step) into 64.
 
 Explicit noise is read through `clamp_noise`: NaN reads as 0.5, and values are clamped into
 ``[FLT_MIN, 1 - 2^-24]`` (every backend does the same), so it too gives finite Gumbel terms.
@@ -37,11 +39,12 @@ from __future__ import annotations
 import torch
 
 MASK32 = 0xFFFFFFFF
-MUL1 = 0x7FEB352D
-MUL2 = 0x846CA68B
+MUL1 = 0x21F0AAAD
+MUL2 = 0x735A2D97
+TOKEN_MUL = 0x61C88647
 STEP_SALT = 0x9E3779B9
 KEY_SALT = 0x85EBCA6B
-U_SCALE = 2.0**-24  # u = (2 * (h >> 9) + 1) * U_SCALE
+U_SCALE = 2.0**-24  # u = ((h >> 8) | 1) * U_SCALE
 U_MAX = 1.0 - 2.0**-24  # the largest fp32 below 1
 FLT_MIN = 1.1754943508222875e-38  # the smallest normal fp32
 
@@ -55,7 +58,7 @@ def mix32(x: int) -> int:
     x = (x * MUL1) & MASK32
     x ^= x >> 15
     x = (x * MUL2) & MASK32
-    return x ^ (x >> 16)
+    return x ^ (x >> 15)
 
 
 def row_key(seed: int, step: int) -> tuple[int, int]:
@@ -69,32 +72,32 @@ def row_key(seed: int, step: int) -> tuple[int, int]:
 def uniform(seed: int, step: int, token: int) -> float:
     """The uniform number of one token (a Python float, exactly the fp32 value kernels use)."""
     k0, k1 = row_key(seed, step)
-    h = mix32(mix32((token & MASK32) ^ k0) ^ k1)
-    return (2 * (h >> 9) + 1) * U_SCALE
+    h = mix32((((token & MASK32) ^ k0) * TOKEN_MUL + k1) & MASK32)
+    return ((h >> 8) | 1) * U_SCALE
 
 
-# --- the same on int64 tensors ----------------------------------------------------------------
-
-
-def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
-    """(x * c) mod 2^32 for int64 x in [0, 2^32), without leaving int64."""
-    if c < 2**31:
-        return (x * c) & MASK32
-    hi, lo = c >> 16, c & 0xFFFF
-    return (x * lo + (((x * hi) & 0xFFFF) << 16)) & MASK32
+# --- the same on int64 tensors (32-bit values; every product stays below 2^63) ----------------
 
 
 def mix32_tensor(x: torch.Tensor) -> torch.Tensor:
     """`mix32` on an int64 tensor of values in [0, 2^32)."""
     x = x ^ (x >> 16)
-    x = _mul32(x, MUL1)
+    x = (x * MUL1) & MASK32
     x = x ^ (x >> 15)
-    x = _mul32(x, MUL2)
-    return x ^ (x >> 16)
+    x = (x * MUL2) & MASK32
+    return x ^ (x >> 15)
 
 
 def row_keys(seeds: torch.Tensor, steps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Row keys (k0, k1), int64[B] each in [0, 2^32), from seeds int64[B] and steps int32[B]."""
+    """Row keys (k0, k1), int64[B] each in [0, 2^32), from seeds int64[B] and steps int32[B].
+
+    On the CPU, a few rows are keyed with Python integers (a handful of tensor ops per row
+    would cost more); elsewhere with tensor ops, so nothing waits for the device.
+    """
+    if seeds.device.type == "cpu" and seeds.shape[0] <= 64:
+        keys = [row_key(s, t) for s, t in zip(seeds.tolist(), steps.tolist(), strict=True)]
+        both = torch.tensor(keys, dtype=torch.int64).view(-1, 2)  # [B, 2]
+        return both[:, 0], both[:, 1]
     seeds = seeds.to(torch.int64)
     lo = seeds & MASK32
     hi = (seeds >> 32) & MASK32  # arithmetic shift, then the high word's bits
@@ -105,9 +108,20 @@ def row_keys(seeds: torch.Tensor, steps: torch.Tensor) -> tuple[torch.Tensor, to
 
 
 def token_uniform(k0: torch.Tensor, k1: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """u fp32 for tokens (int64, any shape) under row keys k0, k1 (broadcast against tokens)."""
-    h = mix32_tensor(mix32_tensor((tokens & MASK32) ^ k0) ^ k1)
-    return ((h >> 9) * 2 + 1).to(torch.float32) * U_SCALE
+    """u fp32 for token ids (int64 in [0, 2^31), any shape) under row keys k0, k1 (broadcast
+    against the ids). In-place ops on one buffer: this runs over every kept token on the CPU."""
+    x = torch.add(k1, tokens ^ k0, alpha=TOKEN_MUL)  # k1 + (i ^ k0) * TOKEN_MUL, below 2^63
+    x &= MASK32
+    x ^= x >> 16
+    x *= MUL1
+    x &= MASK32
+    x ^= x >> 15
+    x *= MUL2
+    x &= MASK32
+    x ^= x >> 15
+    x >>= 8
+    x |= 1
+    return x.to(torch.float32).mul_(U_SCALE)
 
 
 def uniform_noise(seeds: torch.Tensor, steps: torch.Tensor, vocab_size: int) -> torch.Tensor:

@@ -63,32 +63,40 @@ from regexlm.ops.types import StepResult
 
 FLT_MAX = 3.4028234663852886e38
 
-_CLASS_CACHE: dict[tuple[int, int], tuple[weakref.ref, int, torch.Tensor]] = {}
+_CLASS_CACHE: dict[tuple[int, int], tuple[weakref.ref, int, torch.Tensor, torch.Tensor]] = {}
 
 
-def safe_classes(class_of: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """``class_of`` as int64, with every value outside ``[0, C)`` replaced by C (a class that is
-    never allowed). Cached for the last few tables seen, while the tensor is not written to."""
+def _classes(class_of: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(``class_of`` as int64 with every value outside ``[0, C)`` replaced by C, a class that is
+    never allowed; tokens per class int64[C + 1]). Cached for the last few tables seen, while
+    the tensor is not written to."""
     key = (id(class_of), num_classes)
     hit = _CLASS_CACHE.get(key)
     if hit is not None and hit[0]() is class_of and hit[1] == class_of._version:
-        return hit[2]
+        return hit[2], hit[3]
     if len(_CLASS_CACHE) >= 8:
         _CLASS_CACHE.clear()
     c = class_of.long()
-    out = torch.where((c >= 0) & (c < num_classes), c, num_classes)
-    _CLASS_CACHE[key] = (weakref.ref(class_of), class_of._version, out)
-    return out
+    safe = torch.where((c >= 0) & (c < num_classes), c, num_classes)
+    counts = torch.bincount(safe, minlength=num_classes + 1)
+    _CLASS_CACHE[key] = (weakref.ref(class_of), class_of._version, safe, counts)
+    return safe, counts
 
 
-def _allowed_bits(states: torch.Tensor, budgets: torch.Tensor, tables) -> torch.Tensor:
-    """Grammar mask and budget mask together: int32[B, V] of 0/1."""
+def safe_classes(class_of: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """``class_of`` as int64, with every value outside ``[0, C)`` replaced by C."""
+    return _classes(class_of, num_classes)[0]
+
+
+def _allowed(states: torch.Tensor, budgets: torch.Tensor, tables):
+    """Grammar mask and budget mask together: (int32[B, V] of 0/1, allowed count int64[B])."""
     nbc, min_tokens = tables.next_by_class, tables.min_tokens
     S, C = nbc.shape
     V = tables.class_of.shape[0]
     B = states.shape[0]
     if S == 0:
-        return torch.zeros(B, V, dtype=torch.int32, device=states.device)
+        zero = torch.zeros(B, dtype=torch.int64, device=states.device)
+        return torch.zeros(B, V, dtype=torch.int32, device=states.device), zero
     s = states.long()  # [B]
     s_ok = (s >= 0) & (s < S)  # [B]
     sc = s.clamp(0, S - 1)
@@ -101,8 +109,14 @@ def _allowed_bits(states: torch.Tensor, budgets: torch.Tensor, tables) -> torch.
         ok &= (mt < R.unsqueeze(1)) | ~active.unsqueeze(1)
     class_ok = torch.zeros(B, C + 1, dtype=torch.int32, device=states.device)  # [B, C + 1]
     class_ok[:, :C] = ok
-    cls = safe_classes(tables.class_of, C).expand(B, V)  # [B, V]
-    return class_ok.gather(1, cls)
+    cls, counts = _classes(tables.class_of, C)
+    n_allowed = (class_ok.long() * counts).sum(1)  # [B]
+    return class_ok.gather(1, cls.expand(B, V)), n_allowed
+
+
+def _allowed_bits(states: torch.Tensor, budgets: torch.Tensor, tables) -> torch.Tensor:
+    """Grammar mask and budget mask together: int32[B, V] of 0/1."""
+    return _allowed(states, budgets, tables)[0]
 
 
 def allowed_mask(states: torch.Tensor, budgets: torch.Tensor, tables) -> torch.Tensor:
@@ -154,7 +168,11 @@ def greedy_tokens(z: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
 
 
 def truncation_mask(
-    z: torch.Tensor, allowed: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor
+    z: torch.Tensor,
+    allowed: torch.Tensor,
+    top_k: torch.Tensor,
+    top_p: torch.Tensor,
+    n_allowed: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Tokens kept by top-k then top-p (ties at each boundary kept): bool[B, V].
 
@@ -162,7 +180,8 @@ def truncation_mask(
     """
     B, V = z.shape
     kept = allowed
-    n_allowed = allowed.sum(1)  # [B]
+    if n_allowed is None:
+        n_allowed = allowed.sum(1)  # [B]
     k = top_k.long()  # [B]
     k_rows = (k > 0) & (k < n_allowed)
     if bool(k_rows.any()):
@@ -216,22 +235,25 @@ def gumbel_argmax(z: torch.Tensor, kept: torch.Tensor, noise, keys) -> torch.Ten
 SMALL_K = 256  # rows with 0 < top_k <= SMALL_K take the short path below
 
 
-def _small_top_k(z, bits, t, top_k, top_p, noise, keys):
+def _small_top_k(z, n_allowed, t, top_k, top_p, noise, keys):
     """The same tokens as the general path when every row samples with a small top-k.
 
     Works on the ``k + 1`` largest values only (``torch.topk``), so nothing else touches all V
     tokens. Returns None (use the general path) when a row has no top-k, a large k, k at least
-    its allowed count, or a tie across its k-th value. ``t`` is the rows' effective temperature.
+    its allowed count, no finite maximum, or a tie across its k-th value. ``t`` is the rows'
+    effective temperature.
     """
     k = top_k.long()  # [B]
     if not bool((k > 0).all()):
         return None
     kmax = int(k.max())
     B, V = z.shape
-    if kmax >= SMALL_K or kmax + 1 > V or not bool((k < bits.sum(1)).all()):
+    if kmax >= SMALL_K or kmax + 1 > V or not bool((k < n_allowed).all()):
         return None
     vals, idx = torch.topk(z, kmax + 1, dim=1)  # [B, kmax + 1], descending
     vt = vals / t.unsqueeze(1)
+    if not bool(torch.isfinite(vt[:, 0]).all()):
+        return None  # a degenerate row: the general path gives it the greedy token
     kth = vt.gather(1, (k - 1).unsqueeze(1))  # [B, 1]
     if bool((vt.gather(1, k.unsqueeze(1)) == kth).any()):
         return None  # a tie across the k-th value: the general path keeps all tied tokens
@@ -287,58 +309,50 @@ def sample_step_reference(
             states.to(torch.int32).clone(),
             torch.ones(B, dtype=torch.bool, device=dev),
         )
-    bits = _allowed_bits(states, budgets, tables)  # [B, V] 0/1
-    allowed = bits != 0
+    bits, n_allowed = _allowed(states, budgets, tables)  # [B, V] 0/1, [B]
     z = processed_logits(logits, seen, repetition_penalty, bits)  # [B, V]
-    no_allowed = ~allowed.any(1)  # [B]
+    no_allowed = n_allowed == 0  # [B]
 
     t = temperature.to(torch.float32)  # [B]
     sampling = (t > 0) & ~no_allowed  # NaN temperatures are not > 0: greedy
     t_eff = torch.where(sampling, t.clamp(max=FLT_MAX), 1.0)  # [B]
-    greedy = None
-    if bool(sampling.any()):
-        if not bool(sampling.all()):
-            greedy = greedy_tokens(z, allowed)
-            zmax = z.gather(1, greedy.unsqueeze(1)).squeeze(1)
-        else:
-            zmax = z.amax(1)  # [B]
+    keys = None
+    if noise is None and bool(sampling.any()):
+        if seeds is None:
+            seeds = torch.zeros(B, dtype=torch.int64, device=dev)
+        if steps is None:
+            steps = torch.zeros(B, dtype=torch.int32, device=dev)
+        keys = row_keys(seeds, steps)  # ([B], [B])
+    tokens = None
+    if bool(sampling.all()):  # the usual case: try the short path first
+        tokens = _small_top_k(z, n_allowed, t_eff, top_k, top_p, noise, keys)
+    if tokens is None:
+        allowed = bits != 0
+        greedy = greedy_tokens(z, allowed)  # [B]
+        zmax = z.gather(1, greedy.unsqueeze(1)).squeeze(1)  # [B], the row maximum
         sampling &= torch.isfinite(zmax / t_eff)  # degenerate rows take the greedy token
-    n_sample = int(sampling.sum())
-    if n_sample < B and greedy is None:
-        greedy = greedy_tokens(z, allowed)
-    tokens = greedy if greedy is not None else torch.zeros(B, dtype=torch.int64, device=dev)
-    if n_sample > 0:
-        if noise is None:
-            if seeds is None:
-                seeds = torch.zeros(B, dtype=torch.int64, device=dev)
-            if steps is None:
-                steps = torch.zeros(B, dtype=torch.int32, device=dev)
-            keys = row_keys(seeds, steps)  # ([B], [B])
-        else:
-            keys = None
-        if n_sample == B:  # the usual case: no row copies
-            drawn = _small_top_k(z, bits, t_eff, top_k, top_p, noise, keys)
-            if drawn is None:
-                zs = z / t_eff.unsqueeze(1)  # [B, V]
-                kept = truncation_mask(zs, allowed, top_k, top_p)
-                drawn = gumbel_argmax(zs, kept, noise, keys)
-            tokens = drawn
-        else:
+        tokens = greedy
+        n_sample = int(sampling.sum())
+        if n_sample == B:  # no row copies
+            zs = z / t_eff.unsqueeze(1)  # [B, V]
+            kept = truncation_mask(zs, allowed, top_k, top_p, n_allowed)
+            tokens = gumbel_argmax(zs, kept, noise, keys)
+        elif n_sample > 0:
             rows = sampling.nonzero(as_tuple=True)[0]
             zs = z[rows] / t_eff[rows].unsqueeze(1)  # [b, V]
-            kept = truncation_mask(zs, allowed[rows], top_k[rows], top_p[rows])
+            kept = truncation_mask(zs, allowed[rows], top_k[rows], top_p[rows], n_allowed[rows])
             sub_noise = None if noise is None else noise[rows]
             sub_keys = None if keys is None else (keys[0][rows], keys[1][rows])
             tokens = tokens.clone()
             tokens[rows] = gumbel_argmax(zs, kept, sub_noise, sub_keys)
-        if bool((tokens >= V).any()):  # nothing kept: cannot happen with a finite maximum
-            tokens = torch.where(tokens < V, tokens, greedy_tokens(z, allowed))
+        if n_sample > 0 and bool((tokens >= V).any()):  # nothing kept: not with a finite max
+            tokens = torch.where(tokens < V, tokens, greedy)
     tokens = tokens.masked_fill(no_allowed, -1)
 
     next_states = states.to(torch.int32)
     if not bool(no_allowed.all()):
         S, C = tables.next_by_class.shape
-        cls = safe_classes(tables.class_of, C)[tokens.clamp(min=0)].clamp(max=C - 1)  # [B]
+        cls = _classes(tables.class_of, C)[0][tokens.clamp(min=0)].clamp(max=C - 1)  # [B]
         nxt = tables.next_by_class[states.long().clamp(0, S - 1), cls]  # [B]
         next_states = torch.where(no_allowed, next_states, nxt.to(torch.int32))
     return StepResult(tokens, next_states, no_allowed)

@@ -80,10 +80,10 @@ def _float_key(z):
 def _mix32(x):
     """The 32-bit mixing bijection of `regexlm.ops.noise` (uint32 in, uint32 out)."""
     x = x ^ (x >> 16)
-    x = x * 0x7FEB352D
+    x = x * 0x21F0AAAD
     x = x ^ (x >> 15)
-    x = x * 0x846CA68B
-    return x ^ (x >> 16)
+    x = x * 0x735A2D97
+    return x ^ (x >> 15)
 
 
 @triton.jit
@@ -152,8 +152,8 @@ def _gumbel(z, ok, b, offs, noise_ptr, stride_nz, k0, k1, HAS_NOISE: tl.constexp
         u = tl.where(u < 1.1754943508222875e-38, 1.1754943508222875e-38, u)
         u = tl.where(u > 0.99999994039535522, 0.99999994039535522, u)
     else:
-        h = _mix32(_mix32(offs.to(tl.uint32) ^ k0) ^ k1)
-        u = ((h >> 9) * 2 + 1).to(tl.float32) * 5.9604644775390625e-08  # odd multiple of 2^-24
+        h = _mix32((offs.to(tl.uint32) ^ k0) * 0x61C88647 + k1)
+        u = ((h >> 8) | 1).to(tl.float32) * 5.9604644775390625e-08  # odd multiple of 2^-24
     g = z - tl.log(-tl.log(u))
     return tl.where(ok, g, -float("inf"))
 
