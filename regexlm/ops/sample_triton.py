@@ -511,6 +511,44 @@ def _sample_step_kernel(
     tl.store(noallowed_ptr + b, tl.where(some, 0, 1).to(tl.int8), mask=last != 0)
 
 
+def launch_config(
+    B: int,
+    V: int,
+    sm_count: int,
+    *,
+    block: int | None = None,
+    num_warps: int | None = None,
+    split: int | None = None,
+    interpreting: bool = False,
+) -> dict:
+    """Tile sizes, warps and the row split of one launch (``sm_count`` 0: not on a GPU).
+
+    BLOCK is 4096 for a real vocabulary (num_warps 8), PBLOCK 256; ``split`` chunks per row
+    default to enough programs to fill the GPU twice; SPLIT_P2 is 1 for one program per row,
+    else a power of two >= nsplit, at least 64, so every split launch over up to 64 tiles
+    (262,144 tokens) is one compiled variant.
+    """
+    if block is None:
+        # the interpreter runs one numpy op at a time: fewer, larger tiles are faster
+        block = min(8192 if interpreting else 4096, triton.next_power_of_2(V))
+    pblock = block if interpreting else min(256, block)
+    if num_warps is None:
+        num_warps = 8 if block >= 2048 else 4
+    if split is None:
+        split = max(1, (2 * sm_count) // B) if sm_count else 1
+    chunk = triton.cdiv(triton.cdiv(V, min(split, triton.cdiv(V, block))), block) * block
+    nsplit = triton.cdiv(V, chunk)
+    split_p2 = 1 if nsplit <= 1 else max(64, triton.next_power_of_2(nsplit))
+    return dict(
+        block=block,
+        pblock=pblock,
+        num_warps=num_warps,
+        chunk=chunk,
+        nsplit=nsplit,
+        split_p2=split_p2,
+    )
+
+
 def sample_step_triton(
     logits,
     states,
@@ -563,17 +601,16 @@ def sample_step_triton(
     else:
         seeds = steps = logits  # unused
     nbc = tables.next_by_class.to(torch.int32).contiguous()
-    if block is None:
-        block = min(4096, triton.next_power_of_2(V))
-        if _interpreting():  # numpy runs one op at a time: fewer, larger tiles are faster
-            block = min(8192, triton.next_power_of_2(V))
-    pblock = block if _interpreting() else min(256, block)
-    if num_warps is None:
-        num_warps = 8 if block >= 2048 else 4
-    if split is None:
-        split = max(1, (2 * sm_count(dev)) // B) if dev.type == "cuda" else 1
-    chunk = triton.cdiv(triton.cdiv(V, min(split, triton.cdiv(V, block))), block) * block
-    nsplit = triton.cdiv(V, chunk)
+    cfg = launch_config(
+        B,
+        V,
+        sm_count(dev) if dev.type == "cuda" else 0,
+        block=block,
+        num_warps=num_warps,
+        split=split,
+        interpreting=_interpreting(),
+    )
+    chunk, nsplit = cfg["chunk"], cfg["nsplit"]
     if nsplit > 1:
         part_f = torch.empty(B * nsplit * 8, dtype=torch.float32, device=dev)
         part_i = torch.empty(B * nsplit * 8, dtype=torch.int32, device=dev)
@@ -612,10 +649,11 @@ def sample_step_triton(
         nsplit,
         HAS_SEEN=seen is not None,
         HAS_NOISE=noise is not None,
-        BLOCK=block,
-        PBLOCK=pblock,
+        BLOCK=cfg["block"],
+        PBLOCK=cfg["pblock"],
         NP=NPIV,
-        SPLIT_P2=triton.next_power_of_2(nsplit) if nsplit > 1 else 1,
-        num_warps=num_warps,
+        SPLIT_P2=cfg["split_p2"],
+        num_warps=cfg["num_warps"],
+        enable_fp_fusion=False,  # no FMA contraction: scores round as the reference's do
     )
     return StepResult(tokens, next_states, no_allowed.bool())

@@ -1,4 +1,6 @@
-"""On a CUDA device: Triton and CUDA against the reference at real vocabulary sizes.
+"""On a CUDA device: Triton and CUDA against the reference at real vocabulary sizes, with given
+noise and with the in-step generator (per-row seeds and steps), at the extremes of every input,
+and the split-row protocol with many rows racing on their arrival counters.
 
 Run with ``pytest -m gpu tests/ops`` (``bench/gpu_check.sh`` does). Skipped without a GPU.
 """
@@ -7,11 +9,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
 
 from regexlm.ops import sample_step
 from regexlm.ops.reference import sample_step_reference
 from regexlm.ops.testing import random_tables
-from tests.ops.oracle import chi_square_pvalue
+from tests.ops.oracle import chi_square_pvalue, run_backend
+from tests.ops.test_extremes import steps as extreme_steps
 
 pytestmark = [
     pytest.mark.gpu,
@@ -50,6 +54,8 @@ def _batch(B, V, dtype, seed):
         seen=torch.rand(B, V, generator=g, device=dev) < 0.02,
         tables=tables,
         noise=torch.rand(B, V, generator=g, device=dev).clamp(min=1e-12),
+        seeds=torch.randint(-(2**62), 2**62, (B,), generator=g, device=dev),
+        steps=torch.randint(0, 10**6, (B,), generator=g, device=dev).to(torch.int32),
     )
 
 
@@ -64,6 +70,57 @@ def test_gpu_backend_equals_reference(backend, dtype, V, B):
     assert torch.equal(got.next_states, want.next_states)
     assert torch.equal(got.no_allowed, want.no_allowed)
     assert torch.equal(got.tokens, want.tokens)
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("V", [49152, 262144])
+@pytest.mark.parametrize("B", [1, 64])
+def test_gpu_backend_equals_reference_with_the_in_step_generator(backend, dtype, V, B):
+    """No noise tensor: every backend computes the numbers from the rows' seeds and steps."""
+    a = _batch(B, V, dtype, seed=3 * B + V % 89)
+    a.pop("noise")
+    want = sample_step_reference(**a)
+    got = sample_step(**a, backend=backend)
+    assert torch.equal(got.next_states, want.next_states)
+    assert torch.equal(got.tokens, want.tokens)
+    # the same rows in reverse order: each row's token does not depend on its position
+    flip = {k: (v.flip(0) if torch.is_tensor(v) and v.dim() >= 1 else v) for k, v in a.items()}
+    assert torch.equal(sample_step(**flip, backend=backend).tokens.flip(0), got.tokens)
+
+
+@pytest.mark.parametrize("split", [1, 3], ids=["row", "split"])
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(a=extreme_steps())
+def test_gpu_backends_agree_with_the_reference_at_the_extremes(a, split):
+    """The CPU property test's inputs (tests/ops/test_extremes.py), compiled kernels on the GPU
+    against the torch reference on the CPU."""
+    want = run_backend("torch", a)
+    for backend in GPU_BACKENDS:
+        kw = {"block": 16, "split": split} if backend == "triton" else {"split": split}
+        got = run_backend(backend, a, **kw)
+        assert got.tokens.tolist() == want.tokens.tolist(), backend
+        assert got.next_states.tolist() == want.next_states.tolist(), backend
+        assert got.no_allowed.tolist() == want.no_allowed.tolist(), backend
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+def test_gpu_split_rows_with_many_rows_at_once(backend):
+    """Many rows, each split over many programs that race on the row's arrival counter, launch
+    after launch on one stream: every row equals the reference and the counters end at zero."""
+    from regexlm.ops import grid
+
+    B, V = 512, 131072
+    a = _batch(B, V, torch.bfloat16, seed=7)
+    a.pop("noise")
+    want = sample_step_reference(**a)
+    for launch in range(12):
+        got = run_backend(backend, a, split=16 if launch % 2 else 5)
+        assert torch.equal(got.tokens, want.tokens.cpu()), launch
+        assert torch.equal(got.next_states, want.next_states.cpu()), launch
+    torch.cuda.synchronize()
+    for buf in grid._COUNTERS.values():
+        assert int(buf.abs().sum()) == 0
 
 
 @pytest.mark.parametrize("backend", GPU_BACKENDS)
@@ -110,7 +167,7 @@ def test_gpu_seeded_frequencies_match_truncated_softmax(backend, V, k, p):
 @pytest.mark.parametrize("backend", GPU_BACKENDS)
 def test_gpu_seed_mode_is_reproducible(backend):
     a = _batch(8, 49152, torch.float32, seed=1)
-    a.pop("noise")
+    a.pop("noise"), a.pop("seeds"), a.pop("steps")
     x = sample_step(**a, seed=5, step=1, backend=backend).tokens
     torch.cuda.synchronize()
     assert torch.equal(x, sample_step(**a, seed=5, step=1, backend=backend).tokens)
