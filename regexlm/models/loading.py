@@ -81,13 +81,40 @@ def _load_tokenizer(source: ModelSource):
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(
+        tokenizer = AutoTokenizer.from_pretrained(
             source.folder, gguf_file=source.gguf_file, local_files_only=True
         )
     except Exception as exc:  # transformers raises many kinds; name the path in ours
         raise ModelLoadError(
             f"cannot load the tokenizer from {source.describe()}: {type(exc).__name__}: {exc}"
         ) from exc
+    if source.gguf_file is not None:
+        _apply_gguf_special_flags(tokenizer, source.folder / source.gguf_file)
+    return tokenizer
+
+
+def _apply_gguf_special_flags(tokenizer, path: Path) -> None:
+    """Honour the GGUF file's ``tokenizer.ggml.add_bos_token`` / ``add_eos_token``.
+
+    transformers before 5.20 (the versions vLLM pins) drops them when it converts a GGUF
+    tokenizer, so a Gemma prompt would lose the BOS its model expects; later versions keep them.
+    """
+    try:
+        from gguf import GGUFReader
+
+        fields = GGUFReader(str(path)).fields
+    except Exception:  # not readable here: keep what transformers made
+        return
+    for name in ("add_bos_token", "add_eos_token"):
+        field = fields.get(f"tokenizer.ggml.{name}")
+        if field is None or not hasattr(tokenizer, name):
+            continue
+        wanted = bool(field.contents())
+        if bool(getattr(tokenizer, name)) != wanted:
+            try:
+                setattr(tokenizer, name, wanted)
+            except (AttributeError, TypeError):  # a tokenizer class without the setter
+                pass
 
 
 def load_model(

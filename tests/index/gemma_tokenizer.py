@@ -21,12 +21,11 @@ def gemma_tokenizer_dir():
     folder = cache_dir("gemma3-270m") / "tokenizer"
     if (folder / "tokenizer.json").is_file():
         return folder
-    from transformers import AutoTokenizer
-
+    from regexlm.models import load_tokenizer
     from regexlm.models.embedded import GEMMA3_270M, default_gguf_path
 
     gguf = default_gguf_path(GEMMA3_270M)  # assembled once, atomically
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    tokenizer = load_tokenizer(gguf)  # the GGUF's own BOS/EOS flags, on any transformers
     tmp = folder.with_name(f".tokenizer.{os.getpid()}.partial")
     tokenizer.save_pretrained(str(tmp))
     try:
