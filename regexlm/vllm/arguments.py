@@ -6,7 +6,8 @@ logits processor. regexlm reads two keys and ignores the rest (other processors 
 * ``regex``: a pattern or a non-empty list of patterns (Python ``re`` syntax); its presence is
   what makes a request constrained;
 * ``stop_after_match``: a boolean, default true: end the request at the first token after which
-  the text matches.
+  the text matches (1/0 and "true"/"false" are taken too: vLLM's OpenAI server types
+  ``vllm_xargs`` values as strings and numbers).
 
 :func:`request_arguments` turns a ``SamplingParams`` into :class:`RegexArguments` (or None for
 a request that is not constrained) and raises ``ValueError`` with a message a user can act on:
@@ -63,12 +64,22 @@ def parse_arguments(extra_args) -> RegexArguments | None:
     if not extra_args or REGEX_KEY not in extra_args:
         return None
     patterns = _patterns(extra_args[REGEX_KEY])
-    stop = extra_args.get(STOP_AFTER_MATCH_KEY, True)
-    if not isinstance(stop, bool):
-        raise ValueError(
-            f"extra_args['{STOP_AFTER_MATCH_KEY}'] must be true or false, got {_short(stop)}"
-        )
+    stop = _flag(extra_args.get(STOP_AFTER_MATCH_KEY, True))
     return RegexArguments(patterns, stop)
+
+
+# vLLM's OpenAI server types vllm_xargs values as strings, numbers or lists: a JSON `false` may
+# arrive as 0, and a client may send "false".
+_FLAGS = {1: True, 0: False, "true": True, "false": False}  # True == 1 and False == 0 as keys
+
+
+def _flag(value) -> bool:
+    key = value.lower() if isinstance(value, str) else value
+    if isinstance(key, bool | int | str) and key in _FLAGS:
+        return _FLAGS[key]
+    raise ValueError(
+        f"extra_args['{STOP_AFTER_MATCH_KEY}'] must be true or false, got {_short(value)}"
+    )
 
 
 _checked: OrderedDict[tuple[str, ...], str | None] = OrderedDict()

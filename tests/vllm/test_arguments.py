@@ -46,7 +46,15 @@ def test_a_regex_of_the_wrong_type_names_the_key(value):
         parse_arguments({"regex": value})
 
 
-@pytest.mark.parametrize("value", [1, "yes", None, 0.0])
+@pytest.mark.parametrize(
+    ("value", "meaning"),
+    [(True, True), (False, False), (1, True), (0, False), ("false", False), ("True", True)],
+)
+def test_stop_after_match_as_vllm_xargs_may_carry_it(value, meaning):
+    assert parse_arguments({"regex": "a", "stop_after_match": value}).stop_after_match is meaning
+
+
+@pytest.mark.parametrize("value", [2, "yes", None, 0.0, 1.0, [True]])
 def test_stop_after_match_must_be_a_boolean(value):
     with pytest.raises(ValueError, match=r"stop_after_match'\] must be true or false"):
         parse_arguments({"regex": "a", "stop_after_match": value})
