@@ -349,7 +349,7 @@ def sample_step_reference(
             tokens = torch.where(tokens < V, tokens, greedy)
     tokens = tokens.masked_fill(no_allowed, -1)
 
-    next_states = states.to(torch.int32)
+    next_states = states.to(torch.int32).clone()  # never an alias of the caller's tensor
     if not bool(no_allowed.all()):
         S, C = tables.next_by_class.shape
         cls = _classes(tables.class_of, C)[0][tokens.clamp(min=0)].clamp(max=C - 1)  # [B]
