@@ -204,3 +204,46 @@ def test_row_without_allowed_token_is_flagged_and_keeps_its_state(backend):
     assert r.tokens[1].item() == -1
     assert r.next_states[1].item() == 2
     assert r.tokens[0].item() in (4, 7, 9)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the interpreter's numpy on inf / NaN
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_degenerate_rows_take_the_greedy_token(backend):
+    """No finite processed score: the allowed token with the largest penalised logit (NaN read
+    as -inf), lowest id on ties; the lowest allowed id when every allowed logit is -inf/NaN."""
+    inf, nan = float("inf"), float("nan")
+    V = 37
+    allowed = torch.zeros(V, dtype=torch.bool)
+    allowed[[3, 8, 20, 30]] = True
+    rows = torch.zeros(6, V)
+    rows[:, 0] = 50.0  # never allowed: it must not win whatever happens
+    rows[0, [3, 8, 20, 30]] = torch.tensor([-inf, -inf, -inf, -inf])  # all -inf -> 3
+    rows[1, [3, 8, 20, 30]] = torch.tensor([nan, nan, -inf, nan])  # NaN is -inf -> 3
+    rows[2, [3, 8, 20, 30]] = torch.tensor([nan, 1.0, 2.0, 2.0])  # greedy -> 20
+    rows[3, [3, 8, 20, 30]] = torch.tensor([1.0, 5.0, 4.0, 6.0])  # tiny T: 1/1e-38 ... -> 30
+    rows[4, [3, 8, 20, 30]] = torch.tensor([inf, 2.0, inf, 1.0])  # +inf logits -> 3
+    rows[5, [3, 8, 20, 30]] = torch.tensor([1.0, nan, 2.0, -inf])  # NaN temperature -> 20
+    temperature = torch.tensor([1.0, 0.7, 0.0, 1e-38, 2.0, nan])
+    a = simple_inputs(rows, single_state_tables(allowed), temperature=temperature, top_k=2)
+    r = run_backend(backend, a)
+    assert r.tokens.tolist() == [3, 3, 20, 30, 3, 20]
+    assert r.next_states.tolist() == [1] * 6 and r.no_allowed.tolist() == [False] * 6
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_out_of_range_states_classes_and_next_states_are_never_allowed(backend):
+    V = 37
+    class_of = torch.arange(V, dtype=torch.int32) % 4
+    class_of[5], class_of[6] = -3, 99  # outside [0, C): never allowed
+    nbc = torch.tensor([[1, 1, 1, 1], [1, 7, -2, 0]], dtype=torch.int32)  # 7, -2: not states
+    tables = IndexTables(nbc, class_of, torch.tensor([0, 0], dtype=torch.int32))
+    logits = torch.zeros(4, V)
+    logits[:, 5], logits[:, 6], logits[:, 1], logits[:, 2] = 9.0, 9.0, 8.0, 8.0
+    states = torch.tensor([1, -1, 2, 2**31 - 1], dtype=torch.int32)
+    budgets = torch.tensor([2**31 - 1, 3, -(2**31), 0], dtype=torch.int32)
+    r = run_backend(backend, simple_inputs(logits, tables, states=states, budgets=budgets))
+    # row 0: only classes 0 and 3 lead to states; logits favour 5, 6 (bad class), 1, 2 (bad next)
+    assert r.tokens[0].item() % 4 in (0, 3) and r.tokens[0].item() not in (5, 6)
+    assert r.next_states[0].item() in (0, 1) and not r.no_allowed[0]
+    assert r.tokens[1:].tolist() == [-1, -1, -1] and r.no_allowed[1:].all()
+    assert r.next_states[1:].tolist() == [-1, 2, 2**31 - 1]  # states kept as they were
