@@ -118,6 +118,15 @@ class RegexLogitsProcessor(_V1Processor, _V2Processor):
         self.model_config = vllm_config.model_config
         self.max_model_len = getattr(self.model_config, "max_model_len", None)
         self.speculative = getattr(vllm_config, "speculative_config", None) is not None
+        # The V1 runner with async scheduling hands processors the real output tokens only when
+        # some processor was named in the engine's arguments (entry points do not count);
+        # otherwise the newest token is a placeholder when apply() runs and the state would lag.
+        scheduler = getattr(vllm_config, "scheduler_config", None)
+        self.blind = (
+            self.req_states is None
+            and bool(getattr(scheduler, "async_scheduling", False))
+            and not getattr(self.model_config, "logits_processors", None)
+        )
         self.rows = ConstrainedRows()
         self._patterns: PatternCache | None = None
         self._masker: BatchMasker | None = None
@@ -153,6 +162,14 @@ class RegexLogitsProcessor(_V1Processor, _V2Processor):
         pattern = None
         if self.speculative:
             logger.error("regexlm does not support speculative decoding; ending the request")
+        elif self.blind:
+            logger.error(
+                "this engine schedules asynchronously and regexlm's processor was loaded only "
+                "from its entry point, so it cannot see each new token in time; name it "
+                "(--logits-processors regexlm.vllm:RegexLogitsProcessor, or "
+                "LLM(logits_processors=[RegexLogitsProcessor])) or turn async scheduling off. "
+                "Ending the request."
+            )
         else:
             try:
                 pattern = self.patterns.get(arguments.patterns)

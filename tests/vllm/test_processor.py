@@ -286,3 +286,25 @@ def test_a_second_instance_for_one_engine_stays_inert(vocabulary):
         False,
     )
     assert other.active  # another engine's
+
+
+@pytest.mark.parametrize("named", [None, ["regexlm.vllm:RegexLogitsProcessor"]])
+def test_async_scheduling_needs_the_processor_named(vocabulary, named):
+    # With async scheduling, the V1 runner hands processors real output tokens only when one is
+    # named in the engine's arguments; unnamed, a constrained request ends at once (and says why)
+    # rather than being masked from a stale state.
+    class Processor(RegexLogitsProcessor):
+        def load_vocabulary(self):
+            return vocabulary
+
+    config = SimpleNamespace(
+        model_config=SimpleNamespace(max_model_len=MAX_MODEL_LEN, logits_processors=named),
+        scheduler_config=SimpleNamespace(async_scheduling=True),
+        speculative_config=None,
+    )
+    processor = Processor(config, torch.device("cpu"), False)
+    params = SimpleNamespace(extra_args={"regex": "a+"}, max_tokens=5)
+    processor.update_state(BatchUpdate(1, [], [(0, params, [1], [])], []))
+    allowed = torch.isfinite(processor.apply(torch.randn(1, VOCAB_SIZE))[0])
+    only_eos = allowed.nonzero().flatten().tolist() == sorted(vocabulary.eos_ids)
+    assert only_eos == (named is None)
