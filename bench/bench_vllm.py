@@ -285,23 +285,40 @@ async def refusals(engine: Engine, kind: str) -> dict:
     return {"refused": refused, "of": len(REFUSAL_SET)}
 
 
-async def run_worker(backend: str | None, kinds: list[str], model: str, seconds: float) -> dict:
+async def run_worker(
+    backend: str | None, kinds: list[str], model: str, seconds: float, rounds: int
+) -> dict:
+    """Measure ``kinds`` on one engine; throughput runs alternate between the kinds, ``rounds``
+    times at each concurrency, so a drift in the machine's load hits them alike."""
     engine = Engine(backend, model)
-    out = {"engine_start_s": engine.start_s, "rows": {}}
+    out = {"engine_start_s": engine.start_s, "rows": {kind: {} for kind in kinds}}
     try:
         for kind in kinds:
             warm = sampling(kind, None if kind == "none" else r"[a-z ]+", 8, seed=0)
             for _ in range(3):
                 await engine.request("Warm up: ", warm)
-            row = {"ttft": await first_token(engine, kind)}
-            row["throughput"] = [
-                await throughput(engine, kind, concurrency, seconds) for concurrency in (1, 16)
-            ]
+            out["rows"][kind]["ttft"] = await first_token(engine, kind)
+        for concurrency in (1, 16):
+            runs: dict[str, list[dict]] = {kind: [] for kind in kinds}
+            for _ in range(rounds):
+                for kind in kinds:
+                    runs[kind].append(await throughput(engine, kind, concurrency, seconds))
+            for kind in kinds:
+                rates = [r["tokens_per_s"] for r in runs[kind]]
+                out["rows"][kind].setdefault("throughput", []).append(
+                    {
+                        "concurrency": concurrency,
+                        "tokens_per_s": statistics.median(rates),
+                        "runs": rates,
+                        "mean_tokens": statistics.mean(r["mean_tokens"] for r in runs[kind]),
+                        "errors": sum(r["errors"] for r in runs[kind]),
+                    }
+                )
+        for kind in kinds:
             if kind != "none":
-                row["correctness"] = await correctness(engine, kind)
-                row["refusals"] = await refusals(engine, kind)
-            out["rows"][kind] = row
-            print(json.dumps({kind: row}), file=sys.stderr, flush=True)
+                out["rows"][kind]["correctness"] = await correctness(engine, kind)
+                out["rows"][kind]["refusals"] = await refusals(engine, kind)
+            print(json.dumps({kind: out["rows"][kind]}), file=sys.stderr, flush=True)
     finally:
         engine.shutdown()
     return out
@@ -404,7 +421,7 @@ def serve_runs(seconds: float, concurrency: list[int], max_new_tokens: int) -> l
 # orchestration and the report
 
 
-def worker_process(backend: str | None, kinds: list[str], seconds: float) -> dict:
+def worker_process(backend: str | None, kinds: list[str], seconds: float, rounds: int) -> dict:
     handle, name = tempfile.mkstemp(prefix="bench-vllm-", suffix=".json")
     os.close(handle)
     command = [
@@ -416,6 +433,8 @@ def worker_process(backend: str | None, kinds: list[str], seconds: float) -> dic
         *kinds,
         "--seconds",
         str(seconds),
+        "--rounds",
+        str(rounds),
         "--out",
         name,
     ]
@@ -461,13 +480,9 @@ def _fmt(value, digits=1) -> str:
 def render(engines: dict, serve: list[dict], args, load_before: float, load_after: float) -> str:
     from regexlm import __version__
 
-    row_names = {"none": "(a) no constraint", "regexlm": "(b) regexlm processor"}
+    names = {"regexlm": "(b) regexlm processor"}
     for backend in BACKENDS:
-        row_names[backend] = f"(c) vLLM structured outputs: {backend}"
-    rows = []
-    for data in engines.values():
-        rows += list(data.get("rows", {}).items())
-    by_kind = dict(rows)
+        names[backend] = f"(c) vLLM structured outputs: {backend}"
     lines = [
         HEADING,
         "",
@@ -478,74 +493,106 @@ def render(engines: dict, serve: list[dict], args, load_before: float, load_afte
         "- Model: SmolLM2-135M-Instruct (the embedded default), max_model_len 1024, max_num_seqs 32",
         f"- Load average (1 min) before / after: {load_before:.2f} / {load_after:.2f}"
         + (
-            " -- the machine was shared with other work; absolute figures are pessimistic"
+            " -- the machine was shared with other work; absolute figures are pessimistic, "
+            "ratios within one engine are the comparable figures"
             if max(load_before, load_after) > 2.5
             else ""
         ),
         "",
+        "Each engine runs (a) no constraint and one constrained row on the same engine (vLLM "
+        "picks its structured-outputs backend per engine, so each backend has its own). "
         f"Throughput: closed loop, {len(THROUGHPUT)} free-text prompt/pattern pairs in rotation "
         f"(`{'`, `'.join(p for _, p in THROUGHPUT)}`), stop_after_match=false, at most "
-        f"{THROUGHPUT_TOKENS} tokens, temperature 0.8, top_p 0.95, {args.seconds:g} s per run; "
-        "tokens/s counts generated tokens. TTFT: median of 5 requests, each with a pattern never "
-        "seen before (a fresh literal inside), greedy. Correctness: the "
+        f"{THROUGHPUT_TOKENS} tokens, temperature 0.8, top_p 0.95; {args.rounds} runs of "
+        f"{args.seconds:g} s per row and concurrency, alternating with (a), median; tokens/s "
+        "counts generated tokens. TTFT: median of 5 greedy requests, each with a pattern never "
+        "seen before (a fresh literal inside). Outputs: the "
         f"{len(realistic())} patterns of the generation tests, each with a budget that just fits "
-        "a known match and one of 24 tokens, 2 seeds each; judged by Python `re` (and the "
-        "`regex` package's partial matching for unfinished outputs).",
+        "a known match and one of 24 tokens, 2 seeds each, judged by Python `re` (unfinished "
+        "outputs by the `regex` package's partial matching): full match / viable unfinished "
+        "prefix / broken (not a prefix of any match, or ended where the text does not match) / "
+        f"error (refused or failed). Refusals: {len(REFUSAL_SET)} regular patterns "
+        "(word boundaries, flags, Unicode classes, big counted repeats, a 200-word alternation).",
         "",
-        "| row | tokens/s, 1 request | tokens/s, 16 requests | vs (a) at 16 | mean tokens/request at 16 | TTFT new pattern (ms) | outputs: match / viable / broken / error | matched when a match fitted | patterns refused |",
-        "|---|---:|---:|---:|---:|---:|---|---:|---:|",
+        "| row | tokens/s, 1 request | tokens/s, 16 requests | (a) on the same engine, 16 | "
+        "ratio to (a) at 16 | TTFT new pattern (ms) | (a) TTFT (ms) | outputs: match / viable / "
+        "broken / error | matched when a match fitted | patterns refused |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
-    base16 = None
-    if "none" in by_kind:
-        base16 = by_kind["none"]["throughput"][1]["tokens_per_s"]
-    for kind in ("none", "regexlm", *BACKENDS):
-        row = by_kind.get(kind)
-        if row is None:
-            lines.append(f"| {row_names[kind]} | engine failed to run | | | | | | | |")
+    ratios = {}
+    for name, data in engines.items():
+        rows = data.get("rows", {})
+        kind = name
+        row, base = rows.get(kind), rows.get("none")
+        if not row or not base or "throughput" not in row:
+            lines.append(f"| {names[kind]} | engine failed: {data.get('failed', '?')} |||||||||")
             continue
         t1, t16 = row["throughput"]
-        ratio = "-" if not base16 else f"{t16['tokens_per_s'] / base16:.3f}"
-        ttft = row["ttft"]["ttft_median_s"]
-        corr = row.get("correctness")
-        outputs = fitted = refused = "-"
-        if corr:
-            outputs = f"{corr['match']} / {corr['viable']} / {corr['broken']} / {corr['error']}"
-            fitted = f"{corr['matched_when_fit']} / {corr['fit']}"
-        if row.get("refusals"):
-            refused = f"{len(row['refusals']['refused'])} / {row['refusals']['of']}"
+        b16 = base["throughput"][1]
+        ratio = t16["tokens_per_s"] / b16["tokens_per_s"] if b16["tokens_per_s"] else None
+        ratios[kind] = ratio
+        corr = row.get("correctness", {})
+        outputs = f"{corr['match']} / {corr['viable']} / {corr['broken']} / {corr['error']}"
+        fitted = f"{corr['matched_when_fit']} / {corr['fit']}"
+        refused = f"{len(row['refusals']['refused'])} / {row['refusals']['of']}"
+        ttft, base_ttft = row["ttft"]["ttft_median_s"], base["ttft"]["ttft_median_s"]
         lines.append(
-            f"| {row_names[kind]} | {_fmt(t1['tokens_per_s'])} | {_fmt(t16['tokens_per_s'])} | "
-            f"{ratio} | {_fmt(t16['mean_tokens'])} | {_fmt(None if ttft is None else 1000 * ttft, 0)} | "
+            f"| {names[kind]} | {_fmt(t1['tokens_per_s'])} | {_fmt(t16['tokens_per_s'])} | "
+            f"{_fmt(b16['tokens_per_s'])} | {_fmt(ratio, 3)} | "
+            f"{_fmt(None if ttft is None else 1000 * ttft, 0)} | "
+            f"{_fmt(None if base_ttft is None else 1000 * base_ttft, 0)} | "
             f"{outputs} | {fitted} | {refused} |"
         )
-    notes = []
-    for kind, row in rows:
+    notes = [""]
+    if "regexlm" in ratios and ratios["regexlm"] is not None:
+        others = {k: v for k, v in ratios.items() if k != "regexlm" and v is not None}
+        best = max(others.items(), key=lambda kv: kv[1]) if others else None
+        notes.append(
+            f"At 16 requests regexlm's processor keeps {ratios['regexlm']:.1%} of the "
+            "unconstrained tokens/s on its engine (target: at least 95 %)"
+            + (
+                f"; the best of vLLM's own backends, {best[0]}, keeps {best[1]:.1%} on its."
+                if best
+                else "."
+            )
+        )
+        notes.append("")
+    for name, data in engines.items():
+        row = data.get("rows", {}).get(name, {})
         refused = row.get("refusals", {}).get("refused")
         if refused:
-            notes.append(f"- {row_names[kind]} refused: " + ", ".join(f"`{p}`" for p in refused))
+            notes.append(f"- {names[name]} refused: " + ", ".join(f"`{p}`" for p in refused))
         broken = row.get("correctness", {}).get("broken_examples")
         if broken:
-            notes.append(f"- {row_names[kind]}, broken outputs (first ones): " + "; ".join(broken))
-    for backend, data in engines.items():
-        if data.get("failed"):
-            notes.append(f"- the {backend} engine failed: {data['failed']}")
+            notes.append(f"- {names[name]}, broken outputs (first ones): " + "; ".join(broken))
+        runs = [t.get("runs") for t in row.get("throughput", [])]
+        base_runs = [
+            t.get("runs") for t in data.get("rows", {}).get("none", {}).get("throughput", [])
+        ]
+        if runs and base_runs:
+            show = lambda rs: ", ".join(f"{r:.0f}" for r in rs)  # noqa: E731
+            notes.append(
+                f"- {names[name]}: the runs at 16 requests, tokens/s: {show(runs[1])} "
+                f"(and (a) {show(base_runs[1])})"
+            )
     starts = ", ".join(
         f"{name} {data['engine_start_s']:.0f} s"
         for name, data in engines.items()
         if "engine_start_s" in data
     )
     notes.append(f"- engine start (eager): {starts}")
-    lines += ["", *notes]
+    lines += notes
     if serve:
         lines += [
             "",
             "### regexlm serve --engine vllm against --engine hf",
             "",
             "The workload of bench/bench_server.py (8 prompt/pattern pairs, max_new_tokens 16, "
-            f"stop_after_match true, sampled), closed-loop clients over HTTP on 127.0.0.1, "
-            f"{args.seconds:g} s per run after a warm-up, --max-batch-size 32 for both.",
+            "stop_after_match true, sampled), closed-loop clients over HTTP on 127.0.0.1, "
+            f"{args.serve_seconds:g} s per run after a warm-up, --max-batch-size 32 for both.",
             "",
-            "| engine | clients | requests/s | tokens/s | p50 latency (s) | p95 latency (s) | requests | errors |",
+            "| engine | clients | requests/s | tokens/s | p50 latency (s) | p95 latency (s) | "
+            "requests | errors |",
             "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in serve:
@@ -554,12 +601,14 @@ def render(engines: dict, serve: list[dict], args, load_before: float, load_afte
                 f"{r['p50']:.3f} | {r['p95']:.3f} | {r['requests']} | {r['errors']} |"
             )
         by = {(r["engine"], r["clients"]): r for r in serve}
+        lines.append("")
         for clients in args.concurrency:
             v, h = by.get(("vllm", clients)), by.get(("hf", clients))
-            if v and h and h["rps"] > 0 and v["p50"] > 0:
+            if v and h and h["rps"] > 0:
                 lines.append(
-                    f"\nAt {clients} clients vLLM gives {v['rps'] / h['rps']:.2f}x the requests/s "
-                    f"of the hf engine, p50 latency {v['p50']:.3f} s against {h['p50']:.3f} s."
+                    f"- {clients} clients: vLLM {v['rps'] / h['rps']:.2f}x the requests/s of hf; "
+                    f"p50 {v['p50']:.3f} s against {h['p50']:.3f} s, "
+                    f"p95 {v['p95']:.3f} s against {h['p95']:.3f} s."
                 )
     return "\n".join(lines) + "\n"
 
@@ -578,8 +627,14 @@ def write_section(section: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=15.0, help="measured time per run")
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured time per run")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating throughput runs per row (median)"
+    )
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument(
+        "--serve-seconds", type=float, default=20.0, help="measured time per HTTP run"
+    )
     parser.add_argument("--backends", nargs="*", default=list(BACKENDS))
     parser.add_argument("--no-serve", action="store_true", help="skip part 2 (the HTTP services)")
     parser.add_argument("--write", action="store_true", help=f"record the results in {RESULTS}")
@@ -592,15 +647,17 @@ def main(argv: list[str] | None = None) -> int:
         from regexlm.vllm.engine import model_folder
 
         backend = None if args.worker == "none" else args.worker
-        data = asyncio.run(run_worker(backend, args.kinds, model_folder(None), args.seconds))
+        data = asyncio.run(
+            run_worker(backend, args.kinds, model_folder(None), args.seconds, args.rounds)
+        )
         Path(args.out).write_text(json.dumps(data))
         return 0
 
     load_before = os.getloadavg()[0]
-    engines = {"regexlm": worker_process(None, ["none", "regexlm"], args.seconds)}
+    engines = {"regexlm": worker_process(None, ["none", "regexlm"], args.seconds, args.rounds)}
     for backend in args.backends:
-        engines[backend] = worker_process(backend, [backend], args.seconds)
-    serve = [] if args.no_serve else serve_runs(args.seconds, args.concurrency, 16)
+        engines[backend] = worker_process(backend, ["none", backend], args.seconds, args.rounds)
+    serve = [] if args.no_serve else serve_runs(args.serve_seconds, args.concurrency, 16)
     load_after = os.getloadavg()[0]
     section = render(engines, serve, args, load_before, load_after)
     print(section)
