@@ -41,6 +41,7 @@ grows. The xgrammar-layout bitmask is produced for the states asked for
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -52,6 +53,7 @@ from regexlm.index.min_tokens import token_distances
 from regexlm.index.rows import walk_rows
 
 UNREACHABLE = int(np.iinfo(np.int32).max)
+MASK_CACHE_BYTES = 256 << 10  # packed rows kept per index, for repeated masks of one state
 EOS_CLASS = 1  # the class of end-of-sequence ids (class 0: never allowed)
 TENSOR_FIELDS = ("next_by_class", "class_of", "min_tokens", "match_index")
 _MULTIPLIER_SEED = 0x7AB1E5
@@ -99,6 +101,7 @@ class IndexRows:
         self.epoch = automaton.epoch
         self.rows_built = 0
         self.splits = 0
+        self.mask_epoch = 0  # changes when built rows change (pruning, strict masking)
         if automaton.start == 0:
             raise EmptyLanguageError(_empty_message(patterns))
         self.start = self._add_state(automaton.start)
@@ -196,13 +199,20 @@ class IndexRows:
 
     def _refine(self, rows: np.ndarray) -> np.ndarray:
         """Split the classes that ``rows`` (``int64[m, F]`` over fine classes) tell apart;
-        return the rows over the (new) classes."""
+        return the rows over the (new) classes.
+
+        Only fine classes some new row allows ("touched") can leave their class: they are
+        grouped by (old class, values in the new rows); the untouched rest of a class keeps its
+        id, and so does a group that is the whole of its class. The work is the touched fine
+        classes, not all of them, except for relabelling ``class_of`` when a class splits.
+        """
         coarse = self.coarse_of_fine
         rep = self.rep_of_class
         if (rows == rows[:, rep[coarse]]).all():
             return rows[:, rep].astype(np.int32)
-        # keys: (old class, value in every new row) per fine class, hashed then checked
-        keys = np.vstack([coarse[None, :], rows + 1])  # [1 + m, F]
+        num_old = rep.size
+        touched = np.flatnonzero((rows >= 0).any(axis=0))  # [T]
+        keys = np.vstack([coarse[touched][None, :], rows[:, touched] + 1])  # [1 + m, T]
         mult = _multipliers(keys.shape[0])
         with np.errstate(over="ignore"):
             h = (keys.astype(np.uint64) * mult[:, None]).sum(axis=0, dtype=np.uint64)
@@ -211,22 +221,30 @@ class IndexRows:
         if not (keys == keys[:, first[inv]]).all():  # a collision: exact grouping
             _, first, inv = np.unique(keys, axis=1, return_index=True, return_inverse=True)
             inv = inv.reshape(-1)
-        old = coarse[first]  # [U] old class of each new class
-        num_old = rep.size
-        keeps = np.zeros(first.size, dtype=bool)
-        keeps[np.unique(old, return_index=True)[1]] = True
-        new_id = np.empty(first.size, dtype=np.int64)
-        new_id[keeps] = old[keeps]
+        group_old = coarse[touched[first]]  # [G] old class of each group
+        group_size = np.bincount(inv, minlength=first.size)
+        class_size = np.bincount(coarse, minlength=num_old)
+        keeps = group_size == class_size[group_old]  # the whole class: no split
+        in_groups = np.bincount(group_old, weights=group_size, minlength=num_old)
+        has_rest = class_size > in_groups
+        undecided = np.flatnonzero(~keeps & ~has_rest[group_old])
+        if undecided.size:  # a class split entirely into groups: its first group keeps the id
+            _, firsts = np.unique(group_old[undecided], return_index=True)
+            keeps[undecided[firsts]] = True
         extra = int((~keeps).sum())
+        new_id = np.empty(first.size, dtype=np.int64)
+        new_id[keeps] = group_old[keeps]
         new_id[~keeps] = np.arange(num_old, num_old + extra)
-        old_of_new = np.empty(num_old + extra, dtype=np.int64)
-        old_of_new[new_id] = old
-        self.coarse_of_fine = new_id[inv]
+        old_of_new = np.concatenate([np.arange(num_old), group_old[~keeps]])
+        coarse = coarse.copy()
+        coarse[touched] = new_id[inv]
+        self.coarse_of_fine = coarse
         self.rep_of_class = np.empty(num_old + extra, dtype=np.int64)
-        self.rep_of_class[new_id] = first
-        self.nbc = np.ascontiguousarray(self.nbc[:, old_of_new])
-        self.class_of = self.coarse_of_fine[self.trie.fine_of_token].astype(np.int32)
-        self.splits += 1
+        self.rep_of_class[coarse] = np.arange(coarse.size)
+        if extra:
+            self.nbc = np.ascontiguousarray(self.nbc[:, old_of_new])
+            self.class_of = coarse[self.trie.fine_of_token].astype(np.int32)
+            self.splits += 1
         return rows[:, self.rep_of_class].astype(np.int32)
 
     # -- exploration --------------------------------------------------------------------------
@@ -288,6 +306,7 @@ class IndexRows:
         table = self.nbc[:n]
         hopeless = np.append(self.min_tokens[:n] == UNREACHABLE, False)  # [-1] -> False
         table[hopeless[table]] = -1
+        self.mask_epoch += 1
         self.version += 1
 
     def _finish_exact(self) -> None:
@@ -316,6 +335,7 @@ class IndexRows:
         self.start = int(new_id[self.start])
         self.num_states = int(kept.size)
         self._merge_classes()
+        self.mask_epoch += 1
         self.exact = True
         self.version += 1
 
@@ -385,6 +405,7 @@ def complete_rows(
     rows.start = int(start)
     rows.rows_built = n
     rows.splits = 0
+    rows.mask_epoch = 0
     return rows
 
 
@@ -421,6 +442,7 @@ class TokenIndex:
         self._tensors: dict[str, torch.Tensor] = {}
         self._synced = -1
         self._bitmask: tuple[int, torch.Tensor] | None = None
+        self._masks: OrderedDict = OrderedDict()
         self.info: dict = {} if info is None else info
 
     # -- identity -----------------------------------------------------------------------------
@@ -543,9 +565,39 @@ class TokenIndex:
             states = states.detach().to("cpu").numpy()
         states = np.asarray(states, dtype=np.int64).reshape(-1)
         self._rows.ensure(states)
+        if self._device.type == "cpu" and states.size == 1:
+            return torch.from_numpy(self._cached_row(int(states[0]))[None, :].copy())
+        if self._device.type == "cpu" and states.size <= 64:
+            return torch.from_numpy(self._pack_host(states))
         t = self._sync()
         allowed = t["next_by_class"][torch.from_numpy(states).to(self._device)] >= 0  # [n, C]
         return pack_bitmask(allowed, t["class_of"].long(), self.vocab_size)
+
+    def _cached_row(self, state: int) -> np.ndarray:
+        """One state's packed row, kept in a small byte-bounded LRU: a built row never changes
+        (class splits only relabel its columns), so repeated masks cost a lookup."""
+        rows = self._rows
+        key = (rows.mask_epoch, state)
+        found = self._masks.get(key)
+        if found is not None:
+            self._masks.move_to_end(key)
+            return found
+        found = self._pack_host(np.array([state]))[0]
+        self._masks[key] = found
+        while len(self._masks) * found.nbytes > MASK_CACHE_BYTES:
+            self._masks.popitem(last=False)
+        return found
+
+    def _pack_host(self, states: np.ndarray) -> np.ndarray:
+        """A few rows packed with numpy: gather each token's flag, fold 8 to a byte, LSB first."""
+        rows = self._rows
+        words = (self.vocab_size + 31) // 32
+        with rows.lock:
+            allowed_class = rows.nbc[states] >= 0  # [n, C]
+            flags = np.zeros((states.size, words * 32), dtype=bool)  # [n, 32W]
+            flags[:, : self.vocab_size] = allowed_class[:, rows.class_of]
+        packed = np.packbits(flags, axis=1, bitorder="little")  # [n, 4W] bytes
+        return np.ascontiguousarray(packed).view("<i4").astype(np.int32, copy=False)
 
     # -- sizes --------------------------------------------------------------------------------
 
@@ -563,8 +615,8 @@ class TokenIndex:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the index and its automaton's cache, now."""
-        return self._rows.nbytes
+        """Bytes held by the index, its automaton's cache and its cached masks, now."""
+        return self._rows.nbytes + sum(int(m.nbytes) for m in self._masks.values())
 
     # -- per-state queries (host) -------------------------------------------------------------
 
