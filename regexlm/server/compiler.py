@@ -112,7 +112,8 @@ def _error_kind(error: RegexError) -> str:
 class PatternCompiler:
     """Compile patterns in a thread pool, once at a time, within ``timeout`` seconds.
 
-    ``max_failures`` bounds the cache of refusals.
+    ``max_failures`` and ``max_failure_chars`` (the patterns' characters, summed) bound the
+    cache of refusals, so clients sending ever new bad patterns cannot grow it past a few MB.
     """
 
     def __init__(
@@ -122,12 +123,15 @@ class PatternCompiler:
         timeout: float,
         metrics: ServiceMetrics,
         workers: int = 2,
-        max_failures: int = 4096,
+        max_failures: int = 1024,
+        max_failure_chars: int = 2_000_000,
     ):
         self._compile_fn = compile_fn
         self.timeout = timeout
         self.metrics = metrics
         self.max_failures = max_failures
+        self.max_failure_chars = max_failure_chars
+        self._failure_chars = 0
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="regexlm-compile")
         self._failures: OrderedDict[tuple[str, ...], CompileFailure] = OrderedDict()
         self._live: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
@@ -147,10 +151,15 @@ class PatternCompiler:
         return index, time.perf_counter() - started
 
     def _refuse(self, key: tuple[str, ...], failure: CompileFailure) -> None:
+        if key not in self._failures:
+            self._failure_chars += sum(map(len, key))
         self._failures[key] = failure
         self._failures.move_to_end(key)
-        while len(self._failures) > self.max_failures:
-            self._failures.popitem(last=False)
+        while len(self._failures) > 1 and (
+            len(self._failures) > self.max_failures or self._failure_chars > self.max_failure_chars
+        ):
+            old, _ = self._failures.popitem(last=False)
+            self._failure_chars -= sum(map(len, old))
 
     def _remember_live(self, key: tuple[str, ...], index: object) -> None:
         """Note a compiled index weakly: it is found here only while something else holds it."""
@@ -213,14 +222,16 @@ class PatternCompiler:
         except (asyncio.TimeoutError, TimeoutError):
             if future.done() and not future.cancelled() and future.exception() is None:
                 return future.result()[0], time.perf_counter() - started  # just in time
-            if key not in self._failures:
+            failure = self._failures.get(key)
+            if failure is None:
                 error = PatternTooComplexError(
                     f"compiling it took longer than this server's limit of {self.timeout:g} s",
                     limit="timeout",
                 )
+                failure = CompileFailure(error, None)
                 self.metrics.compile_errors.inc(kind="too_complex")
-                self._refuse(key, CompileFailure(error, None))
-            raise PatternRefused(self._failures[key]) from None
+                self._refuse(key, failure)
+            raise PatternRefused(failure) from None
         except RegexError as error:
             raise PatternRefused(CompileFailure(error, _index_of(error, key, is_list))) from None
         return index, time.perf_counter() - started

@@ -266,6 +266,19 @@ def test_refused_patterns_are_remembered():
     assert fake.compiled == [["x", "a(?=b)"]]
 
 
+def test_the_cache_of_refusals_is_bounded():
+    fake = ScriptedGenerator()
+    with TestClient(make_app(fake)) as client:
+        compiler = client.app.state.service.compiler
+        compiler.max_failure_chars = 100  # room for two of these 45-character patterns
+        patterns = [f"(?={c * 40})" for c in "abc"]
+        for pattern in patterns + patterns[2:] + patterns[:1]:
+            response = client.post(URL, json={"prompt": "a", "pattern": pattern}, headers=AUTH)
+            assert response.status_code == 400 and "lookahead" in response.json()["error"]
+    # The oldest refusal made room for the third; asked again, it was compiled again.
+    assert [fake.compiled.count(p) for p in patterns] == [2, 1, 1]
+
+
 def test_compile_time_limit():
     fake = ScriptedGenerator(compile_delay=1.0)
     with TestClient(make_app(fake, compile_timeout=0.2)) as client:
