@@ -116,7 +116,11 @@ class Generator:
 
         key = (pattern,) if isinstance(pattern, str) else tuple(pattern)
         vocabulary = self.vocabulary
-        found = index_cache.lookup(key, vocabulary.fingerprint, self.device, disk=False)
+        from regexlm.index.compiler import index_mode
+
+        found = index_cache.lookup(
+            key, vocabulary.fingerprint, self.device, disk=False, mode=index_mode()
+        )
         if found is not None:
             return Constraint.from_index(found, key), 0.0
         started = time.perf_counter()

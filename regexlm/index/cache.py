@@ -111,16 +111,24 @@ def clear_memory() -> None:
 
 
 def lookup(
-    patterns: tuple[str, ...], fingerprint: str, device: torch.device, *, disk: bool = True
+    patterns: tuple[str, ...],
+    fingerprint: str,
+    device: torch.device,
+    *,
+    disk: bool = True,
+    mode: str = "auto",
 ) -> TokenIndex | None:
-    """The cached index, from memory or (``disk``) from the directory; None on a miss."""
-    key = (patterns, fingerprint, _version(), str(device))
+    """The cached index, from memory or (``disk``) from the directory; None on a miss.
+
+    ``mode`` is the index mode it was compiled in (see :mod:`regexlm.index.compiler`); only
+    ``"auto"`` indexes are on disk."""
+    key = (patterns, fingerprint, _version(), str(device), mode)
     with _lock:
         found = _memory.get(key)
         if found is not None:
             _memory.move_to_end(key)
             return found
-    if not disk_enabled or not disk:
+    if not disk_enabled or not disk or mode != "auto":
         return None
     found = load(patterns, fingerprint, device)
     if found is not None:
@@ -128,9 +136,9 @@ def lookup(
     return found
 
 
-def store(index: TokenIndex, device: torch.device) -> None:
-    _remember((index.patterns, index.vocab_fingerprint, _version(), str(device)), index)
-    if disk_enabled and index.exact:
+def store(index: TokenIndex, device: torch.device, mode: str = "auto") -> None:
+    _remember((index.patterns, index.vocab_fingerprint, _version(), str(device), mode), index)
+    if disk_enabled and index.exact and mode == "auto":
         try:
             save(index)
             _evict_disk()

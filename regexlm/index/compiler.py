@@ -97,21 +97,21 @@ def compile(  # noqa: A001
     unknown = set(regex_options) - set(_REGEX_OPTIONS) - {"max_states"}
     if unknown:
         raise TypeError(f"unknown compile options: {', '.join(sorted(unknown))}")
-    if cache and (mode or index_mode()) == "auto":
-        found = index_cache.lookup(patterns, vocab.fingerprint, device)
+    mode = index_mode() if mode is None else mode
+    if mode not in ("auto", "lazy"):
+        raise ValueError(f"mode must be 'auto' or 'lazy', got {mode!r}")
+    if cache:
+        found = index_cache.lookup(patterns, vocab.fingerprint, device, mode=mode)
         if found is not None:
             return found
     started = time.perf_counter()
     automaton = compile_lazy(list(patterns) if len(patterns) > 1 else patterns[0], **options)
     regex_seconds = time.perf_counter() - started
-    mode = index_mode() if mode is None else mode
-    if mode not in ("auto", "lazy"):
-        raise ValueError(f"mode must be 'auto' or 'lazy', got {mode!r}")
     explore = None if mode == "lazy" else EXPLORE_STATES
     index = _index(automaton, vocab, device, patterns, explore=explore, full=False)
     index.info["regex_seconds"] = regex_seconds
-    if cache and mode == "auto":
-        index_cache.store(index, device)
+    if cache:
+        index_cache.store(index, device, mode)
     return index
 
 
