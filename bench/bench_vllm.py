@@ -9,7 +9,8 @@ patterns under:
 
 For each row: generated tokens/s with 1 and 16 concurrent requests (closed loop: a client sends
 its next request as soon as one is answered; free-text patterns with ``stop_after_match=false``,
-32 tokens at most, sampled); the time to first token of a request whose pattern was never seen
+32 tokens at most, sampled, and greedy at 16, where vLLM's sampler is cheapest and a processor's
+own cost shows most), each run alternating with (a) on the same engine; the time to first token of a request whose pattern was never seen
 before (a fresh literal in every pattern, so no cache helps; median of 5); and, over the
 realistic patterns of the generation tests with budgets that just fit a known match and generous
 ones, how many outputs fully match (Python ``re``), how many stayed a viable prefix, how many
@@ -20,11 +21,12 @@ Part 2: ``regexlm serve --engine vllm`` against ``--engine hf`` over HTTP on loo
 closed-loop clients (the workload of ``bench/bench_server.py``): requests/s, tokens/s, p50 and
 p95 latency.
 
-    .venv/bin/python bench/bench_vllm.py --write
+    .venv/bin/python bench/bench_vllm.py --write             # both parts
+    .venv/bin/python bench/bench_vllm.py --part serve --write
 
 Each engine runs in its own process (``--worker``), so vLLM's worker processes and memory are
-gone before the next one starts. ``--write`` records the tables under "vLLM (bench/bench_vllm.py)"
-in ``bench/RESULTS.md``.
+gone before the next one starts. ``--write`` records each part's table under its own heading
+("vLLM: ..." ) in ``bench/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -53,7 +55,8 @@ sys.path.insert(0, str(ROOT))
 from bench.environment import cpu_model, git_commit  # noqa: E402
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
-HEADING = "## vLLM (bench/bench_vllm.py)"
+HEADING = "## vLLM: regexlm's processor and vLLM's own backends (bench/bench_vllm.py)"
+SERVE_HEADING = "## vLLM: regexlm serve --engine vllm against --engine hf (bench/bench_vllm.py)"
 BACKENDS = ("xgrammar", "guidance", "outlines", "lm-format-enforcer")
 ENGINE_ENV = {
     "VLLM_CPU_KVCACHE_SPACE": "1",
@@ -155,6 +158,8 @@ class Engine:
         except Exception as exc:  # refused, or failed in the engine
             return {"error": f"{type(exc).__name__}: {exc}"[:300]}
         ended = time.perf_counter()
+        if finish not in ("stop", "length"):
+            return {"error": f"finished with {finish!r} after {len(ids)} tokens"}
         return {
             "ids": ids,
             "finish": finish,
@@ -169,7 +174,9 @@ class Engine:
         gc.collect()  # while the modules its __del__ uses are still there
 
 
-async def throughput(engine: Engine, kind: str, concurrency: int, seconds: float) -> dict:
+async def throughput(
+    engine: Engine, kind: str, concurrency: int, seconds: float, greedy: bool = False
+) -> dict:
     counter = 0
     tokens = 0
     done = 0
@@ -188,6 +195,7 @@ async def throughput(engine: Engine, kind: str, concurrency: int, seconds: float
                 THROUGHPUT_TOKENS,
                 seed=counter,
                 stop_after_match=False,
+                temperature=0.0 if greedy else 0.8,
             )
             result = await engine.request(prompt, params)
             if "error" in result:
@@ -298,16 +306,17 @@ async def run_worker(
             for _ in range(3):
                 await engine.request("Warm up: ", warm)
             out["rows"][kind]["ttft"] = await first_token(engine, kind)
-        for concurrency in (1, 16):
+        for concurrency, greedy in ((1, False), (16, False), (16, True)):
             runs: dict[str, list[dict]] = {kind: [] for kind in kinds}
             for _ in range(rounds):
                 for kind in kinds:
-                    runs[kind].append(await throughput(engine, kind, concurrency, seconds))
+                    runs[kind].append(await throughput(engine, kind, concurrency, seconds, greedy))
             for kind in kinds:
                 rates = [r["tokens_per_s"] for r in runs[kind]]
                 out["rows"][kind].setdefault("throughput", []).append(
                     {
                         "concurrency": concurrency,
+                        "greedy": greedy,
                         "tokens_per_s": statistics.median(rates),
                         "runs": rates,
                         "mean_tokens": statistics.mean(r["mean_tokens"] for r in runs[kind]),
@@ -477,86 +486,106 @@ def _fmt(value, digits=1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def render(engines: dict, serve: list[dict], args, load_before: float, load_after: float) -> str:
+def _header(heading: str, load_before: float, load_after: float) -> list[str]:
     from regexlm import __version__
 
-    names = {"regexlm": "(b) regexlm processor"}
-    for backend in BACKENDS:
-        names[backend] = f"(c) vLLM structured outputs: {backend}"
-    lines = [
-        HEADING,
+    return [
+        heading,
         "",
         f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
         f"- Version: regexlm {__version__} (commit {git_commit()}); {versions()}",
         f"- Machine: {cpu_model()}, {os.cpu_count()} logical CPUs, {platform.system()} "
         f"{platform.release()}; vLLM's CPU build, eager mode, VLLM_CPU_KVCACHE_SPACE=1",
-        "- Model: SmolLM2-135M-Instruct (the embedded default), max_model_len 1024, max_num_seqs 32",
+        "- Model: SmolLM2-135M-Instruct (the embedded default), max_model_len 1024",
         f"- Load average (1 min) before / after: {load_before:.2f} / {load_after:.2f}"
         + (
-            " -- the machine was shared with other work; absolute figures are pessimistic, "
-            "ratios within one engine are the comparable figures"
+            " -- the machine was shared with other work; absolute figures are pessimistic"
             if max(load_before, load_after) > 2.5
             else ""
         ),
         "",
-        "Each engine runs (a) no constraint and one constrained row on the same engine (vLLM "
-        "picks its structured-outputs backend per engine, so each backend has its own). "
-        f"Throughput: closed loop, {len(THROUGHPUT)} free-text prompt/pattern pairs in rotation "
+    ]
+
+
+def _ran(throughput: dict) -> bool:
+    return throughput["tokens_per_s"] > 0
+
+
+def render_engines(engines: dict, args, load_before: float, load_after: float) -> str:
+    names = {"regexlm": "(b) regexlm processor"}
+    for backend in BACKENDS:
+        names[backend] = f"(c) vLLM: {backend}"
+    lines = _header(HEADING, load_before, load_after) + [
+        "Each engine runs (a) no constraint and one constrained row (vLLM picks its "
+        "structured-outputs backend per engine, so each backend has its own engine; "
+        "max_num_seqs 32). Throughput: closed loop, "
+        f"{len(THROUGHPUT)} free-text prompt/pattern pairs in rotation "
         f"(`{'`, `'.join(p for _, p in THROUGHPUT)}`), stop_after_match=false, at most "
-        f"{THROUGHPUT_TOKENS} tokens, temperature 0.8, top_p 0.95; {args.rounds} runs of "
-        f"{args.seconds:g} s per row and concurrency, alternating with (a), median; tokens/s "
-        "counts generated tokens. TTFT: median of 5 greedy requests, each with a pattern never "
-        "seen before (a fresh literal inside). Outputs: the "
+        f"{THROUGHPUT_TOKENS} tokens, sampled (temperature 0.8, top_p 0.95) or greedy; "
+        f"{args.rounds} runs of {args.seconds:g} s per row and setting, alternating with (a) on "
+        "the same engine, median; tokens/s counts generated tokens. The ratio is to (a) on the "
+        "same engine in the same minutes. TTFT: median of 5 greedy requests, each with a "
+        "pattern never seen before (a fresh literal inside). Outputs: the "
         f"{len(realistic())} patterns of the generation tests, each with a budget that just fits "
         "a known match and one of 24 tokens, 2 seeds each, judged by Python `re` (unfinished "
         "outputs by the `regex` package's partial matching): full match / viable unfinished "
         "prefix / broken (not a prefix of any match, or ended where the text does not match) / "
-        f"error (refused or failed). Refusals: {len(REFUSAL_SET)} regular patterns "
-        "(word boundaries, flags, Unicode classes, big counted repeats, a 200-word alternation).",
+        f"error (refused or failed). Refusals: of {len(REFUSAL_SET)} regular patterns (word "
+        "boundaries, flags, Unicode classes, big counted repeats, a 200-word alternation).",
         "",
-        "| row | tokens/s, 1 request | tokens/s, 16 requests | (a) on the same engine, 16 | "
-        "ratio to (a) at 16 | TTFT new pattern (ms) | (a) TTFT (ms) | outputs: match / viable / "
-        "broken / error | matched when a match fitted | patterns refused |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|",
+        "| row | tokens/s, 1 request | tokens/s, 16 | ratio to (a), 16 | tokens/s, 16 greedy | "
+        "ratio to (a), 16 greedy | TTFT new pattern (ms) | (a) TTFT (ms) | outputs: match / "
+        "viable / broken / error | matched when a match fitted | refused |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
-    ratios = {}
+    ratios: dict[str, tuple] = {}
+    base_rows = []
     for name, data in engines.items():
         rows = data.get("rows", {})
-        kind = name
-        row, base = rows.get(kind), rows.get("none")
+        row, base = rows.get(name), rows.get("none")
         if not row or not base or "throughput" not in row:
-            lines.append(f"| {names[kind]} | engine failed: {data.get('failed', '?')} |||||||||")
+            lines.append(f"| {names[name]} | engine failed: {data.get('failed', '?')} |" + "|" * 9)
             continue
-        t1, t16 = row["throughput"]
-        b16 = base["throughput"][1]
-        ratio = t16["tokens_per_s"] / b16["tokens_per_s"] if b16["tokens_per_s"] else None
-        ratios[kind] = ratio
-        corr = row.get("correctness", {})
+        base_rows.append(base)
+        t1, t16, g16 = row["throughput"]
+        b16, bg16 = base["throughput"][1], base["throughput"][2]
+        corr, refused = row.get("correctness", {}), row.get("refusals", {})
         outputs = f"{corr['match']} / {corr['viable']} / {corr['broken']} / {corr['error']}"
-        fitted = f"{corr['matched_when_fit']} / {corr['fit']}"
-        refused = f"{len(row['refusals']['refused'])} / {row['refusals']['of']}"
+        if not _ran(t16):
+            lines.append(
+                f"| {names[name]} | did not run: every request ended with no token | | | | | | | "
+                f"{outputs} | | {len(refused.get('refused', []))} / {refused.get('of', '-')} |"
+            )
+            continue
+        r16 = t16["tokens_per_s"] / b16["tokens_per_s"]
+        rg16 = g16["tokens_per_s"] / bg16["tokens_per_s"]
+        ratios[name] = (r16, rg16)
         ttft, base_ttft = row["ttft"]["ttft_median_s"], base["ttft"]["ttft_median_s"]
         lines.append(
-            f"| {names[kind]} | {_fmt(t1['tokens_per_s'])} | {_fmt(t16['tokens_per_s'])} | "
-            f"{_fmt(b16['tokens_per_s'])} | {_fmt(ratio, 3)} | "
+            f"| {names[name]} | {_fmt(t1['tokens_per_s'])} | {_fmt(t16['tokens_per_s'])} | "
+            f"{r16:.3f} | {_fmt(g16['tokens_per_s'])} | {rg16:.3f} | "
             f"{_fmt(None if ttft is None else 1000 * ttft, 0)} | "
-            f"{_fmt(None if base_ttft is None else 1000 * base_ttft, 0)} | "
-            f"{outputs} | {fitted} | {refused} |"
+            f"{_fmt(None if base_ttft is None else 1000 * base_ttft, 0)} | {outputs} | "
+            f"{corr['matched_when_fit']} / {corr['fit']} | "
+            f"{len(refused['refused'])} / {refused['of']} |"
+        )
+    for base in base_rows[:1]:
+        t1, t16, g16 = base["throughput"]
+        lines.append(
+            f"| (a) no constraint, on regexlm's engine | {_fmt(t1['tokens_per_s'])} | "
+            f"{_fmt(t16['tokens_per_s'])} | 1 | {_fmt(g16['tokens_per_s'])} | 1 | | "
+            f"{_fmt(1000 * base['ttft']['ttft_median_s'], 0)} | | | |"
         )
     notes = [""]
-    if "regexlm" in ratios and ratios["regexlm"] is not None:
-        others = {k: v for k, v in ratios.items() if k != "regexlm" and v is not None}
-        best = max(others.items(), key=lambda kv: kv[1]) if others else None
-        notes.append(
-            f"At 16 requests regexlm's processor keeps {ratios['regexlm']:.1%} of the "
-            "unconstrained tokens/s on its engine (target: at least 95 %)"
-            + (
-                f"; the best of vLLM's own backends, {best[0]}, keeps {best[1]:.1%} on its."
-                if best
-                else "."
+    if "regexlm" in ratios:
+        others = {k: v for k, v in ratios.items() if k != "regexlm"}
+        for label, i in (("sampled", 0), ("greedy", 1)):
+            best = max(others.items(), key=lambda kv: kv[1][i]) if others else None
+            notes.append(
+                f"- 16 requests, {label}: regexlm's processor keeps {ratios['regexlm'][i]:.1%} of "
+                "the unconstrained tokens/s on its engine (target: at least 95 %)"
+                + (f"; the best of vLLM's own, {best[0]}, {best[1][i]:.1%}." if best else ".")
             )
-        )
-        notes.append("")
     for name, data in engines.items():
         row = data.get("rows", {}).get(name, {})
         refused = row.get("refusals", {}).get("refused")
@@ -566,14 +595,16 @@ def render(engines: dict, serve: list[dict], args, load_before: float, load_afte
         if broken:
             notes.append(f"- {names[name]}, broken outputs (first ones): " + "; ".join(broken))
         runs = [t.get("runs") for t in row.get("throughput", [])]
-        base_runs = [
-            t.get("runs") for t in data.get("rows", {}).get("none", {}).get("throughput", [])
-        ]
-        if runs and base_runs:
-            show = lambda rs: ", ".join(f"{r:.0f}" for r in rs)  # noqa: E731
+        base = data.get("rows", {}).get("none", {}).get("throughput", [])
+        if len(runs) == 3 and len(base) == 3 and _ran(row["throughput"][1]):
+
+            def show(rates):
+                return ", ".join(f"{r:.0f}" for r in rates)
+
             notes.append(
-                f"- {names[name]}: the runs at 16 requests, tokens/s: {show(runs[1])} "
-                f"(and (a) {show(base_runs[1])})"
+                f"- {names[name]}, the runs at 16 (tokens/s): sampled {show(runs[1])} against "
+                f"(a) {show(base[1]['runs'])}; greedy {show(runs[2])} against "
+                f"(a) {show(base[2]['runs'])}"
             )
     starts = ", ".join(
         f"{name} {data['engine_start_s']:.0f} s"
@@ -581,43 +612,43 @@ def render(engines: dict, serve: list[dict], args, load_before: float, load_afte
         if "engine_start_s" in data
     )
     notes.append(f"- engine start (eager): {starts}")
-    lines += notes
-    if serve:
-        lines += [
-            "",
-            "### regexlm serve --engine vllm against --engine hf",
-            "",
-            "The workload of bench/bench_server.py (8 prompt/pattern pairs, max_new_tokens 16, "
-            "stop_after_match true, sampled), closed-loop clients over HTTP on 127.0.0.1, "
-            f"{args.serve_seconds:g} s per run after a warm-up, --max-batch-size 32 for both.",
-            "",
-            "| engine | clients | requests/s | tokens/s | p50 latency (s) | p95 latency (s) | "
-            "requests | errors |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-        for r in serve:
+    return "\n".join(lines + notes) + "\n"
+
+
+def render_serve(serve: list[dict], args, load_before: float, load_after: float) -> str:
+    lines = _header(SERVE_HEADING, load_before, load_after) + [
+        "The workload of bench/bench_server.py (8 prompt/pattern pairs, max_new_tokens 16, "
+        "stop_after_match true, sampled), closed-loop clients over HTTP on 127.0.0.1, "
+        f"{args.serve_seconds:g} s per run after a warm-up, --max-batch-size 32 for both; "
+        "vLLM eager with --max-model-len 1024, hf on torch's CPU threads.",
+        "",
+        "| engine | clients | requests/s | tokens/s | p50 latency (s) | p95 latency (s) | "
+        "requests | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in serve:
+        lines.append(
+            f"| {r['engine']} | {r['clients']} | {r['rps']:.2f} | {r['tps']:.1f} | "
+            f"{r['p50']:.3f} | {r['p95']:.3f} | {r['requests']} | {r['errors']} |"
+        )
+    by = {(r["engine"], r["clients"]): r for r in serve}
+    lines.append("")
+    for clients in args.concurrency:
+        v, h = by.get(("vllm", clients)), by.get(("hf", clients))
+        if v and h and h["rps"] > 0:
             lines.append(
-                f"| {r['engine']} | {r['clients']} | {r['rps']:.2f} | {r['tps']:.1f} | "
-                f"{r['p50']:.3f} | {r['p95']:.3f} | {r['requests']} | {r['errors']} |"
+                f"- {clients} clients: vLLM {v['rps'] / h['rps']:.2f}x the requests/s of hf; "
+                f"p50 {v['p50']:.3f} s against {h['p50']:.3f} s, "
+                f"p95 {v['p95']:.3f} s against {h['p95']:.3f} s."
             )
-        by = {(r["engine"], r["clients"]): r for r in serve}
-        lines.append("")
-        for clients in args.concurrency:
-            v, h = by.get(("vllm", clients)), by.get(("hf", clients))
-            if v and h and h["rps"] > 0:
-                lines.append(
-                    f"- {clients} clients: vLLM {v['rps'] / h['rps']:.2f}x the requests/s of hf; "
-                    f"p50 {v['p50']:.3f} s against {h['p50']:.3f} s, "
-                    f"p95 {v['p95']:.3f} s against {h['p95']:.3f} s."
-                )
     return "\n".join(lines) + "\n"
 
 
-def write_section(section: str) -> None:
+def write_section(section: str, heading: str) -> None:
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    start = text.find(HEADING)
+    start = text.find(heading)
     if start >= 0:
-        following = text.find("\n## ", start + len(HEADING))
+        following = text.find("\n## ", start + len(heading))
         end = len(text) if following < 0 else following + 1
         text = text[:start] + section + ("\n" + text[end:] if following >= 0 else "")
     else:
@@ -636,7 +667,9 @@ def main(argv: list[str] | None = None) -> int:
         "--serve-seconds", type=float, default=20.0, help="measured time per HTTP run"
     )
     parser.add_argument("--backends", nargs="*", default=list(BACKENDS))
-    parser.add_argument("--no-serve", action="store_true", help="skip part 2 (the HTTP services)")
+    parser.add_argument(
+        "--part", choices=("engines", "serve", "both"), default="both", help="what to measure"
+    )
     parser.add_argument("--write", action="store_true", help=f"record the results in {RESULTS}")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--kinds", nargs="*", help=argparse.SUPPRESS)
@@ -653,16 +686,23 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.out).write_text(json.dumps(data))
         return 0
 
-    load_before = os.getloadavg()[0]
-    engines = {"regexlm": worker_process(None, ["none", "regexlm"], args.seconds, args.rounds)}
-    for backend in args.backends:
-        engines[backend] = worker_process(backend, ["none", backend], args.seconds, args.rounds)
-    serve = [] if args.no_serve else serve_runs(args.serve_seconds, args.concurrency, 16)
-    load_after = os.getloadavg()[0]
-    section = render(engines, serve, args, load_before, load_after)
-    print(section)
+    sections = []
+    if args.part in ("engines", "both"):
+        load_before = os.getloadavg()[0]
+        engines = {"regexlm": worker_process(None, ["none", "regexlm"], args.seconds, args.rounds)}
+        for backend in args.backends:
+            engines[backend] = worker_process(backend, ["none", backend], args.seconds, args.rounds)
+        section = render_engines(engines, args, load_before, os.getloadavg()[0])
+        sections.append((section, HEADING))
+    if args.part in ("serve", "both"):
+        load_before = os.getloadavg()[0]
+        serve = serve_runs(args.serve_seconds, args.concurrency, 16)
+        sections.append((render_serve(serve, args, load_before, os.getloadavg()[0]), SERVE_HEADING))
+    for section, heading in sections:
+        print(section)
+        if args.write:
+            write_section(section, heading)
     if args.write:
-        write_section(section)
         print(f"written to {RESULTS}")
     return 0
 

@@ -190,11 +190,14 @@ class VllmModel:
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
+        top_k, top_p = int(request.top_k), float(request.top_p)
+        if top_p == 0.0:  # "only the most likely token(s)"; vLLM wants 0 < top_p <= 1
+            top_k, top_p = 1, 1.0
         return SamplingParams(
             max_tokens=request.max_new_tokens,
             temperature=float(request.temperature),
-            top_k=int(request.top_k),
-            top_p=float(request.top_p),
+            top_k=top_k,
+            top_p=top_p,
             repetition_penalty=float(request.repetition_penalty),
             seed=request.seed,
             detokenize=False,
@@ -221,9 +224,11 @@ class VllmModel:
         walk = _Walk(index, request, self.vocabulary.token_bytes)
         request_id = f"regexlm-{uuid.uuid4().hex}"
         first_token_at = None
-        stream = self.llm.generate(
-            {"prompt_token_ids": prompt_ids}, self.sampling_params(request), request_id
-        )
+        try:
+            params = self.sampling_params(request)
+        except Exception as exc:  # vLLM's own validation of the parameters: the request's fault
+            raise ValueError(str(exc)) from exc
+        stream = self.llm.generate({"prompt_token_ids": prompt_ids}, params, request_id)
         try:
             async for output in stream:
                 for token in output.outputs[0].token_ids:
@@ -236,6 +241,10 @@ class VllmModel:
                         break
                 if walk.stop_reason is not None:
                     break
+        except Exception as exc:
+            if _is_client_error(exc):  # vLLM refused the request itself: a 400, not a 500
+                raise ValueError(str(exc)) from exc
+            raise
         finally:
             if walk.stop_reason is not None:
                 await stream.aclose()  # aborts the request in vLLM if it is still running
@@ -254,6 +263,14 @@ class VllmModel:
                 "decode_s": ended - first_token_at,
             },
         )
+
+
+def _is_client_error(exc: BaseException) -> bool:
+    try:
+        from vllm.exceptions import VLLMClientError
+    except ImportError:  # pragma: no cover - older vLLM
+        return False
+    return isinstance(exc, VLLMClientError)
 
 
 class _Walk:

@@ -120,3 +120,24 @@ def test_a_prompt_too_long_for_the_context_is_refused(model):
     request = GenerationRequest("word " * 80, "a", max_new_tokens=8)
     with pytest.raises(PromptTooLongError, match="exceed the model's context of 64"):
         run(model, request, [])
+
+
+def test_sampling_parameters_map_to_vllms(model):
+    request = GenerationRequest(
+        "p",
+        "a+",
+        max_new_tokens=7,
+        temperature=0.7,
+        top_k=0,
+        top_p=0.5,
+        repetition_penalty=1.3,
+        seed=11,
+        stop_after_match=False,
+    )
+    params = model.sampling_params(request)
+    assert (params.max_tokens, params.temperature, params.top_k, params.top_p) == (7, 0.7, 0, 0.5)
+    assert params.repetition_penalty == 1.3 and params.seed == 11
+    assert params.extra_args == {"regex": "a+", "stop_after_match": False}
+    # top_p=0 keeps only the most likely token(s); vLLM wants 0 < top_p, so it is top_k=1
+    params = model.sampling_params(GenerationRequest("p", "a+", temperature=0.7, top_p=0.0))
+    assert (params.top_k, params.top_p) == (1, 1.0)
