@@ -136,9 +136,9 @@ class RegexLogitsProcessor(_Base):
             if token in self._eos:
                 done[b] = True
                 continue
-            if not 0 <= token < len(self._class_of):
+            if not 0 <= token < self._index.vocab_size:
                 return None
-            nxt = int(self._next_by_class[states[b], self._class_of[token]])
+            nxt = self._index.next_state(states[b], token)  # builds the row if needed
             if nxt < 0:
                 return None
             states[b] = nxt
@@ -151,13 +151,14 @@ class RegexLogitsProcessor(_Base):
         from regexlm.ops.reference import allowed_mask
 
         index = self._index
+        index.ensure_rows(self._states)  # rows of states reached for the first time
         states = torch.tensor(self._states, dtype=torch.int32, device=device)  # [B]
         if self.max_new_tokens is None:
             budget = -1  # no budget: only the grammar mask
         else:
             budget = max(self.max_new_tokens - self._generated, 0)
         budgets = torch.full_like(states, budget)  # [B]
-        allowed = allowed_mask(states, budgets, index)  # [B, V]
+        allowed = allowed_mask(states, budgets, index.tables())  # [B, V]
         if self._blocked_eos.numel():
             allowed[:, self._blocked_eos.to(device)] = False
         # Like the Generator, a row stops after the first *generated* token that makes a match:
@@ -178,7 +179,7 @@ class RegexLogitsProcessor(_Base):
         return allowed
 
     def _is_match(self, state: int) -> bool:
-        return self._match_index[state] >= 0
+        return self._index.is_match(state)
 
     # -- the index, built for the width and device of the scores ---------------------------------
 
@@ -193,9 +194,6 @@ class RegexLogitsProcessor(_Base):
         index = compile_index(self.pattern, vocabulary, device=device)
         self._index = index
         self._index_key = key
-        self._next_by_class = index.next_by_class.cpu().numpy()  # [S, C]
-        self._class_of = index.class_of.cpu().numpy()  # [V]
-        self._match_index = index.match_index.cpu().numpy()  # [S]
         eos = [int(e) for e in index.eos_ids]
         allowed_eos = [e for e in eos if self._eos_filter is None or e in self._eos_filter]
         if not allowed_eos:

@@ -305,3 +305,30 @@ def test_moore_and_hopcroft_give_the_same_minimal_dfa(case):
     a = mz.renumber(table, accept, dfa.start, by_moore)
     b = mz.renumber(table, accept, dfa.start, by_hopcroft)
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2], pattern
+
+
+@SETTINGS
+@given(pattern_cases(), st.randoms(use_true_random=False))
+@example_budget()
+def test_lazy_dfa_agrees_with_re_and_the_eager_dfa(case, rng):
+    """The lazy automaton accepts what ``re`` accepts, is viable exactly where the eager DFA is,
+    and its byte distances are the eager DFA's shortest completions, state by state."""
+    from regexlm.automata import compile_lazy
+
+    pattern, strings = case
+    both = _compile_both(pattern)
+    if both is None:
+        return
+    compiled, dfa = both
+    lazy = compile_lazy(pattern, timeout=None)
+    dist = distances_to_match(dfa)
+    for s in strings:
+        assert lazy.fullmatch(s) == (compiled.fullmatch(s) is not None), (pattern, s)
+        for k in range(len(s) + 1):
+            data = s[:k].encode()
+            assert lazy.is_viable(data) == dfa.is_viable(data), (pattern, s[:k])
+            q, e = lazy.run(data), dfa.run(data)
+            if e:
+                assert lazy.byte_distance(q) == dist[e], (pattern, s[:k])
+    for data in dfa_walks(dfa, rng):
+        assert lazy.fullmatch(data), (pattern, data)
