@@ -62,14 +62,18 @@ ENGINE_ENV = {
     "VLLM_CPU_KVCACHE_SPACE": "1",
     "HF_HUB_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",
+    # lets the bench hand vLLM's worker a function that reads the processor's counters
+    "VLLM_ALLOW_INSECURE_SERIALIZATION": "1",
 }
 
-# Free text for the throughput runs: long matches, so requests run their budget or close to it.
+# Free text for the throughput runs. Each pattern ends with a NUL byte, which the model never
+# chooses by itself: every request runs its whole budget in every row ((a) ignores EOS), so the
+# rows compare the same number of prefills and decode steps.
 THROUGHPUT = [
-    ("Describe the sea in a few words: ", r"[a-z ,.']+"),
-    ("List some numbers: ", r"(\d+, )*\d+"),
-    ("Write one line about cats: ", r"[^\n]+"),
-    ("Name some animals: ", r"[A-Z][a-z]+(, [A-Z][a-z]+)*"),
+    ("Describe the sea in a few words: ", r"[a-z ,.']+\x00"),
+    ("List some numbers: ", r"(\d+, )*\d+\x00"),
+    ("Write one line about cats: ", r"[^\n]+\x00"),
+    ("Name some animals: ", r"[A-Z][a-z]+(, [A-Z][a-z]+)*\x00"),
 ]
 THROUGHPUT_TOKENS = 32
 
@@ -128,6 +132,16 @@ def sampling(kind: str, pattern, max_tokens: int, *, seed: int, stop_after_match
     return SamplingParams(**options)
 
 
+def _processor_stats(worker) -> list[dict]:
+    """Runs in vLLM's worker: the counters of the active regexlm processor(s) there."""
+    processors = worker.model_runner.input_batch.logitsprocs.all
+    return [
+        dict(p.stats)
+        for p in processors
+        if type(p).__name__ == "RegexLogitsProcessor" and getattr(p, "active", False)
+    ]
+
+
 class Engine:
     def __init__(self, backend: str | None, model: str):
         from vllm.engine.arg_utils import AsyncEngineArgs
@@ -167,6 +181,17 @@ class Engine:
             "latency": ended - started,
         }
 
+    async def processor_time(self) -> tuple[int, float] | None:
+        """(steps, seconds) regexlm's processor has spent in vLLM's worker so far."""
+        try:
+            found = await self.llm.collective_rpc(_processor_stats)
+        except Exception:  # not available on this build: the figure is left out
+            return None
+        stats = [s for per_worker in found for s in per_worker]
+        if not stats:
+            return None
+        return sum(s["steps"] for s in stats), sum(s["seconds"] for s in stats)
+
     def shutdown(self) -> None:
         llm, self.llm = self.llm, None
         llm.shutdown()
@@ -196,6 +221,7 @@ async def throughput(
                 seed=counter,
                 stop_after_match=False,
                 temperature=0.0 if greedy else 0.8,
+                **({"ignore_eos": True} if kind == "none" else {}),
             )
             result = await engine.request(prompt, params)
             if "error" in result:
@@ -206,11 +232,20 @@ async def throughput(
             done += 1
             lengths.append(n)
 
+    before = await engine.processor_time() if kind == "regexlm" else None
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
+    after = await engine.processor_time() if before is not None else None
+    inside = None
+    if before is not None and after is not None:
+        inside = {
+            "share": (after[1] - before[1]) / elapsed,
+            "ms_per_step": 1000 * (after[1] - before[1]) / max(after[0] - before[0], 1),
+        }
     return {
         "concurrency": concurrency,
+        "processor": inside,
         "tokens_per_s": tokens / elapsed,
         "requests": done,
         "mean_tokens": statistics.mean(lengths) if lengths else 0.0,
@@ -320,6 +355,7 @@ async def run_worker(
                         "tokens_per_s": statistics.median(rates),
                         "runs": rates,
                         "mean_tokens": statistics.mean(r["mean_tokens"] for r in runs[kind]),
+                        "processor": [r.get("processor") for r in runs[kind]],
                         "errors": sum(r["errors"] for r in runs[kind]),
                     }
                 )
@@ -331,6 +367,61 @@ async def run_worker(
     finally:
         engine.shutdown()
     return out
+
+
+def processor_cost(steps: int = 200, batch: int = 16) -> dict:
+    """The processor's own time per step, outside any engine: ``batch`` rows of the throughput
+    workload (4 patterns), V1 batch updates, fp32 logits of the model's width, each row drawing
+    an allowed token at random; median over ``steps`` after a warm-up. Torch runs on one thread:
+    in a process that imported vLLM but is not one of its workers (which bind their threads to
+    cores), two-thread element-wise ops are many times slower than in either."""
+    from types import SimpleNamespace
+
+    import torch
+    from vllm.v1.sample.logits_processor import BatchUpdate
+
+    from regexlm.index import Vocabulary
+    from regexlm.models import load_tokenizer
+    from regexlm.vllm.processor import RegexLogitsProcessor
+
+    torch.set_num_threads(1)
+    vocabulary = Vocabulary.from_tokenizer(load_tokenizer(), vocab_size=49152)
+
+    class Processor(RegexLogitsProcessor):
+        def load_vocabulary(self):
+            return vocabulary
+
+    config = SimpleNamespace(
+        model_config=SimpleNamespace(max_model_len=1024), speculative_config=None
+    )
+    processor = Processor(config, torch.device("cpu"), False)
+    outputs = [[] for _ in range(batch)]
+    added = [
+        (
+            i,
+            SimpleNamespace(
+                extra_args={"regex": THROUGHPUT[i % len(THROUGHPUT)][1], "stop_after_match": False},
+                max_tokens=10**6,
+            ),
+            [1, 2, 3],
+            outputs[i],
+        )
+        for i in range(batch)
+    ]
+    processor.update_state(BatchUpdate(batch, [], added, []))
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(batch, 49152, generator=generator)  # [B, V]
+    times = []
+    for step in range(steps + 20):
+        work = logits.clone()
+        started = time.perf_counter()
+        masked = processor.apply(work)
+        if step >= 20:
+            times.append(time.perf_counter() - started)
+        noisy = masked + torch.rand(batch, 49152, generator=generator)  # a random allowed token
+        for row, token in enumerate(noisy.argmax(dim=1).tolist()):
+            outputs[row].append(token)
+    return {"apply_ms_median": 1000 * statistics.median(times), "batch": batch, "steps": steps}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -511,7 +602,9 @@ def _ran(throughput: dict) -> bool:
     return throughput["tokens_per_s"] > 0
 
 
-def render_engines(engines: dict, args, load_before: float, load_after: float) -> str:
+def render_engines(
+    engines: dict, args, load_before: float, load_after: float, cost: dict | None = None
+) -> str:
     names = {"regexlm": "(b) regexlm processor"}
     for backend in BACKENDS:
         names[backend] = f"(c) vLLM: {backend}"
@@ -520,8 +613,10 @@ def render_engines(engines: dict, args, load_before: float, load_after: float) -
         "structured-outputs backend per engine, so each backend has its own engine; "
         "max_num_seqs 32). Throughput: closed loop, "
         f"{len(THROUGHPUT)} free-text prompt/pattern pairs in rotation "
-        f"(`{'`, `'.join(p for _, p in THROUGHPUT)}`), stop_after_match=false, at most "
-        f"{THROUGHPUT_TOKENS} tokens, sampled (temperature 0.8, top_p 0.95) or greedy; "
+        f"(`{'`, `'.join(p for _, p in THROUGHPUT)}`: free text closed by a NUL byte the model "
+        "never chooses, so every request runs its whole budget; (a) ignores EOS), "
+        f"stop_after_match=false, {THROUGHPUT_TOKENS} tokens, sampled (temperature 0.8, top_p "
+        "0.95) or greedy; "
         f"{args.rounds} runs of {args.seconds:g} s per row and setting, alternating with (a) on "
         "the same engine, median; tokens/s counts generated tokens. The ratio is to (a) on the "
         "same engine in the same minutes. TTFT: median of 5 greedy requests, each with a "
@@ -612,6 +707,32 @@ def render_engines(engines: dict, args, load_before: float, load_after: float) -
         if "engine_start_s" in data
     )
     notes.append(f"- engine start (eager): {starts}")
+    regexlm_row = engines.get("regexlm", {}).get("rows", {}).get("regexlm", {})
+    for setting, label in ((1, "16 requests, sampled"), (2, "16 requests, greedy")):
+        settings = regexlm_row.get("throughput") or [{}, {}, {}]
+        measured = [p for p in settings[setting].get("processor", []) if p]
+        if measured:
+            notes.append(
+                f"- inside regexlm's processor in vLLM's worker, {label}: "
+                + ", ".join(
+                    f"{p['share']:.1%} of the time ({p['ms_per_step']:.2f} ms a step)"
+                    for p in measured
+                )
+            )
+    if cost:
+        base = engines.get("regexlm", {}).get("rows", {}).get("none", {}).get("throughput")
+        step = ""
+        if base and _ran(base[2]):
+            step_ms = 1000 * 16 / base[2]["tokens_per_s"]
+            step = (
+                f", against a step of about {step_ms:.0f} ms for 16 greedy rows here (16 / the "
+                f"tokens/s of (a)): {cost['apply_ms_median'] / step_ms:.1%}"
+            )
+        notes.append(
+            f"- the processor's own time per step, outside any engine ({cost['batch']} rows of the "
+            f"throughput patterns, logits 49,152 wide, torch on 1 thread, median of "
+            f"{cost['steps']} steps): {cost['apply_ms_median']:.2f} ms{step}"
+        )
     return "\n".join(lines + notes) + "\n"
 
 
@@ -692,7 +813,8 @@ def main(argv: list[str] | None = None) -> int:
         engines = {"regexlm": worker_process(None, ["none", "regexlm"], args.seconds, args.rounds)}
         for backend in args.backends:
             engines[backend] = worker_process(backend, ["none", backend], args.seconds, args.rounds)
-        section = render_engines(engines, args, load_before, os.getloadavg()[0])
+        cost = processor_cost()
+        section = render_engines(engines, args, load_before, os.getloadavg()[0], cost)
         sections.append((section, HEADING))
     if args.part in ("serve", "both"):
         load_before = os.getloadavg()[0]

@@ -7,19 +7,28 @@ translates that to the batch's joint classes (:mod:`regexlm.vllm.joint`, rebuilt
 batch's patterns change) and writes ``-inf`` over every forbidden logit at once. Rows that are
 *done* (matched with ``stop_after_match``, or cannot go on) may draw only end-of-sequence; a
 row left with nothing allowed becomes done, so vLLM never samples from a row of ``-inf``.
+
+On an accelerator the write is one gather of a ``[B, V]`` mask and one ``masked_fill_``. On the
+CPU, where both are slow next to an add, each distinct row decision is turned once into a ``[V]``
+bias of 0 and -inf (kept in a small cache bounded by bytes: rows of one pattern in one state
+share it) and added to its row; a step then costs one add per constrained row.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+from collections import OrderedDict
 
 import numpy as np
 import torch
 
-from regexlm.vllm.joint import JointClasses, build_joint, token_mask
+from regexlm.vllm.joint import JointClasses, apply_mask, build_joint, token_mask
 from regexlm.vllm.rows import RowState, keep_classes
 
 logger = logging.getLogger("regexlm.vllm")
+
+ROW_BIAS_BYTES = 64 << 20  # CPU row biases kept between steps
 
 
 class BatchMasker:
@@ -33,6 +42,12 @@ class BatchMasker:
         # The last step's decisions and the token mask made from them.
         self._last: tuple[tuple, np.ndarray, torch.Tensor] | None = None
         self.gathers = 0
+        #: Per-row cached biases (True), one batched gather and masked fill (False), or by the
+        #: logits' device: biases on the CPU (None).
+        self.row_biases: bool | None = None
+        # row decision (bytes) -> bias [V], for the current joint classes.
+        self._row_bias: OrderedDict[bytes, torch.Tensor] = OrderedDict()
+        self._row_bias_key: tuple | None = None
 
     def joint_for(self, patterns: list, width: int, device) -> JointClasses:
         class_ofs = [p.class_of() for p in patterns]
@@ -82,6 +97,12 @@ class BatchMasker:
         finishing = [position for position, row in rows if row.done]
         if finishing:
             forbid[finishing] = ~joint.is_eos
+        row_biases = self.row_biases
+        if row_biases is None:
+            row_biases = logits.device.type == "cpu"
+        if row_biases:
+            self._add_row_biases(logits, forbid, joint)
+            return logits
         last = self._last
         if (
             last is not None
@@ -89,11 +110,35 @@ class BatchMasker:
             and last[1].shape == forbid.shape
             and np.array_equal(last[1], forbid)
             and last[2].device == logits.device
+            and last[2].dtype in (torch.bool, logits.dtype)
         ):
             mask = last[2]
         else:
-            mask = token_mask(forbid, joint, logits.device)  # [B, V]
+            mask = token_mask(forbid, joint, logits)  # [B, V]
             self._last = (joint.key, forbid, mask)
             self.gathers += 1
-        logits.masked_fill_(mask, float("-inf"))
+        apply_mask(logits, mask)
         return logits
+
+    def _add_row_biases(self, logits: torch.Tensor, forbid: np.ndarray, joint) -> None:
+        """CPU: add each constrained row's cached ``[V]`` bias of 0 / -inf to its logits."""
+        key = (joint.key, logits.dtype, logits.shape[1])
+        if self._row_bias_key != key:
+            self._row_bias.clear()
+            self._row_bias_key = key
+        capacity = max(8, ROW_BIAS_BYTES // (logits.shape[1] * logits.element_size()))
+        for position in np.flatnonzero(forbid.any(axis=1)).tolist():
+            decision = forbid[position]
+            code = decision.tobytes()
+            bias = self._row_bias.get(code)
+            if bias is None:
+                per_class = torch.zeros(decision.shape[0], dtype=logits.dtype)  # [J]
+                per_class[torch.from_numpy(decision)] = -math.inf
+                bias = per_class.index_select(0, joint.joint_of_token)  # [V]
+                self._row_bias[code] = bias
+                self.gathers += 1
+                while len(self._row_bias) > capacity:
+                    self._row_bias.popitem(last=False)
+            else:
+                self._row_bias.move_to_end(code)
+            logits[position].add_(bias)  # -inf + a finite logit is -inf

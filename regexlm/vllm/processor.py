@@ -37,6 +37,7 @@ the first step with an empty completion, and the reason is logged.
 from __future__ import annotations
 
 import logging
+import time
 import weakref
 
 import torch
@@ -128,6 +129,8 @@ class RegexLogitsProcessor(_V1Processor, _V2Processor):
             and not getattr(self.model_config, "logits_processors", None)
         )
         self.rows = ConstrainedRows()
+        #: Steps this processor masked and the seconds it spent in them (for benchmarks).
+        self.stats = {"steps": 0, "seconds": 0.0}
         self._patterns: PatternCache | None = None
         self._masker: BatchMasker | None = None
         self.active = _claim(vllm_config, self)
@@ -211,10 +214,16 @@ class RegexLogitsProcessor(_V1Processor, _V2Processor):
                 self.rows.move(a, b)
 
     def apply(self, logits: torch.Tensor, ctx=None) -> torch.Tensor:
-        if ctx is not None:
-            return self._apply_v2(logits, ctx)
         if not self.rows:
             return logits
+        started = time.perf_counter()
+        try:
+            return self._apply_v2(logits, ctx) if ctx is not None else self._apply_v1(logits)
+        finally:
+            self.stats["steps"] += 1
+            self.stats["seconds"] += time.perf_counter() - started
+
+    def _apply_v1(self, logits: torch.Tensor) -> torch.Tensor:
         batch = logits.shape[0]  # logits: [B, V]
         rows = []
         for slot, row in self.rows.rows.items():
@@ -236,8 +245,6 @@ class RegexLogitsProcessor(_V1Processor, _V2Processor):
         pass
 
     def _apply_v2(self, logits: torch.Tensor, ctx) -> torch.Tensor:
-        if not self.rows:
-            return logits
         slots = ctx.idx_mapping_np  # [num_reqs] row -> slot
         if logits.shape[0] != len(slots):  # one row per draft token: speculative decoding
             logger.error("regexlm cannot mask speculative-decoding rows; skipping the step")

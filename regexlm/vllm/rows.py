@@ -154,7 +154,8 @@ def keep_classes(pattern, states: np.ndarray, remaining: np.ndarray) -> np.ndarr
     nxt = next_by_class[states]  # [b, C]
     allowed = nxt >= 0
     # Budget: where a match is reachable in the budget, keep only classes that keep it so.
-    in_budget = min_tokens[states] <= remaining  # [b]
+    # (A row past its budget, which vLLM would have ended, gets the plain viable mask.)
+    in_budget = (min_tokens[states] <= remaining) & (remaining >= 1)  # [b]
     after = min_tokens[np.where(allowed, nxt, 0)]  # [b, C]
     keeps_promise = after <= (remaining - 1)[:, None]
     return allowed & (~in_budget[:, None] | keeps_promise)

@@ -51,7 +51,7 @@ def indexes(vocabulary):
     return {p: regexlm.compile(p, vocabulary, device="cpu") for p in PATTERNS}
 
 
-def make_processor(vocabulary, *args):
+def make_processor(vocabulary, *args, row_biases=None, build=True):
     class Processor(RegexLogitsProcessor):
         def load_vocabulary(self):
             return vocabulary
@@ -59,7 +59,12 @@ def make_processor(vocabulary, *args):
     config = SimpleNamespace(
         model_config=SimpleNamespace(max_model_len=MAX_MODEL_LEN), speculative_config=None
     )
-    return Processor(config, *args)
+    processor = Processor(config, *args)
+    if build:
+        processor.patterns  # noqa: B018 - makes the masker
+        # None: the CPU's per-row biases; False: the accelerators' batched gather and masked fill
+        processor._masker.row_biases = row_biases
+    return processor
 
 
 @dataclass(eq=False)
@@ -138,7 +143,8 @@ def new_request(draw, rng) -> Request:
 @given(data=st.data())
 def test_v1_batch_updates(data, vocabulary, indexes):
     rng = random.Random(data.draw(st.integers(0, 2**16)))
-    processor = make_processor(vocabulary, torch.device("cpu"), False)
+    row_biases = data.draw(st.sampled_from([None, False]))
+    processor = make_processor(vocabulary, torch.device("cpu"), False, row_biases=row_biases)
     eos_ids = set(vocabulary.eos_ids)
     batch: list[Request] = []  # slot -> request
     preempted: list[Request] = []
@@ -203,7 +209,9 @@ def test_v2_slots_and_rows(data, vocabulary, indexes):
     req_states = SimpleNamespace(
         device=torch.device("cpu"), prompt_len=prompt_len, all_token_ids=_Staged(all_tokens)
     )
-    processor = make_processor(vocabulary, req_states)
+    processor = make_processor(
+        vocabulary, req_states, row_biases=data.draw(st.sampled_from([None, False]))
+    )
     eos_ids = set(vocabulary.eos_ids)
     slots: dict[int, Request] = {}
     for _ in range(data.draw(st.integers(1, 12))):
@@ -241,12 +249,13 @@ def test_v2_slots_and_rows(data, vocabulary, indexes):
 
 
 def test_unconstrained_batches_cost_nothing(vocabulary):
-    processor = make_processor(vocabulary, torch.device("cpu"), False)
+    processor = make_processor(vocabulary, torch.device("cpu"), False, build=False)
     params = SimpleNamespace(extra_args={"other": 1}, max_tokens=5)
     processor.update_state(BatchUpdate(1, [], [(0, params, [1, 2], [])], []))
     logits = torch.randn(1, VOCAB_SIZE)
     assert processor.apply(logits) is logits
     assert processor._patterns is None  # nothing built: no vocabulary, no pattern
+    assert processor.stats["steps"] == 0
 
 
 def test_a_pattern_the_vocabulary_cannot_spell_ends_the_request(vocabulary):
