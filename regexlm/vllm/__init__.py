@@ -15,7 +15,8 @@ regexlm brings the constraint. They meet in a logits processor:
 Modules, in the order a request meets them: ``arguments`` (what ``extra_args`` may hold,
 checked in vLLM's frontend), ``patterns`` (compiled token indexes, a bounded LRU), ``rows``
 (per-request automaton state across vLLM's batch updates), ``joint`` and ``masker`` (one masked
-write per step for a batch of mixed patterns), ``processor`` (the vLLM interfaces), ``engine``.
+write per step for a batch of mixed patterns), ``processor`` (the vLLM interfaces), ``engine``
+and ``command`` (``regexlm serve --engine vllm``).
 
 Only ``arguments`` is importable without vLLM; the rest needs it installed.
 """

@@ -134,6 +134,7 @@ class BatchMasker:
             if bias is None:
                 per_class = torch.zeros(decision.shape[0], dtype=logits.dtype)  # [J]
                 per_class[torch.from_numpy(decision)] = -math.inf
+                per_class = per_class.to(logits.device)
                 bias = per_class.index_select(0, joint.joint_of_token)  # [V]
                 self._row_bias[code] = bias
                 self.gathers += 1
