@@ -289,16 +289,56 @@ def _as_bytes(text: str | bytes) -> bytes | None:
         return None
 
 
-class DFA:
+class WholeInputs:
+    """What follows from ``start``, ``run`` and the per-state ``_accept`` list: the queries on
+    single states and on whole inputs that the eager :class:`DFA` and the lazy automaton share."""
+
+    DEAD = DEAD
+    dead = DEAD
+    start: int
+    _accept: list[int]
+
+    def run(self, data: bytes, state: int | None = None) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def is_match(self, state: int) -> bool:
+        return self._accept[state] >= 0
+
+    def is_dead(self, state: int) -> bool:
+        return state == DEAD
+
+    def match_index(self, state: int) -> int:
+        """Lowest matching pattern index if the input ends in ``state``; -1 if none."""
+        return self._accept[state]
+
+    def fullmatch(self, text: str | bytes) -> bool:
+        """Whether the whole of ``text`` matches (``re.fullmatch`` on a str)."""
+        data = _as_bytes(text)
+        return data is not None and self._accept[self.run(data)] >= 0
+
+    def fullmatch_index(self, text: str | bytes) -> int:
+        """Lowest index of a pattern that fully matches ``text``, or -1."""
+        data = _as_bytes(text)
+        return -1 if data is None else self._accept[self.run(data)]
+
+    def is_viable(self, prefix: str | bytes) -> bool:
+        """Whether some continuation of ``prefix`` (possibly empty) matches."""
+        data = _as_bytes(prefix)
+        return data is not None and self.run(data) != DEAD
+
+    @property
+    def is_empty(self) -> bool:
+        """Whether no string at all matches."""
+        return self.start == DEAD
+
+
+class DFA(WholeInputs):
     """A minimized DFA over UTF-8 bytes with fullmatch semantics.
 
     ``table[s, byte_classes[b]]`` is the state after reading byte ``b`` in state ``s``; state 0 is
     dead (it loops to itself and never matches); ``accept[s]`` is the lowest index of a pattern
     that matches if the input ends in ``s``, or -1.
     """
-
-    DEAD = DEAD
-    dead = DEAD
 
     def __init__(
         self,
@@ -332,16 +372,6 @@ class DFA:
     def next(self, state: int, byte: int) -> int:
         return self._rows[state][self._cls[byte]]
 
-    def is_match(self, state: int) -> bool:
-        return self._accept[state] >= 0
-
-    def is_dead(self, state: int) -> bool:
-        return state == DEAD
-
-    def match_index(self, state: int) -> int:
-        """Lowest matching pattern index if the input ends in ``state``; -1 if none."""
-        return self._accept[state]
-
     # -- whole inputs -------------------------------------------------------------------------
     def run(self, data: bytes, state: int | None = None) -> int:
         """State after reading ``data`` from ``state`` (default: the start)."""
@@ -352,26 +382,6 @@ class DFA:
             if s == DEAD:
                 return DEAD
         return s
-
-    def fullmatch(self, text: str | bytes) -> bool:
-        """Whether the whole of ``text`` matches (``re.fullmatch`` on a str)."""
-        data = _as_bytes(text)
-        return data is not None and self._accept[self.run(data)] >= 0
-
-    def fullmatch_index(self, text: str | bytes) -> int:
-        """Lowest index of a pattern that fully matches ``text``, or -1."""
-        data = _as_bytes(text)
-        return -1 if data is None else self._accept[self.run(data)]
-
-    def is_viable(self, prefix: str | bytes) -> bool:
-        """Whether some continuation of ``prefix`` (possibly empty) matches."""
-        data = _as_bytes(prefix)
-        return data is not None and self.run(data) != DEAD
-
-    @property
-    def is_empty(self) -> bool:
-        """Whether no string at all matches."""
-        return self.start == DEAD
 
     def transitions(self) -> np.ndarray:
         """The full table, ``int32[num_states, 256]``."""

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from regexlm.automata.dfa import DEAD, SubsetConstruction, _as_bytes
+from regexlm.automata.dfa import DEAD, SubsetConstruction, WholeInputs
 from regexlm.automata.nfa import CharNFA
 
 UNREACHABLE = np.iinfo(np.int32).max
@@ -43,16 +43,12 @@ _UNKNOWN = -1  # a table entry not computed yet
 DEFAULT_CACHE_BYTES = 32 << 20
 
 
-class LazyDFA:
+class LazyDFA(WholeInputs):
     """A DFA over UTF-8 bytes whose states are built on demand (see the module docstring).
 
     State 0 is dead. ``byte_classes uint8[256]`` are the construction classes: bytes no
     transition of the NFA tells apart.
     """
-
-    DEAD = DEAD
-    dead = DEAD
-    lazy = True
 
     def __init__(
         self, nfa: CharNFA, patterns: Sequence[str], cache_bytes: int = DEFAULT_CACHE_BYTES
@@ -67,6 +63,7 @@ class LazyDFA:
         self.epoch = 0
         self.clears = 0
         self._distances: Distances | None = None
+        self._distances_key: bytes | None = None
         self._reset()
 
     # -- the state cache ----------------------------------------------------------------------
@@ -124,9 +121,6 @@ class LazyDFA:
         self.clears += 1
         self._reset()
 
-    def _over_budget(self) -> bool:
-        return self.nbytes > self.cache_bytes
-
     # -- transitions --------------------------------------------------------------------------
 
     def _fill(self, state: int) -> None:
@@ -141,8 +135,8 @@ class LazyDFA:
     def step(self, states: np.ndarray, classes: np.ndarray) -> np.ndarray:
         """``int32[n]``: the state after byte class ``classes[i]`` from ``states[i]``.
 
-        Rows not built yet are built first. May clear the cache *before* building when it is
-        over budget; callers check :attr:`epoch` around calls and re-intern their states.
+        Rows not built yet are built first. The cache is never cleared here, so the ids of a
+        walk stay valid; callers clear between walks (:meth:`needs_clear`, :meth:`clear`).
         """
         out = self._table[states, classes]
         missing = out == _UNKNOWN
@@ -154,7 +148,7 @@ class LazyDFA:
 
     def needs_clear(self) -> bool:
         """Whether the cache is over its budget (the caller clears between walks)."""
-        return self._over_budget()
+        return self.nbytes > self.cache_bytes
 
     def next_class(self, state: int, byte_class: int) -> int:
         return int(self.row(state)[byte_class])
@@ -162,21 +156,7 @@ class LazyDFA:
     def next(self, state: int, byte: int) -> int:
         return int(self.row(state)[self._cls[byte]])
 
-    # -- states -------------------------------------------------------------------------------
-
-    def match_index(self, state: int) -> int:
-        """Lowest matching pattern index if the input ends in ``state``; -1 if none."""
-        return self._accept[state]
-
-    def is_match(self, state: int) -> bool:
-        return self._accept[state] >= 0
-
-    def is_dead(self, state: int) -> bool:
-        return state == DEAD
-
-    @property
-    def is_empty(self) -> bool:
-        return self.start == DEAD
+    # -- distances ------------------------------------------------------------------------
 
     def byte_distance(self, state: int, usable: np.ndarray | None = None) -> int:
         """Fewest bytes from ``state`` to a match (:data:`UNREACHABLE` if none).
@@ -184,16 +164,14 @@ class LazyDFA:
         ``usable`` (``bool[256]``) restricts the bytes that may be used; the cache of results
         is kept for one ``usable`` at a time (the token index always passes the same one).
         """
+        key = None if usable is None else np.asarray(usable, dtype=bool).tobytes()
+        if self._distances is None or self._distances_key != key:
+            self._distances = Distances(self._sc, usable)
+            self._distances_key = key
+            self._distance.clear()
         found = self._distance.get(state)
         if found is None:
-            ok = None if usable is None else np.asarray(usable, dtype=bool)
-            tables = self._distances
-            if tables is None or not np.array_equal(
-                tables.ok, np.ones(256, bool) if ok is None else ok
-            ):
-                tables = self._distances = Distances(self._sc, ok)
-                self._distance.clear()
-            found = self._distance[state] = tables.of_set(self._sets[state])
+            found = self._distance[state] = self._distances.of_set(self._sets[state])
         return found
 
     # -- whole inputs -------------------------------------------------------------------------
@@ -206,18 +184,6 @@ class LazyDFA:
             if s == DEAD:
                 return DEAD
         return s
-
-    def fullmatch(self, text: str | bytes) -> bool:
-        data = _as_bytes(text)
-        return data is not None and self._accept[self.run(data)] >= 0
-
-    def fullmatch_index(self, text: str | bytes) -> int:
-        data = _as_bytes(text)
-        return -1 if data is None else self._accept[self.run(data)]
-
-    def is_viable(self, prefix: str | bytes) -> bool:
-        data = _as_bytes(prefix)
-        return data is not None and self.run(data) != DEAD
 
     def __repr__(self) -> str:
         return (
@@ -323,8 +289,3 @@ class Distances:
 
     def of_set(self, key: frozenset) -> int:
         return min((self.position(p) for p in key), default=int(UNREACHABLE))
-
-
-def position_distance(sc: SubsetConstruction, key: frozenset, usable=None) -> int:
-    """Fewest bytes (in ``usable``, default all) from the positions ``key`` to a match."""
-    return Distances(sc, usable).of_set(key)

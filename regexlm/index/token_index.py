@@ -40,6 +40,7 @@ grows. The xgrammar-layout bitmask is produced for the states asked for
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
 
@@ -409,9 +410,13 @@ def complete_rows(
     return rows
 
 
+@functools.lru_cache(maxsize=64)
 def _multipliers(n: int) -> np.ndarray:
+    """``uint64[n]`` fixed random odd multipliers for hashing class keys (the same every call)."""
     rng = np.random.default_rng(_MULTIPLIER_SEED + n)
-    return rng.integers(1, 2**63, size=n, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    out = rng.integers(1, 2**63, size=n, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    out.setflags(write=False)  # shared by every call
+    return out
 
 
 def usable_bytes(vocab) -> np.ndarray:
@@ -442,6 +447,7 @@ class TokenIndex:
         self._tensors: dict[str, torch.Tensor] = {}
         self._synced = -1
         self._bitmask: tuple[int, torch.Tensor] | None = None
+        self._class_of_src: np.ndarray | None = None  # host class_of last copied to the device
         self._masks: OrderedDict = OrderedDict()
         self.info: dict = {} if info is None else info
 
@@ -510,8 +516,6 @@ class TokenIndex:
             self._tensors = tensors
             self._synced = version
         return tensors
-
-    _class_of_src = None
 
     @property
     def next_by_class(self) -> torch.Tensor:  # [S, C] int32

@@ -14,7 +14,7 @@ token string, in lexicographic order. For each level we keep
 * ``child_count[d]`` ``int64[n_d]``  number of children;
 * ``tail_first[d]``, ``tail_count[d]`` ``int64[n_d]``: the strings strictly longer than the node
   that start with it, a contiguous range of the sorted strings (for finishing a sparse walk
-  string by string, see :mod:`regexlm.index.build`).
+  string by string).
 
 The strings themselves are kept as ``string_bytes uint8[U * W]`` (row-major, zero-padded to
 ``W = max_len``) with ``string_len int64[U]``.
