@@ -118,7 +118,30 @@ def _resolve(
         future.set_result(result)
 
 
-class Engine:
+class EngineCounters:
+    """The counters both engines report for /health and /metrics, from the same four fields:
+    ``_queue`` (waiting jobs), ``_admitted`` (tickets not yet released), ``_running`` and
+    ``_closing``."""
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    @property
+    def waiting(self) -> int:
+        """Requests admitted and not yet decoding."""
+        return self._admitted
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+
+class Engine(EngineCounters):
     """Batch concurrent requests onto one generator, from a single worker thread."""
 
     def __init__(
@@ -144,25 +167,6 @@ class Engine:
         self._closing = False
         self._thread: threading.Thread | None = None
         self.batches = 0
-
-    # -- state, for /health and /metrics -------------------------------------------------------
-
-    @property
-    def queue_depth(self) -> int:
-        return len(self._queue)
-
-    @property
-    def waiting(self) -> int:
-        """Requests admitted and not yet decoding."""
-        return self._admitted
-
-    @property
-    def running(self) -> int:
-        return len(self._running)
-
-    @property
-    def closing(self) -> bool:
-        return self._closing
 
     # -- lifecycle -----------------------------------------------------------------------------
 

@@ -40,6 +40,7 @@ from regexlm.generation.request import FIELDS as NUMBER_FIELDS
 from regexlm.generation.request import (  # noqa: F401  (MAX_SEED, MAX_TOP_K: re-exported)
     MAX_SEED,
     MAX_TOP_K,
+    PARAMETER_NAMES,
     FieldError,
     GenerationRequest,
     check_bool,
@@ -52,16 +53,7 @@ from regexlm.server.limits import Limits
 _DEFAULTS = {f.name: f.default for f in fields(GenerationRequest) if f.default is not MISSING}
 
 REQUIRED = ("prompt", "pattern")
-OPTIONAL = (
-    "max_new_tokens",
-    "stop_after_match",
-    "top_k",
-    "top_p",
-    "temperature",
-    "repetition_penalty",
-    "seed",
-    "stream",
-)
+OPTIONAL = (*PARAMETER_NAMES, "stream")
 FIELDS = REQUIRED + OPTIONAL
 
 EXAMPLE = (

@@ -30,13 +30,21 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from regexlm.server.engine import EngineClosed, Job, JobCancelled, QueueFull, Ticket, _resolve
+from regexlm.server.engine import (
+    EngineClosed,
+    EngineCounters,
+    Job,
+    JobCancelled,
+    QueueFull,
+    Ticket,
+    _resolve,
+)
 from regexlm.server.metrics import ServiceMetrics
 
 logger = logging.getLogger("regexlm.server.engine")
 
 
-class VllmEngine:
+class VllmEngine(EngineCounters):
     """Requests onto vLLM's async engine (see the module docstring)."""
 
     def __init__(
@@ -61,24 +69,6 @@ class VllmEngine:
         self._closing = False
         self._started = False
         self.batches = 0  # requests started (no batches here: kept for the interface)
-
-    # -- state, for /health and /metrics -------------------------------------------------------
-
-    @property
-    def queue_depth(self) -> int:
-        return len(self._queue)
-
-    @property
-    def waiting(self) -> int:
-        return self._admitted
-
-    @property
-    def running(self) -> int:
-        return len(self._running)
-
-    @property
-    def closing(self) -> bool:
-        return self._closing
 
     # -- lifecycle -----------------------------------------------------------------------------
 
