@@ -131,25 +131,8 @@ class Generator:
     # --- prompts -------------------------------------------------------------------------------
 
     def encode_prompt(self, prompt: str) -> list[int]:
-        """Prompt token ids as the model would see them; never empty (falls back to BOS/EOS).
-
-        The prompt is text, all of it: the text of a control token (``<|im_end|>``,
-        ``<end_of_turn>``, ``<bos>``) inside it is encoded as the ordinary characters it is made
-        of, never as the control token, so a user's text cannot end a turn or forge a chat
-        marker (``split_special_tokens=True``, honoured by slow and fast tokenizers since
-        transformers 4.42). The special tokens the tokenizer itself adds around a text are kept:
-        a tokenizer that prepends BOS (Gemma, Llama) still does, as the model was trained to see.
-        """
-        try:
-            ids = list(self.tokenizer(prompt, split_special_tokens=True).input_ids)
-        except TypeError:  # a tokenizer-like object without the option: its plain encoding
-            ids = list(self.tokenizer(prompt).input_ids)
-        if not ids:
-            start = self.tokenizer.bos_token_id
-            if start is None:
-                start = self.tokenizer.eos_token_id
-            ids = [start if start is not None else 0]
-        return ids
+        """Prompt token ids as the model would see them (see :func:`encode_prompt`)."""
+        return encode_prompt(self.tokenizer, prompt)
 
     @property
     def pad_id(self) -> int:
@@ -299,3 +282,26 @@ def _as_request(request) -> GenerationRequest:
     if isinstance(request, dict):
         return GenerationRequest(**request)
     raise TypeError(f"expected a GenerationRequest, got {type(request).__name__}")
+
+
+def encode_prompt(tokenizer, prompt: str) -> list[int]:
+    """``prompt``'s token ids as ``tokenizer`` gives them to a model; never empty (falls back
+    to BOS/EOS).
+
+    The prompt is text, all of it: the text of a control token (``<|im_end|>``,
+    ``<end_of_turn>``, ``<bos>``) inside it is encoded as the ordinary characters it is made
+    of, never as the control token, so a user's text cannot end a turn or forge a chat
+    marker (``split_special_tokens=True``, honoured by slow and fast tokenizers since
+    transformers 4.42). The special tokens the tokenizer itself adds around a text are kept:
+    a tokenizer that prepends BOS (Gemma, Llama) still does, as the model was trained to see.
+    """
+    try:
+        ids = list(tokenizer(prompt, split_special_tokens=True).input_ids)
+    except TypeError:  # a tokenizer-like object without the option: its plain encoding
+        ids = list(tokenizer(prompt).input_ids)
+    if not ids:
+        start = tokenizer.bos_token_id
+        if start is None:
+            start = tokenizer.eos_token_id
+        ids = [start if start is not None else 0]
+    return ids

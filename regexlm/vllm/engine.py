@@ -25,10 +25,8 @@ vLLM starts worker processes: a script that builds a :class:`VllmModel` needs an
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,8 +35,6 @@ from regexlm.generation.completion import PATTERN_MATCH, TOKEN_LIMIT, Completion
 from regexlm.generation.text import TextStream
 
 logger = logging.getLogger("regexlm.vllm")
-
-MAX_PATTERNS = 256
 
 
 @dataclass
@@ -103,9 +99,6 @@ class VllmModel:
         self.context_length = getattr(model_config, "max_model_len", None)
         self.name = name
         self.llm = None
-        self.max_cached_patterns = MAX_PATTERNS
-        self._indexes: OrderedDict[tuple[str, ...], Any] = OrderedDict()
-        self._lock = threading.Lock()
 
     @classmethod
     def load(cls, name_or_path: str | None = None, options: EngineOptions | None = None):
@@ -144,32 +137,20 @@ class VllmModel:
     # -- what the service's front asks -------------------------------------------------------
 
     def compile(self, pattern: str | Sequence[str]):
-        """The token index of a pattern (or list) for this model, on the CPU; cached.
-        Raises the :class:`~regexlm.errors.RegexError` family."""
+        """The token index of a pattern (or list) for this model, on the CPU, through the
+        index layer's byte-bounded memory cache. Raises the :class:`~regexlm.errors.RegexError`
+        family."""
         from regexlm.index import compile as compile_index
 
         key = (pattern,) if isinstance(pattern, str) else tuple(pattern)
-        with self._lock:
-            found = self._indexes.get(key)
-            if found is not None:
-                self._indexes.move_to_end(key)
-                return found
-        index = compile_index(key[0] if len(key) == 1 else list(key), self.vocabulary)
-        with self._lock:
-            self._indexes[key] = index
-            while len(self._indexes) > self.max_cached_patterns:
-                self._indexes.popitem(last=False)
-        return index
+        return compile_index(key[0] if len(key) == 1 else list(key), self.vocabulary)
 
     def encode_prompt(self, prompt: str) -> list[int]:
-        """Prompt token ids as the transformers engine makes them; never empty."""
-        ids = list(self.tokenizer(prompt).input_ids)
-        if not ids:
-            start = self.tokenizer.bos_token_id
-            if start is None:
-                start = self.tokenizer.eos_token_id
-            ids = [start if start is not None else 0]
-        return ids
+        """Prompt token ids as the transformers engine makes them (control-token text stays
+        text); never empty."""
+        from regexlm.generation.generator import encode_prompt
+
+        return encode_prompt(self.tokenizer, prompt)
 
     def check_length(self, prompt_ids: list[int], max_new_tokens: int) -> None:
         """Raise :class:`~regexlm.errors.PromptTooLongError` when the request does not fit."""

@@ -11,8 +11,10 @@ An index may build its rows on demand: the tables are read through ``ensure_rows
 current ``next_by_class`` / ``class_of`` / ``min_tokens`` tensors, and :attr:`class_stamp`
 changes whenever ``class_of`` did, so the device copies derived from it are rebuilt only then.
 
-The cache holds at most ``max_patterns`` entries (the generator's bound, 256) and remembers
-refusals as well, so a pattern that cannot be compiled is not retried on every request.
+The cache holds at most ``max_patterns`` entries and, like the index layer's own memory cache
+(:mod:`regexlm.index.cache`), at most its byte bound (``REGEXLM_INDEX_MEMORY_BYTES``) of indexes,
+counted as they grow. It remembers refusals as well, so a pattern that cannot be compiled is not
+retried on every request.
 """
 
 from __future__ import annotations
@@ -60,6 +62,12 @@ class CompiledPattern:
             self.index.min_tokens.numpy(),  # [S]
         )
 
+    @property
+    def nbytes(self) -> int:
+        """The index's bytes now, plus the copy of its classes kept here."""
+        copy = 0 if self._class_of is None else int(self._class_of.nbytes)
+        return int(self.index.nbytes) + copy
+
     def class_of(self) -> np.ndarray:
         """``int32[V]``: the class of every token now; bumps :attr:`class_stamp` on a change."""
         version = self.index.version
@@ -96,11 +104,22 @@ class PatternCache:
             with self._lock:
                 self._entries[patterns] = found
                 self._entries.move_to_end(patterns)
-                while len(self._entries) > self.max_patterns:
-                    self._entries.popitem(last=False)
+                self._evict()
         if isinstance(found, RegexError):
             raise found
         return found
+
+    def _evict(self) -> None:
+        """Drop least recently used entries past the entry or the byte bound (lock held)."""
+        from regexlm.index import cache as index_cache
+
+        total = sum(e.nbytes for e in self._entries.values() if isinstance(e, CompiledPattern))
+        while len(self._entries) > 1 and (
+            len(self._entries) > self.max_patterns or total > index_cache.MEMORY_BYTES
+        ):
+            _, old = self._entries.popitem(last=False)
+            if isinstance(old, CompiledPattern):
+                total -= old.nbytes
 
     def _compile(self, patterns: tuple[str, ...]) -> CompiledPattern | RegexError:
         from regexlm.index import compile as compile_index
