@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bench.environment import cpu_model, git_commit  # noqa: E402
+from bench.environment import cpu_model, git_commit, write_results_section  # noqa: E402
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
 HEADING = "## Hostile input (bench/bench_hostile.py)"
@@ -105,18 +105,6 @@ def render(tally, args, seconds: float, seed_ok: bool, alive: bool, load: tuple)
     return "\n".join(lines) + "\n"
 
 
-def write_section(section: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    start = text.find(HEADING)
-    if start >= 0:
-        following = text.find("\n## ", start + len(HEADING))
-        end = len(text) if following < 0 else following + 1
-        text = text[:start] + section + ("\n" + text[end:] if following >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -154,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     section = render(tally, args, seconds, seed_ok, alive, (load_before, load_after))
     print(section)
     if args.write:
-        write_section(section)
+        write_results_section(section, HEADING, RESULTS)
         print(f"written to {RESULTS}")
     if crashed:
         print("the server log holds a traceback")

@@ -52,7 +52,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.environment import cpu_model, git_commit  # noqa: E402
+from bench.environment import cpu_model, git_commit, write_results_section  # noqa: E402
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
 HEADING = "## vLLM: regexlm's processor and vLLM's own backends (bench/bench_vllm.py)"
@@ -765,18 +765,6 @@ def render_serve(serve: list[dict], args, load_before: float, load_after: float)
     return "\n".join(lines) + "\n"
 
 
-def write_section(section: str, heading: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    start = text.find(heading)
-    if start >= 0:
-        following = text.find("\n## ", start + len(heading))
-        end = len(text) if following < 0 else following + 1
-        text = text[:start] + section + ("\n" + text[end:] if following >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="measured time per run")
@@ -823,7 +811,7 @@ def main(argv: list[str] | None = None) -> int:
     for section, heading in sections:
         print(section)
         if args.write:
-            write_section(section, heading)
+            write_results_section(section, heading)
     if args.write:
         print(f"written to {RESULTS}")
     return 0

@@ -32,3 +32,20 @@ def git_commit() -> str:
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+RESULTS = ROOT / "bench" / "RESULTS.md"
+
+
+def write_results_section(section: str, heading: str, results=RESULTS) -> None:
+    """Put ``section`` in the results file in place of the one that starts with ``heading``
+    (up to the next ``## `` heading), or append it when there is none."""
+    text = results.read_text() if results.exists() else "# Benchmark results\n"
+    start = text.find(heading)
+    if start >= 0:
+        following = text.find("\n## ", start + len(heading))
+        end = len(text) if following < 0 else following + 1
+        text = text[:start] + section + ("\n" + text[end:] if following >= 0 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    results.write_text(text)
