@@ -5,10 +5,10 @@ Usage: python bench/bench_rows.py [--tokenizers smollm2,gemma] [--steps 64] [--s
 For every pattern of ``bench/index_patterns.py`` (everyday ``PATTERNS`` and ``HEAVY`` ones), on
 each tokenizer, single-threaded on the CPU:
 
-* **first mask, cold**: ``regexlm.compile`` with every cache off (the index caches, the class
-  tries shared between patterns, and the automaton) plus the start state's bitmask row: what a
-  new pattern costs before its first token. Per-vocabulary set-up (the vocabulary and its trie)
-  is made once before and not counted; first-call costs of the process (imports, the Unicode
+* **first mask, cold**: ``regexlm.compile`` with every cache off (the index caches and the
+  automaton) plus the start state's bitmask row: what a new pattern costs before its first
+  token. Per-vocabulary set-up (the vocabulary and its trie) is made once before and not
+  counted; first-call costs of the process (imports, the Unicode
   tables of ``\\w \\d \\s``) are paid by a warm-up pattern.
 * **new row**: a random walk of ``--steps`` tokens; each step whose state has no row yet times
   ``ensure_rows`` for it (what decoding pays when it reaches a state first); p99 and median.
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import os
 import statistics
 import sys
@@ -54,10 +55,7 @@ def load_vocab(name: str):
 
 def cold_first_mask(pattern: str, vocab) -> tuple[float, object]:
     import regexlm
-    from regexlm.index import class_trie
 
-    with class_trie._cache_lock:
-        class_trie._cache.clear()
     started = time.perf_counter()
     index = regexlm.compile(pattern, vocab, cache=False)
     index.bitmask_rows([index.start_state])
@@ -110,7 +108,8 @@ def main() -> None:
     for tok in args.tokenizers.split(","):
         vocab = load_vocab(tok)
         vocab.tables("cpu")
-        cold_first_mask(r"\w\d\s(warm|up)", vocab)  # process first-call costs
+        cold_first_mask(r"(?i)\w\d\s(warm|up)", vocab)  # process first-call costs
+        gc.freeze()  # as `regexlm serve` does once its model is loaded
         target = 4 * vocab.size + (1 << 20)
         print(f"### {tok} (V = {vocab.size}; memory target 4 V + 1 MB = {target / 1e6:.2f} MB)\n")
         print(

@@ -98,7 +98,7 @@ def test_wheel_holds_the_package_and_the_cuda_sources(dists):
         metadata = archive.read(f"{info}/METADATA").decode()
         entry_points = archive.read(f"{info}/entry_points.txt").decode()
     assert wheel.name == f"regexlm-{regexlm.__version__}-py3-none-any.whl"
-    python_files = [n for n in _files(ROOT / "regexlm") if n.endswith((".py", ".typed"))]
+    python_files = [n for n in _files(ROOT / "regexlm") if n.endswith((".py", ".typed", ".c"))]
     assert sorted(set(python_files) - names) == []
     assert {f"regexlm/csrc/{name}" for name in CSRC_NAMES} <= names
     assert not any(n.startswith(("tests/", "bench/", "csrc/")) for n in names)
@@ -116,6 +116,7 @@ from pathlib import Path
 import regexlm
 from regexlm.generation import GenerationRequest, Generator
 from regexlm.models import build_tiny_llama, load_tokenizer
+from regexlm.index import native_walk
 from regexlm.ops import sample_cuda
 
 tokenizer = load_tokenizer()
@@ -129,6 +130,8 @@ print(json.dumps({
     "metadata_version": importlib.metadata.version("regexlm"),
     "csrc": str(sample_cuda.CSRC),
     "jit_sources": sample_cuda.jit_sources(),
+    "trie_walk": str(native_walk.SOURCE),
+    "c_walk_built": native_walk.library() is not None,
     "importable_from": [p for p in sys.path if (Path(p or ".") / "regexlm" / "__init__.py").exists()],
     "pattern": pattern,
     "completion": out.completion,
@@ -186,6 +189,8 @@ def test_wheel_installed_in_a_fresh_environment_generates(dists, tmp_path):
         n for n in CSRC_NAMES if not n.endswith(".h")
     ]
     assert all(Path(p).parent == installed / "csrc" for p in result["jit_sources"])
+    assert Path(result["trie_walk"]) == installed / "index" / "trie_walk.c"
+    assert result["c_walk_built"]
     assert re.fullmatch(result["pattern"], result["completion"]), result
     assert result["stop_reason"] == "pattern_match"
 

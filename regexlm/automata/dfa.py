@@ -174,7 +174,13 @@ class SubsetConstruction:
             return row
         if self.dense:
             return _dense_row(key, self.dense_moves, num_classes, state_id, self.union_memo)
-        return _sweep_row(key, self.moves, num_classes, state_id, self.union_memo)
+        return _sweep_row(key, self.moves, self.move_shape, num_classes, state_id, self.union_memo)
+
+    def move_shape(self, p: int) -> tuple[int, int]:
+        """Positions with the same shape have the same move intervals, in the same order (they
+        sit at the same state of one UTF-8 automaton), and differ only in their targets."""
+        auto, u, _ = self.position(p)
+        return id(auto), u
 
     def forget_unions(self) -> None:
         self.union_memo.clear()
@@ -244,34 +250,48 @@ def _dense_row(positions, dense_moves, num_classes: int, state_id, union_memo) -
     return [DEAD if b is None else _union_state(b, state_id, union_memo) for b in buckets]
 
 
-def _sweep_row(positions, moves, num_classes: int, state_id, union_memo) -> list[int]:
-    # Events (class, +1/-1, target) where a move starts / ends, swept in class order.
-    events = []
+def _sweep_row(positions, moves, move_shape, num_classes: int, state_id, union_memo) -> list[int]:
+    # Positions of one shape move on the same intervals: each interval becomes one event pair
+    # carrying all their targets (a bundle), so counted repeats of one class, whose sets hold
+    # the same character position at many counts, sweep as one.
+    shapes: dict = {}
     for p in positions:
-        for clo, chi, tgt in moves(p):
-            events.append((clo, 1, tgt))
-            events.append((chi + 1, -1, tgt))
+        shapes.setdefault(move_shape(p), []).append(p)
+    events = []
+    for members in shapes.values():
+        if len(members) == 1:
+            for clo, chi, tgt in moves(members[0]):
+                bundle = (tgt,)
+                events.append((clo, 1, bundle))
+                events.append((chi + 1, -1, bundle))
+            continue
+        for interval in zip(*(moves(p) for p in members), strict=True):
+            clo, chi = interval[0][0], interval[0][1]
+            bundle = tuple({id(m[2]): m[2] for m in interval}.values())
+            events.append((clo, 1, bundle))
+            events.append((chi + 1, -1, bundle))
     events.sort(key=_event_key)
     row = [DEAD] * num_classes
-    active: dict[int, list] = {}  # id(target) -> [target, count]
+    active: dict[int, list] = {}  # id(bundle) -> [bundle, count]
     k = 0
     num_events = len(events)
     while k < num_events:
         pos = events[k][0]
         while k < num_events and events[k][0] == pos:
-            _, delta, tgt = events[k]
-            entry = active.get(id(tgt))
+            _, delta, bundle = events[k]
+            entry = active.get(id(bundle))
             if entry is None:
-                active[id(tgt)] = [tgt, 1]
+                active[id(bundle)] = [bundle, 1]
             else:
                 entry[1] += delta
                 if entry[1] == 0:
-                    del active[id(tgt)]
+                    del active[id(bundle)]
             k += 1
         if not active or pos >= num_classes:
             continue
         end = events[k][0] if k < num_events else num_classes
-        sid = _union_state([e[0] for e in active.values()], state_id, union_memo)
+        targets = {id(t): t for e in active.values() for t in e[0]}
+        sid = _union_state(list(targets.values()), state_id, union_memo)
         row[pos:end] = [sid] * (end - pos)
     return row
 

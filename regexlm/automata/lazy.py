@@ -132,6 +132,18 @@ class LazyDFA(WholeInputs):
             self._fill(state)
         return self._table[state]
 
+    def transition_table(self) -> np.ndarray:
+        """The transition table ``int32[capacity, K]`` as it is now: -1 where not computed.
+
+        For walks in native code, which call :meth:`fill_row` for an entry of -1."""
+        return self._table
+
+    def fill_row(self, state: int) -> np.ndarray:
+        """Compute ``state``'s row; return the table, which may have been reallocated."""
+        if self._table[state, 0] == _UNKNOWN:
+            self._fill(state)
+        return self._table
+
     def step(self, states: np.ndarray, classes: np.ndarray) -> np.ndarray:
         """``int32[n]``: the state after byte class ``classes[i]`` from ``states[i]``.
 
@@ -207,6 +219,8 @@ class Distances:
         self.sc = sc
         ok = np.ones(256, dtype=bool) if usable is None else np.asarray(usable, dtype=bool)
         self.ok = ok
+        # usable bytes below each bound: a range [lo, hi] has one iff below[hi + 1] > below[lo]
+        self.below = [0, *np.cumsum(ok).tolist()]
         self._labels: dict[int, list[int]] = {}
         self.state = self._nfa_distances()
         self.mid: dict[int, int] = {}
@@ -215,7 +229,7 @@ class Distances:
         """Fewest usable bytes that read a whole character of each label of a UTF-8 automaton."""
         found = self._labels.get(id(auto))
         if found is None:
-            ok = self.ok
+            below = self.below
             costs = [int(UNREACHABLE)] * len(auto.charsets)
             frontier, depth, seen = [0], 0, {0}
             while frontier:
@@ -223,7 +237,7 @@ class Distances:
                 nxt = []
                 for u in frontier:
                     for lo, hi, t in auto.trans[u]:
-                        if not ok[lo : hi + 1].any():
+                        if below[hi + 1] == below[lo]:
                             continue
                         if t < 0:
                             costs[-1 - t] = min(costs[-1 - t], depth)
@@ -273,9 +287,9 @@ class Distances:
         if found is None:
             auto, u, tgts = sc.position(p)
             best = int(UNREACHABLE)
-            ok = self.ok
+            below = self.below
             for lo, hi, t in auto.trans[u]:
-                if not ok[lo : hi + 1].any():
+                if below[hi + 1] == below[lo]:
                     continue
                 if t < 0:
                     rest = self.state[tgts[-1 - t]]

@@ -6,9 +6,10 @@
   to a match, on the model's device.
 
 Modules, in build order: ``bytes_families`` (token strings -> bytes), ``vocabulary``, ``trie``
-(the vocabulary as a level-by-level trie), ``build`` (live-pair walk through the DFA),
-``min_tokens`` (token-level reachability), ``classes``, ``bitmask``, ``token_index``,
-``compiler`` and ``cache``.
+(the vocabulary as a level-by-level trie), ``rows`` (a state's row: the trie walked through the
+automaton; in C by ``native_walk`` and ``trie_walk.c``), ``token_classes`` (tokens no row tells
+apart), ``min_tokens`` (token-level reachability), ``bitmask``, ``token_index``, ``compiler`` and
+``cache``.
 """
 
 from regexlm.index.compiler import build_index, compile

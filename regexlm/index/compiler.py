@@ -1,10 +1,10 @@
 """``compile``: pattern(s) + tokenizer -> :class:`TokenIndex`, through the caches.
 
 The pattern compiles to a lazy automaton (:func:`regexlm.automata.compile_lazy`: no DFA state is
-built before a walk needs it), the vocabulary is seen through its byte classes
-(:mod:`~regexlm.index.class_trie`), and the start state's row is built. Then the states are
-explored breadth-first while they are few (:data:`EXPLORE_STATES`): when that reaches them all,
-the index is complete and exact; otherwise the remaining rows are built as decoding reaches
+built before a walk needs it), and the start state's row is built by a walk of the vocabulary
+trie (:mod:`~regexlm.index.rows`). Then the states are explored breadth-first while they are few
+and cheap (:data:`EXPLORE_STATES` rows, :data:`EXPLORE_WORK` live pairs): when that reaches them
+all, the index is complete and exact; otherwise the remaining rows are built as decoding reaches
 them, with a sound bound for ``min_tokens`` (see :mod:`~regexlm.index.token_index`).
 
 ``REGEXLM_INDEX=lazy`` in the environment skips the exploration, so every pattern takes the
@@ -30,6 +30,9 @@ _VOCABS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 # Build every row at compile time while the index has at most this many states.
 EXPLORE_STATES = 48
+# ... and while the walks have found at most this many live (state, token) pairs: rows that
+# allow most of the vocabulary cost about a microsecond per 30 pairs to build.
+EXPLORE_WORK = 1 << 17
 MODE_VARIABLE = "REGEXLM_INDEX"
 # Byte budget of each pattern's lazy automaton cache: with the index's own tables it keeps a
 # pattern near 4 bytes a token plus a megabyte.
@@ -109,6 +112,7 @@ def compile(  # noqa: A001
     regex_seconds = time.perf_counter() - started
     explore = None if mode == "lazy" else EXPLORE_STATES
     index = _index(automaton, vocab, device, patterns, explore=explore, full=False)
+    index.info["walked"] = index._rows.walked
     index.info["regex_seconds"] = regex_seconds
     if cache:
         index_cache.store(index, device, mode)
@@ -121,8 +125,8 @@ def _index(automaton, vocab, device, patterns, *, explore, full: bool) -> TokenI
     rows.ensure([rows.start])
     if full:
         rows.explore(None)
-    elif explore is None or not rows.explore(explore):
-        rows.descend(rows.start)
+    elif explore is None or not rows.explore(explore, EXPLORE_WORK):
+        rows.descend(rows.start, max_work=EXPLORE_WORK)
     index = TokenIndex(rows, device)
     index.info["build_seconds"] = time.perf_counter() - started
     index.info["exact"] = rows.exact

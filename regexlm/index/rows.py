@@ -1,63 +1,224 @@
-"""A batch of states' rows: every fine class walked through the automaton at once.
+"""A batch of states' rows: the vocabulary trie walked through the automaton.
 
-The row of a DFA state says where each token leads. Tokens of one fine class lead to the same
-place (:mod:`regexlm.index.class_trie`), so the walk goes down the class trie instead of the
-vocabulary: at depth ``d`` it holds the live triples ``(origin, class node, current state)``,
-extends each by the node's children (one automaton step per child, on its byte class) and drops
-a triple the moment the automaton dies. A node that is a fine class records its triples as
-edges. Every origin of the batch walks in the same arrays, so a batch costs a few numpy calls
-per depth whatever its size.
+The row of a DFA state says where each token leads. Tokens that share a prefix share its walk,
+and a prefix that dies in the automaton takes all its extensions with it, so rows are found by
+walking the vocabulary trie (:mod:`regexlm.index.trie`) from each state, entering a node only
+while the automaton is alive, and recording the state at every node where a token string ends.
 
-The automaton is anything with ``step(states, classes) -> states`` over numpy arrays (the lazy
-DFA builds the transitions it is asked for; an eager DFA looks them up).
+Two walks give the same triples ``(origin position, string id, state)``:
+
+* the C walk (:mod:`regexlm.index.native_walk`), depth first, a few nanoseconds a node, used
+  whenever it could be built;
+* the numpy walk below, level by level: at depth ``d`` it holds the live triples
+  ``(origin, node, state)`` and extends each by the node's children, one automaton step per
+  child on its byte class. It is the reference the tests hold the C walk to, and the fallback.
+
+The automaton is anything with ``byte_classes``, ``step(states, classes) -> states`` over numpy
+arrays (the lazy DFA builds the transitions it is asked for; an eager DFA looks them up), and
+for the C walk ``transition_table()`` and ``fill_row(state)``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from regexlm.index.class_trie import ClassTrie, _expand
+from regexlm.index import native_walk
 
 
-def walk_rows(trie: ClassTrie, automaton, origins: np.ndarray):
-    """``(origin position int64[E], fine class int64[E], target state int64[E])``: every fine
-    class alive from ``origins[i]`` (DFA states, never dead), with the state it leads to."""
+@dataclass
+class FlatTrie:
+    """The vocabulary trie laid out for walks, made once per vocabulary.
+
+    For the C walk, the ``N`` nodes in depth-first preorder (a node's subtree is the ``size``
+    nodes starting at it): ``depth int32[N]`` (1 for a token's first byte), ``size int32[N]``,
+    ``node_byte uint8[N]`` and ``node_string int32[N]`` (the string ending at the node, -1 for
+    none, and for strings that are only end-of-sequence ids). For the numpy walk, ``levels``:
+    per depth ``(byte, string, child_start, child_count)`` as in
+    :class:`regexlm.index.trie.VocabTrie`, strings filtered the same way.
+
+    Strings map to token ids through ``token_start int64[U + 1]`` (CSR over ``token_ids``,
+    end-of-sequence ids left out); ``token_of_string int64[U]`` is the one token of each string
+    when no string has two.
+    """
+
+    depth: np.ndarray
+    size: np.ndarray
+    node_byte: np.ndarray
+    node_string: np.ndarray
+    max_depth: int
+    num_strings: int
+    token_start: np.ndarray
+    token_ids: np.ndarray
+    token_of_string: np.ndarray | None
+    levels: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+
+    @property
+    def num_nodes(self) -> int:
+        return int(self.depth.size)
+
+    @property
+    def native_args(self) -> tuple:
+        """The trie's leading arguments of the C walk (made once)."""
+        found = self.__dict__.get("_native_args")
+        if found is None:
+            found = self.__dict__["_native_args"] = (
+                self.depth.ctypes.data,
+                self.size.ctypes.data,
+                self.node_byte.ctypes.data,
+                self.node_string.ctypes.data,
+                self.num_nodes,
+                self.max_depth,
+            )
+        return found
+
+    def tokens(self, strings: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(token ids, position in strings)``: every token id of ``strings[i]``; the positions
+        are None when they are ``0 .. len - 1`` (one token a string)."""
+        if self.token_of_string is not None:
+            return self.token_of_string[strings], None
+        start = self.token_start[strings]
+        count = self.token_start[strings + 1] - start
+        where = np.repeat(np.arange(strings.size), count)
+        offset = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+        return self.token_ids[start[where] + offset], where
+
+
+def flat_trie(vocab) -> FlatTrie:
+    """The vocabulary's :class:`FlatTrie`, made once per vocabulary."""
+    found = getattr(vocab, "_flat_trie", None)
+    if found is None:
+        found = vocab._flat_trie = _flatten(vocab.tables("cpu"), vocab.eos_ids)
+    return found
+
+
+def _flatten(trie, eos_ids) -> FlatTrie:
+    token_start = trie.token_of_string_start.numpy()
+    token_ids = trie.token_ids.numpy()
+    is_eos = np.isin(token_ids, np.asarray(list(eos_ids), dtype=np.int64))
+    if is_eos.any():  # end-of-sequence ids are never text: drop them from the strings
+        string_of_entry = np.repeat(np.arange(token_start.size - 1), np.diff(token_start))
+        keep = ~is_eos
+        token_ids = token_ids[keep]
+        counts = np.bincount(string_of_entry[keep], minlength=token_start.size - 1)
+        token_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    counts = np.diff(token_start)
+    gone = np.flatnonzero(counts == 0)  # strings left with no token
+    levels = []
+    for b, t, s, c in zip(trie.byte, trie.term, trie.child_start, trie.child_count, strict=True):
+        term = t.numpy()
+        if gone.size:
+            term = np.where(np.isin(term, gone), -1, term)
+        levels.append((b.numpy(), term, s.numpy(), c.numpy()))
+    # subtree sizes, deepest level first; then preorder positions, top level first
+    sizes: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * len(levels)
+    for d in range(len(levels) - 1, -1, -1):
+        _, _, start, count = levels[d]
+        if d + 1 < len(levels):
+            below = np.concatenate([[0], np.cumsum(sizes[d + 1])])
+            sizes[d] = 1 + below[start + count] - below[start]
+        else:
+            sizes[d] = np.ones(levels[d][0].size, dtype=np.int64)
+    n = int(sum(lv[0].size for lv in levels))
+    depth = np.zeros(n, dtype=np.int32)
+    size = np.zeros(n, dtype=np.int32)
+    node_byte = np.zeros(n, dtype=np.uint8)
+    node_string = np.full(n, -1, dtype=np.int32)
+    pre = np.zeros(0, dtype=np.int64)
+    for d, (byte, term, _, _) in enumerate(levels):
+        before = np.cumsum(sizes[d]) - sizes[d]  # sizes of earlier nodes of the level
+        if d == 0:
+            pre = before
+        else:
+            _, _, pstart, pcount = levels[d - 1]
+            parent = np.repeat(np.arange(pcount.size), pcount)
+            pre = pre[parent] + 1 + before - before[pstart[parent]]
+        depth[pre] = d + 1
+        size[pre] = sizes[d]
+        node_byte[pre] = byte
+        node_string[pre] = term
+    single = bool((counts == 1).all())
+    return FlatTrie(
+        depth,
+        size,
+        node_byte,
+        node_string,
+        len(levels),
+        int(trie.num_strings),
+        token_start,
+        token_ids,
+        token_ids.copy() if single else None,
+        levels,
+    )
+
+
+def walk_rows(trie: FlatTrie, automaton, origins: np.ndarray, *, native: bool | None = None):
+    """``(origin position int64[E], string id int64[E], target state int64[E])``: every token
+    string alive from ``origins[i]`` (DFA states, never dead), with the state it leads to.
+
+    ``native``: None uses the C walk where it is available; False forces the numpy walk.
+    """
     origins = np.asarray(origins, dtype=np.int64)
+    fn = native_walk.library() if native is not False else None
+    if fn is not None and hasattr(automaton, "transition_table"):
+        return native_walk.walk(fn, trie, automaton, origins)
+    if native:
+        raise RuntimeError("the C trie walk is not available")
+    return walk_rows_numpy(trie, automaton, origins)
+
+
+def _expand(start: np.ndarray, count: np.ndarray, total: int) -> np.ndarray:
+    """Ranges ``[start[i], start[i] + count[i])`` laid end to end."""
+    shift = start - (np.cumsum(count) - count)
+    return np.repeat(shift, count) + np.arange(total)
+
+
+def walk_rows_numpy(trie: FlatTrie, automaton, origins: np.ndarray):
+    """The numpy walk (see the module docstring); same result as the C walk, up to order."""
+    origins = np.asarray(origins, dtype=np.int64)
+    cls = np.asarray(automaton.byte_classes, dtype=np.int64)
     m = origins.size
-    found_o, found_f, found_q = [], [], []
-    if trie.depth == 0 or m == 0:
-        empty = np.zeros(0, dtype=np.int64)
+    empty = np.zeros(0, dtype=np.int64)
+    if not trie.levels or m == 0:
         return empty, empty, empty
-    n0 = trie.node_class[0].size
+    found_o, found_s, found_q = [], [], []
+    byte0 = trie.levels[0][0]
+    n0 = byte0.size
     o = np.repeat(np.arange(m), n0)  # [P] origin position
-    x = np.tile(np.arange(n0), m)  # [P] class node at this depth
-    q = automaton.step(origins[o], trie.node_class[0][x]).astype(np.int64)
+    x = np.tile(np.arange(n0), m)  # [P] node at this depth
+    q = automaton.step(origins[o], cls[byte0[x]]).astype(np.int64)
     alive = np.flatnonzero(q != 0)
     o, x, q = o[alive], x[alive], q[alive]
-    for d in range(trie.depth):
+    depth = len(trie.levels)
+    for d in range(depth):
         if o.size == 0:
             break
-        fine = trie.node_fine[d][x]
-        ends = np.flatnonzero(fine >= 0)
+        _, term, start, count = trie.levels[d]
+        string = term[x]
+        ends = np.flatnonzero(string >= 0)
         if ends.size:
             found_o.append(o[ends])
-            found_f.append(fine[ends])
+            found_s.append(string[ends])
             found_q.append(q[ends])
-        if d + 1 >= trie.depth:
+        if d + 1 >= depth:
             break
-        count = trie.child_count[d][x]
+        count = count[x]
         total = int(count.sum())
         if total == 0:
             break
-        child = _expand(trie.child_start[d][x], count, total)
+        child = _expand(start[x], count, total)
         pair = np.repeat(np.arange(o.size), count)
-        nq = automaton.step(q[pair], trie.node_class[d + 1][child]).astype(np.int64)
+        nq = automaton.step(q[pair], cls[trie.levels[d + 1][0][child]]).astype(np.int64)
         alive = np.flatnonzero(nq != 0)
         o, x, q = o[pair[alive]], child[alive], nq[alive]
     if not found_o:
-        empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty
-    return np.concatenate(found_o), np.concatenate(found_f), np.concatenate(found_q)
+    return (
+        np.concatenate(found_o),
+        np.concatenate(found_s).astype(np.int64),
+        np.concatenate(found_q),
+    )
 
 
 class EagerAutomaton:
@@ -69,6 +230,7 @@ class EagerAutomaton:
     def __init__(self, dfa):
         self.dfa = dfa
         self.table = np.asarray(dfa.table, dtype=np.int64)  # [S, K]
+        self._table32 = np.ascontiguousarray(self.table, dtype=np.int32)  # for the C walk
         self.byte_classes = np.asarray(dfa.byte_classes, dtype=np.uint8)
         self.accept = np.asarray(dfa.accept)
         self.start = int(dfa.start)
@@ -77,6 +239,12 @@ class EagerAutomaton:
 
     def step(self, states: np.ndarray, classes: np.ndarray) -> np.ndarray:
         return self.table[states, classes]
+
+    def transition_table(self) -> np.ndarray:
+        return self._table32
+
+    def fill_row(self, state: int) -> np.ndarray:  # pragma: no cover - every row is known
+        return self._table32
 
     def key(self, state: int) -> int:
         return int(state)

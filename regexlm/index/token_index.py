@@ -11,16 +11,16 @@ classes:
 * ``start_state``; ``eos_ids``: allowed exactly at matching states, where they keep the state.
 
 **Rows on demand.** An index state's row is built the first time it is asked for
-(:meth:`TokenIndex.ensure_rows`): the class trie is walked from the states' automaton states
-(:mod:`regexlm.index.rows`), every target becomes an index state (with no row yet), and the row
-is appended. Until then a state's row is all -1. A decoder calls ``ensure_rows`` with the
-states its rows are in before each step and then reads the current tables, which may have been
-reallocated (:attr:`TokenIndex.version` changes whenever they are).
+(:meth:`TokenIndex.ensure_rows`): the vocabulary trie is walked from the states' automaton
+states (:mod:`regexlm.index.rows`, in C where it can be built), every target becomes an index
+state (with no row yet), and the row is appended. Until then a state's row is all -1. A decoder
+calls ``ensure_rows`` with the states its rows are in before each step and then reads the
+current tables, which may have been reallocated (:attr:`TokenIndex.version` changes whenever
+they are).
 
-**Classes.** The walk gives each row over *fine* classes (tokens alike under the automaton's
-byte classes, :mod:`regexlm.index.class_trie`). The step reads coarser classes: tokens that no
-row built so far tells apart. When a new row separates tokens of one class, the class is split:
-its column is copied for the existing rows and ``class_of`` is rewritten.
+**Classes.** The step reads classes of tokens that no row built so far tells apart
+(:mod:`regexlm.index.token_classes`). When a new row separates tokens of one class, the class
+is split: its column is copied for the existing rows and ``class_of`` is rewritten.
 
 **Exact or bounded.** At compile time the states are explored breadth-first for a few dozen
 states. If that reaches every state, the token graph is known and ``min_tokens`` is exact (a
@@ -40,7 +40,6 @@ grows. The xgrammar-layout bitmask is produced for the states asked for
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections import OrderedDict
 
@@ -48,16 +47,15 @@ import numpy as np
 import torch
 
 from regexlm.errors import EmptyLanguageError
-from regexlm.index import class_trie as ct
 from regexlm.index.bitmask import pack_bitmask
 from regexlm.index.min_tokens import token_distances
-from regexlm.index.rows import walk_rows
+from regexlm.index.rows import flat_trie, walk_rows
+from regexlm.index.token_classes import EOS_CLASS, FIRST_TEXT_CLASS, TokenClasses, _unique_sorted
 
 UNREACHABLE = int(np.iinfo(np.int32).max)
+EXPLORE_BATCH = 4  # rows built between two checks of the exploration's work limit
 MASK_CACHE_BYTES = 256 << 10  # packed rows kept per index, for repeated masks of one state
-EOS_CLASS = 1  # the class of end-of-sequence ids (class 0: never allowed)
 TENSOR_FIELDS = ("next_by_class", "class_of", "min_tokens", "match_index")
-_MULTIPLIER_SEED = 0x7AB1E5
 
 
 class IndexRows:
@@ -73,7 +71,7 @@ class IndexRows:
         self.vocab_fingerprint = vocab.fingerprint
         self.eos_ids = list(vocab.eos_ids)
         self.automaton = automaton
-        self.trie = ct.class_trie(vocab, automaton.byte_classes)
+        self.trie = flat_trie(vocab)
         self.usable = usable_bytes(vocab)
         self.lock = threading.RLock()
         self.version = 0
@@ -81,17 +79,8 @@ class IndexRows:
         # strict: a target with no known way to complete (bound UNREACHABLE) is not allowed.
         # Off only while exploring, where the exact search decides instead.
         self.strict = strict
-        f = self.trie.num_fine
-        # coarse classes: 0 never allowed, 1 end-of-sequence, 2 everything else (to be split)
-        self.coarse_of_fine = np.full(f, 2, dtype=np.int64)
-        self.coarse_of_fine[ct.NEVER] = 0
-        self.coarse_of_fine[ct.EOS] = 1
-        self.rep_of_class = np.array([ct.NEVER, ct.EOS, ct.FIRST_FINE], dtype=np.int64)
-        if f <= ct.FIRST_FINE:  # no token can ever be allowed
-            self.rep_of_class = self.rep_of_class[:2]
-        self.class_of = self.coarse_of_fine[self.trie.fine_of_token].astype(np.int32)
-        num_classes = self.rep_of_class.size
-        self.nbc = np.full((16, num_classes), -1, dtype=np.int32)  # [capacity, C]
+        self.classes = initial_classes(vocab).copy()
+        self.nbc = np.full((16, self.classes.num_classes), -1, dtype=np.int32)  # [capacity, C]
         self.min_tokens = np.full(16, UNREACHABLE, dtype=np.int32)
         self.match = np.full(16, -1, dtype=np.int32)
         self.built = np.zeros(16, dtype=bool)
@@ -101,12 +90,18 @@ class IndexRows:
         self.dfa_of = np.full(16, -1, dtype=np.int64)
         self.epoch = automaton.epoch
         self.rows_built = 0
+        self.walked = 0  # (state, token) pairs the walks have found alive: the work done
         self.splits = 0
         self.mask_epoch = 0  # changes when built rows change (pruning, strict masking)
         if automaton.start == 0:
             raise EmptyLanguageError(_empty_message(patterns))
         self.start = self._add_state(automaton.start)
         self._check_start()
+
+    @property
+    def class_of(self) -> np.ndarray:
+        """``int32[V]``: each token's class (a new array whenever a class splits)."""
+        return self.classes.class_of
 
     def _check_start(self) -> None:
         if self.strict and self.min_tokens[self.start] == UNREACHABLE:
@@ -181,122 +176,119 @@ class IndexRows:
 
     def _build(self, states: np.ndarray) -> None:
         origins = self._automaton_states(states)
-        o, f, q = walk_rows(self.trie, self.automaton, origins)
+        o, strings, q = walk_rows(self.trie, self.automaton, origins)
+        self.walked += int(o.size)
+        tokens, where = self.trie.tokens(strings)  # end-of-sequence ids are left out
+        if where is not None:
+            o, q = o[where], q[where]
         # targets -> index states (new ones get a bound and no row)
-        uq, inv = np.unique(q, return_inverse=True)
+        uq, inv = _unique_sorted(q, int(q.max()) + 1 if q.size else 1)
         target_ids = np.array([self._add_state(int(x)) for x in uq.tolist()], dtype=np.int64)
-        tgt = target_ids[inv.reshape(-1)]
-        # a target from which no match can be completed is not allowed
-        ok = self.min_tokens[tgt] != UNREACHABLE if self.strict else np.ones(tgt.size, bool)
-        rows = np.full((states.size, self.trie.num_fine), -1, dtype=np.int64)  # [m, F]
-        rows[o[ok], f[ok]] = tgt[ok]
-        matching = self.match[states] >= 0
-        rows[:, ct.EOS] = np.where(matching, states, -1)
-        coarse_rows = self._refine(rows)  # [m, C]
-        self.nbc[states] = coarse_rows
+        tgt = target_ids[inv]
+        if self.strict:  # a target from which no match can be completed is not allowed
+            ok = self.min_tokens[tgt] != UNREACHABLE
+            o, tokens, tgt = o[ok], tokens[ok], tgt[ok]
+        if o.size > 1 and (o[1:] < o[:-1]).any():
+            order = np.argsort(o, kind="stable")
+            o, tokens, tgt = o[order], tokens[order], tgt[order]
+        bounds = np.searchsorted(o, np.arange(states.size + 1))
+        for i, state in enumerate(states.tolist()):
+            lo, hi = bounds[i], bounds[i + 1]
+            old_of_new, row = self.classes.refine(tokens[lo:hi], tgt[lo:hi], self.num_states)
+            if old_of_new is not None:
+                self.nbc = np.ascontiguousarray(self.nbc[:, old_of_new])
+                self.splits += 1
+            row[EOS_CLASS] = state if self.match[state] >= 0 else -1
+            self.nbc[state] = row
         self.built[states] = True
         self.rows_built += int(states.size)
         self.version += 1
 
-    def _refine(self, rows: np.ndarray) -> np.ndarray:
-        """Split the classes that ``rows`` (``int64[m, F]`` over fine classes) tell apart;
-        return the rows over the (new) classes.
-
-        Only fine classes some new row allows ("touched") can leave their class: they are
-        grouped by (old class, values in the new rows); the untouched rest of a class keeps its
-        id, and so does a group that is the whole of its class. The work is the touched fine
-        classes, not all of them, except for relabelling ``class_of`` when a class splits.
-        """
-        coarse = self.coarse_of_fine
-        rep = self.rep_of_class
-        if (rows == rows[:, rep[coarse]]).all():
-            return rows[:, rep].astype(np.int32)
-        num_old = rep.size
-        touched = np.flatnonzero((rows >= 0).any(axis=0))  # [T]
-        keys = np.vstack([coarse[touched][None, :], rows[:, touched] + 1])  # [1 + m, T]
-        mult = _multipliers(keys.shape[0])
-        with np.errstate(over="ignore"):
-            h = (keys.astype(np.uint64) * mult[:, None]).sum(axis=0, dtype=np.uint64)
-        _, first, inv = np.unique(h, return_index=True, return_inverse=True)
-        inv = inv.reshape(-1)
-        if not (keys == keys[:, first[inv]]).all():  # a collision: exact grouping
-            _, first, inv = np.unique(keys, axis=1, return_index=True, return_inverse=True)
-            inv = inv.reshape(-1)
-        group_old = coarse[touched[first]]  # [G] old class of each group
-        group_size = np.bincount(inv, minlength=first.size)
-        class_size = np.bincount(coarse, minlength=num_old)
-        keeps = group_size == class_size[group_old]  # the whole class: no split
-        in_groups = np.bincount(group_old, weights=group_size, minlength=num_old)
-        has_rest = class_size > in_groups
-        undecided = np.flatnonzero(~keeps & ~has_rest[group_old])
-        if undecided.size:  # a class split entirely into groups: its first group keeps the id
-            _, firsts = np.unique(group_old[undecided], return_index=True)
-            keeps[undecided[firsts]] = True
-        extra = int((~keeps).sum())
-        new_id = np.empty(first.size, dtype=np.int64)
-        new_id[keeps] = group_old[keeps]
-        new_id[~keeps] = np.arange(num_old, num_old + extra)
-        old_of_new = np.concatenate([np.arange(num_old), group_old[~keeps]])
-        coarse = coarse.copy()
-        coarse[touched] = new_id[inv]
-        self.coarse_of_fine = coarse
-        self.rep_of_class = np.empty(num_old + extra, dtype=np.int64)
-        self.rep_of_class[coarse] = np.arange(coarse.size)
-        if extra:
-            self.nbc = np.ascontiguousarray(self.nbc[:, old_of_new])
-            self.class_of = coarse[self.trie.fine_of_token].astype(np.int32)
-            self.splits += 1
-        return rows[:, self.rep_of_class].astype(np.int32)
-
     # -- exploration --------------------------------------------------------------------------
 
-    def explore(self, max_states: int | None) -> bool:
+    def explore(self, max_states: int | None, max_work: int | None = None) -> bool:
         """Build rows breadth-first from the start while at most ``max_states`` rows would be
-        built in all (None: no limit). When every reachable state has its row, make ``min_tokens`` exact and
-        drop the states no token path completes; return whether that happened."""
+        built in all and the walks have found at most ``max_work`` live (state, token) pairs
+        (None: no limit). When every reachable state has its row, make ``min_tokens`` exact
+        and drop the states no token path completes; return whether that happened."""
         with self.lock:
+            work_limit = None if max_work is None else self.walked + max_work
             while True:
                 todo = np.flatnonzero(~self.built[: self.num_states])
                 if todo.size == 0:
                     self._finish_exact()
                     return True
                 if max_states is not None and self.rows_built + todo.size > max_states:
-                    self._make_strict()
-                    return False
-                self._build(todo)
+                    break
+                if work_limit is None:
+                    self._build(todo)
+                    continue
+                for lo in range(0, todo.size, EXPLORE_BATCH):
+                    self._build(todo[lo : lo + EXPLORE_BATCH])
+                    if self.walked > work_limit:
+                        break
+                if self.walked > work_limit:
+                    break
+            self._make_strict()
+            return False
 
-    def descend(self, state: int, max_steps: int = 64) -> None:
-        """Tighten the bounds along one real path from ``state`` to a match.
+    def descend(
+        self, state: int, max_steps: int = 64, branches: int = 4, max_work: int | None = None
+    ) -> None:
+        """Tighten the bounds along real paths from ``state`` to a match.
 
         Greedy: from each state take the token whose target has the smallest bound (a bound
         falls by at least one along such a step, so the walk ends at a match). Every state on
         the path then needs at most its remaining steps, a true upper bound; lowering bounds
         this way keeps them consistent, so the budget rule stays sound, and a budget that fits
         the path now guarantees a match even where single bytes would not fit.
+
+        Bounds often tie at the first step (``\\d+|[a-z]+@...``: every branch starts one
+        byte from its end), and the branch greedy takes need not be the one with the fewest
+        tokens, so up to ``branches`` first steps are tried, while the walks of this descent
+        stay within ``max_work`` live pairs (None: no limit); the first is always tried.
         """
         with self.lock:
-            path = [int(state)]
-            cur = path[0]
-            for _ in range(max_steps):
-                if self.match[cur] >= 0:
-                    break
-                self.ensure([cur])
-                row = self.nbc[cur].copy()
-                row[EOS_CLASS] = -1
-                targets = row[row >= 0]
-                if targets.size == 0:
-                    return
-                nxt = int(targets[np.argmin(self.min_tokens[targets])])
-                if self.min_tokens[nxt] == UNREACHABLE:
-                    return
-                path.append(nxt)
-                cur = nxt
-            if self.match[cur] < 0:
+            if self.match[state] >= 0:
                 return
-            for remaining, node in enumerate(reversed(path)):
-                if remaining < self.min_tokens[node]:
-                    self.min_tokens[node] = remaining
+            self.ensure([state])
+            row = self.nbc[state].copy()
+            row[EOS_CLASS] = -1
+            firsts = np.unique(row[row >= 0])
+            firsts = firsts[self.min_tokens[firsts] != UNREACHABLE]
+            firsts = firsts[np.argsort(self.min_tokens[firsts], kind="stable")][:branches]
+            work_limit = None if max_work is None else self.walked + max_work
+            for i, first in enumerate(firsts.tolist()):
+                if i and work_limit is not None and self.walked > work_limit:
+                    break
+                path = self._greedy_path(int(first), max_steps)
+                if path is None:
+                    continue
+                for remaining, node in enumerate(reversed([int(state), *path])):
+                    if remaining < self.min_tokens[node]:
+                        self.min_tokens[node] = remaining
             self.version += 1
+
+    def _greedy_path(self, state: int, max_steps: int) -> list[int] | None:
+        """States from ``state`` to a match, each step to the target with the smallest
+        bound; None when no match is reached within ``max_steps``."""
+        path = [state]
+        cur = state
+        for _ in range(max_steps):
+            if self.match[cur] >= 0:
+                return path
+            self.ensure([cur])
+            row = self.nbc[cur].copy()
+            row[EOS_CLASS] = -1
+            targets = row[row >= 0]
+            if targets.size == 0:
+                return None
+            nxt = int(targets[np.argmin(self.min_tokens[targets])])
+            if self.min_tokens[nxt] == UNREACHABLE:
+                return None
+            path.append(nxt)
+            cur = nxt
+        return path if self.match[cur] >= 0 else None
 
     def _make_strict(self) -> None:
         """Leave exploration for rows on demand: deny the tokens of built rows that lead where
@@ -347,35 +339,27 @@ class IndexRows:
         num = cols.shape[0]
         new_of_old = np.zeros(num, dtype=np.int64)
         new_of_old[EOS_CLASS] = EOS_CLASS
-        rest = np.array([c for c in range(num) if c not in (0, EOS_CLASS)], dtype=np.int64)
+        num_new = 2
+        rest = np.arange(FIRST_TEXT_CLASS, num)
         if rest.size:
-            dead = (cols[rest] < 0).all(axis=1)
-            live = rest[~dead]
+            live = rest[~(cols[rest] < 0).all(axis=1)]
             if live.size:
                 uniq, inv = np.unique(cols[live], axis=0, return_inverse=True)
                 new_of_old[live] = inv.reshape(-1) + 2
-            num_new = 2 + (uniq.shape[0] if live.size else 0)
-        else:
-            num_new = 2
+                num_new += uniq.shape[0]
         old_of_new = np.zeros(num_new, dtype=np.int64)
         old_of_new[new_of_old[::-1]] = np.arange(num)[::-1]
         old_of_new[0] = 0
         self.nbc = np.ascontiguousarray(self.nbc[:, old_of_new])
-        self.class_of = new_of_old[self.class_of].astype(np.int32)
-        self.coarse_of_fine = new_of_old[self.coarse_of_fine]
-        self.rep_of_class = np.zeros(0, dtype=np.int64)
+        class_of = new_of_old[self.classes.class_of].astype(np.int32)
+        self.classes = TokenClasses.of(class_of, num_new)
 
     # -- reporting ----------------------------------------------------------------------------
 
     @property
     def nbytes(self) -> int:
         n = self.num_states
-        tables = (
-            self.class_of.nbytes
-            + n * self.nbc.shape[1] * 4
-            + n * (4 + 4 + 1 + 8)
-            + self.coarse_of_fine.nbytes
-        )
+        tables = self.classes.nbytes + n * self.nbc.shape[1] * 4 + n * (4 + 4 + 1 + 8)
         automaton = getattr(self.automaton, "nbytes", 0) if self.automaton is not None else 0
         return int(tables + automaton + 48 * n)
 
@@ -396,12 +380,11 @@ def complete_rows(
     rows.version = 0
     rows.exact = True
     rows.nbc = np.ascontiguousarray(next_by_class, dtype=np.int32)
-    rows.class_of = np.ascontiguousarray(class_of, dtype=np.int32)
+    rows.classes = TokenClasses.of(class_of, int(next_by_class.shape[1]))
     rows.min_tokens = np.ascontiguousarray(min_tokens, dtype=np.int32)
     rows.match = np.ascontiguousarray(match_index, dtype=np.int32)
     rows.built = np.ones(n, dtype=bool)
     rows.num_states = n
-    rows.coarse_of_fine = np.zeros(0, dtype=np.int64)
     rows.dfa_of = np.full(n, -1, dtype=np.int64)
     rows.start = int(start)
     rows.rows_built = n
@@ -410,13 +393,12 @@ def complete_rows(
     return rows
 
 
-@functools.lru_cache(maxsize=64)
-def _multipliers(n: int) -> np.ndarray:
-    """``uint64[n]`` fixed random odd multipliers for hashing class keys (the same every call)."""
-    rng = np.random.default_rng(_MULTIPLIER_SEED + n)
-    out = rng.integers(1, 2**63, size=n, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
-    out.setflags(write=False)  # shared by every call
-    return out
+def initial_classes(vocab) -> TokenClasses:
+    """The classes before any row (made once per vocabulary; copy before refining)."""
+    found = getattr(vocab, "_initial_classes", None)
+    if found is None:
+        found = vocab._initial_classes = TokenClasses.initial(vocab.never_allowed(), vocab.eos_ids)
+    return found
 
 
 def usable_bytes(vocab) -> np.ndarray:

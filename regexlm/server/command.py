@@ -10,6 +10,7 @@ taking connections, let the requests in flight finish, then exit.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import socket
 import sys
@@ -269,6 +270,13 @@ def run(args: argparse.Namespace) -> int:
         engine_class=engine_class,
         **limits,
     )
+    from regexlm.index import native_walk
+
+    native_walk.library()  # build (once per machine) and load the C trie walk before serving
+    # What is loaded now lives as long as the process: keep it out of the garbage collector's
+    # full passes, which would otherwise stall pattern compiles and decode steps.
+    gc.collect()
+    gc.freeze()
 
     if generated:
         _say(f"no API key configured; generated one for this run: {keys[0]}")

@@ -1,0 +1,124 @@
+"""Token classes: the tokens that no row built so far tells apart.
+
+The step reads a row per state over *classes*, not tokens: ``next_by_class[state, class_of[t]]``.
+Two tokens may share a class as long as every row built so far sends them to the same place.
+Rows are built one at a time as decoding reaches states, so the partition starts coarse and is
+refined by each new row:
+
+* class 0 holds the tokens never allowed (special ids, empty bytes), class 1 end-of-sequence;
+  neither is ever split;
+* class 2 starts with every other token;
+* a new row gives some tokens a target (the *touched* tokens) and leaves the rest not allowed.
+  A class whose touched tokens all go to one target, and which is either wholly touched or not
+  touched at all, stays whole. Any other class is split by target: its untouched rest keeps the
+  id, or, when it has none, its first group does; every other group gets a new id, whose column
+  in the earlier rows is a copy of its old class's.
+
+A row costs in proportion to the tokens it touches and the number of classes, never a pass over
+the vocabulary, except the copy of ``class_of`` when a class splits: readers in other threads
+may hold the old ``class_of`` with the old table, so a split makes new arrays instead of
+writing into them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+NEVER_CLASS = 0
+EOS_CLASS = 1
+FIRST_TEXT_CLASS = 2
+
+
+class TokenClasses:
+    """``class_of int32[V]`` and ``size int64[C]``, refined row by row (see the module
+    docstring)."""
+
+    def __init__(self, class_of: np.ndarray, size: np.ndarray):
+        self.class_of = class_of  # int32[V]
+        self.size = size  # int64[C]
+
+    @classmethod
+    def initial(cls, never: np.ndarray, eos_ids) -> TokenClasses:
+        """Before any row: never-allowed ids, end-of-sequence ids, and all the rest."""
+        class_of = np.where(np.asarray(never, dtype=bool), NEVER_CLASS, FIRST_TEXT_CLASS)
+        class_of = class_of.astype(np.int32)
+        if len(eos_ids):
+            class_of[np.asarray(eos_ids, dtype=np.int64)] = EOS_CLASS
+        num = FIRST_TEXT_CLASS + int((class_of == FIRST_TEXT_CLASS).any())
+        return cls(class_of, np.bincount(class_of, minlength=num).astype(np.int64))
+
+    @classmethod
+    def of(cls, class_of: np.ndarray, num_classes: int) -> TokenClasses:
+        """Classes as given (a complete index read back from disk)."""
+        class_of = np.ascontiguousarray(class_of, dtype=np.int32)
+        return cls(class_of, np.bincount(class_of, minlength=num_classes).astype(np.int64))
+
+    def copy(self) -> TokenClasses:
+        return TokenClasses(self.class_of.copy(), self.size.copy())
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.size.size)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.class_of.nbytes + self.size.nbytes)
+
+    def refine(self, tokens: np.ndarray, targets: np.ndarray, num_targets: int):
+        """Refine by one row: ``tokens int64[T]`` (distinct text tokens) go to ``targets
+        int64[T]`` (in ``[0, num_targets)``), every other token is not allowed.
+
+        Returns ``(old_of_new, row)``: ``old_of_new int64[C']`` the old class of each class now
+        (None when nothing split), and ``row int32[C']`` the new row over the classes now.
+        """
+        num = self.num_classes
+        coarse = self.class_of[tokens].astype(np.int64)  # [T]
+        first = np.full(num, -2, dtype=np.int64)
+        first[coarse] = targets  # one target of each touched class (any one)
+        uniform = first[coarse] == targets  # [T]
+        touched = np.bincount(coarse, minlength=num)  # [C]
+        whole = touched[coarse] == self.size[coarse]  # [T]
+        old_of_new = None
+        if not (uniform.all() and whole.all()):
+            old_of_new = self._split(tokens, targets, coarse, uniform & whole, num_targets)
+        row = np.full(self.num_classes, -1, dtype=np.int32)
+        row[self.class_of[tokens]] = targets
+        return old_of_new, row
+
+    def _split(self, tokens, targets, coarse, fine, num_targets) -> np.ndarray:
+        num = self.num_classes
+        splitting = np.zeros(num, dtype=bool)
+        splitting[coarse[~fine]] = True
+        sub = np.flatnonzero(splitting[coarse])  # touched tokens of the classes that split
+        sub_class, sub_target = coarse[sub], targets[sub]
+        keys = sub_class * (num_targets + 1) + sub_target
+        groups, inv = _unique_sorted(keys, num * (num_targets + 1))  # sorted by class
+        group_class = groups // (num_targets + 1)  # [G]
+        group_size = np.bincount(inv, minlength=groups.size)
+        in_groups = np.bincount(group_class, weights=group_size, minlength=num)
+        has_rest = self.size > in_groups  # [C]
+        # a class with no untouched rest: its first group (groups are sorted by class) keeps it
+        first_of_class = np.ones(groups.size, dtype=bool)
+        first_of_class[1:] = group_class[1:] != group_class[:-1]
+        keeps = first_of_class & ~has_rest[group_class]
+        extra = int((~keeps).sum())
+        new_id = np.empty(groups.size, dtype=np.int64)
+        new_id[keeps] = group_class[keeps]
+        new_id[~keeps] = np.arange(num, num + extra)
+        class_of = self.class_of.copy()
+        class_of[tokens[sub]] = new_id[inv]
+        moved = np.bincount(group_class[~keeps], weights=group_size[~keeps], minlength=num)
+        size = np.concatenate([self.size - moved.astype(np.int64), group_size[~keeps]])
+        self.class_of, self.size = class_of, size
+        return np.concatenate([np.arange(num), group_class[~keeps]])
+
+
+def _unique_sorted(keys: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct values of ``keys`` (in ``[0, bound)``) and each key's rank among them."""
+    if bound <= 4 * keys.size + 4096:
+        present = np.zeros(bound, dtype=bool)
+        present[keys] = True
+        rank = np.cumsum(present) - 1
+        return np.flatnonzero(present), rank[keys]
+    uniq, inv = np.unique(keys, return_inverse=True)
+    return uniq, inv.reshape(-1)

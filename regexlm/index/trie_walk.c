@@ -1,0 +1,80 @@
+/*
+ * The walk of the vocabulary trie through a DFA, for a batch of origin states.
+ *
+ * Loaded by regexlm/index/native_walk.py (built with the system C compiler on first use);
+ * regexlm/index/rows.py holds the numpy walk that is its reference.
+ *
+ * The trie's nodes are stored in depth-first preorder, so a node's subtree is the `size` nodes
+ * starting at it and the walk is one forward scan: a node is entered with the state its parent
+ * was entered with, stepped on the node's byte class; when the DFA dies (state 0) the scan
+ * jumps over the node's whole subtree. Every node where a token ends, entered alive, is written
+ * out as (origin position, token, state).
+ *
+ * The transition table may be incomplete (a lazy DFA): an entry of -1 is not computed yet.
+ * Then fill_row(state) computes that state's row and returns the table's new base address (the
+ * table may have been reallocated), or NULL when it failed. Results go to a caller's buffer of
+ * `capacity` triples; flush(count) is called whenever it is full, and at the end.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+
+typedef int32_t *(*fill_row_fn)(int32_t state);
+typedef int32_t (*flush_fn)(int64_t count);
+
+/* Returns the number of triples written in all, -1 when fill_row or flush failed or a filled
+ * row is still incomplete, -2 when out of memory. */
+int64_t regexlm_walk_rows(const int32_t *depth, const int32_t *size, const uint8_t *node_byte,
+                          const int32_t *node_token, int64_t num_nodes, int32_t max_depth,
+                          const uint8_t *byte_class, int32_t *table, int64_t width,
+                          const int32_t *origins, int64_t num_origins, int32_t *out_origin,
+                          int32_t *out_token, int32_t *out_state, int64_t capacity,
+                          fill_row_fn fill_row, flush_fn flush) {
+    /* state_at[d]: the state the current path's node at depth d was entered with (d = 0: the
+     * origin); depths are 1-based */
+    int32_t *state_at = (int32_t *)malloc(sizeof(int32_t) * ((size_t)max_depth + 1));
+    if (state_at == NULL) return -2;
+    int64_t written = 0, total = 0;
+    for (int64_t o = 0; o < num_origins; o++) {
+        state_at[0] = origins[o];
+        int64_t i = 0;
+        while (i < num_nodes) {
+            int32_t d = depth[i];
+            int32_t from = state_at[d - 1];
+            int32_t cls = byte_class[node_byte[i]];
+            int32_t next = table[(int64_t)from * width + cls];
+            if (next < 0) {
+                table = fill_row(from);
+                if (table == NULL) goto failed;
+                next = table[(int64_t)from * width + cls];
+                if (next < 0) goto failed;
+            }
+            if (next == 0) {
+                i += size[i];
+                continue;
+            }
+            state_at[d] = next;
+            int32_t t = node_token[i];
+            if (t >= 0) {
+                if (written == capacity) {
+                    if (flush(written) != 0) goto failed;
+                    total += written;
+                    written = 0;
+                }
+                out_origin[written] = (int32_t)o;
+                out_token[written] = t;
+                out_state[written] = next;
+                written++;
+            }
+            i++;
+        }
+    }
+    if (written > 0) {
+        if (flush(written) != 0) goto failed;
+        total += written;
+    }
+    free(state_at);
+    return total;
+failed:
+    free(state_at);
+    return -1;
+}

@@ -1,0 +1,121 @@
+"""The trie walk: the C walk against the numpy walk, and both against the tokens' own bytes.
+
+A row is every token string alive from a state, with the state it leads to. The brute force
+here runs each sampled token's bytes through the automaton one by one, with no trie, so it
+shares nothing with either walk but the automaton itself (tested on its own in
+``tests/automata``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import regexlm
+from regexlm.automata import compile_lazy
+from regexlm.errors import RegexError
+from regexlm.index import native_walk
+from regexlm.index.rows import flat_trie, walk_rows
+from tests.strategies import regex_patterns
+
+
+@pytest.fixture(scope="module")
+def trie(smollm2_vocab):
+    return flat_trie(smollm2_vocab)
+
+
+@pytest.fixture(scope="module")
+def strings(smollm2_vocab):
+    # the trie's string ids: the sorted distinct bytes of the ids that may be text
+    never = smollm2_vocab.never_allowed()
+    return sorted({b for b, n in zip(smollm2_vocab.token_bytes, never, strict=True) if not n})
+
+
+def _triples(walk, automaton) -> set:
+    o, s, q = walk
+    return {(int(a), int(b), automaton.key(int(c))) for a, b, c in zip(o, s, q, strict=True)}
+
+
+def _origins(automaton, samples: list[bytes]) -> np.ndarray:
+    found = [automaton.start]
+    for data in samples:
+        q = automaton.run(data)
+        if q != 0 and q not in found:
+            found.append(q)
+    return np.array(found, dtype=np.int64)
+
+
+def test_the_c_walk_builds():
+    assert native_walk.library() is not None, "the C walk could not be built here"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pattern=regex_patterns(), samples=st.lists(st.binary(max_size=4), max_size=4), data=st.data()
+)
+def test_c_walk_equals_numpy_walk_and_the_bytes(trie, strings, pattern, samples, data):
+    try:
+        automaton = compile_lazy(pattern)
+    except RegexError:
+        return  # patterns the automata layer refuses are tested there
+    origins = _origins(automaton, samples)
+    native = walk_rows(trie, automaton, origins, native=True)
+    numpy_walk = walk_rows(trie, automaton, origins, native=False)
+    assert _triples(native, automaton) == _triples(numpy_walk, automaton)
+    # brute force on a sample of strings: alive exactly when the bytes keep the DFA alive
+    found = {(o, s): q for o, s, q in _triples(native, automaton)}
+    picks = data.draw(st.lists(st.integers(0, len(strings) - 1), min_size=1, max_size=64))
+    for i, origin in enumerate(origins.tolist()):
+        for s in picks:
+            if trie.token_start[s + 1] == trie.token_start[s]:
+                continue  # a string only end-of-sequence ids spell: never text
+            q = automaton.run(strings[s], origin)
+            expected = None if q == 0 else automaton.key(q)
+            assert found.get((i, s)) == expected, (pattern, strings[s])
+
+
+@pytest.mark.parametrize("pattern", [r"\w{1,50}", r".{0,300}", r"(日本|中文|😀|[a-z]){1,40}"])
+def test_walks_agree_while_the_lazy_table_grows(trie, pattern):
+    # a fresh automaton: every state is made during the C walk, so the table is reallocated
+    # under it, and it must follow
+    a = compile_lazy(pattern)
+    native = walk_rows(trie, a, np.array([a.start]), native=True)
+    assert a.transition_table().shape[0] > 64  # it did grow
+    numpy_walk = walk_rows(trie, a, np.array([a.start]), native=False)
+    assert _triples(native, a) == _triples(numpy_walk, a)
+
+
+def test_an_error_while_filling_a_row_reaches_the_caller(trie, monkeypatch):
+    automaton = compile_lazy(r"[a-z]{1,20}")
+
+    def fail(state):
+        raise MemoryError("no room for a row")
+
+    monkeypatch.setattr(automaton, "fill_row", fail)
+    with pytest.raises(MemoryError, match="no room for a row"):
+        walk_rows(trie, automaton, np.array([automaton.start]), native=True)
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [r"[0-9]{4}-[0-9]{2}-[0-9]{2}", r"\w+( \w+){0,3}", r"(red|green|blue)!?", r"[^\n]{0,40}"],
+)
+def test_indexes_without_the_c_walk_allow_the_same_tokens(smollm2_vocab, monkeypatch, pattern):
+    native = regexlm.compile(pattern, smollm2_vocab, cache=False)
+    monkeypatch.setenv(native_walk.NATIVE_VARIABLE, "0")
+    assert native_walk.library() is None
+    fallback = regexlm.compile(pattern, smollm2_vocab, cache=False)
+    assert fallback.exact == native.exact
+    rng = np.random.default_rng(0)
+    a, b = native.start_state, fallback.start_state
+    for _ in range(24):
+        allowed = native.allowed_tokens(a).numpy()
+        assert np.array_equal(allowed, fallback.allowed_tokens(b).numpy())
+        assert native.is_match(a) == fallback.is_match(b)
+        text = allowed[~np.isin(allowed, smollm2_vocab.eos_ids)]
+        if text.size == 0:
+            break
+        token = int(rng.choice(text))
+        a, b = native.next_state(a, token), fallback.next_state(b, token)
