@@ -126,7 +126,7 @@ def _index(automaton, vocab, device, patterns, *, explore, full: bool) -> TokenI
     if full:
         rows.explore(None)
     elif explore is None or not rows.explore(explore, EXPLORE_WORK):
-        rows.descend(rows.start, max_work=EXPLORE_WORK)
+        rows.descend(rows.start, max_work=EXPLORE_WORK // 4)
     index = TokenIndex(rows, device)
     index.info["build_seconds"] = time.perf_counter() - started
     index.info["exact"] = rows.exact

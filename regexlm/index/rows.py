@@ -39,8 +39,8 @@ class FlatTrie:
     :class:`regexlm.index.trie.VocabTrie`, strings filtered the same way.
 
     Strings map to token ids through ``token_start int64[U + 1]`` (CSR over ``token_ids``,
-    end-of-sequence ids left out); ``token_of_string int64[U]`` is the one token of each string
-    when no string has two.
+    end-of-sequence ids left out); ``first_token int64[U]`` is each string's first token, and
+    ``has_more bool[U]`` marks the few strings that more than one token id spells.
     """
 
     depth: np.ndarray
@@ -51,7 +51,8 @@ class FlatTrie:
     num_strings: int
     token_start: np.ndarray
     token_ids: np.ndarray
-    token_of_string: np.ndarray | None
+    first_token: np.ndarray
+    has_more: np.ndarray | None
     levels: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
 
     @property
@@ -73,16 +74,23 @@ class FlatTrie:
             )
         return found
 
-    def tokens(self, strings: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """``(token ids, position in strings)``: every token id of ``strings[i]``; the positions
-        are None when they are ``0 .. len - 1`` (one token a string)."""
-        if self.token_of_string is not None:
-            return self.token_of_string[strings], None
-        start = self.token_start[strings]
-        count = self.token_start[strings + 1] - start
-        where = np.repeat(np.arange(strings.size), count)
+    def tokens(self, strings: np.ndarray) -> np.ndarray:
+        """The first token id of each string (the others are its shadows, see
+        :meth:`shadows`)."""
+        return self.first_token[strings]
+
+    def shadows(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(token ids, their first tokens)``: the ids of a string after its first, which
+        behave like the first in every row (the same bytes)."""
+        if self.has_more is None:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty
+        more = np.flatnonzero(self.has_more)
+        start = self.token_start[more]
+        count = self.token_start[more + 1] - start - 1
         offset = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
-        return self.token_ids[start[where] + offset], where
+        ids = self.token_ids[np.repeat(start + 1, count) + offset]
+        return ids.astype(np.int64), np.repeat(self.token_ids[start], count).astype(np.int64)
 
 
 def flat_trie(vocab) -> FlatTrie:
@@ -138,7 +146,9 @@ def _flatten(trie, eos_ids) -> FlatTrie:
         size[pre] = sizes[d]
         node_byte[pre] = byte
         node_string[pre] = term
-    single = bool((counts == 1).all())
+    first_token = np.full(counts.size, -1, dtype=np.int64)
+    first_token[counts > 0] = token_ids[token_start[:-1][counts > 0]]
+    has_more = counts > 1
     return FlatTrie(
         depth,
         size,
@@ -148,7 +158,8 @@ def _flatten(trie, eos_ids) -> FlatTrie:
         int(trie.num_strings),
         token_start,
         token_ids,
-        token_ids.copy() if single else None,
+        first_token,
+        has_more if has_more.any() else None,
         levels,
     )
 

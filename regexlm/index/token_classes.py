@@ -14,6 +14,10 @@ refined by each new row:
   id, or, when it has none, its first group does; every other group gets a new id, whose column
   in the earlier rows is a copy of its old class's.
 
+Token ids that spell the same bytes as another (a string's ids after its first) are *shadows*:
+rows never name them, and they follow their first token's class after every split; class sizes
+count the tokens rows can name.
+
 A row costs in proportion to the tokens it touches and the number of classes, never a pass over
 the vocabulary, except the copy of ``class_of`` when a class splits: readers in other threads
 may hold the old ``class_of`` with the old table, so a split makes new arrays instead of
@@ -33,19 +37,25 @@ class TokenClasses:
     """``class_of int32[V]`` and ``size int64[C]``, refined row by row (see the module
     docstring)."""
 
-    def __init__(self, class_of: np.ndarray, size: np.ndarray):
+    _NO_SHADOWS = np.zeros(0, dtype=np.int64)
+
+    def __init__(self, class_of, size, shadows=_NO_SHADOWS, shadowed=_NO_SHADOWS):
         self.class_of = class_of  # int32[V]
-        self.size = size  # int64[C]
+        self.size = size  # int64[C], shadows not counted
+        self.shadows = shadows  # int64[K] token ids that follow ...
+        self.shadowed = shadowed  # int64[K] ... these tokens' classes
 
     @classmethod
-    def initial(cls, never: np.ndarray, eos_ids) -> TokenClasses:
+    def initial(cls, never, eos_ids, shadows=_NO_SHADOWS, shadowed=_NO_SHADOWS) -> TokenClasses:
         """Before any row: never-allowed ids, end-of-sequence ids, and all the rest."""
         class_of = np.where(np.asarray(never, dtype=bool), NEVER_CLASS, FIRST_TEXT_CLASS)
         class_of = class_of.astype(np.int32)
         if len(eos_ids):
             class_of[np.asarray(eos_ids, dtype=np.int64)] = EOS_CLASS
         num = FIRST_TEXT_CLASS + int((class_of == FIRST_TEXT_CLASS).any())
-        return cls(class_of, np.bincount(class_of, minlength=num).astype(np.int64))
+        size = np.bincount(class_of, minlength=num).astype(np.int64)
+        np.subtract.at(size, class_of[shadows], 1)
+        return cls(class_of, size, shadows, shadowed)
 
     @classmethod
     def of(cls, class_of: np.ndarray, num_classes: int) -> TokenClasses:
@@ -54,7 +64,7 @@ class TokenClasses:
         return cls(class_of, np.bincount(class_of, minlength=num_classes).astype(np.int64))
 
     def copy(self) -> TokenClasses:
-        return TokenClasses(self.class_of.copy(), self.size.copy())
+        return TokenClasses(self.class_of.copy(), self.size.copy(), self.shadows, self.shadowed)
 
     @property
     def num_classes(self) -> int:
@@ -107,6 +117,7 @@ class TokenClasses:
         new_id[~keeps] = np.arange(num, num + extra)
         class_of = self.class_of.copy()
         class_of[tokens[sub]] = new_id[inv]
+        class_of[self.shadows] = class_of[self.shadowed]
         moved = np.bincount(group_class[~keeps], weights=group_size[~keeps], minlength=num)
         size = np.concatenate([self.size - moved.astype(np.int64), group_size[~keeps]])
         self.class_of, self.size = class_of, size

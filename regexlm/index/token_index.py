@@ -178,9 +178,7 @@ class IndexRows:
         origins = self._automaton_states(states)
         o, strings, q = walk_rows(self.trie, self.automaton, origins)
         self.walked += int(o.size)
-        tokens, where = self.trie.tokens(strings)  # end-of-sequence ids are left out
-        if where is not None:
-            o, q = o[where], q[where]
+        tokens = self.trie.tokens(strings)  # never end-of-sequence ids; shadows follow later
         # targets -> index states (new ones get a bound and no row)
         uq, inv = _unique_sorted(q, int(q.max()) + 1 if q.size else 1)
         target_ids = np.array([self._add_state(int(x)) for x in uq.tolist()], dtype=np.int64)
@@ -397,7 +395,10 @@ def initial_classes(vocab) -> TokenClasses:
     """The classes before any row (made once per vocabulary; copy before refining)."""
     found = getattr(vocab, "_initial_classes", None)
     if found is None:
-        found = vocab._initial_classes = TokenClasses.initial(vocab.never_allowed(), vocab.eos_ids)
+        shadows = flat_trie(vocab).shadows()
+        found = vocab._initial_classes = TokenClasses.initial(
+            vocab.never_allowed(), vocab.eos_ids, *shadows
+        )
     return found
 
 

@@ -61,3 +61,29 @@ def test_refinement_is_the_coarsest_partition_that_keeps_every_row(
         for a, b in zip(by_signature.reshape(-1), by_class.reshape(-1), strict=True)
     }
     assert len({a for a, _ in pairs}) == len(pairs) == len({b for _, b in pairs})
+
+
+@settings(max_examples=100, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), num_rows=st.integers(1, 8))
+def test_shadows_follow_their_first_token(seed, num_rows):
+    # ids that spell the same bytes as another are never named by a row, yet must be allowed
+    # exactly where their first token is
+    rng = np.random.default_rng(seed)
+    vocab_size = 40
+    never = np.zeros(vocab_size, dtype=bool)
+    shadows = np.arange(30, 40, dtype=np.int64)
+    shadowed = rng.integers(2, 30, size=shadows.size).astype(np.int64)
+    classes = TokenClasses.initial(never, [0], shadows, shadowed)
+    named = np.arange(1, 30)  # token 0 is end-of-sequence
+    table = np.zeros((0, classes.num_classes), dtype=np.int32)
+    for _ in range(num_rows):
+        live = named[rng.random(named.size) < 0.5]
+        targets = rng.integers(0, 3, size=live.size).astype(np.int64)
+        old_of_new, row = classes.refine(live, targets, 3)
+        if old_of_new is not None:
+            table = table[:, old_of_new]
+        table = np.vstack([table, row[None, :]])
+    c = classes.class_of
+    assert np.array_equal(c[shadows], c[shadowed])
+    assert classes.size.sum() == vocab_size - shadows.size
+    assert np.array_equal(table[:, c[shadows]], table[:, c[shadowed]])
