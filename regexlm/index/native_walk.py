@@ -1,5 +1,8 @@
 """The trie walk in C (``trie_walk.c``), built with the system C compiler on first use.
 
+(The same library holds the check whether a new row splits any token class, the hot part of
+:meth:`regexlm.index.token_classes.TokenClasses.refine` on rows that allow most tokens.)
+
 The numpy walk of :mod:`regexlm.index.rows` goes level by level, a few array operations per
 depth whatever the batch; that is fast when a walk is narrow and wasteful when it covers most of
 the vocabulary (a row of ``.{0,500}`` or ``\\w+`` visits every node of the trie). The C walk
@@ -93,7 +96,30 @@ def _load(path: Path):
     p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32
     fn.argtypes = [p, p, p, p, i64, i32, p, p, i64, p, i64, p, p, p, i64, FILL_ROW, FLUSH]
     fn.restype = i64
+    keeps = lib.regexlm_row_keeps_classes
+    keeps.argtypes = [p, p, p, i64, p, i64, p]
+    keeps.restype = i32
+    _helpers["row_keeps_classes"] = keeps
     return fn
+
+
+_helpers: dict = {}
+
+
+def row_keeps_classes(class_of, tokens, targets, size, row) -> bool | None:
+    """The C check of :meth:`regexlm.index.token_classes.TokenClasses.refine` (see
+    ``trie_walk.c``): True with ``row`` filled when no class splits, False when one does, None
+    where the C code is not available."""
+    if library() is None:
+        return None
+    tokens = np.ascontiguousarray(tokens, dtype=np.int64)
+    targets = np.ascontiguousarray(targets, dtype=np.int64)
+    done = _helpers["row_keeps_classes"](
+        _ptr(class_of), _ptr(tokens), _ptr(targets), tokens.size, _ptr(size), size.size, _ptr(row)
+    )
+    if done == -2:
+        raise MemoryError("no memory for the class check of a row")
+    return bool(done)
 
 
 def _ptr(a: np.ndarray) -> int:

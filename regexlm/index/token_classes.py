@@ -74,13 +74,23 @@ class TokenClasses:
     def nbytes(self) -> int:
         return int(self.class_of.nbytes + self.size.nbytes)
 
-    def refine(self, tokens: np.ndarray, targets: np.ndarray, num_targets: int):
+    def refine(self, tokens: np.ndarray, targets: np.ndarray, num_targets: int, native=True):
         """Refine by one row: ``tokens int64[T]`` (distinct text tokens) go to ``targets
         int64[T]`` (in ``[0, num_targets)``), every other token is not allowed.
 
         Returns ``(old_of_new, row)``: ``old_of_new int64[C']`` the old class of each class now
         (None when nothing split), and ``row int32[C']`` the new row over the classes now.
+        ``native=False`` skips the C check of whether anything splits (numpy decides alone).
         """
+        row = np.full(self.num_classes, -1, dtype=np.int32)
+        if tokens.size == 0:
+            return None, row
+        if native and self.class_of.flags.c_contiguous:
+            from regexlm.index import native_walk
+
+            if native_walk.row_keeps_classes(self.class_of, tokens, targets, self.size, row):
+                return None, row
+            row = np.full(self.num_classes, -1, dtype=np.int32)
         num = self.num_classes
         coarse = self.class_of[tokens].astype(np.int64)  # [T]
         first = np.full(num, -2, dtype=np.int64)
@@ -91,7 +101,7 @@ class TokenClasses:
         old_of_new = None
         if not (uniform.all() and whole.all()):
             old_of_new = self._split(tokens, targets, coarse, uniform & whole, num_targets)
-        row = np.full(self.num_classes, -1, dtype=np.int32)
+            row = np.full(self.num_classes, -1, dtype=np.int32)
         row[self.class_of[tokens]] = targets
         return old_of_new, row
 

@@ -78,3 +78,34 @@ failed:
     free(state_at);
     return -1;
 }
+
+/*
+ * Whether a new row keeps every token class whole (regexlm/index/token_classes.py, whose numpy
+ * code is the reference): the row sends tokens[i] (distinct) to targets[i] and allows no other
+ * token. A class stays whole when its named tokens all go to one target and either all of its
+ * `size` tokens are named or none is. Then the row over classes is written into `row` (which
+ * the caller filled with -1) and 1 is returned; otherwise 0 (the caller splits classes), or -2
+ * when out of memory.
+ */
+int32_t regexlm_row_keeps_classes(const int32_t *class_of, const int64_t *tokens,
+                                  const int64_t *targets, int64_t count, const int64_t *size,
+                                  int64_t num_classes, int32_t *row) {
+    int64_t *named = (int64_t *)calloc((size_t)num_classes, sizeof(int64_t));
+    if (named == NULL) return -2;
+    int32_t keeps = 1;
+    for (int64_t i = 0; i < count && keeps; i++) {
+        int32_t c = class_of[tokens[i]];
+        if (named[c] == 0) {
+            row[c] = (int32_t)targets[i];
+        } else if (row[c] != (int32_t)targets[i]) {
+            keeps = 0;
+        }
+        named[c]++;
+    }
+    for (int64_t i = 0; i < count && keeps; i++) {
+        int32_t c = class_of[tokens[i]];
+        if (named[c] != size[c]) keeps = 0;
+    }
+    free(named);
+    return keeps;
+}

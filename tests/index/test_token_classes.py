@@ -17,10 +17,12 @@ from regexlm.index.token_classes import EOS_CLASS, NEVER_CLASS, TokenClasses
     num_rows=st.integers(1, 12),
     num_targets=st.integers(1, 5),
     density=st.floats(0.0, 1.0),
+    native=st.booleans(),
 )
 def test_refinement_is_the_coarsest_partition_that_keeps_every_row(
-    vocab_size, seed, num_rows, num_targets, density
+    vocab_size, seed, num_rows, num_targets, density, native
 ):
+    # native: the C check of whether a row splits anything first; else numpy alone
     rng = np.random.default_rng(seed)
     never = rng.random(vocab_size) < 0.1
     eos = [int(i) for i in np.flatnonzero(~never)[:1]]
@@ -38,7 +40,7 @@ def test_refinement_is_the_coarsest_partition_that_keeps_every_row(
         value[live] = targets
         values.append(value)
         old_of_new, row = classes.refine(
-            live.astype(np.int64), targets.astype(np.int64), num_targets
+            live.astype(np.int64), targets.astype(np.int64), num_targets, native=native
         )
         if old_of_new is not None:
             table = table[:, old_of_new]

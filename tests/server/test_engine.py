@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 from starlette.testclient import TestClient
 
@@ -213,23 +213,33 @@ def test_client_disconnect_cancels_its_work(stream):
 
 
 def test_shutdown_finishes_requests_in_flight():
+    # In one event loop, as a server runs it (a TestClient would stop its event loop thread
+    # while the answer is still on its way to the client's thread).
     fake = ScriptedGenerator()
     fake.gate.clear()
-    client = TestClient(make_app(fake))
-    client.__enter__()
-    with ThreadPoolExecutor(2) as pool:
-        in_flight = pool.submit(
-            client.post, URL, json={"prompt": "a", "pattern": "x{3}"}, headers=AUTH
-        )
-        wait_until(fake.started.is_set)
-        closing = threading.Thread(target=client.__exit__, args=(None, None, None))
-        closing.start()
-        time.sleep(0.3)
-        assert closing.is_alive()  # the lifespan waits for the engine to drain
-        fake.gate.set()
-        response = in_flight.result(timeout=10)
-        closing.join(10)
-        assert not closing.is_alive()
+    app = make_app(fake)
+
+    async def scenario():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            lifespan = app.router.lifespan_context(app)
+            await lifespan.__aenter__()
+            in_flight = asyncio.create_task(
+                client.post(URL, json={"prompt": "a", "pattern": "x{3}"}, headers=AUTH)
+            )
+            deadline = time.monotonic() + 10.0
+            while not fake.started.is_set():
+                assert time.monotonic() < deadline, "the request never started"
+                await asyncio.sleep(0.005)
+            closing = asyncio.create_task(lifespan.__aexit__(None, None, None))
+            await asyncio.sleep(0.3)
+            assert not closing.done()  # the lifespan waits for the engine to drain
+            fake.gate.set()
+            response = await asyncio.wait_for(in_flight, 10)
+            await asyncio.wait_for(closing, 10)
+            return response
+
+    response = asyncio.run(scenario())
     assert response.status_code == 200 and response.json()["completion"] == "xxx"
 
 

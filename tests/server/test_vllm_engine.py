@@ -14,6 +14,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 from starlette.testclient import TestClient
 
 from regexlm.generation import Completion
@@ -176,12 +177,26 @@ def test_streaming_reports_every_token_then_the_answer():
 
 
 def test_shutdown_lets_running_requests_finish_then_stops_the_model():
+    # In one event loop, as a server runs it: the request is in flight when the lifespan's
+    # shutdown starts, and is answered before the model stops. (A TestClient would stop its
+    # event loop thread while the answer is still on its way to the client's thread.)
     model = ScriptedModel(step=0.05)
-    with ThreadPoolExecutor(2) as pool:
-        with TestClient(make_app(model)) as client:
-            pending = pool.submit(client.post, URL, json=body(10), headers=AUTH)
-            wait_until(lambda: model.running == 1)
-        # leaving the client ran the lifespan's shutdown: drained, then closed
-        assert model.stopped
-        assert pending.result().status_code == 200
-        assert pending.result().json()["completion"] == "x" * 10
+    app = make_app(model)
+
+    async def scenario():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            async with app.router.lifespan_context(app):
+                pending = asyncio.create_task(client.post(URL, json=body(10), headers=AUTH))
+                deadline = time.monotonic() + 10.0
+                while model.running != 1:
+                    assert time.monotonic() < deadline, "the request never started"
+                    await asyncio.sleep(0.005)
+                assert not pending.done()
+            # leaving the lifespan ran the shutdown: drained, then closed
+            assert model.stopped
+            return await pending
+
+    response = asyncio.run(scenario())
+    assert response.status_code == 200
+    assert response.json()["completion"] == "x" * 10
