@@ -100,6 +100,10 @@ def _load(path: Path):
     keeps.argtypes = [p, p, p, i64, p, i64, p]
     keeps.restype = i32
     _helpers["row_keeps_classes"] = keeps
+    pack = lib.regexlm_pack_rows
+    pack.argtypes = [p, i64, i64, p, i64, i64, p]
+    pack.restype = i32
+    _helpers["pack_rows"] = pack
     return fn
 
 
@@ -122,6 +126,24 @@ def row_keeps_classes(class_of, tokens, targets, size, row) -> bool | None:
     return bool(done)
 
 
+def pack_rows(rows: np.ndarray, class_of: np.ndarray, vocab_size: int) -> np.ndarray | None:
+    """``int32[n, ceil(V/32)]`` allowed-token bitmasks of ``rows int32[n, C]`` (a token is
+    allowed where its class's entry is not -1), packed in C; None where the C code is not
+    available. ``TokenIndex._pack_host`` is the numpy reference."""
+    if library() is None:
+        return None
+    rows = np.ascontiguousarray(rows, dtype=np.int32)
+    class_of = np.ascontiguousarray(class_of, dtype=np.int32)
+    num_words = (vocab_size + 31) // 32
+    out = np.empty((rows.shape[0], num_words), dtype=np.int32)
+    done = _helpers["pack_rows"](
+        _ptr(rows), rows.shape[0], rows.shape[1], _ptr(class_of), vocab_size, num_words, _ptr(out)
+    )
+    if done == -2:
+        raise MemoryError("no memory to pack a bitmask row")
+    return out
+
+
 def _ptr(a: np.ndarray) -> int:
     return a.ctypes.data
 
@@ -133,6 +155,7 @@ class _Walk(threading.local):
     tables: list | None = None
     failure: BaseException | None = None
     out: list | None = None
+    out_ptrs: tuple = ()
     chunks: list | None = None
 
 
@@ -143,9 +166,10 @@ _current = _Walk()
 def _fill_row(state: int):
     walk = _current
     try:
-        table = walk.automaton.fill_row(int(state))
-        walk.tables.append(table)  # kept alive until the walk returns
-        return _ptr(table)
+        table = walk.automaton.fill_row(state)
+        if table is not walk.tables[-1]:  # reallocated
+            walk.tables.append(table)  # kept alive until the walk returns
+        return table.ctypes.data
     except BaseException as exc:  # re-raised after the walk
         walk.failure = exc
         return None
@@ -163,21 +187,24 @@ def walk(fn, trie, automaton, origins: np.ndarray):
     ``trie`` (:class:`regexlm.index.rows.FlatTrie`) through ``automaton`` from ``origins``,
     grouped by origin position in ascending order."""
     origins = np.ascontiguousarray(origins, dtype=np.int32)
-    byte_class = np.ascontiguousarray(automaton.byte_classes, dtype=np.uint8)
+    byte_class = automaton.byte_classes
+    if byte_class.dtype != np.uint8 or not byte_class.flags.c_contiguous:
+        byte_class = np.ascontiguousarray(byte_class, dtype=np.uint8)
     table = automaton.transition_table()
     ctx = _current
     if ctx.out is None:
         ctx.out = [np.empty(FLUSH_CAPACITY, dtype=np.int32) for _ in range(3)]
+        ctx.out_ptrs = tuple(_ptr(a) for a in ctx.out)
     ctx.automaton, ctx.tables, ctx.failure, ctx.chunks = automaton, [table], None, []
     try:
         total = fn(
             *trie.native_args,
             _ptr(byte_class),
             _ptr(table),
-            int(table.shape[1]),
+            table.shape[1],
             _ptr(origins),
             origins.size,
-            *(_ptr(a) for a in ctx.out),
+            *ctx.out_ptrs,
             FLUSH_CAPACITY,
             _fill_row,
             _flush,

@@ -47,13 +47,16 @@ import numpy as np
 import torch
 
 from regexlm.errors import EmptyLanguageError
+from regexlm.index import native_walk
 from regexlm.index.bitmask import pack_bitmask
 from regexlm.index.min_tokens import token_distances
 from regexlm.index.rows import flat_trie, walk_rows
-from regexlm.index.token_classes import EOS_CLASS, FIRST_TEXT_CLASS, TokenClasses, _unique_sorted
+from regexlm.index.token_classes import EOS_CLASS, FIRST_TEXT_CLASS, TokenClasses
 
 UNREACHABLE = int(np.iinfo(np.int32).max)
 EXPLORE_BATCH = 4  # rows built between two checks of the exploration's work limit
+EXPLORE_BATCH_NARROW = 16  # ... while the last rows had few live pairs each
+NARROW_ROW_WORK = 512  # live (state, token) pairs a row may have and still count as narrow
 MASK_CACHE_BYTES = 256 << 10  # packed rows kept per index, for repeated masks of one state
 TENSOR_FIELDS = ("next_by_class", "class_of", "min_tokens", "match_index")
 
@@ -87,9 +90,11 @@ class IndexRows:
         self.num_states = 0
         self.keys: list = []
         self.index_of_key: dict = {}
-        self.dfa_of = np.full(16, -1, dtype=np.int64)
+        self.dfa_of = np.full(16, -1, dtype=np.int64)  # [capacity]: automaton id of a state
+        self.state_of_dfa = np.full(64, -1, dtype=np.int64)  # the inverse, for this epoch
         self.epoch = automaton.epoch
         self.rows_built = 0
+        self._last_row_work: float | None = None  # live pairs per row of the last walk
         self.walked = 0  # (state, token) pairs the walks have found alive: the work done
         self.splits = 0
         self.mask_epoch = 0  # changes when built rows change (pruning, strict masking)
@@ -131,6 +136,7 @@ class IndexRows:
         key = a.key(q)
         sid = self.index_of_key.get(key)
         if sid is not None:
+            self._remember(q, sid)
             return sid
         sid = self.num_states
         self._grow(sid + 1)
@@ -138,9 +144,32 @@ class IndexRows:
         self.keys.append(key)
         self.index_of_key[key] = sid
         self.dfa_of[sid] = q
+        self._remember(q, sid)
         self.match[sid] = a.match_index(q)
         self.min_tokens[sid] = min(a.byte_distance(q, self.usable), UNREACHABLE)
         return sid
+
+    def _remember(self, q: int, sid: int) -> None:
+        if q >= self.state_of_dfa.size:
+            grown = np.full(max(q + 1, 2 * self.state_of_dfa.size), -1, dtype=np.int64)
+            grown[: self.state_of_dfa.size] = self.state_of_dfa
+            self.state_of_dfa = grown
+        self.state_of_dfa[q] = sid
+
+    def _index_states(self, q: np.ndarray) -> np.ndarray:
+        """``int64[n]``: the index state of each automaton state in ``q`` (new ones are added,
+        with a bound and no row)."""
+        if q.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        top = int(q.max())
+        if top >= self.state_of_dfa.size:
+            self._remember(top, -1)
+        out = self.state_of_dfa[q]
+        if (out < 0).any():
+            for x in np.unique(q[out < 0]).tolist():
+                self._add_state(x)
+            out = self.state_of_dfa[q]
+        return out
 
     def _automaton_states(self, states: np.ndarray) -> np.ndarray:
         """Automaton ids of index states, re-made after the automaton cleared its cache."""
@@ -149,12 +178,15 @@ class IndexRows:
             a.clear()
         if a.epoch != self.epoch:
             self.dfa_of[:] = -1
+            self.state_of_dfa[:] = -1
             self.epoch = a.epoch
         out = self.dfa_of[states]
-        for i in np.flatnonzero(out < 0).tolist():
-            s = int(states[i])
-            q = self.dfa_of[s] = a.intern(self.keys[s])
-            out[i] = q
+        if (out < 0).any():
+            for i in np.flatnonzero(out < 0).tolist():
+                s = int(states[i])
+                q = self.dfa_of[s] = a.intern(self.keys[s])
+                self._remember(q, s)
+                out[i] = q
         return out
 
     # -- rows ---------------------------------------------------------------------------------
@@ -178,11 +210,9 @@ class IndexRows:
         origins = self._automaton_states(states)
         o, strings, q = walk_rows(self.trie, self.automaton, origins)
         self.walked += int(o.size)
+        self._last_row_work = o.size / states.size
         tokens = self.trie.tokens(strings)  # never end-of-sequence ids; shadows follow later
-        # targets -> index states (new ones get a bound and no row)
-        uq, inv = _unique_sorted(q, int(q.max()) + 1 if q.size else 1)
-        target_ids = np.array([self._add_state(int(x)) for x in uq.tolist()], dtype=np.int64)
-        tgt = target_ids[inv]
+        tgt = self._index_states(q)  # new targets get a bound and no row
         if self.strict:  # a target from which no match can be completed is not allowed
             ok = self.min_tokens[tgt] != UNREACHABLE
             o, tokens, tgt = o[ok], tokens[ok], tgt[ok]
@@ -221,14 +251,24 @@ class IndexRows:
                 if work_limit is None:
                     self._build(todo)
                     continue
-                for lo in range(0, todo.size, EXPLORE_BATCH):
-                    self._build(todo[lo : lo + EXPLORE_BATCH])
+                lo = 0
+                while lo < todo.size:
+                    batch = todo[lo : lo + self._explore_batch()]
+                    self._build(batch)
+                    lo += batch.size
                     if self.walked > work_limit:
                         break
                 if self.walked > work_limit:
                     break
             self._make_strict()
             return False
+
+    def _explore_batch(self) -> int:
+        """Rows to build before the next check of the work limit: more while rows are
+        narrow, so chains of small rows pay the fixed cost of a walk less often."""
+        if self._last_row_work is not None and self._last_row_work < NARROW_ROW_WORK:
+            return EXPLORE_BATCH_NARROW
+        return EXPLORE_BATCH
 
     def descend(
         self, state: int, max_steps: int = 64, branches: int = 4, max_work: int | None = None
@@ -321,6 +361,9 @@ class IndexRows:
         self.match = self.match[kept].copy()
         self.built = np.ones(kept.size, dtype=bool)
         self.dfa_of = self.dfa_of[kept].copy()
+        self.state_of_dfa[:] = -1
+        known = self.dfa_of >= 0
+        self.state_of_dfa[self.dfa_of[known]] = np.flatnonzero(known)
         self.keys = [self.keys[i] for i in kept.tolist()]
         self.index_of_key = {k: i for i, k in enumerate(self.keys)}
         self.start = int(new_id[self.start])
@@ -332,25 +375,35 @@ class IndexRows:
 
     def _merge_classes(self) -> None:
         """With every row known: one class per distinct column, and tokens allowed nowhere in
-        class 0 (end-of-sequence keeps class 1)."""
-        cols = self.nbc.T  # [C, S]
-        num = cols.shape[0]
-        new_of_old = np.zeros(num, dtype=np.int64)
+        class 0 (end-of-sequence keeps class 1). Merged classes are numbered in the order of
+        their first old class, so when nothing merges nothing is rewritten."""
+        num = self.nbc.shape[1]
+        text = self.nbc[:, FIRST_TEXT_CLASS:]  # [S, C - 2]
+        live = FIRST_TEXT_CLASS + np.flatnonzero((text >= 0).any(axis=0))  # [L]
+        new_of_old = np.zeros(num, dtype=np.int64)  # dead text classes -> class 0
         new_of_old[EOS_CLASS] = EOS_CLASS
-        num_new = 2
-        rest = np.arange(FIRST_TEXT_CLASS, num)
-        if rest.size:
-            live = rest[~(cols[rest] < 0).all(axis=1)]
-            if live.size:
-                uniq, inv = np.unique(cols[live], axis=0, return_inverse=True)
-                new_of_old[live] = inv.reshape(-1) + 2
-                num_new += uniq.shape[0]
+        num_new = FIRST_TEXT_CLASS
+        if live.size:
+            block = np.ascontiguousarray(self.nbc[:, live].T)  # [L, S]: a column per class
+            keys = block.view(np.dtype((np.void, block.shape[1] * 4))).reshape(-1)
+            _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+            rank = np.empty(first.size, dtype=np.int64)
+            rank[np.argsort(first, kind="stable")] = np.arange(first.size)
+            new_of_old[live] = FIRST_TEXT_CLASS + rank[inverse.reshape(-1)]
+            num_new += first.size
+        if (
+            num_new == num
+            and (new_of_old[FIRST_TEXT_CLASS:] == np.arange(FIRST_TEXT_CLASS, num)).all()
+        ):
+            return
         old_of_new = np.zeros(num_new, dtype=np.int64)
         old_of_new[new_of_old[::-1]] = np.arange(num)[::-1]
         old_of_new[0] = 0
         self.nbc = np.ascontiguousarray(self.nbc[:, old_of_new])
-        class_of = new_of_old[self.classes.class_of].astype(np.int32)
-        self.classes = TokenClasses.of(class_of, num_new)
+        classes = self.classes
+        class_of = new_of_old.astype(np.int32)[classes.class_of]
+        size = np.bincount(new_of_old, weights=classes.size, minlength=num_new).astype(np.int64)
+        self.classes = TokenClasses(class_of, size, classes.shadows, classes.shadowed)
 
     # -- reporting ----------------------------------------------------------------------------
 
@@ -384,6 +437,7 @@ def complete_rows(
     rows.built = np.ones(n, dtype=bool)
     rows.num_states = n
     rows.dfa_of = np.full(n, -1, dtype=np.int64)
+    rows.state_of_dfa = np.full(0, -1, dtype=np.int64)
     rows.start = int(start)
     rows.rows_built = n
     rows.splits = 0
@@ -575,10 +629,18 @@ class TokenIndex:
             self._masks.popitem(last=False)
         return found
 
-    def _pack_host(self, states: np.ndarray) -> np.ndarray:
-        """A few rows packed with numpy: gather each token's flag, fold 8 to a byte, LSB first."""
+    def _pack_host(self, states: np.ndarray, native: bool = True) -> np.ndarray:
+        """A few rows packed on the host: in C where it is built (a pass over ``class_of`` per
+        row), else with numpy, the reference: gather each token's flag, fold 8 to a byte, LSB
+        first."""
         rows = self._rows
         words = (self.vocab_size + 31) // 32
+        if native:
+            with rows.lock:
+                nbc, class_of = rows.nbc[states], rows.class_of
+            packed = native_walk.pack_rows(nbc, class_of, self.vocab_size)
+            if packed is not None:
+                return packed
         with rows.lock:
             allowed_class = rows.nbc[states] >= 0  # [n, C]
             flags = np.zeros((states.size, words * 32), dtype=bool)  # [n, 32W]

@@ -109,3 +109,29 @@ int32_t regexlm_row_keeps_classes(const int32_t *class_of, const int64_t *tokens
     free(named);
     return keeps;
 }
+
+/*
+ * Allowed-token bitmasks of `n` rows over classes (regexlm/index/token_index.py packs the same
+ * with numpy, the reference): bit j of word w of row r is set when token 32 w + j exists and
+ * rows[r, class_of[token]] >= 0. `out` holds n * num_words words. Returns 0, or -2 when out of
+ * memory.
+ */
+int32_t regexlm_pack_rows(const int32_t *rows, int64_t n, int64_t num_classes,
+                          const int32_t *class_of, int64_t vocab_size, int64_t num_words,
+                          uint32_t *out) {
+    uint8_t *allowed = (uint8_t *)malloc((size_t)num_classes);
+    if (allowed == NULL) return -2;
+    for (int64_t r = 0; r < n; r++) {
+        const int32_t *row = rows + r * num_classes;
+        for (int64_t c = 0; c < num_classes; c++) allowed[c] = row[c] >= 0;
+        uint32_t *words = out + r * num_words;
+        for (int64_t w = 0; w < num_words; w++) {
+            int64_t lo = w * 32, hi = lo + 32 < vocab_size ? lo + 32 : vocab_size;
+            uint32_t word = 0;
+            for (int64_t t = lo; t < hi; t++) word |= (uint32_t)allowed[class_of[t]] << (t - lo);
+            words[w] = word;
+        }
+    }
+    free(allowed);
+    return 0;
+}

@@ -119,3 +119,45 @@ def test_indexes_without_the_c_walk_allow_the_same_tokens(smollm2_vocab, monkeyp
             break
         token = int(rng.choice(text))
         a, b = native.next_state(a, token), fallback.next_state(b, token)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    num_classes=st.integers(1, 40),
+    vocab_size=st.integers(1, 200),
+    num_rows=st.integers(1, 6),
+    data=st.data(),
+)
+def test_c_bitmask_rows_equal_the_tokens_allowed(num_classes, vocab_size, num_rows, data):
+    # each bit against the definition, token by token: allowed iff its class's entry >= 0
+    class_of = np.array(
+        data.draw(
+            st.lists(st.integers(0, num_classes - 1), min_size=vocab_size, max_size=vocab_size)
+        ),
+        dtype=np.int32,
+    )
+    rows = np.array(
+        data.draw(
+            st.lists(
+                st.lists(st.integers(-1, 5), min_size=num_classes, max_size=num_classes),
+                min_size=num_rows,
+                max_size=num_rows,
+            )
+        ),
+        dtype=np.int32,
+    )
+    packed = native_walk.pack_rows(rows, class_of, vocab_size)
+    assert packed.shape == (num_rows, (vocab_size + 31) // 32)
+    words = packed.view(np.uint32)
+    for r in range(num_rows):
+        for t in range((vocab_size + 31) // 32 * 32):
+            bit = (int(words[r, t // 32]) >> (t % 32)) & 1
+            expected = t < vocab_size and rows[r, class_of[t]] >= 0
+            assert bit == expected, (r, t)
+
+
+def test_host_masks_with_and_without_c_agree(smollm2_vocab):
+    index = regexlm.compile(r"[a-z]{2,5}\d?|\.{0,3}", smollm2_vocab, cache=False)
+    states = np.arange(min(index.num_states, 8))
+    index.ensure_rows(states)
+    assert np.array_equal(index._pack_host(states), index._pack_host(states, native=False))
