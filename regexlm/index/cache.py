@@ -7,9 +7,10 @@ entry's bytes as they are when an entry is added, and evicts least recently used
 the total fits (:data:`MEMORY_BYTES`, ``REGEXLM_INDEX_MEMORY_BYTES``). The generator and the
 server use this one cache, so an index they both hold is counted once and evicted once.
 
-On disk (``$REGEXLM_CACHE/index/``) only *complete* indexes are kept (every row built at
-compile time, exact ``min_tokens``): a lazy index's future rows need its automaton, which is
-cheaper to rebuild than to store. Each entry is two files, written atomically:
+On disk (``$REGEXLM_CACHE/index/``) only *complete* indexes are kept (every row built by the
+exploration that runs at an index's first use, exact ``min_tokens``): a lazy index's future
+rows need its automaton, which is cheaper to rebuild than to store. An index is written when
+that exploration has run, not at compile. Each entry is two files, written atomically:
 
 * ``<key>.safetensors``: the tables (no pickle, nothing executable);
 * ``<key>.json``: metadata (patterns, fingerprint, version, start state, EOS ids) and the
@@ -27,6 +28,7 @@ import hashlib
 import json
 import os
 import threading
+import weakref
 from collections import OrderedDict
 from pathlib import Path
 
@@ -137,13 +139,27 @@ def lookup(
 
 
 def store(index: TokenIndex, device: torch.device, mode: str = "auto") -> None:
+    """Remember ``index`` in memory, and on disk once its exploration has run (at its first
+    use, see :meth:`TokenIndex.settle`) if that made it complete."""
     _remember((index.patterns, index.vocab_fingerprint, _version(), str(device), mode), index)
-    if disk_enabled and index.exact and mode == "auto":
-        try:
-            save(index)
-            _evict_disk()
-        except OSError:
-            pass  # a read-only or full cache directory only costs a rebuild next time
+    if mode != "auto":
+        return
+    rows = index._rows
+    if rows.pending is None:
+        _save_complete(index)
+    else:
+        ref = weakref.ref(index)
+        rows.on_settled.append(lambda: _save_complete(ref()))
+
+
+def _save_complete(index: TokenIndex | None) -> None:
+    if index is None or not disk_enabled or not index.exact:
+        return
+    try:
+        save(index)
+        _evict_disk()
+    except OSError:
+        pass  # a read-only or full cache directory only costs a rebuild next time
 
 
 def _evict_disk() -> None:

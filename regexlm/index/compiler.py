@@ -2,10 +2,16 @@
 
 The pattern compiles to a lazy automaton (:func:`regexlm.automata.compile_lazy`: no DFA state is
 built before a walk needs it), and the start state's row is built by a walk of the vocabulary
-trie (:mod:`~regexlm.index.rows`). Then the states are explored breadth-first while they are few
-and cheap (:data:`EXPLORE_STATES` rows, :data:`EXPLORE_WORK` live pairs): when that reaches them
-all, the index is complete and exact; otherwise the remaining rows are built as decoding reaches
-them, with a sound bound for ``min_tokens`` (see :mod:`~regexlm.index.token_index`).
+trie (:mod:`~regexlm.index.rows`). That is all compile does: the start state's mask is ready.
+
+What comes next waits for the index's first use (:meth:`TokenIndex.settle`: the tables a decode
+step reads, any other state): the states are explored breadth-first while they are few and cheap
+(:data:`EXPLORE_STATES` rows, :data:`EXPLORE_WORK` live pairs). When that reaches them all, the
+index is complete and exact; otherwise the remaining rows are built as decoding reaches them,
+with a sound bound for ``min_tokens`` (see :mod:`~regexlm.index.token_index`), tightened along
+real paths by a descent from the start. ``generate`` runs this beside the prompt's forward pass;
+the service runs it in its compile pool, under the compile time limit. A pattern whose start no
+single-byte path completes is explored at once, so an empty language is refused at compile.
 
 ``REGEXLM_INDEX=lazy`` in the environment skips the exploration, so every pattern takes the
 on-demand path (the test suite runs that way too); ``REGEXLM_INDEX=auto`` (the default) is as
@@ -23,7 +29,7 @@ import torch
 
 from regexlm.index import cache as index_cache
 from regexlm.index.rows import EagerAutomaton
-from regexlm.index.token_index import IndexRows, TokenIndex
+from regexlm.index.token_index import UNREACHABLE, IndexRows, TokenIndex
 from regexlm.index.vocabulary import Vocabulary
 
 _VOCABS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -112,7 +118,6 @@ def compile(  # noqa: A001
     regex_seconds = time.perf_counter() - started
     explore = None if mode == "lazy" else EXPLORE_STATES
     index = _index(automaton, vocab, device, patterns, explore=explore, full=False)
-    index.info["walked"] = index._rows.walked
     index.info["regex_seconds"] = regex_seconds
     if cache:
         index_cache.store(index, device, mode)
@@ -125,12 +130,32 @@ def _index(automaton, vocab, device, patterns, *, explore, full: bool) -> TokenI
     rows.ensure([rows.start])
     if full:
         rows.explore(None)
-    elif explore is None or not rows.explore(explore, EXPLORE_WORK):
-        rows.descend(rows.start, max_work=EXPLORE_WORK // 4)
+    else:
+        rows.pending = (explore, EXPLORE_WORK, EXPLORE_WORK // 4)
     index = TokenIndex(rows, device)
     index.info["build_seconds"] = time.perf_counter() - started
-    index.info["exact"] = rows.exact
+    record = _settled_info(index)
+    if rows.pending is None:
+        record()
+    else:
+        rows.on_settled.append(record)
+    if not full and rows.min_tokens[rows.start] == UNREACHABLE:
+        rows.settle()  # no single-byte path completes: only the exploration can tell
     return index
+
+
+def _settled_info(index: TokenIndex):
+    ref = weakref.ref(index)
+
+    def record() -> None:
+        found = ref()
+        if found is not None:
+            rows = found._rows
+            found.info.update(
+                exact=rows.exact, walked=rows.walked, settle_seconds=rows.settle_seconds
+            )
+
+    return record
 
 
 def build_index(

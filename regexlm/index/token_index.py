@@ -22,15 +22,22 @@ they are).
 (:mod:`regexlm.index.token_classes`). When a new row separates tokens of one class, the class
 is split: its column is copied for the existing rows and ``class_of`` is rewritten.
 
-**Exact or bounded.** At compile time the states are explored breadth-first for a few dozen
-states. If that reaches every state, the token graph is known and ``min_tokens`` is exact (a
-backward search over it), and states from which no token path completes a match are dropped.
+**Exact or bounded.** At the index's first use beyond the start state's mask
+(:meth:`IndexRows.settle`; compile builds only the start row) the states are explored
+breadth-first for a few dozen states. If that reaches every state, the token graph is known
+and ``min_tokens`` is exact (a backward search over it), and states from which no token path completes a match are dropped.
 Otherwise ``min_tokens`` is the *byte distance* to a match using single-byte tokens
 (:meth:`regexlm.automata.LazyDFA.byte_distance`): the fewest tokens when every token is one byte,
 so it is never below the exact value, and from any state with a finite value some allowed
 single-byte token leads to a state whose value is one less. That is what the budget rule needs
 to stay sound: a row that is promised a match within its budget always has a token that keeps
 the promise. It is stricter than exact where multi-byte tokens would finish sooner.
+
+**The first mask.** Before the exploration, the start row leaves out every target no single-byte
+path completes, as rows built on demand do; after it, the row is exact. The two agree wherever
+the vocabulary spells each byte the pattern needs as a token of its own, and the first never
+allows a token the second does not. The exploration may renumber states, except the start,
+which is always 0: no other id exists for a caller before it.
 
 **Memory.** The index holds ``class_of`` (4 bytes a token) and, per visited state, a row of C
 entries; the automaton's own cache is bounded by bytes. ``nbytes`` reports all of it as it
@@ -41,6 +48,7 @@ grows. The xgrammar-layout bitmask is produced for the states asked for
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 
 import numpy as np
@@ -55,8 +63,6 @@ from regexlm.index.token_classes import EOS_CLASS, FIRST_TEXT_CLASS, TokenClasse
 
 UNREACHABLE = int(np.iinfo(np.int32).max)
 EXPLORE_BATCH = 4  # rows built between two checks of the exploration's work limit
-EXPLORE_BATCH_NARROW = 16  # ... while the last rows had few live pairs each
-NARROW_ROW_WORK = 512  # live (state, token) pairs a row may have and still count as narrow
 MASK_CACHE_BYTES = 256 << 10  # packed rows kept per index, for repeated masks of one state
 TENSOR_FIELDS = ("next_by_class", "class_of", "min_tokens", "match_index")
 
@@ -94,10 +100,15 @@ class IndexRows:
         self.state_of_dfa = np.full(64, -1, dtype=np.int64)  # the inverse, for this epoch
         self.epoch = automaton.epoch
         self.rows_built = 0
-        self._last_row_work: float | None = None  # live pairs per row of the last walk
         self.walked = 0  # (state, token) pairs the walks have found alive: the work done
         self.splits = 0
         self.mask_epoch = 0  # changes when built rows change (pruning, strict masking)
+        # the exploration left for later (see settle): (max states or None, max work, descent
+        # work), and what to call once it has run
+        self.pending: tuple | None = None
+        self.exploring = False
+        self.on_settled: list = []
+        self.settle_seconds = 0.0
         if automaton.start == 0:
             raise EmptyLanguageError(_empty_message(patterns))
         self.start = self._add_state(automaton.start)
@@ -196,6 +207,8 @@ class IndexRows:
         states = np.asarray(states, dtype=np.int64).reshape(-1)
         if states.size == 0:
             return False
+        if self.pending is not None and (states != self.start).any():
+            self.settle()  # ids other than the start come from settled tables
         need = states[~self.built[states]]
         if need.size == 0:
             return False
@@ -210,7 +223,6 @@ class IndexRows:
         origins = self._automaton_states(states)
         o, strings, q = walk_rows(self.trie, self.automaton, origins)
         self.walked += int(o.size)
-        self._last_row_work = o.size / states.size
         tokens = self.trie.tokens(strings)  # never end-of-sequence ids; shadows follow later
         tgt = self._index_states(q)  # new targets get a bound and no row
         if self.strict:  # a target from which no match can be completed is not allowed
@@ -234,6 +246,41 @@ class IndexRows:
 
     # -- exploration --------------------------------------------------------------------------
 
+    def settle(self) -> None:
+        """Run the exploration that compile left pending, once (a no-op afterwards).
+
+        Compile builds only the start row; exploring the states beyond it (exact
+        ``min_tokens`` when they are few, else a descent that tightens the bounds) waits until
+        something needs more than the start row's mask: the tables a decode step reads, any
+        other state's row, a state id. It may renumber states (dropping those that cannot
+        complete), except the start, which stays 0, so a caller holds no other id before.
+        A failure (no token path completes a match) is raised here and again on every later
+        call.
+        """
+        if self.pending is None and not self.exploring:
+            return
+        with self.lock:  # another thread's exploration in progress: wait for it
+            plan = self.pending
+            if plan is None:
+                return
+            max_states, max_work, descent_work = plan
+            started = time.perf_counter()
+            self.pending = None  # the exploration's own row builds do not settle again
+            self.exploring = True
+            try:
+                if max_states is None or not self.explore(max_states, max_work):
+                    self.descend(self.start, max_work=descent_work)
+            except BaseException:
+                self.pending = plan
+                raise
+            finally:
+                self.exploring = False
+            self.settle_seconds = time.perf_counter() - started
+            assert self.start == 0
+            callbacks, self.on_settled = self.on_settled, []
+        for callback in callbacks:
+            callback()
+
     def explore(self, max_states: int | None, max_work: int | None = None) -> bool:
         """Build rows breadth-first from the start while at most ``max_states`` rows would be
         built in all and the walks have found at most ``max_work`` live (state, token) pairs
@@ -253,7 +300,7 @@ class IndexRows:
                     continue
                 lo = 0
                 while lo < todo.size:
-                    batch = todo[lo : lo + self._explore_batch()]
+                    batch = todo[lo : lo + EXPLORE_BATCH]
                     self._build(batch)
                     lo += batch.size
                     if self.walked > work_limit:
@@ -262,13 +309,6 @@ class IndexRows:
                     break
             self._make_strict()
             return False
-
-    def _explore_batch(self) -> int:
-        """Rows to build before the next check of the work limit: more while rows are
-        narrow, so chains of small rows pay the fixed cost of a walk less often."""
-        if self._last_row_work is not None and self._last_row_work < NARROW_ROW_WORK:
-            return EXPLORE_BATCH_NARROW
-        return EXPLORE_BATCH
 
     def descend(
         self, state: int, max_steps: int = 64, branches: int = 4, max_work: int | None = None
@@ -442,6 +482,10 @@ def complete_rows(
     rows.rows_built = n
     rows.splits = 0
     rows.mask_epoch = 0
+    rows.pending = None
+    rows.exploring = False
+    rows.on_settled = []
+    rows.settle_seconds = 0.0
     return rows
 
 
@@ -509,7 +553,19 @@ class TokenIndex:
     @property
     def exact(self) -> bool:
         """Whether every state is built and ``min_tokens`` is exact."""
+        self._rows.settle()
         return self._rows.exact
+
+    @property
+    def settled(self) -> bool:
+        """Whether the exploration compile left for the first use has run."""
+        return self._rows.pending is None and not self._rows.exploring
+
+    def settle(self) -> TokenIndex:
+        """Run the exploration compile left for the first use now (see
+        :meth:`IndexRows.settle`); decoders may call it beside the model's forward pass."""
+        self._rows.settle()
+        return self
 
     @property
     def version(self) -> int:
@@ -524,6 +580,7 @@ class TokenIndex:
 
     def _sync(self) -> dict[str, torch.Tensor]:
         rows = self._rows
+        rows.settle()
         if self._synced == rows.version:
             return self._tensors
         # Made as ordinary tensors even when a decoder calls under torch.inference_mode: they
@@ -574,6 +631,7 @@ class TokenIndex:
     def dfa_state(self) -> torch.Tensor:
         """``int32[S]``: the automaton state of each index state (for eager automata, whose ids
         never change)."""
+        self._rows.settle()
         return torch.from_numpy(self._rows.dfa_of[: self._rows.num_states].astype(np.int32))
 
     @property
@@ -582,6 +640,7 @@ class TokenIndex:
 
         Made on each change of the tables, for integrations and tests that want every row;
         a decoder asks for the rows it needs with :meth:`bitmask_rows`."""
+        self._rows.settle()
         cached = self._bitmask
         if cached is not None and cached[0] == self.version:
             return cached[1]
@@ -593,6 +652,7 @@ class TokenIndex:
         """Build the rows of ``states`` (ints or an int tensor) that are not built yet."""
         if isinstance(states, torch.Tensor):
             states = states.detach().to("cpu").numpy()
+        self._rows.settle()
         self._rows.ensure(states)
 
     def tables(self):
@@ -608,8 +668,9 @@ class TokenIndex:
         self._rows.ensure(states)
         if self._device.type == "cpu" and states.size == 1:
             return torch.from_numpy(self._cached_row(int(states[0]))[None, :].copy())
-        if self._device.type == "cpu" and states.size <= 64:
-            return torch.from_numpy(self._pack_host(states))
+        if (self._device.type == "cpu" and states.size <= 64) or self._rows.pending is not None:
+            # (pending: only the start row is asked for, which needs no settled tables)
+            return torch.from_numpy(self._pack_host(states)).to(self._device)
         t = self._sync()
         allowed = t["next_by_class"][torch.from_numpy(states).to(self._device)] >= 0  # [n, C]
         return pack_bitmask(allowed, t["class_of"].long(), self.vocab_size)
@@ -637,25 +698,38 @@ class TokenIndex:
         words = (self.vocab_size + 31) // 32
         if native:
             with rows.lock:
-                nbc, class_of = rows.nbc[states], rows.class_of
+                nbc, class_of = self._final_rows(states), rows.class_of
             packed = native_walk.pack_rows(nbc, class_of, self.vocab_size)
             if packed is not None:
                 return packed
         with rows.lock:
-            allowed_class = rows.nbc[states] >= 0  # [n, C]
+            allowed_class = self._final_rows(states) >= 0  # [n, C]
             flags = np.zeros((states.size, words * 32), dtype=bool)  # [n, 32W]
             flags[:, : self.vocab_size] = allowed_class[:, rows.class_of]
         packed = np.packbits(flags, axis=1, bitorder="little")  # [n, 4W] bytes
         return np.ascontiguousarray(packed).view("<i4").astype(np.int32, copy=False)
 
+    def _final_rows(self, states: np.ndarray) -> np.ndarray:
+        """``int32[n, C]`` rows of ``states`` as the mask shows them: before the exploration has
+        run (only the start row exists), a target no single-byte path completes is left out,
+        as every row built on demand does (see the module docstring)."""
+        rows = self._rows
+        nbc = rows.nbc[states]  # [n, C]
+        if rows.pending is not None and not rows.strict:
+            hopeless = np.append(rows.min_tokens[: rows.num_states] == UNREACHABLE, False)
+            nbc[hopeless[nbc]] = -1  # [-1] -> False
+        return nbc
+
     # -- sizes --------------------------------------------------------------------------------
 
     @property
     def num_states(self) -> int:
+        self._rows.settle()
         return self._rows.num_states
 
     @property
     def num_classes(self) -> int:
+        self._rows.settle()
         return int(self._rows.nbc.shape[1])
 
     @property
@@ -671,12 +745,14 @@ class TokenIndex:
 
     def next_state(self, state: int, token: int) -> int:
         """State after ``token`` at ``state``; -1 if the token is not allowed there."""
+        self._rows.settle()
         self._rows.ensure([state])
         rows = self._rows
         return int(rows.nbc[state, rows.class_of[token]])
 
     def allowed_tokens(self, state: int) -> torch.Tensor:
         """``int64[n]`` ids allowed at ``state``, ascending."""
+        self._rows.settle()
         self._rows.ensure([state])
         rows = self._rows
         ok = rows.nbc[state][rows.class_of] >= 0
@@ -684,6 +760,7 @@ class TokenIndex:
 
     def can_extend(self, state: int) -> bool:
         """Whether a token other than end-of-sequence is allowed at ``state``."""
+        self._rows.settle()
         self._rows.ensure([state])
         rows = self._rows
         row = rows.nbc[state].copy()
@@ -692,13 +769,15 @@ class TokenIndex:
         return bool((row >= 0).any())
 
     def min_tokens_to_match(self, state: int) -> int:
+        self._rows.settle()
         return int(self._rows.min_tokens[state])
 
     def is_match(self, state: int) -> bool:
-        return bool(self._rows.match[state] >= 0)
+        return self.match_of(state) >= 0
 
     def match_of(self, state: int) -> int:
         """Lowest matching pattern index at ``state``, -1 if none."""
+        self._rows.settle()
         return int(self._rows.match[state])
 
     def to(self, device) -> TokenIndex:

@@ -148,6 +148,9 @@ class PatternCompiler:
         loop.call_soon_threadsafe(flight.started.set)
         check_syntax(patterns)
         index = self._compile_fn(list(patterns) if is_list else patterns[0])
+        settle = getattr(index, "settle", None)
+        if settle is not None:  # explore here, under the time limit, not beside a batch's prefill
+            settle()
         return index, time.perf_counter() - started
 
     def _refuse(self, key: tuple[str, ...], failure: CompileFailure) -> None:

@@ -48,6 +48,7 @@ def test_literal_with_exact_transitions():
     assert index.next_state(s_abc, EOS) == s_abc
     assert index.next_state(s0, EOS) == -1
     assert [index.min_tokens_to_match(s) for s in (s0, s_a, s_ab, s_abc)] == [1, 2, 1, 0]
+    assert index.info["exact"] and index.settled  # a complete index has nothing left to explore
     assert index.is_match(s_abc) and not index.is_match(s0)
     assert index.num_states == 4
 

@@ -12,6 +12,11 @@ from regexlm.index import cache
 PATTERN = r"[a-z]+@[a-z]+\.com"
 
 
+def _used(pattern, vocab, **options):
+    """Compile and run the exploration a first use would run (when the disk entry is written)."""
+    return regexlm.compile(pattern, vocab, **options).settle()
+
+
 def _same(a, b) -> bool:
     return (
         all(
@@ -37,11 +42,11 @@ def test_memory_cache_returns_the_same_index(index_cache_dir, smollm2_vocab):
 
 
 def test_disk_round_trip(index_cache_dir, smollm2_vocab):
-    built = regexlm.compile(PATTERN, smollm2_vocab)
+    built = _used(PATTERN, smollm2_vocab)
     files = sorted(p.suffix for p in index_cache_dir.iterdir())
     assert files == [".json", ".safetensors"]
     cache.clear_memory()
-    loaded = regexlm.compile(PATTERN, smollm2_vocab)
+    loaded = _used(PATTERN, smollm2_vocab)
     assert loaded is not built and loaded.info.get("from_disk")
     assert _same(loaded, built)
 
@@ -52,21 +57,21 @@ def test_cache_false_neither_reads_nor_writes(index_cache_dir, smollm2_vocab):
 
 
 def test_corrupt_tensor_file_is_detected_and_rebuilt(index_cache_dir, smollm2_vocab):
-    built = regexlm.compile(PATTERN, smollm2_vocab)
+    built = _used(PATTERN, smollm2_vocab)
     (tensor_file,) = index_cache_dir.glob("*.safetensors")
     data = bytearray(tensor_file.read_bytes())
     data[-5] ^= 0xFF  # flip bits inside a table
     tensor_file.write_bytes(bytes(data))
     cache.clear_memory()
-    again = regexlm.compile(PATTERN, smollm2_vocab)
+    again = _used(PATTERN, smollm2_vocab)
     assert not again.info.get("from_disk")  # rebuilt, not read
     assert _same(again, built)
     cache.clear_memory()
-    assert regexlm.compile(PATTERN, smollm2_vocab).info.get("from_disk")  # rewritten intact
+    assert _used(PATTERN, smollm2_vocab).info.get("from_disk")  # rewritten intact
 
 
 def test_truncated_or_mismatched_entries_are_misses(index_cache_dir, smollm2_vocab):
-    regexlm.compile(PATTERN, smollm2_vocab)
+    _used(PATTERN, smollm2_vocab)
     (tensor_file,) = index_cache_dir.glob("*.safetensors")
     (meta_file,) = index_cache_dir.glob("*.json")
     tensor_file.write_bytes(tensor_file.read_bytes()[:100])
@@ -74,7 +79,7 @@ def test_truncated_or_mismatched_entries_are_misses(index_cache_dir, smollm2_voc
     assert not meta_file.exists()  # the broken entry was removed
     regexlm.compile(PATTERN, smollm2_vocab, cache=False)
     cache.clear_memory()
-    regexlm.compile(PATTERN, smollm2_vocab)
+    _used(PATTERN, smollm2_vocab)
     meta = json.loads(meta_file.read_text())
     meta["patterns"] = ["something else"]
     meta_file.write_text(json.dumps(meta))
@@ -82,35 +87,35 @@ def test_truncated_or_mismatched_entries_are_misses(index_cache_dir, smollm2_voc
 
 
 def test_keys_separate_vocabularies_and_patterns(index_cache_dir, smollm2_vocab, gemma_vocab):
-    a = regexlm.compile(PATTERN, smollm2_vocab)
-    b = regexlm.compile(PATTERN, gemma_vocab)
-    c = regexlm.compile(r"[a-z]+@[a-z]+\.org", smollm2_vocab)
+    a = _used(PATTERN, smollm2_vocab)
+    b = _used(PATTERN, gemma_vocab)
+    c = _used(r"[a-z]+@[a-z]+\.org", smollm2_vocab)
     assert a.vocab_size != b.vocab_size
     assert not torch.equal(a.bitmask, c.bitmask)
     assert len(list(index_cache_dir.glob("*.json"))) == 3
 
 
 def test_memory_cache_is_bounded_by_bytes(index_cache_dir, smollm2_vocab, monkeypatch):
-    first = regexlm.compile("a", smollm2_vocab)
+    first = _used("a", smollm2_vocab)
     monkeypatch.setattr(cache, "MEMORY_BYTES", 3 * first.nbytes + first.nbytes // 2)
     for p in ("b", "c", "d"):
-        regexlm.compile(p, smollm2_vocab)
+        _used(p, smollm2_vocab)
     assert len(cache._memory) == 3
     assert cache.memory_bytes() <= cache.MEMORY_BYTES
-    assert regexlm.compile("a", smollm2_vocab) is not first  # evicted, read back from disk
+    assert _used("a", smollm2_vocab) is not first  # evicted, read back from disk
 
 
 def test_disk_cache_is_bounded_oldest_first(index_cache_dir, smollm2_vocab, monkeypatch):
     import os
     import time
 
-    regexlm.compile("a", smollm2_vocab)
+    _used("a", smollm2_vocab)
     (meta,) = index_cache_dir.glob("*.json")
     one_entry = sum(p.stat().st_size for p in index_cache_dir.iterdir())
     old = time.time() - 100
     os.utime(meta, (old, old))
     monkeypatch.setattr(cache, "DISK_BYTES", one_entry + one_entry // 2)
-    regexlm.compile("b", smollm2_vocab)
+    _used("b", smollm2_vocab)
     names = {p.name for p in index_cache_dir.glob("*.json")}
     assert meta.name not in names and len(names) == 1  # the oldest entry made room
 
@@ -119,3 +124,12 @@ def test_lazy_indexes_are_not_written_to_disk(index_cache_dir, smollm2_vocab):
     index = regexlm.compile(r"\w{1,50}", smollm2_vocab)
     assert not index.exact
     assert not any(index_cache_dir.glob("*.json"))
+
+
+def test_an_index_is_written_to_disk_when_first_used(index_cache_dir, smollm2_vocab):
+    index = regexlm.compile(PATTERN, smollm2_vocab)
+    assert not index_cache_dir.exists() or not any(index_cache_dir.iterdir())
+    index.bitmask_rows([index.start_state])  # the start row alone: still nothing to write
+    assert not index_cache_dir.exists() or not any(index_cache_dir.iterdir())
+    assert int(index.next_by_class.shape[0]) > 1  # the tables a step reads: the first use
+    assert index.exact and len(list(index_cache_dir.glob("*.json"))) == 1

@@ -1,0 +1,67 @@
+"""A new index's exploration runs beside the prefill, and decoding is the same as with an index
+explored before the call.
+
+Compile builds only the start row (:meth:`regexlm.index.TokenIndex.settle`); the decode loop
+runs the rest on a worker thread while the model reads the prompts, waits for it before the
+first step, and an exploration that fails fails the rows of its pattern only.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import regexlm
+from regexlm.generation import GenerationRequest
+from regexlm.index.token_index import IndexRows
+
+REQUESTS = [
+    GenerationRequest("Mail: ", r"[a-z]{2,5}@[a-z]{2,4}\.(com|org)", max_new_tokens=9, seed=3),
+    GenerationRequest("Year: ", r"(19|20)[0-9]{2}", max_new_tokens=6, temperature=0),
+]
+
+
+def _key(c):
+    return c.completion, c.token_ids, c.stop_reason
+
+
+def test_the_exploration_runs_beside_the_prefill_and_changes_nothing(tiny_generator, monkeypatch):
+    regexlm.index.cache.clear_memory()
+    fresh = [tiny_generator.compile(r.pattern) for r in REQUESTS]
+    assert not any(index.settled for index in fresh)
+    threads = []
+    real = IndexRows.settle
+
+    def recording(self):
+        if self.pending is not None:
+            threads.append(threading.current_thread().name)
+        return real(self)
+
+    monkeypatch.setattr(IndexRows, "settle", recording)
+    beside = tiny_generator.generate_batch(REQUESTS, indexes=fresh)
+    assert all(index.settled for index in fresh)
+    assert len(threads) == 2 and all(name.startswith("regexlm-settle") for name in threads)
+
+    settled = [
+        regexlm.compile(r.pattern, tiny_generator.vocabulary, cache=False).settle()
+        for r in REQUESTS
+    ]
+    before = tiny_generator.generate_batch(REQUESTS, indexes=settled)
+    assert [_key(c) for c in beside] == [_key(c) for c in before]
+
+
+def test_a_failing_exploration_fails_its_own_rows_only(tiny_generator):
+    regexlm.index.cache.clear_memory()
+    failing = regexlm.compile(r"[a-z]{3,6}!", tiny_generator.vocabulary, cache=False)
+    good = regexlm.compile(REQUESTS[1].pattern, tiny_generator.vocabulary, cache=False)
+
+    def settle():
+        raise MemoryError("no room to explore")
+
+    failing._rows.settle = settle
+    requests = [GenerationRequest("Say ", r"[a-z]{3,6}!"), REQUESTS[1]]
+    outcomes = tiny_generator.generate_batch(
+        requests, indexes=[failing, good], return_exceptions=True
+    )
+    assert isinstance(outcomes[0], MemoryError)
+    alone = tiny_generator.generate_batch([REQUESTS[1]])[0]
+    assert _key(outcomes[1]) == _key(alone)
