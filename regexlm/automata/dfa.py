@@ -86,11 +86,18 @@ class SubsetConstruction:
         autos: list = [None] * n
         targets: list[tuple[int, ...]] = [()] * n
         bounds = {0, 256}
+        # Counted repeats copy one set into many states: look each tuple of sets up once, by
+        # the identity of its sets (the NFA holds them alive), not by hashing their ranges.
+        seen: dict[tuple[int, ...], object] = {}
         for q, row in enumerate(nfa.edges):
             if row:
-                a = autos[q] = utf8_partition_automaton(tuple(chars for chars, _ in row))
-                targets[q] = tuple(t for _, t in row)
-                bounds |= a.boundaries
+                key = tuple([id(chars) for chars, _ in row])
+                a = seen.get(key)
+                if a is None:
+                    a = seen[key] = utf8_partition_automaton(tuple([c for c, _ in row]))
+                    bounds |= a.boundaries
+                autos[q] = a
+                targets[q] = tuple([t for _, t in row])
         self.autos, self.targets = autos, targets
         cuts = sorted(bounds)
         class_of = np.zeros(256, dtype=np.int64)

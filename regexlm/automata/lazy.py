@@ -28,7 +28,6 @@ vectorized :meth:`LazyDFA.step` that the token index walks with.
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Sequence
 
 import numpy as np
@@ -249,34 +248,46 @@ class Distances:
         return found
 
     def _nfa_distances(self) -> list[int]:
+        # Dial's algorithm: a bucket per distance. Epsilons cost 0 and are followed at once
+        # within the bucket; a character costs 1 to 4 bytes and lands in a later bucket.
         sc = self.sc
         nfa = sc.nfa
         n = nfa.num_states
-        rev: list[list[tuple[int, int]]] = [[] for _ in range(n)]
-        for q in range(n):
-            for t in nfa.eps[q]:
-                rev[t].append((q, 0))
-            auto = sc.autos[q]
+        eps_into: list[list[int]] = [[] for _ in range(n)]
+        chars_into: list[list[tuple[int, int]]] = [[] for _ in range(n)]
+        for q, targets in enumerate(nfa.eps):
+            for t in targets:
+                eps_into[t].append(q)
+        for q, auto in enumerate(sc.autos):
             if auto is not None:
                 for t, w in zip(sc.targets[q], self._label_costs(auto), strict=True):
                     if w != UNREACHABLE:
-                        rev[t].append((q, w))
-        dist = [int(UNREACHABLE)] * n
-        heap = []
-        for q in range(n):
-            if nfa.match[q] >= 0:
-                dist[q] = 0
-                heap.append((0, q))
-        heapq.heapify(heap)
-        while heap:
-            d, t = heapq.heappop(heap)
-            if d > dist[t]:
-                continue
-            for q, w in rev[t]:
-                nd = d + w
-                if nd < dist[q]:
-                    dist[q] = nd
-                    heapq.heappush(heap, (nd, q))
+                        chars_into[t].append((q, w))
+        unreachable = int(UNREACHABLE)
+        dist = [unreachable] * n
+        matches = [q for q, m in enumerate(nfa.match) if m >= 0]
+        for q in matches:
+            dist[q] = 0
+        buckets: list[list[int]] = [matches]
+        d = 0
+        while d < len(buckets):
+            stack = buckets[d]
+            while stack:
+                t = stack.pop()
+                if dist[t] != d:
+                    continue  # settled earlier at a smaller distance
+                for q in eps_into[t]:
+                    if dist[q] > d:
+                        dist[q] = d
+                        stack.append(q)
+                for q, w in chars_into[t]:
+                    nd = d + w
+                    if nd < dist[q]:
+                        dist[q] = nd
+                        while len(buckets) <= nd:
+                            buckets.append([])
+                        buckets[nd].append(q)
+            d += 1
         return dist
 
     def position(self, p: int) -> int:

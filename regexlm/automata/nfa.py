@@ -46,7 +46,7 @@ class CharNFA:
     input ends in ``q`` (-1 if none).
     """
 
-    __slots__ = ("eps", "edges", "looks", "match", "start")
+    __slots__ = ("eps", "edges", "looks", "match", "start", "all_live")
 
     def __init__(self) -> None:
         self.eps: list[list[int]] = []
@@ -54,6 +54,8 @@ class CharNFA:
         self.looks: list[list[tuple[str, int]]] = []
         self.match: list[int] = []
         self.start = 0
+        # Known to reach a match from every state (so trimming has nothing to drop)
+        self.all_live = False
 
     def add(self) -> int:
         self.eps.append([])
@@ -104,55 +106,70 @@ def estimate_size(node, cap: int) -> int:
 # Thompson construction
 
 
-def _fragment(nfa: CharNFA, node) -> tuple[int, int]:
-    """Add the states of ``node``; return its (entry, exit)."""
+def _fragment(nfa: CharNFA, node, entry: int) -> int:
+    """Add the states of ``node``, starting from the existing state ``entry``; return its exit.
+
+    Starting a fragment at the state before it, rather than at a new state joined by an
+    epsilon, halves the states of literal text. It is exact because no fragment adds a
+    transition *into* its entry: the entry is reached only from before, as the epsilon's
+    target would be. An exit has no character transition when it is returned, so the next
+    fragment adds at most one; a state keeps at most one (the subset construction reads a
+    state's sets as disjoint), which is why branches and loop bodies start at states of their
+    own: a branch's first characters may overlap its sibling's, a body's what follows the loop.
+    """
     if isinstance(node, Chars):
-        s, e = nfa.add(), nfa.add()
+        e = nfa.add()
         if node.chars:
-            nfa.edges[s].append((node.chars, e))
-        return s, e
+            nfa.edges[entry].append((node.chars, e))
+        return e
     if isinstance(node, Concat):
-        s = cur = nfa.add()
+        cur = entry
         for item in node.items:
-            a, b = _fragment(nfa, item)
-            nfa.eps[cur].append(a)
-            cur = b
-        return s, cur
+            cur = _fragment(nfa, item, cur)
+        return cur
     if isinstance(node, Alt):
-        s, e = nfa.add(), nfa.add()
+        e = nfa.add()
         for item in node.items:
-            a, b = _fragment(nfa, item)
-            nfa.eps[s].append(a)
-            nfa.eps[b].append(e)
-        return s, e
+            a = nfa.add()
+            nfa.eps[entry].append(a)
+            nfa.eps[_fragment(nfa, item, a)].append(e)
+        return e
     if isinstance(node, Repeat):
-        s = cur = nfa.add()
+        cur = entry
         for _ in range(node.min):
-            a, b = _fragment(nfa, node.item)
-            nfa.eps[cur].append(a)
-            cur = b
+            cur = _fragment(nfa, node.item, cur)
         if node.max is None:
-            loop = nfa.add()
+            loop, a = nfa.add(), nfa.add()
             nfa.eps[cur].append(loop)
-            a, b = _fragment(nfa, node.item)
             nfa.eps[loop].append(a)
-            nfa.eps[b].append(loop)
-            return s, loop
+            nfa.eps[_fragment(nfa, node.item, a)].append(loop)
+            return loop
         if node.max > node.min:
             end = nfa.add()
             for _ in range(node.max - node.min):
-                a, b = _fragment(nfa, node.item)
-                nfa.eps[cur].append(a)
                 nfa.eps[cur].append(end)
-                cur = b
+                cur = _fragment(nfa, node.item, cur)
             nfa.eps[cur].append(end)
             cur = end
-        return s, cur
+        return cur
     if isinstance(node, Look):
-        s, e = nfa.add(), nfa.add()
-        nfa.looks[s].append((node.kind, e))
-        return s, e
+        e = nfa.add()
+        nfa.looks[entry].append((node.kind, e))
+        return e
     raise TypeError(f"unknown node {node!r}")  # pragma: no cover
+
+
+def _fragments_all_live(node) -> bool:
+    """Whether every state of ``node``'s fragment surely reaches the fragment's exit: each
+    character set has an encodable member and there is no assertion (which may never hold
+    where it stands). Read on the tree, once per node, not on its copies in the NFA."""
+    if isinstance(node, Chars):
+        return _encodable(node.chars)
+    if isinstance(node, Look):
+        return False
+    if isinstance(node, Repeat):
+        return _fragments_all_live(node.item)
+    return all(_fragments_all_live(item) for item in node.items)
 
 
 def build_nfa(trees: list, limits: Limits) -> CharNFA:
@@ -164,13 +181,14 @@ def build_nfa(trees: list, limits: Limits) -> CharNFA:
         if total > cap:
             raise too_many_nfa_states(total, cap)
     nfa = CharNFA()
+    nfa.all_live = all(_fragments_all_live(tree) for tree in trees)
     nfa.start = nfa.add()
     for i, tree in enumerate(trees):
-        a, b = _fragment(nfa, tree)
+        a = nfa.add()
+        nfa.eps[nfa.start].append(a)
         m = nfa.add()
         nfa.match[m] = i
-        nfa.eps[nfa.start].append(a)
-        nfa.eps[b].append(m)
+        nfa.eps[_fragment(nfa, tree, a)].append(m)
     return nfa
 
 
@@ -313,8 +331,14 @@ def trim(nfa: CharNFA) -> CharNFA:
     of lone surrogates has none). After trimming, every non-empty set of NFA positions can still
     reach a match, so the subset construction never creates a state that cannot match: the dead
     state is the only one, and no pruning pass over the DFA is needed.
+
+    A Thompson NFA straight from :func:`build_nfa` whose character sets all have an encodable
+    member (``all_live``) is returned as it is: every state of a fragment reaches the fragment's
+    exit, and every exit reaches a match.
     """
     assert not nfa.has_looks(), "assertions must be removed first"
+    if nfa.all_live:
+        return nfa
     n = nfa.num_states
     preds: list[list[int]] = [[] for _ in range(n)]
     for q in range(n):

@@ -25,8 +25,8 @@ def _key(c):
 
 
 def test_the_exploration_runs_beside_the_prefill_and_changes_nothing(tiny_generator, monkeypatch):
-    regexlm.index.cache.clear_memory()
-    fresh = [tiny_generator.compile(r.pattern) for r in REQUESTS]
+    vocab = tiny_generator.vocabulary
+    fresh = [regexlm.compile(r.pattern, vocab, cache=False) for r in REQUESTS]  # none from disk
     assert not any(index.settled for index in fresh)
     threads = []
     real = IndexRows.settle
@@ -41,10 +41,7 @@ def test_the_exploration_runs_beside_the_prefill_and_changes_nothing(tiny_genera
     assert all(index.settled for index in fresh)
     assert len(threads) == 2 and all(name.startswith("regexlm-settle") for name in threads)
 
-    settled = [
-        regexlm.compile(r.pattern, tiny_generator.vocabulary, cache=False).settle()
-        for r in REQUESTS
-    ]
+    settled = [regexlm.compile(r.pattern, vocab, cache=False).settle() for r in REQUESTS]
     before = tiny_generator.generate_batch(REQUESTS, indexes=settled)
     assert [_key(c) for c in beside] == [_key(c) for c in before]
 
