@@ -47,7 +47,6 @@ logged, rather than emitting a token the pattern does not allow.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -60,6 +59,7 @@ from regexlm.generation.constraint import Constraint
 from regexlm.generation.randomness import row_seed, step_counters
 from regexlm.generation.request import GenerationRequest
 from regexlm.generation.text import TextStream
+from regexlm.index.settler import settle_in_background
 
 logger = logging.getLogger("regexlm.generation")
 
@@ -167,7 +167,8 @@ def run_batch(
     input_ids, attention_mask = model_calls.left_pad([s.prompt_ids for s in specs], pad_id, device)
 
     started = time.perf_counter()
-    settling = _settle_beside_prefill(specs)
+    # the explorations compile left for new indexes run beside the prefill
+    settling = settle_in_background([s.constraint.index for s in specs])
     logits, cache = model_calls.prefill(model, input_ids, attention_mask)  # logits: [B, V]
     vocab_width = logits.shape[1]
     model_calls.synchronize(device)
@@ -225,35 +226,6 @@ def run_batch(
 
 
 # --- the steps -------------------------------------------------------------------------------
-
-_settler: list[futures.ThreadPoolExecutor] = []
-_settler_lock = threading.Lock()
-
-
-def _settle_beside_prefill(specs: list[RowSpec]) -> futures.Future | None:
-    """Run, on a worker thread, the exploration that compile left for each new index's first
-    use (:meth:`regexlm.index.TokenIndex.settle`), while this thread runs the prefill: the
-    model's forward pass and the index's walks (C and numpy, which release the interpreter
-    lock for most of their time) overlap instead of adding up."""
-    pending = {}
-    for spec in specs:
-        index = spec.constraint.index
-        if not getattr(index, "settled", True):
-            pending[id(index)] = index
-    if not pending:
-        return None
-    with _settler_lock:
-        if not _settler:
-            _settler.append(futures.ThreadPoolExecutor(1, thread_name_prefix="regexlm-settle"))
-    return _settler[0].submit(_settle_all, list(pending.values()))
-
-
-def _settle_all(indexes) -> None:
-    for index in indexes:
-        try:
-            index.settle()
-        except Exception:  # noqa: S110 - the step raises it again for this index's rows only
-            pass
 
 
 def _decode(model, batch: _Batch) -> torch.Tensor:

@@ -10,6 +10,9 @@ device (:mod:`regexlm.vllm.joint`).
 An index may build its rows on demand: the tables are read through ``ensure_rows`` and the
 current ``next_by_class`` / ``class_of`` / ``min_tokens`` tensors, and :attr:`class_stamp`
 changes whenever ``class_of`` did, so the device copies derived from it are rebuilt only then.
+A new index's exploration (what compile leaves for the first use) starts on a worker at once
+(:mod:`regexlm.index.settler`): requests are added before the engine's forward pass and masked
+after it, so the exploration runs while the model does.
 
 The cache holds at most ``max_patterns`` entries and, like the index layer's own memory cache
 (:mod:`regexlm.index.cache`), at most its byte bound (``REGEXLM_INDEX_MEMORY_BYTES``) of indexes,
@@ -123,11 +126,16 @@ class PatternCache:
 
     def _compile(self, patterns: tuple[str, ...]) -> CompiledPattern | RegexError:
         from regexlm.index import compile as compile_index
+        from regexlm.index.settler import settle_in_background
 
         self.compiles += 1
         source = patterns[0] if len(patterns) == 1 else list(patterns)
         try:
-            return CompiledPattern(compile_index(source, self.vocabulary, device="cpu"))
+            index = compile_index(source, self.vocabulary, device="cpu")
         except RegexError as exc:
             logger.warning("pattern %r refused: %s", source, exc)
             return exc
+        # Requests are added before the engine's forward pass and masked after it: the
+        # exploration compile left for the first mask runs meanwhile.
+        settle_in_background([index])
+        return CompiledPattern(index)
