@@ -12,7 +12,7 @@ each tokenizer, single-threaded on the CPU:
   (``TokenIndex.settle``: exact ``min_tokens`` for small patterns, else a descent that
   tightens the bounds), which a decode step waits for: first mask plus this is what a new
   pattern costs before its first budget-aware step. ``generate`` runs it beside the
-  prompt's forward pass, the service in its compile pool.
+  prompt's forward pass on an accelerator, the service in its compile pool.
 
   Per-vocabulary set-up (the vocabulary and its trie) is made once before and not counted;
   first-call costs of the process (imports, the Unicode tables of ``\\w \\d \\s``) are

@@ -59,7 +59,7 @@ from regexlm.generation.constraint import Constraint
 from regexlm.generation.randomness import row_seed, step_counters
 from regexlm.generation.request import GenerationRequest
 from regexlm.generation.text import TextStream
-from regexlm.index.settler import settle_in_background
+from regexlm.index.settler import settle_in_background, worth_overlapping
 
 logger = logging.getLogger("regexlm.generation")
 
@@ -167,8 +167,9 @@ def run_batch(
     input_ids, attention_mask = model_calls.left_pad([s.prompt_ids for s in specs], pad_id, device)
 
     started = time.perf_counter()
-    # the explorations compile left for new indexes run beside the prefill
-    settling = settle_in_background([s.constraint.index for s in specs])
+    settling = None  # the explorations compile left for new indexes, beside the prefill
+    if worth_overlapping(device):
+        settling = settle_in_background([s.constraint.index for s in specs])
     logits, cache = model_calls.prefill(model, input_ids, attention_mask)  # logits: [B, V]
     vocab_width = logits.shape[1]
     model_calls.synchronize(device)

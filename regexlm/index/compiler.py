@@ -9,8 +9,9 @@ step reads, any other state): the states are explored breadth-first while they a
 (:data:`EXPLORE_STATES` rows, :data:`EXPLORE_WORK` live pairs). When that reaches them all, the
 index is complete and exact; otherwise the remaining rows are built as decoding reaches them,
 with a sound bound for ``min_tokens`` (see :mod:`~regexlm.index.token_index`), tightened along
-real paths by a descent from the start. ``generate`` runs this beside the prompt's forward pass;
-the service runs it in its compile pool, under the compile time limit. A pattern whose start no
+real paths by a descent from the start. Where the model runs on an accelerator, ``generate``
+runs this beside the prompt's forward pass (:mod:`~regexlm.index.settler`); the service runs it
+in its compile pool, under the compile time limit. A pattern whose start no
 single-byte path completes is explored at once, so an empty language is refused at compile.
 
 ``REGEXLM_INDEX=lazy`` in the environment skips the exploration, so every pattern takes the

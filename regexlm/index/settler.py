@@ -8,7 +8,11 @@ overlap the forward pass instead of adding to it. Whoever reads the tables next 
 if it failed (the worker keeps no error: each index's readers see their own).
 
 One worker for the process: explorations are CPU work, and one at a time keeps them from
-competing with the model for the cores.
+competing with the model for the cores. Overlapping pays only where the forward pass runs on an
+accelerator and leaves the host free (:func:`worth_overlapping`): on the CPU the forward pass
+already uses every core, and a new pattern's first token came 1.0x to 1.1x *later* with the
+exploration beside it than before it (``bench/bench_first_use.py``, recorded in
+``bench/RESULTS.md``), so there the exploration simply runs at the first use.
 """
 
 from __future__ import annotations
@@ -16,9 +20,16 @@ from __future__ import annotations
 import threading
 from concurrent import futures
 
+import torch
+
 _worker: list[futures.ThreadPoolExecutor] = []
 _worker_lock = threading.Lock()
 THREAD_NAME = "regexlm-settle"
+
+
+def worth_overlapping(device) -> bool:
+    """Whether explorations should run beside a forward pass on ``device`` (not on the CPU)."""
+    return torch.device(device).type != "cpu"
 
 
 def settle_in_background(indexes) -> futures.Future | None:

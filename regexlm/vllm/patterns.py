@@ -10,9 +10,9 @@ device (:mod:`regexlm.vllm.joint`).
 An index may build its rows on demand: the tables are read through ``ensure_rows`` and the
 current ``next_by_class`` / ``class_of`` / ``min_tokens`` tensors, and :attr:`class_stamp`
 changes whenever ``class_of`` did, so the device copies derived from it are rebuilt only then.
-A new index's exploration (what compile leaves for the first use) starts on a worker at once
-(:mod:`regexlm.index.settler`): requests are added before the engine's forward pass and masked
-after it, so the exploration runs while the model does.
+Where the model runs on an accelerator, a new index's exploration (what compile leaves for the
+first use) starts on a worker at once (:mod:`regexlm.index.settler`): requests are added before
+the engine's forward pass and masked after it, so the exploration runs while the model does.
 
 The cache holds at most ``max_patterns`` entries and, like the index layer's own memory cache
 (:mod:`regexlm.index.cache`), at most its byte bound (``REGEXLM_INDEX_MEMORY_BYTES``) of indexes,
@@ -86,8 +86,9 @@ class CompiledPattern:
 class PatternCache:
     """Patterns -> :class:`CompiledPattern` (or the refusal), a bounded LRU; thread-safe."""
 
-    def __init__(self, vocabulary, *, max_patterns: int = MAX_PATTERNS):
+    def __init__(self, vocabulary, *, max_patterns: int = MAX_PATTERNS, explore_beside=False):
         self.vocabulary = vocabulary
+        self.explore_beside = explore_beside  # start explorations on the worker at compile
         self.max_patterns = max_patterns
         self._entries: OrderedDict[tuple[str, ...], CompiledPattern | RegexError] = OrderedDict()
         self._lock = threading.Lock()
@@ -135,7 +136,6 @@ class PatternCache:
         except RegexError as exc:
             logger.warning("pattern %r refused: %s", source, exc)
             return exc
-        # Requests are added before the engine's forward pass and masked after it: the
-        # exploration compile left for the first mask runs meanwhile.
-        settle_in_background([index])
+        if self.explore_beside:  # requests are added before the forward pass, masked after it
+            settle_in_background([index])
         return CompiledPattern(index)

@@ -45,6 +45,7 @@ from vllm.v1.sample.logits_processor import BatchUpdate, MoveDirectionality
 from vllm.v1.sample.logits_processor import LogitsProcessor as _V1Processor
 
 from regexlm.errors import RegexError
+from regexlm.index.settler import worth_overlapping
 from regexlm.vllm.arguments import parse_arguments, request_arguments
 from regexlm.vllm.masker import BatchMasker
 from regexlm.vllm.patterns import PatternCache
@@ -142,7 +143,7 @@ class RegexLogitsProcessor(_V1Processor, _V2Processor):
         """The compiled-pattern cache, made with the model's vocabulary on first use."""
         if self._patterns is None:
             vocabulary = self.load_vocabulary()
-            self._patterns = PatternCache(vocabulary)
+            self._patterns = PatternCache(vocabulary, explore_beside=worth_overlapping(self.device))
             self._masker = BatchMasker(vocabulary.eos_ids)
         return self._patterns
 

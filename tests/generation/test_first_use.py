@@ -1,9 +1,10 @@
 """A new index's exploration runs beside the prefill, and decoding is the same as with an index
 explored before the call.
 
-Compile builds only the start row (:meth:`regexlm.index.TokenIndex.settle`); the decode loop
-runs the rest on a worker thread while the model reads the prompts, waits for it before the
-first step, and an exploration that fails fails the rows of its pattern only.
+Compile builds only the start row (:meth:`regexlm.index.TokenIndex.settle`); with the model on
+an accelerator the decode loop runs the rest on a worker thread while the model reads the
+prompts and waits for it before the first step; on the CPU it runs at the first step. An
+exploration that fails fails the rows of its pattern only.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import threading
 
 import regexlm
-from regexlm.generation import GenerationRequest
+from regexlm.generation import GenerationRequest, decode_loop
 from regexlm.index.token_index import IndexRows
 
 REQUESTS = [
@@ -37,6 +38,7 @@ def test_the_exploration_runs_beside_the_prefill_and_changes_nothing(tiny_genera
         return real(self)
 
     monkeypatch.setattr(IndexRows, "settle", recording)
+    monkeypatch.setattr(decode_loop, "worth_overlapping", lambda device: True)  # as on a GPU
     beside = tiny_generator.generate_batch(REQUESTS, indexes=fresh)
     assert all(index.settled for index in fresh)
     assert len(threads) == 2 and all(name.startswith("regexlm-settle") for name in threads)
@@ -44,6 +46,24 @@ def test_the_exploration_runs_beside_the_prefill_and_changes_nothing(tiny_genera
     settled = [regexlm.compile(r.pattern, vocab, cache=False).settle() for r in REQUESTS]
     before = tiny_generator.generate_batch(REQUESTS, indexes=settled)
     assert [_key(c) for c in beside] == [_key(c) for c in before]
+
+
+def test_with_the_model_on_the_cpu_the_exploration_runs_at_the_first_step(
+    tiny_generator, monkeypatch
+):
+    # the forward pass uses every core there: an exploration beside it only slows it down
+    index = regexlm.compile(REQUESTS[1].pattern, tiny_generator.vocabulary, cache=False)
+    threads = []
+    real = IndexRows.settle
+
+    def recording(self):
+        if self.pending is not None:
+            threads.append(threading.current_thread())
+        return real(self)
+
+    monkeypatch.setattr(IndexRows, "settle", recording)
+    tiny_generator.generate_batch([REQUESTS[1]], indexes=[index])
+    assert threads == [threading.current_thread()] and index.settled
 
 
 def test_a_failing_exploration_fails_its_own_rows_only(tiny_generator):

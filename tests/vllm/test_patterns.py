@@ -1,5 +1,6 @@
 """The processor's pattern cache: bounded by entries and by the index layer's byte bound; a new
-index's exploration starts on the worker as soon as it is compiled."""
+index's exploration starts on the worker as soon as it is compiled where the model runs on an
+accelerator."""
 
 from __future__ import annotations
 
@@ -26,7 +27,9 @@ def test_pattern_cache_keeps_to_the_byte_bound(smollm2_tokenizer, monkeypatch):
     assert (r"\w{1,30}",) not in cache._entries  # the oldest went first
 
 
-def test_a_new_pattern_is_explored_on_the_worker(smollm2_tokenizer, monkeypatch):
+def test_a_new_pattern_is_explored_on_the_worker_beside_an_accelerator(
+    smollm2_tokenizer, monkeypatch
+):
     vocab = Vocabulary.from_tokenizer(smollm2_tokenizer)
     index_cache.clear_memory()
     monkeypatch.setattr(index_cache, "disk_enabled", False)  # it may hold the index explored
@@ -39,7 +42,9 @@ def test_a_new_pattern_is_explored_on_the_worker(smollm2_tokenizer, monkeypatch)
         return real(self)
 
     monkeypatch.setattr(TokenIndex, "settle", recording)
-    compiled = PatternCache(vocab).get((r"[a-z]{2,9}@[a-z]{2,9}\.org",))
+    on_cpu = PatternCache(vocab).get((r"[a-z]{2,8}@[a-z]{2,8}\.org",))
+    assert not done.wait(0.5) and not on_cpu.index.settled  # left for the first mask
+    compiled = PatternCache(vocab, explore_beside=True).get((r"[a-z]{2,9}@[a-z]{2,9}\.org",))
     assert done.wait(30)
     assert threads[0].startswith("regexlm-settle")
     compiled.tables(np.array([compiled.start_state]))  # waits for the worker, if still busy
