@@ -55,12 +55,13 @@ def compile_lazy(
     The same language as :func:`compile_regex`, but DFA states are built when first reached,
     within ``cache_bytes`` of cache, so no regular pattern is refused for its DFA size. Only
     the NFA's size (``max_nfa_states``) and the CPU time of parsing and NFA construction
-    (``timeout``) are limited, raising :class:`~regexlm.PatternTooComplexError`.
+    (``timeout``) are limited, raising :class:`~regexlm.PatternTooComplexError`; later, the
+    same ``timeout`` bounds each call that builds states under :meth:`LazyDFA.time_limit`.
     """
     patterns = _patterns(pattern)
     limits = Limits(max_nfa_states=max_nfa_states, timeout=timeout)
     nfa = _trimmed_nfa(patterns, limits, Deadline(timeout))
-    return LazyDFA(nfa, patterns, cache_bytes=cache_bytes)
+    return LazyDFA(nfa, patterns, cache_bytes=cache_bytes, step_timeout=timeout)
 
 
 def compile_regex(

@@ -15,6 +15,13 @@ that remember states across calls keep their *keys* (:meth:`LazyDFA.key`, the po
 map them back with :meth:`LazyDFA.intern` when :attr:`LazyDFA.epoch` has changed. No pattern is
 refused for its DFA size; the only size limit left is the NFA's (see ``limits``).
 
+**Limits per call.** A caller that needs states in one go (a token row: a walk of the whole
+vocabulary) wraps the work in :meth:`LazyDFA.time_limit`: the states it creates then cost at
+most ``step_timeout`` CPU seconds and ``step_bytes`` bytes, past which
+:class:`~regexlm.PatternTooComplexError` is raised. Within one call the cache cannot be cleared
+(the ids in flight must stay valid), so without this a pattern whose states each hold hundreds of
+positions (``(.{0,20}\\w{0,20}){0,40}``) could take seconds and hundreds of MB for one row.
+
 **Distances.** :meth:`LazyDFA.byte_distance` is the fewest bytes that lead from a state to a
 match, found by a breadth-first search over *positions* (NFA states and points inside a
 character), never over DFA states, so it costs in proportion to the distance. Bytes can be
@@ -28,11 +35,13 @@ vectorized :meth:`LazyDFA.step` that the token index walks with.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 
 from regexlm.automata.dfa import DEAD, SubsetConstruction, WholeInputs
+from regexlm.automata.limits import DEFAULT_TIMEOUT, Deadline, too_many_walk_bytes
 from regexlm.automata.nfa import CharNFA
 
 UNREACHABLE = np.iinfo(np.int32).max
@@ -40,6 +49,8 @@ _UNKNOWN = -1  # a table entry not computed yet
 
 # Default byte budget of one automaton's state cache.
 DEFAULT_CACHE_BYTES = 32 << 20
+# Bytes of new states one call under time_limit may create (the cache is not cleared within it).
+DEFAULT_STEP_BYTES = 64 << 20
 
 
 class LazyDFA(WholeInputs):
@@ -50,11 +61,21 @@ class LazyDFA(WholeInputs):
     """
 
     def __init__(
-        self, nfa: CharNFA, patterns: Sequence[str], cache_bytes: int = DEFAULT_CACHE_BYTES
+        self,
+        nfa: CharNFA,
+        patterns: Sequence[str],
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        *,
+        step_timeout: float | None = DEFAULT_TIMEOUT,
+        step_bytes: int | None = DEFAULT_STEP_BYTES,
     ):
         self._sc = SubsetConstruction(nfa)
         self.patterns = tuple(patterns)
         self.cache_bytes = int(cache_bytes)
+        self.step_timeout = step_timeout
+        self.step_bytes = step_bytes
+        self._deadline: Deadline | None = None
+        self._bytes_limit: int | None = None
         self.byte_classes = self._sc.class_of.astype(np.uint8)
         self.byte_classes.setflags(write=False)
         self.num_byte_classes = self._sc.num_classes
@@ -108,6 +129,8 @@ class LazyDFA(WholeInputs):
                 )
                 grown[: self._table.shape[0]] = self._table
                 self._table = grown
+            if self._bytes_limit is not None and self.nbytes > self._bytes_limit:
+                raise too_many_walk_bytes(self.step_bytes)  # the state is kept, consistent
         return sid
 
     def key(self, state: int) -> frozenset:
@@ -122,7 +145,25 @@ class LazyDFA(WholeInputs):
 
     # -- transitions --------------------------------------------------------------------------
 
+    @contextmanager
+    def time_limit(self, activity: str) -> Iterator[None]:
+        """Bound the states made inside the block by ``step_timeout`` CPU seconds and
+        ``step_bytes`` bytes (see the module docstring); an enclosing block's bound holds for
+        a nested one."""
+        if self._deadline is not None:
+            yield
+            return
+        self._deadline = Deadline(self.step_timeout, activity)
+        if self.step_bytes is not None:
+            self._bytes_limit = self.nbytes + self.step_bytes
+        try:
+            yield
+        finally:
+            self._deadline, self._bytes_limit = None, None
+
     def _fill(self, state: int) -> None:
+        if self._deadline is not None:
+            self._deadline.check("the transitions of a DFA state")
         self._table[state] = self._sc.row(self._sets[state], self.intern)
 
     def row(self, state: int) -> np.ndarray:
@@ -182,6 +223,8 @@ class LazyDFA(WholeInputs):
             self._distance.clear()
         found = self._distance.get(state)
         if found is None:
+            if self._deadline is not None:
+                self._deadline.check("byte distances")
             found = self._distance[state] = self._distances.of_set(self._sets[state])
         return found
 

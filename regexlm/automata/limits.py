@@ -14,6 +14,11 @@ states while its NFA has forty. Compilation therefore checks three limits, each 
   the compiling thread's CPU time, not wall-clock time: the limit is there to stop patterns that
   need too much work, and a busy machine (other threads, other processes) must not make an
   ordinary pattern fail.
+
+A lazy automaton (:mod:`regexlm.automata.lazy`) builds its states after compilation, as token
+rows need them, so the same ``timeout`` bounds each of those builds too (the states one call
+for rows needs), and the bytes of the states one such call creates are bounded as well: the
+cache can only be cleared between calls.
 """
 
 from __future__ import annotations
@@ -36,24 +41,34 @@ class Limits:
 
 
 class Deadline:
-    """A budget of CPU seconds (of the calling thread) after which compilation gives up."""
+    """A budget of CPU seconds (of the calling thread) after which ``activity`` gives up."""
 
-    __slots__ = ("start", "timeout", "at")
+    __slots__ = ("start", "timeout", "at", "activity")
 
-    def __init__(self, timeout: float | None):
+    def __init__(self, timeout: float | None, activity: str = "compiling the pattern"):
         self.start = time.thread_time()
         self.timeout = timeout
         self.at = None if timeout is None else self.start + timeout
+        self.activity = activity
 
     def check(self, stage: str) -> None:
         if self.at is not None and time.thread_time() > self.at:
             elapsed = time.thread_time() - self.start
             raise PatternTooComplexError(
-                f"compiling the pattern took longer than the time limit of {self.timeout:g} s "
+                f"{self.activity} took longer than the time limit of {self.timeout:g} s "
                 f"of CPU time ({elapsed:.2f} s spent, stopped during {stage}); simplify the "
                 "pattern or raise timeout",
                 limit="timeout",
             )
+
+
+def too_many_walk_bytes(limit: int) -> PatternTooComplexError:
+    return PatternTooComplexError(
+        f"one step of the pattern's automaton needs more than {limit >> 20} MB of DFA states; "
+        "simplify the pattern (nested counted repeats of broad classes such as . or \\w make "
+        "states hold many positions at once)",
+        limit="memory",
+    )
 
 
 def too_many_dfa_states(limit: int) -> PatternTooComplexError:

@@ -50,11 +50,12 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from contextlib import nullcontext
 
 import numpy as np
 import torch
 
-from regexlm.errors import EmptyLanguageError
+from regexlm.errors import EmptyLanguageError, PatternTooComplexError
 from regexlm.index import native_walk
 from regexlm.index.bitmask import pack_bitmask
 from regexlm.index.min_tokens import token_distances
@@ -109,6 +110,9 @@ class IndexRows:
         self.exploring = False
         self.on_settled: list = []
         self.settle_seconds = 0.0
+        self.exploration_cut = False  # the exploration ran out of time and stopped early
+        # a row past the automaton's per-call limits: every later row build raises it again
+        self.failure: PatternTooComplexError | None = None
         if automaton.start == 0:
             raise EmptyLanguageError(_empty_message(patterns))
         self.start = self._add_state(automaton.start)
@@ -219,7 +223,24 @@ class IndexRows:
             self._build(need)
             return True
 
+    def _time_limit(self, activity: str):
+        """The automaton's bound on the states one call makes (see
+        :meth:`regexlm.automata.LazyDFA.time_limit`); none for an eager automaton."""
+        limit = getattr(self.automaton, "time_limit", None)
+        return nullcontext() if limit is None else limit(activity)
+
     def _build(self, states: np.ndarray) -> None:
+        if self.failure is not None:
+            raise PatternTooComplexError(str(self.failure), limit=self.failure.limit)
+        try:
+            with self._time_limit("building the token rows of one decoding step"):
+                self._build_rows(states)
+        except PatternTooComplexError as exc:
+            if not self.exploring:  # the answer for this pattern does not flip afterwards
+                self.failure = exc
+            raise
+
+    def _build_rows(self, states: np.ndarray) -> None:
         origins = self._automaton_states(states)
         o, strings, q = walk_rows(self.trie, self.automaton, origins)
         self.walked += int(o.size)
@@ -255,7 +276,8 @@ class IndexRows:
         other state's row, a state id. It may renumber states (dropping those that cannot
         complete), except the start, which stays 0, so a caller holds no other id before.
         A failure (no token path completes a match) is raised here and again on every later
-        call.
+        call. An exploration past the automaton's time limit stops where it is and keeps the
+        sound bounds (:attr:`exploration_cut`).
         """
         if self.pending is None and not self.exploring:
             return
@@ -268,8 +290,15 @@ class IndexRows:
             self.pending = None  # the exploration's own row builds do not settle again
             self.exploring = True
             try:
-                if max_states is None or not self.explore(max_states, max_work):
-                    self.descend(self.start, max_work=descent_work)
+                try:
+                    with self._time_limit("exploring the pattern's states"):
+                        if max_states is None or not self.explore(max_states, max_work):
+                            self.descend(self.start, max_work=descent_work)
+                except PatternTooComplexError:
+                    # exploring is optional: stop it where it is and keep the sound bounds
+                    self.exploration_cut = True
+                    if not self.strict:
+                        self._make_strict()
             except BaseException:
                 self.pending = plan
                 raise
@@ -486,6 +515,8 @@ def complete_rows(
     rows.exploring = False
     rows.on_settled = []
     rows.settle_seconds = 0.0
+    rows.exploration_cut = False
+    rows.failure = None
     return rows
 
 

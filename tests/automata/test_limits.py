@@ -1,11 +1,13 @@
-"""Regex bombs fail fast, with a typed error naming the limit, and without a memory spike."""
+"""Regex bombs fail fast, with a typed error naming the limit, and without a memory spike; a lazy
+automaton bounds the states one call makes, by CPU time and by bytes."""
 
+import random
 import time
 import tracemalloc
 
 import pytest
 
-from regexlm.automata import compile_regex
+from regexlm.automata import compile_lazy, compile_regex
 from regexlm.errors import PatternTooComplexError, RegexError
 
 BOMBS = [
@@ -75,3 +77,49 @@ def test_realistic_large_repeat_compiles():
     dfa = compile_regex(r"[a-z]{1,200}")
     assert dfa.fullmatch("a" * 200) and not dfa.fullmatch("a" * 201)
     assert compile_regex(r"(a|b)*a(a|b){12}").num_states == 2**13 + 1
+
+
+# A lazy automaton builds its states after compilation; one call's worth of them is bounded.
+# Each state of this one holds hundreds of positions. Its language, worked out by hand (``re``
+# backtracks exponentially on it): any text of at most 40 x 40 characters without a newline.
+NESTED_BROAD = r"(.{0,20}\w{0,20}){0,40}"
+
+
+def _in_nested_broad(text: str) -> bool:
+    return "\n" not in text and len(text) <= 1600
+
+
+def _texts(n: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    alphabet = "ab_ .,é中\n"
+    return [
+        "".join(rng.choice(alphabet) for _ in range(rng.choice([rng.randint(0, 30), 1600, 1601])))
+        for _ in range(n)
+    ]
+
+
+def test_a_call_past_its_bytes_is_refused_and_the_automaton_stays_right():
+    lazy = compile_lazy(NESTED_BROAD)
+    lazy.step_bytes = 1 << 20
+    with pytest.raises(PatternTooComplexError, match="more than 1 MB of DFA states") as info:
+        with lazy.time_limit("walking texts"):
+            for text in _texts(2000):
+                lazy.fullmatch(text)
+    assert info.value.limit == "memory"
+    for text in _texts(200, seed=1):  # outside a limited call, and after the refusal
+        assert lazy.fullmatch(text) == _in_nested_broad(text), text
+
+
+def test_a_call_past_its_time_is_refused_naming_the_outermost_activity():
+    lazy = compile_lazy(NESTED_BROAD)
+    lazy.step_timeout = 0.0
+    with pytest.raises(PatternTooComplexError, match=r"^walking texts took longer than the time"):
+        with lazy.time_limit("walking texts"), lazy.time_limit("an inner step"):
+            for text in _texts(50):
+                lazy.fullmatch(text)
+    lazy.fullmatch("ab")  # no limit outside a block, whatever step_timeout says
+    with lazy.time_limit("no timeout"):
+        lazy.step_timeout = None
+        lazy.step_bytes = None
+    with lazy.time_limit("unbounded"):
+        assert lazy.fullmatch("abc é") and not lazy.fullmatch("abc\né")

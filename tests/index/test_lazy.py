@@ -14,6 +14,7 @@ import time
 import numpy as np
 import pytest
 import regex
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -170,3 +171,51 @@ def test_exploration_makes_small_patterns_exact(smollm2_vocab):
         lazy.start_state
     )
     assert lazy.min_tokens_to_match(lazy.start_state) < len("a@b.com")  # tighter than bytes
+
+
+def test_a_pattern_whose_rows_need_too_much_is_refused_at_compile(smollm2_vocab):
+    started = time.process_time()
+    with pytest.raises(PatternTooComplexError, match="MB of DFA states|token rows") as err:
+        regexlm.compile(r"(.{0,20}\w{0,20}){0,40}", smollm2_vocab, cache=False)
+    assert err.value.limit in ("memory", "timeout")  # whichever the start row reaches first
+    assert time.process_time() - started < 5
+
+
+def test_a_row_past_the_time_limit_fails_and_keeps_failing(smollm2_vocab):
+    index = regexlm.compile(r"\w{1,50}", smollm2_vocab, cache=False, mode="lazy")
+    token = int(index.allowed_tokens(index.start_state)[-1])
+    target = index.next_state(index.start_state, token)
+    automaton = index._rows.automaton
+    automaton.step_timeout = 0.0
+    with pytest.raises(PatternTooComplexError, match="^building the token rows of one decoding"):
+        index.ensure_rows([target])
+    automaton.step_timeout = 1.0
+    with pytest.raises(PatternTooComplexError, match="^building the token rows") as err:
+        index.ensure_rows([target])  # the answer for the pattern does not flip
+    assert err.value.limit == "timeout"
+    assert index.allowed_tokens(index.start_state).numel() > 0  # built rows still answer
+
+
+def test_an_exploration_out_of_time_stops_and_keeps_sound_bounds(smollm2_vocab):
+    pattern = r"[a-z]{2,8}@[a-z]{2,8}\.(com|org)"
+    index = regexlm.compile(pattern, smollm2_vocab, cache=False)
+    first = index.bitmask_rows([index.start_state])
+    automaton = index._rows.automaton
+    automaton.step_timeout = 0.0
+    index.settle()
+    assert index.settled and index._rows.exploration_cut and not index.exact
+    automaton.step_timeout = 1.0
+    assert torch.equal(index.bitmask_rows([index.start_state]), first)
+    rng = np.random.default_rng(0)  # the budget rule holds on the bounds it kept
+    for _ in range(20):
+        state, text, budget = index.start_state, b"", index.min_tokens_to_match(0)
+        while budget > 0 and not index.is_match(state):
+            allowed = index.allowed_tokens(state).numpy()
+            allowed = allowed[~np.isin(allowed, smollm2_vocab.eos_ids)]
+            ok = [
+                t for t in allowed if index.min_tokens_to_match(index.next_state(state, t)) < budget
+            ]
+            token = int(rng.choice(ok))
+            text += smollm2_vocab.token_bytes[token]
+            state, budget = index.next_state(state, token), budget - 1
+        assert re.fullmatch(pattern, text.decode()), text

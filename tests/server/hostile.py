@@ -105,6 +105,7 @@ BOMBS = [
     "(a*)*$",
     "([a-z]+)*[0-9]",
     "[\u0000-\U0010ffff]{50}x",
+    r"(.{0,20}\w{0,20}){0,40}",  # each DFA state holds hundreds of positions
 ]
 UNSUPPORTED = [
     "a(?=b)",
