@@ -588,6 +588,13 @@ class TokenIndex:
         return self._rows.exact
 
     @property
+    def failure(self) -> PatternTooComplexError | None:
+        """Why this index can build no more rows (a row past the automaton's per-call limits,
+        see :meth:`regexlm.automata.LazyDFA.time_limit`), or None. Every later row build raises
+        it again; a service refuses the pattern from then on."""
+        return self._rows.failure
+
+    @property
     def settled(self) -> bool:
         """Whether the exploration compile left for the first use has run."""
         return self._rows.pending is None and not self._rows.exploring

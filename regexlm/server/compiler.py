@@ -12,7 +12,8 @@ pattern cache has dropped meanwhile. Around the pool:
   keeps nothing alive by itself.
 * **a cache of refusals** (a syntax error, an unsupported construct, a pattern too complex or an
   empty language), a bounded LRU keyed by the tuple of patterns, so a client repeating a bad
-  pattern is answered at once.
+  pattern is answered at once. An index whose automaton went past its limits on a row while
+  decoding (``index.failure``) joins it the next time its pattern is asked for.
 * **single flight**: concurrent requests for the same patterns wait on one compilation.
 * **a time limit** per compilation, measured from the moment a thread starts it (time spent
   waiting for a free thread is load, not complexity, and counts only against the request's own
@@ -200,6 +201,7 @@ class PatternCompiler:
         index = self._live.get(key)
         if index is not None:
             self.metrics.compile_cache_hits.inc()
+            self._check_usable(key, index)
             return index, 0.0
         flight = self._inflight.get(key)
         if flight is not None:
@@ -237,7 +239,19 @@ class PatternCompiler:
             raise PatternRefused(failure) from None
         except RegexError as error:
             raise PatternRefused(CompileFailure(error, _index_of(error, key, is_list))) from None
+        self._check_usable(key, index)
         return index, time.perf_counter() - started
+
+    def _check_usable(self, key: tuple[str, ...], index: object) -> None:
+        """Refuse, and remember, an index that has stopped building rows: a pattern whose
+        automaton went past its limits on a row while decoding is refused from then on, rather
+        than admitted again to fail after its prefill."""
+        error = getattr(index, "failure", None)
+        if isinstance(error, RegexError):
+            failure = CompileFailure(error, None)
+            self.metrics.compile_errors.inc(kind=_error_kind(error))
+            self._refuse(key, failure)
+            raise PatternRefused(failure)
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -187,8 +187,10 @@ def test_a_row_past_the_time_limit_fails_and_keeps_failing(smollm2_vocab):
     target = index.next_state(index.start_state, token)
     automaton = index._rows.automaton
     automaton.step_timeout = 0.0
+    assert index.failure is None
     with pytest.raises(PatternTooComplexError, match="^building the token rows of one decoding"):
         index.ensure_rows([target])
+    assert index.failure.limit == "timeout"
     automaton.step_timeout = 1.0
     with pytest.raises(PatternTooComplexError, match="^building the token rows") as err:
         index.ensure_rows([target])  # the answer for the pattern does not flip

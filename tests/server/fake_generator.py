@@ -26,6 +26,7 @@ class FakeIndex:
 
     def __init__(self, pattern):
         self.pattern = pattern
+        self.failure = None  # set by a test: the index stopped building rows
 
 
 class ScriptedGenerator:

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
+from regexlm.errors import PatternTooComplexError
 from regexlm.server import create_app
 from tests.server.conftest import API_KEY, AUTH
 from tests.server.fake_generator import ScriptedGenerator
@@ -287,6 +288,23 @@ def test_the_cache_of_refusals_is_bounded():
             assert response.status_code == 400 and "lookahead" in response.json()["error"]
     # The oldest refusal made room for the third; asked again, it was compiled again.
     assert [fake.compiled.count(p) for p in patterns] == [2, 1, 1]
+
+
+def test_a_pattern_whose_rows_failed_is_refused_from_then_on():
+    fake = ScriptedGenerator()
+    body = {"prompt": "a", "pattern": "x+", "max_new_tokens": 2}
+    with TestClient(make_app(fake)) as client:
+        assert client.post(URL, json=body, headers=AUTH).status_code == 200
+        fake.indexes[0].failure = PatternTooComplexError(
+            "building the token rows of one decoding step took longer than the time limit",
+            limit="timeout",
+        )
+        for _ in range(2):  # the live index, then the remembered refusal
+            response = client.post(URL, json=body, headers=AUTH)
+            assert response.status_code == 400
+            assert "too complex" in response.json()["error"]
+            assert "token rows" in response.json()["error"]
+    assert len(fake.batches) == 1 and fake.compiled == ["x+"]
 
 
 def test_compile_time_limit():
