@@ -65,6 +65,10 @@ from regexlm.index.token_classes import EOS_CLASS, FIRST_TEXT_CLASS, TokenClasse
 UNREACHABLE = int(np.iinfo(np.int32).max)
 EXPLORE_BATCH = 4  # rows built between two checks of the exploration's work limit
 MASK_CACHE_BYTES = 256 << 10  # packed rows kept per index, for repeated masks of one state
+# A row build slower than this fraction of the automaton's per-call time limit counts against
+# the index's budget of slow rows, this many times that limit: past it, no more rows are built.
+SLOW_ROW_FRACTION = 0.25
+SLOW_ROWS_BUDGET = 3.0
 TENSOR_FIELDS = ("next_by_class", "class_of", "min_tokens", "match_index")
 
 
@@ -113,6 +117,7 @@ class IndexRows:
         self.exploration_cut = False  # the exploration ran out of time and stopped early
         # a row past the automaton's per-call limits: every later row build raises it again
         self.failure: PatternTooComplexError | None = None
+        self.slow_seconds = 0.0  # CPU time of the row builds counted as slow (SLOW_ROW_FRACTION)
         if automaton.start == 0:
             raise EmptyLanguageError(_empty_message(patterns))
         self.start = self._add_state(automaton.start)
@@ -232,6 +237,7 @@ class IndexRows:
     def _build(self, states: np.ndarray) -> None:
         if self.failure is not None:
             raise PatternTooComplexError(str(self.failure), limit=self.failure.limit)
+        started = time.thread_time()
         try:
             with self._time_limit("building the token rows of one decoding step"):
                 self._build_rows(states)
@@ -239,6 +245,28 @@ class IndexRows:
             if not self.exploring:  # the answer for this pattern does not flip afterwards
                 self.failure = exc
             raise
+        if not self.exploring:
+            self._count_slow_rows(time.thread_time() - started)
+
+    def _count_slow_rows(self, seconds: float) -> None:
+        """Each row within the per-call limit, yet a pattern whose rows all take most of it
+        would hold a decoder for that long at every step: rows slower than
+        :data:`SLOW_ROW_FRACTION` of the per-call limit add up, and past
+        :data:`SLOW_ROWS_BUDGET` times that limit the index builds no more rows (everyday rows
+        take milliseconds; the heaviest of the benchmark's, at 262k tokens, tens of them)."""
+        limit = getattr(self.automaton, "step_timeout", None)
+        if limit is None or seconds <= SLOW_ROW_FRACTION * limit:
+            return
+        self.slow_seconds += seconds
+        budget = SLOW_ROWS_BUDGET * limit
+        if self.slow_seconds > budget:
+            self.failure = PatternTooComplexError(
+                f"building the pattern's token rows took {self.slow_seconds:.1f} s of CPU time "
+                f"in rows slower than {SLOW_ROW_FRACTION * limit:g} s each, over the limit of "
+                f"{budget:g} s; simplify the pattern (nested counted repeats of broad classes "
+                "make each row walk many DFA states) or raise timeout",
+                limit="timeout",
+            )
 
     def _build_rows(self, states: np.ndarray) -> None:
         origins = self._automaton_states(states)
@@ -517,6 +545,7 @@ def complete_rows(
     rows.settle_seconds = 0.0
     rows.exploration_cut = False
     rows.failure = None
+    rows.slow_seconds = 0.0
     return rows
 
 

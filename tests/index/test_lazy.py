@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 import regexlm
 from regexlm.errors import PatternTooComplexError
+from regexlm.index import token_index
 
 UNREACHABLE = 2**31 - 1
 
@@ -221,3 +222,18 @@ def test_an_exploration_out_of_time_stops_and_keeps_sound_bounds(smollm2_vocab):
             text += smollm2_vocab.token_bytes[token]
             state, budget = index.next_state(state, token), budget - 1
         assert re.fullmatch(pattern, text.decode()), text
+
+
+def test_rows_that_are_each_slow_add_up_to_a_refusal(smollm2_vocab, monkeypatch):
+    # every row of a real such pattern takes most of the per-call limit (hundreds of ms); here
+    # any row counts as slow and the budget is small, so a few rows of a light pattern reach it
+    monkeypatch.setattr(token_index, "SLOW_ROW_FRACTION", 0.0)
+    monkeypatch.setattr(token_index, "SLOW_ROWS_BUDGET", 1e-9)
+    index = regexlm.compile(r"\w{1,50}", smollm2_vocab, cache=False, mode="lazy")
+    state, built = index.start_state, 0
+    with pytest.raises(PatternTooComplexError, match="rows slower than 0 s each") as err:
+        for token in index.allowed_tokens(index.start_state)[-8:].tolist():
+            index.ensure_rows([index.next_state(state, token)])
+            built += 1
+    assert err.value.limit == "timeout" and str(index.failure) == str(err.value)
+    assert built == 0  # the start row at compile already spent the budget: the next one fails
