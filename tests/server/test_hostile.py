@@ -327,3 +327,26 @@ def test_server_is_healthy_after_the_abuse(default_server):
     assert_still_correct(default_server)
     metrics = default_server.client().get("/metrics").text
     assert 'status="400"' in metrics and 'status="401"' in metrics and 'status="413"' in metrics
+
+
+def test_a_pattern_whose_every_row_is_slow_is_refused_then_refused_at_once(default_server):
+    # Each token row of this pattern takes a large part of the per-call limit: its rows add up
+    # to the index's budget within a few steps, and the pattern is refused from then on.
+    request = {
+        "prompt": "Write a short sentence: ",
+        "pattern": r"(.{0,10}\w{0,10}){0,20}!",
+        "max_new_tokens": 64,
+    }
+    answers = []
+    with default_server.client(headers=AUTH, timeout=60.0) as client:
+        for _ in range(2):
+            started = time.monotonic()
+            response = client.post(URL, json=request)
+            answers.append((response, time.monotonic() - started))
+    for response, _ in answers:
+        assert response.status_code == 400, response.text
+        assert (
+            "too complex" in response.json()["error"] and "token rows" in response.json()["error"]
+        )
+    assert answers[0][1] < 20 and answers[1][1] < LIMIT_S  # the second is the remembered refusal
+    assert_still_correct(default_server)
