@@ -10,9 +10,10 @@ if it failed (the worker keeps no error: each index's readers see their own).
 One worker for the process: explorations are CPU work, and one at a time keeps them from
 competing with the model for the cores. Overlapping pays only where the forward pass runs on an
 accelerator and leaves the host free (:func:`worth_overlapping`): on the CPU the forward pass
-already uses every core, and a new pattern's first token came 1.0x to 1.1x *later* with the
-exploration beside it than before it (``bench/bench_first_use.py``, recorded in
-``bench/RESULTS.md``), so there the exploration simply runs at the first use.
+already uses every core, and a new pattern's first token came no sooner with the exploration
+beside it than before it (median 1.02x the time, 0.91x to 1.10x over the patterns:
+``bench/bench_first_use.py``, recorded in ``bench/RESULTS.md``), so there the exploration
+simply runs at the first use.
 """
 
 from __future__ import annotations

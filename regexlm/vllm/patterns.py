@@ -86,7 +86,9 @@ class CompiledPattern:
 class PatternCache:
     """Patterns -> :class:`CompiledPattern` (or the refusal), a bounded LRU; thread-safe."""
 
-    def __init__(self, vocabulary, *, max_patterns: int = MAX_PATTERNS, explore_beside=False):
+    def __init__(
+        self, vocabulary, *, max_patterns: int = MAX_PATTERNS, explore_beside: bool = False
+    ):
         self.vocabulary = vocabulary
         self.explore_beside = explore_beside  # start explorations on the worker at compile
         self.max_patterns = max_patterns
