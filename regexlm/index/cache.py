@@ -142,14 +142,9 @@ def store(index: TokenIndex, device: torch.device, mode: str = "auto") -> None:
     """Remember ``index`` in memory, and on disk once its exploration has run (at its first
     use, see :meth:`TokenIndex.settle`) if that made it complete."""
     _remember((index.patterns, index.vocab_fingerprint, _version(), str(device), mode), index)
-    if mode != "auto":
-        return
-    rows = index._rows
-    if rows.pending is None:
-        _save_complete(index)
-    else:
+    if mode == "auto":
         ref = weakref.ref(index)
-        rows.on_settled.append(lambda: _save_complete(ref()))
+        index._rows.when_settled(lambda: _save_complete(ref()))
 
 
 def _save_complete(index: TokenIndex | None) -> None:

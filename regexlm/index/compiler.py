@@ -135,11 +135,7 @@ def _index(automaton, vocab, device, patterns, *, explore, full: bool) -> TokenI
         rows.pending = (explore, EXPLORE_WORK, EXPLORE_WORK // 4)
     index = TokenIndex(rows, device)
     index.info["build_seconds"] = time.perf_counter() - started
-    record = _settled_info(index)
-    if rows.pending is None:
-        record()
-    else:
-        rows.on_settled.append(record)
+    rows.when_settled(_settled_info(index))
     if not full and rows.min_tokens[rows.start] == UNREACHABLE:
         rows.settle()  # no single-byte path completes: only the exploration can tell
     return index

@@ -338,6 +338,14 @@ class IndexRows:
         for callback in callbacks:
             callback()
 
+    def when_settled(self, callback) -> None:
+        """Call ``callback()`` once the exploration left pending has run: now if none is."""
+        with self.lock:
+            if self.pending is not None or self.exploring:
+                self.on_settled.append(callback)
+                return
+        callback()
+
     def explore(self, max_states: int | None, max_work: int | None = None) -> bool:
         """Build rows breadth-first from the start while at most ``max_states`` rows would be
         built in all and the walks have found at most ``max_work`` live (state, token) pairs
@@ -613,8 +621,14 @@ class TokenIndex:
     @property
     def exact(self) -> bool:
         """Whether every state is built and ``min_tokens`` is exact."""
+        return self._settled_rows.exact
+
+    @property
+    def _settled_rows(self) -> IndexRows:
+        """The rows, once the exploration compile left for the first use has run: whatever
+        reads state ids or tables beyond the start row's mask goes through here."""
         self._rows.settle()
-        return self._rows.exact
+        return self._rows
 
     @property
     def failure(self) -> PatternTooComplexError | None:
@@ -698,8 +712,8 @@ class TokenIndex:
     def dfa_state(self) -> torch.Tensor:
         """``int32[S]``: the automaton state of each index state (for eager automata, whose ids
         never change)."""
-        self._rows.settle()
-        return torch.from_numpy(self._rows.dfa_of[: self._rows.num_states].astype(np.int32))
+        rows = self._settled_rows
+        return torch.from_numpy(rows.dfa_of[: rows.num_states].astype(np.int32))
 
     @property
     def bitmask(self) -> torch.Tensor:
@@ -707,7 +721,7 @@ class TokenIndex:
 
         Made on each change of the tables, for integrations and tests that want every row;
         a decoder asks for the rows it needs with :meth:`bitmask_rows`."""
-        self._rows.settle()
+        self._rows.settle()  # every state: ids beyond the start come from settled tables
         cached = self._bitmask
         if cached is not None and cached[0] == self.version:
             return cached[1]
@@ -719,8 +733,7 @@ class TokenIndex:
         """Build the rows of ``states`` (ints or an int tensor) that are not built yet."""
         if isinstance(states, torch.Tensor):
             states = states.detach().to("cpu").numpy()
-        self._rows.settle()
-        self._rows.ensure(states)
+        self._settled_rows.ensure(states)
 
     def tables(self):
         """The tables one sampling step reads, as they are now."""
@@ -791,13 +804,11 @@ class TokenIndex:
 
     @property
     def num_states(self) -> int:
-        self._rows.settle()
-        return self._rows.num_states
+        return self._settled_rows.num_states
 
     @property
     def num_classes(self) -> int:
-        self._rows.settle()
-        return int(self._rows.nbc.shape[1])
+        return int(self._settled_rows.nbc.shape[1])
 
     @property
     def vocab_size(self) -> int:
@@ -812,40 +823,35 @@ class TokenIndex:
 
     def next_state(self, state: int, token: int) -> int:
         """State after ``token`` at ``state``; -1 if the token is not allowed there."""
-        self._rows.settle()
-        self._rows.ensure([state])
-        rows = self._rows
+        rows = self._settled_rows
+        rows.ensure([state])
         return int(rows.nbc[state, rows.class_of[token]])
 
     def allowed_tokens(self, state: int) -> torch.Tensor:
         """``int64[n]`` ids allowed at ``state``, ascending."""
-        self._rows.settle()
-        self._rows.ensure([state])
-        rows = self._rows
+        rows = self._settled_rows
+        rows.ensure([state])
         ok = rows.nbc[state][rows.class_of] >= 0
         return torch.from_numpy(np.flatnonzero(ok))
 
     def can_extend(self, state: int) -> bool:
         """Whether a token other than end-of-sequence is allowed at ``state``."""
-        self._rows.settle()
-        self._rows.ensure([state])
-        rows = self._rows
+        rows = self._settled_rows
+        rows.ensure([state])
         row = rows.nbc[state].copy()
         row[EOS_CLASS] = -1
         row[0] = -1
         return bool((row >= 0).any())
 
     def min_tokens_to_match(self, state: int) -> int:
-        self._rows.settle()
-        return int(self._rows.min_tokens[state])
+        return int(self._settled_rows.min_tokens[state])
 
     def is_match(self, state: int) -> bool:
         return self.match_of(state) >= 0
 
     def match_of(self, state: int) -> int:
         """Lowest matching pattern index at ``state``, -1 if none."""
-        self._rows.settle()
-        return int(self._rows.match[state])
+        return int(self._settled_rows.match[state])
 
     def to(self, device) -> TokenIndex:
         device = torch.device(device)
