@@ -116,6 +116,7 @@ from pathlib import Path
 import regexlm
 from regexlm.generation import GenerationRequest, Generator
 from regexlm.models import build_tiny_llama, load_tokenizer
+from regexlm import native
 from regexlm.index import native_walk
 from regexlm.ops import sample_cuda
 
@@ -130,7 +131,7 @@ print(json.dumps({
     "metadata_version": importlib.metadata.version("regexlm"),
     "csrc": str(sample_cuda.CSRC),
     "jit_sources": sample_cuda.jit_sources(),
-    "trie_walk": str(native_walk.SOURCE),
+    "native_sources": [str(p) for p in native.SOURCES],
     "c_walk_built": native_walk.library() is not None,
     "importable_from": [p for p in sys.path if (Path(p or ".") / "regexlm" / "__init__.py").exists()],
     "pattern": pattern,
@@ -189,7 +190,10 @@ def test_wheel_installed_in_a_fresh_environment_generates(dists, tmp_path):
         n for n in CSRC_NAMES if not n.endswith(".h")
     ]
     assert all(Path(p).parent == installed / "csrc" for p in result["jit_sources"])
-    assert Path(result["trie_walk"]) == installed / "index" / "trie_walk.c"
+    assert [Path(p) for p in result["native_sources"]] == [
+        installed / "index" / "trie_walk.c",
+        installed / "automata" / "lazy_dfa.c",
+    ]
     assert result["c_walk_built"]
     assert re.fullmatch(result["pattern"], result["completion"]), result
     assert result["stop_reason"] == "pattern_match"

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from regexlm.automata import minimize as mz
+from regexlm.automata import native_lazy
 from regexlm.automata.dfa import DFA, determinize
 from regexlm.automata.lazy import DEFAULT_CACHE_BYTES, LazyDFA
 from regexlm.automata.limits import (
@@ -49,6 +50,7 @@ def compile_lazy(
     timeout: float | None = DEFAULT_TIMEOUT,
     max_nfa_states: int = DEFAULT_MAX_NFA_STATES,
     cache_bytes: int = DEFAULT_CACHE_BYTES,
+    native: bool | None = None,
 ) -> LazyDFA:
     """Compile a Python regex (or a list of them) into a :class:`LazyDFA` over UTF-8 bytes.
 
@@ -57,10 +59,18 @@ def compile_lazy(
     the NFA's size (``max_nfa_states``) and the CPU time of parsing and NFA construction
     (``timeout``) are limited, raising :class:`~regexlm.PatternTooComplexError`; later, the
     same ``timeout`` bounds each call that builds states under :meth:`LazyDFA.time_limit`.
+
+    ``native``: None keeps the state cache in C where the C helpers can be built
+    (:class:`~regexlm.automata.native_lazy.NativeLazyDFA`), else in Python; True requires C,
+    False forces Python (the reference).
     """
     patterns = _patterns(pattern)
     limits = Limits(max_nfa_states=max_nfa_states, timeout=timeout)
     nfa = _trimmed_nfa(patterns, limits, Deadline(timeout))
+    if native is not False and (native or native_lazy.available()):
+        return native_lazy.NativeLazyDFA(
+            nfa, patterns, cache_bytes=cache_bytes, step_timeout=timeout
+        )
     return LazyDFA(nfa, patterns, cache_bytes=cache_bytes, step_timeout=timeout)
 
 

@@ -1,19 +1,20 @@
-"""The trie walk in C (``trie_walk.c``), built with the system C compiler on first use.
+"""The trie walk in C (``trie_walk.c``, part of the library :mod:`regexlm.native` builds).
 
-(The same library holds the check whether a new row splits any token class, the hot part of
-:meth:`regexlm.index.token_classes.TokenClasses.refine` on rows that allow most tokens.)
+(The same source holds the check whether a new row splits any token class, the hot part of
+:meth:`regexlm.index.token_classes.TokenClasses.refine` on rows that allow most tokens, and the
+packing of bitmask rows.)
 
 The numpy walk of :mod:`regexlm.index.rows` goes level by level, a few array operations per
 depth whatever the batch; that is fast when a walk is narrow and wasteful when it covers most of
 the vocabulary (a row of ``.{0,500}`` or ``\\w+`` visits every node of the trie). The C walk
-visits the same nodes depth first, a few nanoseconds each, and asks the automaton for a row of
-transitions only when it meets one that is not computed yet (a callback into the lazy DFA).
+visits the same nodes depth first, a few nanoseconds each. Through the C lazy DFA
+(:mod:`regexlm.automata.native_lazy`) it computes missing rows of transitions itself and calls
+back into Python only for a position whose moves are not known yet; through any other
+automaton it asks the automaton for each missing row (a callback to ``fill_row``).
 
-The shared library is compiled once per machine into the cache (``$REGEXLM_CACHE/native``),
-named by a hash of its source, and loaded with :mod:`ctypes`: no build step at install time,
-and nothing to build for the pure-Python wheel. Where no compiler works, or with
-``REGEXLM_NATIVE=0``, :func:`library` returns None and the numpy walk is used instead (it gives
-the same rows; the tests compare the two).
+Where the library is off or cannot be built (:func:`regexlm.native.library`), :func:`library`
+returns None and the numpy walk is used instead (it gives the same rows; the tests compare the
+two).
 
 A walk visits the trie once per origin state in preorder and jumps over every subtree where
 the automaton dies (see ``trie_walk.c``).
@@ -22,76 +23,42 @@ the automaton dies (see ``trie_walk.c``).
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import logging
-import os
-import shutil
-import subprocess
-import tempfile
 import threading
-from pathlib import Path
 
 import numpy as np
 
-log = logging.getLogger(__name__)
+from regexlm import native
 
-SOURCE = Path(__file__).with_name("trie_walk.c")
-NATIVE_VARIABLE = "REGEXLM_NATIVE"
 FLUSH_CAPACITY = 1 << 16  # triples per output buffer
 
 FILL_ROW = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_int32)
 FLUSH = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_int64)
+NEED_MOVES = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_int32)
 
-_lock = threading.Lock()
-_loaded: list = []  # [library or None] once tried
+_bound: dict = {}  # id(library) -> the walk, once its functions are declared
+_bind_lock = threading.Lock()
 
 
 def enabled() -> bool:
     """Whether the C walk may be used (``REGEXLM_NATIVE=0`` turns it off)."""
-    return os.environ.get(NATIVE_VARIABLE, "1").strip() not in ("0", "false", "no", "off")
+    return native.enabled()
 
 
 def library():
-    """The loaded C walk, or None where it is off or cannot be built (logged once)."""
-    if not enabled():
+    """The C walk, or None where the library is off or cannot be built."""
+    lib = native.library()
+    if lib is None:
         return None
-    if _loaded:
-        return _loaded[0]
-    with _lock:
-        if not _loaded:
-            try:
-                _loaded.append(_load(_build()))
-            except Exception as exc:  # no compiler, no cache directory, ...
-                log.warning(
-                    "regexlm: the C trie walk is unavailable (%s); using the numpy walk", exc
-                )
-                _loaded.append(None)
-    return _loaded[0]
+    fn = _bound.get(id(lib))
+    if fn is None:
+        with _bind_lock:
+            fn = _bound.get(id(lib))
+            if fn is None:
+                fn = _bound[id(lib)] = _load(lib)
+    return fn
 
 
-def _build() -> Path:
-    from regexlm.paths import cache_dir
-
-    source = SOURCE.read_bytes()
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
-        raise RuntimeError("no C compiler (cc) on PATH")
-    digest = hashlib.sha256(source + compiler.encode()).hexdigest()[:16]
-    target = cache_dir("native") / f"trie_walk-{digest}.so"
-    if target.exists():
-        return target
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        built = Path(tmp) / target.name
-        command = [compiler, "-O3", "-shared", "-fPIC", "-o", str(built), str(SOURCE)]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.strip()[:500]}")
-        os.replace(built, target)  # atomic: concurrent builders agree
-    return target
-
-
-def _load(path: Path):
-    lib = ctypes.CDLL(str(path))
+def _load(lib):
     fn = lib.regexlm_walk_rows
     p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32
     fn.argtypes = [p, p, p, p, i64, i32, p, p, i64, p, i64, p, p, p, i64, FILL_ROW, FLUSH]
@@ -104,6 +71,10 @@ def _load(path: Path):
     pack.argtypes = [p, i64, i64, p, i64, i64, p]
     pack.restype = i32
     _helpers["pack_rows"] = pack
+    lazy = lib.regexlm_walk_rows_lazy
+    lazy.argtypes = [p, p, p, p, i64, i32, p, p, i64, p, i64, p, p, p, i64, NEED_MOVES, FLUSH]
+    lazy.restype = i64
+    _helpers["walk_rows_lazy"] = lazy
     return fn
 
 
@@ -153,6 +124,7 @@ class _Walk(threading.local):
 
     automaton = None
     tables: list | None = None
+    need_moves = None
     failure: BaseException | None = None
     out: list | None = None
     out_ptrs: tuple = ()
@@ -175,6 +147,16 @@ def _fill_row(state: int):
         return None
 
 
+@NEED_MOVES
+def _need_moves(position: int) -> int:
+    walk = _current
+    try:
+        return walk.need_moves(position)
+    except BaseException as exc:  # re-raised after the walk
+        walk.failure = exc
+        return 1
+
+
 @FLUSH
 def _flush(count: int) -> int:
     walk = _current
@@ -190,32 +172,58 @@ def walk(fn, trie, automaton, origins: np.ndarray):
     byte_class = automaton.byte_classes
     if byte_class.dtype != np.uint8 or not byte_class.flags.c_contiguous:
         byte_class = np.ascontiguousarray(byte_class, dtype=np.uint8)
-    table = automaton.transition_table()
     ctx = _current
     if ctx.out is None:
         ctx.out = [np.empty(FLUSH_CAPACITY, dtype=np.int32) for _ in range(3)]
         ctx.out_ptrs = tuple(_ptr(a) for a in ctx.out)
-    ctx.automaton, ctx.tables, ctx.failure, ctx.chunks = automaton, [table], None, []
-    try:
-        total = fn(
-            *trie.native_args,
-            _ptr(byte_class),
-            _ptr(table),
-            table.shape[1],
-            _ptr(origins),
-            origins.size,
-            *ctx.out_ptrs,
-            FLUSH_CAPACITY,
-            _fill_row,
-            _flush,
-        )
-        if ctx.failure is not None:
-            raise ctx.failure
-        chunks = ctx.chunks
-    finally:
-        ctx.automaton, ctx.tables, ctx.failure, ctx.chunks = None, None, None, None
-    if total == -2:
-        raise MemoryError("the trie walk could not allocate its stack")
+    engine = getattr(automaton, "native_engine", None)
+    if engine is not None:  # the C lazy DFA: rows are filled in C
+        with automaton.lock:
+            ctx.automaton, ctx.failure, ctx.chunks = automaton, None, []
+            ctx.need_moves = automaton._need_state
+            try:
+                total = _helpers["walk_rows_lazy"](
+                    *trie.native_args,
+                    _ptr(byte_class),
+                    engine,
+                    automaton.num_byte_classes,
+                    _ptr(origins),
+                    origins.size,
+                    *ctx.out_ptrs,
+                    FLUSH_CAPACITY,
+                    _need_moves,
+                    _flush,
+                )
+                if ctx.failure is not None:
+                    raise ctx.failure
+                if total < -1:
+                    automaton._check(int(total), "the transitions of a DFA state")
+                chunks = ctx.chunks
+            finally:
+                ctx.automaton, ctx.failure, ctx.chunks, ctx.need_moves = None, None, None, None
+    else:
+        table = automaton.transition_table()
+        ctx.automaton, ctx.tables, ctx.failure, ctx.chunks = automaton, [table], None, []
+        try:
+            total = fn(
+                *trie.native_args,
+                _ptr(byte_class),
+                _ptr(table),
+                table.shape[1],
+                _ptr(origins),
+                origins.size,
+                *ctx.out_ptrs,
+                FLUSH_CAPACITY,
+                _fill_row,
+                _flush,
+            )
+            if ctx.failure is not None:
+                raise ctx.failure
+            chunks = ctx.chunks
+        finally:
+            ctx.automaton, ctx.tables, ctx.failure, ctx.chunks = None, None, None, None
+        if total == -2:
+            raise MemoryError("the trie walk could not allocate its stack")
     if total < 0:
         raise RuntimeError("the automaton left a transition uncomputed after filling its row")
     if not chunks:

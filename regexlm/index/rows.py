@@ -15,7 +15,8 @@ Two walks give the same triples ``(origin position, string id, state)``:
 
 The automaton is anything with ``byte_classes``, ``step(states, classes) -> states`` over numpy
 arrays (the lazy DFA builds the transitions it is asked for; an eager DFA looks them up), and
-for the C walk ``transition_table()`` and ``fill_row(state)``.
+for the C walk ``transition_table()`` and ``fill_row(state)``, or the C lazy DFA's
+``native_engine``.
 """
 
 from __future__ import annotations
@@ -172,7 +173,9 @@ def walk_rows(trie: FlatTrie, automaton, origins: np.ndarray, *, native: bool | 
     """
     origins = np.asarray(origins, dtype=np.int64)
     fn = native_walk.library() if native is not False else None
-    if fn is not None and hasattr(automaton, "transition_table"):
+    if fn is not None and (
+        hasattr(automaton, "native_engine") or hasattr(automaton, "transition_table")
+    ):
         return native_walk.walk(fn, trie, automaton, origins)
     if native:
         raise RuntimeError("the C trie walk is not available")

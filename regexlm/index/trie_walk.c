@@ -80,6 +80,78 @@ failed:
 }
 
 /*
+ * The same walk through the C lazy DFA (regexlm/automata/lazy_dfa.c): a row not computed yet
+ * is filled in C, and need_moves(position) is called back only for a position whose moves the
+ * automaton has not been told yet. Returns the triples written, -1 when a callback failed, or
+ * the fill's code: -2 out of memory, -3 over the bytes limit, -4 over the time limit.
+ */
+typedef int32_t (*need_moves_fn)(int32_t position);
+int32_t regexlm_lazy_fill(void *engine, int32_t state);
+int32_t *regexlm_lazy_table(const void *engine);
+int32_t regexlm_lazy_need_position(const void *engine);
+
+int64_t regexlm_walk_rows_lazy(const int32_t *depth, const int32_t *size, const uint8_t *node_byte,
+                               const int32_t *node_token, int64_t num_nodes, int32_t max_depth,
+                               const uint8_t *byte_class, void *engine, int64_t width,
+                               const int32_t *origins, int64_t num_origins, int32_t *out_origin,
+                               int32_t *out_token, int32_t *out_state, int64_t capacity,
+                               need_moves_fn need_moves, flush_fn flush) {
+    int32_t *state_at = (int32_t *)malloc(sizeof(int32_t) * ((size_t)max_depth + 1));
+    if (state_at == NULL) return -2;
+    int32_t *table = regexlm_lazy_table(engine);
+    int64_t written = 0, total = 0, code = -1;
+    for (int64_t o = 0; o < num_origins; o++) {
+        state_at[0] = origins[o];
+        int64_t i = 0;
+        while (i < num_nodes) {
+            int32_t d = depth[i];
+            int32_t from = state_at[d - 1];
+            int32_t cls = byte_class[node_byte[i]];
+            int32_t next = table[(int64_t)from * width + cls];
+            if (next < 0) {
+                int32_t rc;
+                while ((rc = regexlm_lazy_fill(engine, from)) == 1)
+                    if (need_moves(regexlm_lazy_need_position(engine)) != 0) goto failed;
+                if (rc != 0) {
+                    code = rc;
+                    goto failed;
+                }
+                table = regexlm_lazy_table(engine);
+                next = table[(int64_t)from * width + cls];
+                if (next < 0) goto failed;
+            }
+            if (next == 0) {
+                i += size[i];
+                continue;
+            }
+            state_at[d] = next;
+            int32_t t = node_token[i];
+            if (t >= 0) {
+                if (written == capacity) {
+                    if (flush(written) != 0) goto failed;
+                    total += written;
+                    written = 0;
+                }
+                out_origin[written] = (int32_t)o;
+                out_token[written] = t;
+                out_state[written] = next;
+                written++;
+            }
+            i++;
+        }
+    }
+    if (written > 0) {
+        if (flush(written) != 0) goto failed;
+        total += written;
+    }
+    free(state_at);
+    return total;
+failed:
+    free(state_at);
+    return code;
+}
+
+/*
  * Whether a new row keeps every token class whole (regexlm/index/token_classes.py, whose numpy
  * code is the reference): the row sends tokens[i] (distinct) to targets[i] and allows no other
  * token. A class stays whole when its named tokens all go to one target and either all of its

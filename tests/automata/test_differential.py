@@ -307,12 +307,14 @@ def test_moore_and_hopcroft_give_the_same_minimal_dfa(case):
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2], pattern
 
 
+@pytest.mark.parametrize("in_c", [False, True], ids=["python-cache", "c-cache"])
 @SETTINGS
 @given(pattern_cases(), st.randoms(use_true_random=False))
 @example_budget()
-def test_lazy_dfa_agrees_with_re_and_the_eager_dfa(case, rng):
-    """The lazy automaton accepts what ``re`` accepts, is viable exactly where the eager DFA is,
-    and its byte distances are the eager DFA's shortest completions, state by state."""
+def test_lazy_dfa_agrees_with_re_and_the_eager_dfa(in_c, case, rng):
+    """The lazy automaton, with its state cache in Python or in C, accepts what ``re``
+    accepts, is viable exactly where the eager DFA is, and its byte distances are the eager
+    DFA's shortest completions, state by state."""
     from regexlm.automata import compile_lazy
 
     pattern, strings = case
@@ -320,7 +322,7 @@ def test_lazy_dfa_agrees_with_re_and_the_eager_dfa(case, rng):
     if both is None:
         return
     compiled, dfa = both
-    lazy = compile_lazy(pattern, timeout=None)
+    lazy = compile_lazy(pattern, timeout=None, native=in_c)
     dist = distances_to_match(dfa)
     for s in strings:
         assert lazy.fullmatch(s) == (compiled.fullmatch(s) is not None), (pattern, s)

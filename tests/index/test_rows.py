@@ -18,6 +18,7 @@ from regexlm.automata import compile_lazy
 from regexlm.errors import RegexError
 from regexlm.index import native_walk
 from regexlm.index.rows import flat_trie, walk_rows
+from regexlm.native import NATIVE_VARIABLE
 from tests.strategies import regex_patterns
 
 
@@ -76,19 +77,20 @@ def test_c_walk_equals_numpy_walk_and_the_bytes(trie, strings, pattern, samples,
             assert found.get((i, s)) == expected, (pattern, strings[s])
 
 
+@pytest.mark.parametrize("in_c", [False, True], ids=["python-cache", "c-cache"])
 @pytest.mark.parametrize("pattern", [r"\w{1,50}", r".{0,300}", r"(日本|中文|😀|[a-z]){1,40}"])
-def test_walks_agree_while_the_lazy_table_grows(trie, pattern):
+def test_walks_agree_while_the_lazy_table_grows(trie, pattern, in_c):
     # a fresh automaton: every state is made during the C walk, so the table is reallocated
     # under it, and it must follow
-    a = compile_lazy(pattern)
+    a = compile_lazy(pattern, native=in_c)
     native = walk_rows(trie, a, np.array([a.start]), native=True)
-    assert a.transition_table().shape[0] > 64  # it did grow
+    assert a.num_states > 64  # it did grow
     numpy_walk = walk_rows(trie, a, np.array([a.start]), native=False)
     assert _triples(native, a) == _triples(numpy_walk, a)
 
 
 def test_an_error_while_filling_a_row_reaches_the_caller(trie, monkeypatch):
-    automaton = compile_lazy(r"[a-z]{1,20}")
+    automaton = compile_lazy(r"[a-z]{1,20}", native=False)
 
     def fail(state):
         raise MemoryError("no room for a row")
@@ -98,13 +100,28 @@ def test_an_error_while_filling_a_row_reaches_the_caller(trie, monkeypatch):
         walk_rows(trie, automaton, np.array([automaton.start]), native=True)
 
 
+def test_an_error_while_handing_an_nfa_state_to_c_reaches_the_caller(trie, monkeypatch):
+    automaton = compile_lazy(r"[a-z]{1,20}", native=True)
+
+    def fail(state):
+        raise MemoryError("no room for a state")
+
+    monkeypatch.setattr(automaton, "_need_state", fail)
+    with pytest.raises(MemoryError, match="no room for a state"):
+        walk_rows(trie, automaton, np.array([automaton.start]), native=True)
+    monkeypatch.undo()  # the automaton is still usable afterwards
+    native = walk_rows(trie, automaton, np.array([automaton.start]), native=True)
+    numpy_walk = walk_rows(trie, automaton, np.array([automaton.start]), native=False)
+    assert _triples(native, automaton) == _triples(numpy_walk, automaton)
+
+
 @pytest.mark.parametrize(
     "pattern",
     [r"[0-9]{4}-[0-9]{2}-[0-9]{2}", r"\w+( \w+){0,3}", r"(red|green|blue)!?", r"[^\n]{0,40}"],
 )
 def test_indexes_without_the_c_walk_allow_the_same_tokens(smollm2_vocab, monkeypatch, pattern):
     native = regexlm.compile(pattern, smollm2_vocab, cache=False)
-    monkeypatch.setenv(native_walk.NATIVE_VARIABLE, "0")
+    monkeypatch.setenv(NATIVE_VARIABLE, "0")
     assert native_walk.library() is None
     fallback = regexlm.compile(pattern, smollm2_vocab, cache=False)
     assert fallback.exact == native.exact

@@ -334,7 +334,7 @@ def test_a_pattern_whose_every_row_is_slow_is_refused_then_refused_at_once(defau
     # to the index's budget within a few steps, and the pattern is refused from then on.
     request = {
         "prompt": "Write a short sentence: ",
-        "pattern": r"(.{0,10}\w{0,10}){0,20}!",
+        "pattern": r"(.{0,30}\w{0,30}){0,60}!",
         "max_new_tokens": 64,
     }
     answers = []

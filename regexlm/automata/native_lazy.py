@@ -1,0 +1,405 @@
+"""The lazy DFA with its state cache in C (``lazy_dfa.c``).
+
+The same automaton as :class:`~regexlm.automata.lazy.LazyDFA`, the reference, with the same
+interface: a state is a set of NFA positions made when a walk first reaches it, its row of
+transitions computed on first use, all within a byte budget and per-call limits. What moves
+to C is what a token row repeats hundreds of times: taking the union of the positions' moves
+per byte class, interning the resulting sets, and the table itself. A row that reaches three
+hundred new states (``(\\w+\\s?){1,10}`` at a 262k vocabulary) then costs microseconds a state
+instead of tens of them.
+
+Python keeps what is computed once per *NFA state*: the UTF-8 automaton of its characters (one
+per distinct tuple of character sets, sent to C once), the NFA states its transitions lead to
+and their epsilon closures, handed over the first time a row needs that NFA state (a callback
+during a trie walk, a retry loop elsewhere); and, once per set of usable bytes, each NFA state's
+byte distance to a match (:class:`~regexlm.automata.lazy.Distances`). Points inside a character
+are numbered in C (their ids differ from the Python cache's, which only the keys show), and
+their moves and distances are derived there.
+
+A state's key (:meth:`NativeLazyDFA.key`, stable across cache clears) is the bytes of its
+sorted positions. Calls into C hold the automaton's lock, so indexes on several threads can
+share one automaton.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import numpy as np
+
+from regexlm import native
+from regexlm.automata.dfa import SubsetConstruction, WholeInputs
+from regexlm.automata.lazy import (
+    DEFAULT_CACHE_BYTES,
+    DEFAULT_STEP_BYTES,
+    UNREACHABLE,
+    Distances,
+)
+from regexlm.automata.limits import DEFAULT_TIMEOUT, Deadline, too_many_walk_bytes
+from regexlm.automata.nfa import CharNFA
+from regexlm.errors import PatternTooComplexError
+
+# result codes of lazy_dfa.c
+OK, NEED_STATE, NO_MEMORY, OVER_BYTES, OVER_TIME = 0, 1, -2, -3, -4
+UNKNOWN = -5  # a distance not known yet
+
+_bound: dict = {}
+_bind_lock = threading.Lock()
+
+
+def functions():
+    """The C functions of ``lazy_dfa.c`` with their signatures, or None without the library."""
+    lib = native.library()
+    if lib is None:
+        return None
+    found = _bound.get(id(lib))
+    if found is None:
+        with _bind_lock:
+            found = _bound.get(id(lib))
+            if found is None:
+                found = _bound[id(lib)] = _declare(lib)
+    return found
+
+
+def _declare(lib):
+    p, i32, i64, dbl = ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64, ctypes.c_double
+    signatures = {
+        "new": ([i32, i64, p], p),
+        "free": ([p], None),
+        "clear": ([p], i32),
+        "add_automaton": ([p, i64, p, p, p, p], i32),
+        "set_state": ([p, i64, i32, i64, p, p, p], i32),
+        "set_distances": ([p, p, p], i32),
+        "intern": ([p, p, i64, p], i32),
+        "fill": ([p, i32], i32),
+        "table": ([p], p),
+        "num_states": ([p], i64),
+        "nbytes": ([p], i64),
+        "need_position": ([p], i32),
+        "accept": ([p, i32], i32),
+        "set_limits": ([p, dbl, i64], None),
+        "key": ([p, i32, p, i64], i64),
+        "distance": ([p, i32], i32),
+        "step": ([p, i64, p, p, p], i32),
+        "run": ([p, p, p, p, i64, p], i32),
+    }
+    out = {}
+    for name, (args, res) in signatures.items():
+        fn = getattr(lib, f"regexlm_lazy_{name}")
+        fn.argtypes, fn.restype = args, res
+        out[name] = fn
+    return out
+
+
+def available() -> bool:
+    """Whether :class:`NativeLazyDFA` can be used here."""
+    return functions() is not None
+
+
+class _Accept:
+    """``automaton._accept[state]`` as :class:`~regexlm.automata.dfa.WholeInputs` reads it."""
+
+    __slots__ = ("automaton",)
+
+    def __init__(self, automaton: NativeLazyDFA):
+        self.automaton = automaton
+
+    def __getitem__(self, state: int) -> int:
+        a = self.automaton
+        return int(a._fn["accept"](a._engine, int(state)))
+
+
+class NativeLazyDFA(WholeInputs):
+    """A :class:`~regexlm.automata.lazy.LazyDFA` whose state cache is in C (see the module
+    docstring). State 0 is dead."""
+
+    def __init__(
+        self,
+        nfa: CharNFA,
+        patterns: Sequence[str],
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        *,
+        step_timeout: float | None = DEFAULT_TIMEOUT,
+        step_bytes: int | None = DEFAULT_STEP_BYTES,
+    ):
+        fn = functions()
+        if fn is None:
+            raise RuntimeError("the C helpers are not available")
+        self._fn = fn
+        self._sc = SubsetConstruction(nfa)
+        self.patterns = tuple(patterns)
+        self.cache_bytes = int(cache_bytes)
+        self.step_timeout = step_timeout
+        self.step_bytes = step_bytes
+        self._deadline: Deadline | None = None
+        self.byte_classes = self._sc.class_of.astype(np.uint8)
+        self.byte_classes.setflags(write=False)
+        self.num_byte_classes = self._sc.num_classes
+        self._cls = self._sc.cls
+        self.lock = threading.RLock()
+        self.epoch = 0
+        self.clears = 0
+        self._distances_key: bytes | None = None
+        self._auto_index: dict[int, int] = {}  # id of a UTF-8 automaton -> its index in C
+        self._autos_alive: list = []
+        match = np.ascontiguousarray(nfa.match, dtype=np.int32)
+        self._engine = fn["new"](self.num_byte_classes, nfa.num_states, match.ctypes.data)
+        if not self._engine:
+            raise MemoryError("no memory for a lazy DFA")
+        self._accept = _Accept(self)
+        self._status = ctypes.c_int32(0)
+        self._key_buf = np.empty(64, dtype=np.int32)
+        self.start = self._intern_positions(sorted(self._sc.start_set))
+
+    @property
+    def native_engine(self) -> int:
+        """The address of the C state cache (for the C trie walk, under :attr:`lock`)."""
+        return self._engine
+
+    def __del__(self):
+        engine, self._engine = getattr(self, "_engine", None), None
+        if engine:
+            self._fn["free"](engine)
+
+    # -- NFA states ---------------------------------------------------------------------------
+
+    def _need_state(self, q: int) -> int:
+        """Hand NFA state ``q`` to C (the walk's callback; 0 once done): the UTF-8 automaton of
+        its characters, sent once per automaton, its transitions' targets and their
+        closures."""
+        q = int(q)
+        sc = self._sc
+        auto = sc.autos[q]
+        if auto is None:
+            code = self._fn["set_state"](self._engine, q, -1, 0, None, None, None)
+            self._check(code, "an NFA state")
+            return 0
+        index = self._auto_index.get(id(auto))
+        if index is None:
+            index = self._add_automaton(auto)
+        targets = np.array(sc.targets[q], dtype=np.int32)
+        closures = [sorted(sc.closure(t)) for t in sc.targets[q]]
+        off = np.zeros(len(closures) + 1, dtype=np.int64)
+        off[1:] = np.cumsum([len(c) for c in closures])
+        elems = np.array([x for c in closures for x in c], dtype=np.int32)
+        code = self._fn["set_state"](
+            self._engine,
+            q,
+            index,
+            targets.size,
+            targets.ctypes.data,
+            off.ctypes.data,
+            elems.ctypes.data if elems.size else None,
+        )
+        self._check(code, "an NFA state")
+        return 0
+
+    def _add_automaton(self, auto) -> int:
+        cls = self._sc.class_of
+        rows = auto.trans
+        off = np.zeros(len(rows) + 1, dtype=np.int64)
+        off[1:] = np.cumsum([len(r) for r in rows])
+        flat = np.array([t for r in rows for t in r], dtype=np.int64).reshape(-1, 3)
+        lo = np.ascontiguousarray(cls[flat[:, 0]], dtype=np.int32)
+        hi = np.ascontiguousarray(cls[flat[:, 1]], dtype=np.int32)
+        nxt = np.ascontiguousarray(flat[:, 2], dtype=np.int32)
+        index = self._fn["add_automaton"](
+            self._engine,
+            len(rows),
+            off.ctypes.data,
+            lo.ctypes.data,
+            hi.ctypes.data,
+            nxt.ctypes.data,
+        )
+        self._check(min(index, 0), "a UTF-8 automaton")
+        self._auto_index[id(auto)] = index
+        self._autos_alive.append(auto)  # ids stay unique while the automaton lives
+        return index
+
+    # -- the state cache ----------------------------------------------------------------------
+
+    @property
+    def num_states(self) -> int:
+        """States in the cache now (dead state included)."""
+        return int(self._fn["num_states"](self._engine))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the state cache (table, sets, hash)."""
+        return int(self._fn["nbytes"](self._engine))
+
+    def _intern_positions(self, positions) -> int:
+        arr = np.ascontiguousarray(positions, dtype=np.int32)
+        with self.lock:
+            sid = self._fn["intern"](
+                self._engine, arr.ctypes.data, arr.size, ctypes.byref(self._status)
+            )
+            self._check(self._status.value, "a new DFA state")
+        return int(sid)
+
+    def intern(self, key: bytes) -> int:
+        """The id of the state whose key (see :meth:`key`) is ``key``, made if new."""
+        return self._intern_positions(np.frombuffer(key, dtype=np.int32))
+
+    def key(self, state: int) -> bytes:
+        """The sorted positions of ``state`` as bytes (stable across cache clears)."""
+        with self.lock:
+            n = self._fn["key"](self._engine, state, self._key_buf.ctypes.data, self._key_buf.size)
+            if n > self._key_buf.size:
+                self._key_buf = np.empty(2 * n, dtype=np.int32)
+                n = self._fn["key"](
+                    self._engine, state, self._key_buf.ctypes.data, self._key_buf.size
+                )
+            return self._key_buf[:n].tobytes()
+
+    def positions(self, state: int) -> frozenset:
+        """The position set of ``state``, as :class:`~regexlm.automata.lazy.LazyDFA` keys it."""
+        return frozenset(np.frombuffer(self.key(state), dtype=np.int32).tolist())
+
+    def clear(self) -> None:
+        """Forget every state; ids change (see :attr:`epoch`), the start is made again."""
+        with self.lock:
+            self._check(self._fn["clear"](self._engine), "clearing the cache")
+            self.epoch += 1
+            self.clears += 1
+            self.start = self._intern_positions(sorted(self._sc.start_set))
+
+    def needs_clear(self) -> bool:
+        """Whether the cache is over its budget (the caller clears between walks)."""
+        return self.nbytes > self.cache_bytes
+
+    # -- limits -------------------------------------------------------------------------------
+
+    @contextmanager
+    def time_limit(self, activity: str) -> Iterator[None]:
+        """Bound the states made inside the block by ``step_timeout`` CPU seconds and
+        ``step_bytes`` bytes, as :meth:`regexlm.automata.lazy.LazyDFA.time_limit`."""
+        if self._deadline is not None:
+            yield
+            return
+        with self.lock:
+            self._deadline = Deadline(self.step_timeout, activity)
+            at = self._deadline.at or 0.0
+            limit = 0 if self.step_bytes is None else self.nbytes + self.step_bytes
+            self._fn["set_limits"](self._engine, at, limit)
+            try:
+                yield
+            finally:
+                self._deadline = None
+                self._fn["set_limits"](self._engine, 0.0, 0)
+
+    def _check(self, code: int, stage: str) -> None:
+        """Raise what a C result code means."""
+        if code == OK:
+            return
+        if code == OVER_TIME and self._deadline is not None:
+            self._deadline.check(stage)
+            raise PatternTooComplexError(
+                f"{self._deadline.activity} took longer than the time limit of "
+                f"{self._deadline.timeout:g} s of CPU time (stopped during {stage}); simplify "
+                "the pattern or raise timeout",
+                limit="timeout",
+            )
+        if code == OVER_BYTES:
+            raise too_many_walk_bytes(self.step_bytes or 0)
+        if code == NO_MEMORY:
+            raise MemoryError(f"no memory for {stage} of a lazy DFA")
+        raise RuntimeError(f"lazy DFA failed with code {code} during {stage}")
+
+    # -- transitions --------------------------------------------------------------------------
+
+    def fill(self, state: int) -> None:
+        """Compute ``state``'s row if it is not known yet."""
+        with self.lock:
+            while True:
+                code = self._fn["fill"](self._engine, state)
+                if code != NEED_STATE:
+                    break
+                self._need_state(self._fn["need_position"](self._engine))
+            self._check(code, "the transitions of a DFA state")
+
+    def row(self, state: int) -> np.ndarray:
+        """``int32[K]`` the state after each byte class (a copy)."""
+        k = self.num_byte_classes
+        with self.lock:
+            self.fill(state)
+            base = self._fn["table"](self._engine) + 4 * k * int(state)
+            return np.frombuffer((ctypes.c_int32 * k).from_address(base), dtype=np.int32).copy()
+
+    def step(self, states: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        """``int64[n]``: the state after byte class ``classes[i]`` from ``states[i]``, rows
+        built as needed (the cache is never cleared here)."""
+        states = np.ascontiguousarray(states, dtype=np.int64)
+        classes = np.ascontiguousarray(classes, dtype=np.int64)
+        out = np.empty(states.size, dtype=np.int64)
+        with self.lock:
+            while True:
+                code = self._fn["step"](
+                    self._engine,
+                    states.size,
+                    states.ctypes.data,
+                    classes.ctypes.data,
+                    out.ctypes.data,
+                )
+                if code != NEED_STATE:
+                    break
+                self._need_state(self._fn["need_position"](self._engine))
+            self._check(code, "the transitions of a DFA state")
+        return out
+
+    def next_class(self, state: int, byte_class: int) -> int:
+        return int(self.step(np.array([state]), np.array([byte_class]))[0])
+
+    def next(self, state: int, byte: int) -> int:
+        return self.next_class(state, self._cls[byte])
+
+    def run(self, data: bytes, state: int | None = None) -> int:
+        data = bytes(data)
+        s = ctypes.c_int32(self.start if state is None else state)
+        done = ctypes.c_int64(0)
+        with self.lock:
+            while True:
+                code = self._fn["run"](
+                    self._engine,
+                    ctypes.byref(s),
+                    self.byte_classes.ctypes.data,
+                    data,
+                    len(data),
+                    ctypes.byref(done),
+                )
+                if code != NEED_STATE:
+                    break
+                self._need_state(self._fn["need_position"](self._engine))
+            self._check(code, "the transitions of a DFA state")
+        return int(s.value)
+
+    # -- distances ------------------------------------------------------------------------
+
+    def byte_distance(self, state: int, usable: np.ndarray | None = None) -> int:
+        """Fewest bytes from ``state`` to a match (:data:`UNREACHABLE` if none), ``usable``
+        as in :meth:`regexlm.automata.lazy.LazyDFA.byte_distance`."""
+        ok = np.ones(256, dtype=bool) if usable is None else np.asarray(usable, dtype=bool)
+        key = ok.tobytes()
+        with self.lock:
+            if self._distances_key != key:
+                nfa_dist = np.minimum(
+                    np.array(Distances(self._sc, ok).state, dtype=np.int64), UNREACHABLE
+                ).astype(np.int32)
+                usable_class = np.zeros(self.num_byte_classes, dtype=np.uint8)
+                usable_class[self._sc.class_of[ok]] = 1
+                self._fn["set_distances"](
+                    self._engine, nfa_dist.ctypes.data, usable_class.ctypes.data
+                )
+                self._distances_key = key
+            found = self._fn["distance"](self._engine, state)
+            self._check(min(found, 0) if found < 0 else 0, "byte distances")
+        return int(found)
+
+    def __repr__(self) -> str:
+        return (
+            f"NativeLazyDFA(patterns={self.patterns!r}, cached_states={self.num_states}, "
+            f"num_byte_classes={self.num_byte_classes})"
+        )

@@ -1,0 +1,76 @@
+"""regexlm's C helpers: one shared library, built with the system C compiler on first use.
+
+Two sources go into it: the vocabulary trie walk (``index/trie_walk.c``, used through
+:mod:`regexlm.index.native_walk`) and the lazy DFA's state cache (``automata/lazy_dfa.c``,
+used through :mod:`regexlm.automata.native_lazy`). Both have a Python version beside them that
+gives the same results, which the tests hold them to.
+
+The library is compiled once per machine into the cache (``$REGEXLM_CACHE/native``), named by a
+hash of its sources and compiler, and loaded with :mod:`ctypes`: no build step at install time,
+and nothing to build for the pure-Python wheel. Where no compiler works, or with
+``REGEXLM_NATIVE=0``, :func:`library` returns None and the Python versions are used instead.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+PACKAGE = Path(__file__).resolve().parent
+SOURCES = (PACKAGE / "index" / "trie_walk.c", PACKAGE / "automata" / "lazy_dfa.c")
+NATIVE_VARIABLE = "REGEXLM_NATIVE"
+
+_lock = threading.Lock()
+_loaded: list = []  # [library or None] once tried
+
+
+def enabled() -> bool:
+    """Whether the C helpers may be used (``REGEXLM_NATIVE=0`` turns them off)."""
+    return os.environ.get(NATIVE_VARIABLE, "1").strip() not in ("0", "false", "no", "off")
+
+
+def library() -> ctypes.CDLL | None:
+    """The loaded library, or None where it is off or cannot be built (logged once)."""
+    if not enabled():
+        return None
+    if _loaded:
+        return _loaded[0]
+    with _lock:
+        if not _loaded:
+            try:
+                _loaded.append(ctypes.CDLL(str(_build())))
+            except Exception as exc:  # no compiler, no cache directory, ...
+                log.warning("regexlm: the C helpers are unavailable (%s); using Python", exc)
+                _loaded.append(None)
+    return _loaded[0]
+
+
+def _build() -> Path:
+    from regexlm.paths import cache_dir
+
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        raise RuntimeError("no C compiler (cc) on PATH")
+    digest = hashlib.sha256(compiler.encode())
+    for source in SOURCES:
+        digest.update(source.read_bytes())
+    target = cache_dir("native") / f"regexlm-{digest.hexdigest()[:16]}.so"
+    if target.exists():
+        return target
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        built = Path(tmp) / target.name
+        command = [compiler, "-O3", "-shared", "-fPIC", "-o", str(built), *map(str, SOURCES)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.strip()[:500]}")
+        os.replace(built, target)  # atomic: concurrent builders agree
+    return target

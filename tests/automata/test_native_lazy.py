@@ -1,0 +1,120 @@
+"""The lazy DFA's C state cache against the Python one (the reference), and against ``re``."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from regexlm.automata import compile_lazy, native_lazy
+from regexlm.automata.lazy import UNREACHABLE, LazyDFA
+from regexlm.errors import PatternTooComplexError, RegexError
+from tests.strategies import regex_patterns
+
+ALPHABET = "ab1 _.é中😀\n"
+
+
+def _pair(pattern: str):
+    try:
+        py = compile_lazy(pattern, timeout=None, native=False)
+    except RegexError:
+        return None
+    return py, compile_lazy(pattern, timeout=None, native=True)
+
+
+def test_the_c_cache_is_used_where_it_builds():
+    assert native_lazy.available(), "the C helpers could not be built here"
+    a = compile_lazy(r"\w+")
+    assert isinstance(a, native_lazy.NativeLazyDFA)
+    assert isinstance(compile_lazy(r"\w+", native=False), LazyDFA)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pattern=regex_patterns(),
+    texts=st.lists(st.text(ALPHABET, max_size=12), min_size=1, max_size=12),
+    usable=st.sets(st.integers(0, 255), max_size=200),
+    clear_after=st.integers(0, 12),
+)
+def test_c_and_python_caches_agree_on_every_prefix(pattern, texts, usable, clear_after):
+    """Same viability, matches and byte distances (all bytes, and a random usable set) on
+    every prefix, across a cache clear of the C cache in the middle."""
+    pair = _pair(pattern)
+    if pair is None:
+        return
+    py, c = pair
+    ok = np.zeros(256, dtype=bool)
+    ok[sorted(usable)] = True
+    for i, text in enumerate(texts):
+        if i == clear_after:
+            c.clear()
+        data = text.encode()
+        for k in range(len(data) + 1):
+            p, q = py.run(data[:k]), c.run(data[:k])
+            assert (p == 0) == (q == 0), (pattern, data[:k])
+            if p == 0:
+                continue
+            assert py.match_index(p) == c.match_index(q), (pattern, data[:k])
+            assert py.byte_distance(p) == c.byte_distance(q), (pattern, data[:k])
+            assert py.byte_distance(p, ok) == c.byte_distance(q, ok), (pattern, data[:k])
+        assert c.fullmatch(text) == (re.fullmatch(pattern, text) is not None), (pattern, text)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pattern=regex_patterns(), texts=st.lists(st.text(ALPHABET, max_size=8), max_size=8))
+def test_vectorized_steps_and_rows_agree_with_single_steps(pattern, texts):
+    pair = _pair(pattern)
+    if pair is None:
+        return
+    _, c = pair
+    states = [c.start] + [s for s in (c.run(t.encode()) for t in texts) if s != 0]
+    for s in states:
+        row = c.row(s)
+        assert row.shape == (c.num_byte_classes,)
+        for byte in range(0, 256, 7):
+            assert c.next(s, byte) == row[c.byte_classes[byte]]
+        classes = np.arange(c.num_byte_classes)
+        assert np.array_equal(c.step(np.full(classes.size, s), classes), row)
+
+
+def test_keys_survive_a_clear_and_name_the_same_states():
+    c = compile_lazy(r"(\w+\s?){1,10}", native=True)
+    q = c.run("héllo wörld ".encode())
+    key, distance = c.key(q), c.byte_distance(q)
+    c.clear()
+    assert c.epoch == 1 and c.num_states == 2  # the dead state and the start
+    again = c.intern(key)
+    assert c.key(again) == key
+    assert c.byte_distance(again) == distance
+    assert c.run(b"x", again) == c.run("héllo wörld x".encode())
+
+
+def test_distances_over_restricted_bytes():
+    c = compile_lazy(r"b|cc", native=True)
+    only = np.zeros((3, 256), dtype=bool)
+    for row, char in zip(only, "abc", strict=True):
+        row[ord(char)] = True
+    assert [c.byte_distance(c.start, u) for u in only] == [UNREACHABLE, 1, 2]
+    assert c.byte_distance(c.start) == 1
+
+
+def test_a_clear_gives_the_memory_back():
+    c = compile_lazy(r"\w{1,50}", native=True)
+    for n in range(1, 40):
+        c.run(("é" * n).encode())
+    grown = c.nbytes
+    c.clear()
+    assert c.nbytes < grown / 4
+
+
+def test_limits_stop_the_c_cache_and_leave_it_consistent():
+    c = compile_lazy(r"(.{0,20}\w{0,20}){0,40}", native=True)
+    c.step_bytes = 1 << 20
+    with pytest.raises(PatternTooComplexError) as info, c.time_limit("walking"):
+        for n in range(400):
+            c.run(("ab_ .é中" * 40)[: n * 3].encode())
+    assert info.value.limit == "memory"
+    assert c.fullmatch("ab cd") and not c.fullmatch("a\nb")
