@@ -33,7 +33,7 @@ FLUSH_CAPACITY = 1 << 16  # triples per output buffer
 
 FILL_ROW = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_int32)
 FLUSH = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_int64)
-NEED_MOVES = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_int32)
+NEED_STATE = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_int32)
 
 _bound: dict = {}  # id(library) -> the walk, once its functions are declared
 _bind_lock = threading.Lock()
@@ -72,7 +72,10 @@ def _load(lib):
     pack.restype = i32
     _helpers["pack_rows"] = pack
     lazy = lib.regexlm_walk_rows_lazy
-    lazy.argtypes = [p, p, p, p, i64, i32, p, p, i64, p, i64, p, p, p, i64, NEED_MOVES, FLUSH]
+    lazy.argtypes = [
+        *(p, p, p, p, i64, i32, p, p, i64, p, i64, p, p, p, i64, NEED_STATE, FLUSH),
+        *(p, p, p, i64, p, p, p),
+    ]
     lazy.restype = i64
     _helpers["walk_rows_lazy"] = lazy
     return fn
@@ -124,7 +127,7 @@ class _Walk(threading.local):
 
     automaton = None
     tables: list | None = None
-    need_moves = None
+    need_state = None
     failure: BaseException | None = None
     out: list | None = None
     out_ptrs: tuple = ()
@@ -147,11 +150,11 @@ def _fill_row(state: int):
         return None
 
 
-@NEED_MOVES
-def _need_moves(position: int) -> int:
+@NEED_STATE
+def _need_state(nfa_state: int) -> int:
     walk = _current
     try:
-        return walk.need_moves(position)
+        return walk.need_state(nfa_state)
     except BaseException as exc:  # re-raised after the walk
         walk.failure = exc
         return 1
@@ -164,10 +167,15 @@ def _flush(count: int) -> int:
     return 0
 
 
-def walk(fn, trie, automaton, origins: np.ndarray):
+def walk(fn, trie, automaton, origins: np.ndarray, classes=None):
     """``(origin position, string id, state)`` as ``int32`` arrays, from the C walk ``fn`` of
     ``trie`` (:class:`regexlm.index.rows.FlatTrie`) through ``automaton`` from ``origins``,
-    grouped by origin position in ascending order."""
+    grouped by origin position in ascending order.
+
+    ``classes`` (``(class_of int32[V], size int64[C])``, only through the C lazy DFA) adds the
+    check of ``trie_walk.c`` that spares most rows the class refinement: then the result has a
+    fourth item, ``(class_rows int32[O, C], keeps bool[O])``, the DFA state of each class per
+    origin where ``keeps`` (no class splits)."""
     origins = np.ascontiguousarray(origins, dtype=np.int32)
     byte_class = automaton.byte_classes
     if byte_class.dtype != np.uint8 or not byte_class.flags.c_contiguous:
@@ -177,10 +185,24 @@ def walk(fn, trie, automaton, origins: np.ndarray):
         ctx.out = [np.empty(FLUSH_CAPACITY, dtype=np.int32) for _ in range(3)]
         ctx.out_ptrs = tuple(_ptr(a) for a in ctx.out)
     engine = getattr(automaton, "native_engine", None)
+    checked = None
     if engine is not None:  # the C lazy DFA: rows are filled in C
+        check: tuple = (None, None, None, 0, None, None, None)
+        if classes is not None:
+            class_of, size = classes
+            class_of = np.ascontiguousarray(class_of, dtype=np.int32)
+            size = np.ascontiguousarray(size, dtype=np.int64)
+            class_rows = np.empty((origins.size, size.size), dtype=np.int32)
+            named = np.empty((origins.size, size.size), dtype=np.int64)
+            keeps = np.empty(origins.size, dtype=np.int8)
+            first = trie.first_token
+            check = (
+                *(_ptr(first), _ptr(class_of), _ptr(size), size.size),
+                *(_ptr(class_rows), _ptr(named), _ptr(keeps)),
+            )
         with automaton.lock:
             ctx.automaton, ctx.failure, ctx.chunks = automaton, None, []
-            ctx.need_moves = automaton._need_state
+            ctx.need_state = automaton._need_state
             try:
                 total = _helpers["walk_rows_lazy"](
                     *trie.native_args,
@@ -191,8 +213,9 @@ def walk(fn, trie, automaton, origins: np.ndarray):
                     origins.size,
                     *ctx.out_ptrs,
                     FLUSH_CAPACITY,
-                    _need_moves,
+                    _need_state,
                     _flush,
+                    *check,
                 )
                 if ctx.failure is not None:
                     raise ctx.failure
@@ -200,7 +223,9 @@ def walk(fn, trie, automaton, origins: np.ndarray):
                     automaton._check(int(total), "the transitions of a DFA state")
                 chunks = ctx.chunks
             finally:
-                ctx.automaton, ctx.failure, ctx.chunks, ctx.need_moves = None, None, None, None
+                ctx.automaton, ctx.failure, ctx.chunks, ctx.need_state = None, None, None, None
+        if classes is not None:
+            checked = (class_rows, keeps.astype(bool))
     else:
         table = automaton.transition_table()
         ctx.automaton, ctx.tables, ctx.failure, ctx.chunks = automaton, [table], None, []
@@ -228,7 +253,9 @@ def walk(fn, trie, automaton, origins: np.ndarray):
         raise RuntimeError("the automaton left a transition uncomputed after filling its row")
     if not chunks:
         empty = np.zeros(0, dtype=np.int32)
-        return empty, empty, empty
-    if len(chunks) == 1:
-        return chunks[0]
-    return tuple(np.concatenate([c[k] for c in chunks]) for k in range(3))
+        triples = (empty, empty, empty)
+    elif len(chunks) == 1:
+        triples = chunks[0]
+    else:
+        triples = tuple(np.concatenate([c[k] for c in chunks]) for k in range(3))
+    return triples if checked is None else (*triples, checked)

@@ -182,6 +182,19 @@ def walk_rows(trie: FlatTrie, automaton, origins: np.ndarray, *, native: bool | 
     return walk_rows_numpy(trie, automaton, origins)
 
 
+def walk_checked_rows(trie: FlatTrie, automaton, origins: np.ndarray, classes):
+    """:func:`walk_rows` with the C walk's class check (see :func:`native_walk.walk`):
+    ``(o, s, q, (class_rows, keeps))``, or None where that walk is not available (no C
+    library, or an automaton other than the C lazy DFA)."""
+    if getattr(automaton, "native_engine", None) is None:
+        return None
+    fn = native_walk.library()
+    if fn is None:
+        return None
+    origins = np.asarray(origins, dtype=np.int64)
+    return native_walk.walk(fn, trie, automaton, origins, classes=classes)
+
+
 def _expand(start: np.ndarray, count: np.ndarray, total: int) -> np.ndarray:
     """Ranges ``[start[i], start[i] + count[i])`` laid end to end."""
     shift = start - (np.cumsum(count) - count)

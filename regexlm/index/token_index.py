@@ -59,7 +59,7 @@ from regexlm.errors import EmptyLanguageError, PatternTooComplexError
 from regexlm.index import native_walk
 from regexlm.index.bitmask import pack_bitmask
 from regexlm.index.min_tokens import token_distances
-from regexlm.index.rows import flat_trie, walk_rows
+from regexlm.index.rows import flat_trie, walk_checked_rows, walk_rows
 from regexlm.index.token_classes import EOS_CLASS, FIRST_TEXT_CLASS, TokenClasses
 
 UNREACHABLE = int(np.iinfo(np.int32).max)
@@ -270,8 +270,25 @@ class IndexRows:
 
     def _build_rows(self, states: np.ndarray) -> None:
         origins = self._automaton_states(states)
-        o, strings, q = walk_rows(self.trie, self.automaton, origins)
+        classes = (self.classes.class_of, self.classes.size)
+        checked = walk_checked_rows(self.trie, self.automaton, origins, classes)
+        every_state = states
+        if checked is None:
+            o, strings, q = walk_rows(self.trie, self.automaton, origins)
+        else:
+            o, strings, q, (class_rows, keeps) = checked
         self.walked += int(o.size)
+        if checked is not None and keeps.any():
+            # rows that split no class: written from the walk's row over classes at once
+            self._write_class_rows(states[keeps], class_rows[keeps])
+            if keeps.all():
+                self._finish_rows(states)
+                return
+            rest = np.flatnonzero(~keeps)
+            take = np.isin(o, rest)
+            o, strings, q = o[take], strings[take], q[take]
+            o = np.searchsorted(rest, o)  # origin positions among the rest
+            states = states[rest]
         tokens = self.trie.tokens(strings)  # never end-of-sequence ids; shadows follow later
         tgt = self._index_states(q)  # new targets get a bound and no row
         if self.strict:  # a target from which no match can be completed is not allowed
@@ -289,6 +306,21 @@ class IndexRows:
                 self.splits += 1
             row[EOS_CLASS] = state if self.match[state] >= 0 else -1
             self.nbc[state] = row
+        self._finish_rows(every_state)
+
+    def _write_class_rows(self, states: np.ndarray, class_rows: np.ndarray) -> None:
+        """Rows given over the current classes as automaton states (-1: not allowed)."""
+        named = class_rows >= 0
+        tgt = np.full(class_rows.shape, -1, dtype=np.int64)
+        tgt[named] = self._index_states(class_rows[named].astype(np.int64))
+        if self.strict:  # a target from which no match can be completed is not allowed
+            tgt[named & (self.min_tokens[np.maximum(tgt, 0)] == UNREACHABLE)] = -1
+        for state, row in zip(states.tolist(), tgt, strict=True):
+            row = row.astype(np.int32)
+            row[EOS_CLASS] = state if self.match[state] >= 0 else -1
+            self.nbc[state] = row
+
+    def _finish_rows(self, states: np.ndarray) -> None:
         self.built[states] = True
         self.rows_built += int(states.size)
         self.version += 1

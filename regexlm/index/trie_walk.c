@@ -81,23 +81,54 @@ failed:
 
 /*
  * The same walk through the C lazy DFA (regexlm/automata/lazy_dfa.c): a row not computed yet
- * is filled in C, and need_moves(position) is called back only for a position whose moves the
- * automaton has not been told yet. Returns the triples written, -1 when a callback failed, or
- * the fill's code: -2 out of memory, -3 over the bytes limit, -4 over the time limit.
+ * is filled in C, and need_state(nfa state) is called back only for an NFA state the automaton
+ * has not been handed yet. Returns the triples written, -1 when a callback failed, or the
+ * fill's code: -2 out of memory, -3 over the bytes limit, -4 over the time limit.
+ *
+ * With class_row not NULL it also checks, per origin, what regexlm_row_keeps_classes checks on
+ * the triples (the token classes of regexlm/index/token_classes.py): each string's first token
+ * (first_token) falls in class class_of[token]; keeps[o] is set to 1 when, for origin o, every
+ * class's named tokens go to one DFA state and are none or all of its class_size tokens, and
+ * then class_row[o * num_classes + c] holds that state (-1: none named). `named` is scratch of
+ * num_origins * num_classes counts. The caller can then skip the triples of such an origin.
  */
-typedef int32_t (*need_moves_fn)(int32_t position);
+typedef int32_t (*need_state_fn)(int32_t nfa_state);
 int32_t regexlm_lazy_fill(void *engine, int32_t state);
 int32_t *regexlm_lazy_table(const void *engine);
 int32_t regexlm_lazy_need_position(const void *engine);
+
+/* The class check of regexlm_walk_rows_lazy over the triples j in [0, count) of a buffer. */
+static void check_classes(const int32_t *out_origin, const int32_t *out_token,
+                          const int32_t *out_state, int64_t count, const int64_t *first_token,
+                          const int32_t *class_of, int64_t num_classes, int32_t *class_row,
+                          int64_t *named, int8_t *keeps) {
+    for (int64_t j = 0; j < count; j++) {
+        int32_t o = out_origin[j];
+        if (!keeps[o]) continue;
+        int64_t k = (int64_t)o * num_classes + class_of[first_token[out_token[j]]];
+        if (named[k]++ == 0) class_row[k] = out_state[j];
+        else if (class_row[k] != out_state[j]) keeps[o] = 0;
+    }
+}
 
 int64_t regexlm_walk_rows_lazy(const int32_t *depth, const int32_t *size, const uint8_t *node_byte,
                                const int32_t *node_token, int64_t num_nodes, int32_t max_depth,
                                const uint8_t *byte_class, void *engine, int64_t width,
                                const int32_t *origins, int64_t num_origins, int32_t *out_origin,
                                int32_t *out_token, int32_t *out_state, int64_t capacity,
-                               need_moves_fn need_moves, flush_fn flush) {
+                               need_state_fn need_state, flush_fn flush,
+                               const int64_t *first_token, const int32_t *class_of,
+                               const int64_t *class_size, int64_t num_classes,
+                               int32_t *class_row, int64_t *named, int8_t *keeps) {
     int32_t *state_at = (int32_t *)malloc(sizeof(int32_t) * ((size_t)max_depth + 1));
     if (state_at == NULL) return -2;
+    if (class_row != NULL) {
+        for (int64_t k = 0; k < num_origins * num_classes; k++) {
+            class_row[k] = -1;
+            named[k] = 0;
+        }
+        for (int64_t o = 0; o < num_origins; o++) keeps[o] = 1;
+    }
     int32_t *table = regexlm_lazy_table(engine);
     int64_t written = 0, total = 0, code = -1;
     for (int64_t o = 0; o < num_origins; o++) {
@@ -111,7 +142,7 @@ int64_t regexlm_walk_rows_lazy(const int32_t *depth, const int32_t *size, const 
             if (next < 0) {
                 int32_t rc;
                 while ((rc = regexlm_lazy_fill(engine, from)) == 1)
-                    if (need_moves(regexlm_lazy_need_position(engine)) != 0) goto failed;
+                    if (need_state(regexlm_lazy_need_position(engine)) != 0) goto failed;
                 if (rc != 0) {
                     code = rc;
                     goto failed;
@@ -125,24 +156,38 @@ int64_t regexlm_walk_rows_lazy(const int32_t *depth, const int32_t *size, const 
                 continue;
             }
             state_at[d] = next;
+            /* written out unconditionally and kept where a token ends: no branch to mispredict
+             * on the half of the nodes where one does */
             int32_t t = node_token[i];
-            if (t >= 0) {
-                if (written == capacity) {
-                    if (flush(written) != 0) goto failed;
-                    total += written;
-                    written = 0;
-                }
-                out_origin[written] = (int32_t)o;
-                out_token[written] = t;
-                out_state[written] = next;
-                written++;
+            out_origin[written] = (int32_t)o;
+            out_token[written] = t;
+            out_state[written] = next;
+            written += t >= 0;
+            if (written == capacity) {
+                if (class_row != NULL)
+                    check_classes(out_origin, out_token, out_state, written, first_token,
+                                  class_of, num_classes, class_row, named, keeps);
+                if (flush(written) != 0) goto failed;
+                total += written;
+                written = 0;
             }
             i++;
         }
     }
     if (written > 0) {
+        if (class_row != NULL)
+            check_classes(out_origin, out_token, out_state, written, first_token, class_of,
+                          num_classes, class_row, named, keeps);
         if (flush(written) != 0) goto failed;
         total += written;
+    }
+    if (class_row != NULL) {
+        for (int64_t o = 0; o < num_origins; o++) {
+            for (int64_t c = 0; c < num_classes && keeps[o]; c++) {
+                int64_t k = o * num_classes + c;
+                if (named[k] != 0 && named[k] != class_size[c]) keeps[o] = 0;
+            }
+        }
     }
     free(state_at);
     return total;

@@ -17,7 +17,7 @@ import regexlm
 from regexlm.automata import compile_lazy
 from regexlm.errors import RegexError
 from regexlm.index import native_walk
-from regexlm.index.rows import flat_trie, walk_rows
+from regexlm.index.rows import flat_trie, walk_checked_rows, walk_rows
 from regexlm.native import NATIVE_VARIABLE
 from tests.strategies import regex_patterns
 
@@ -178,3 +178,30 @@ def test_host_masks_with_and_without_c_agree(smollm2_vocab):
     states = np.arange(min(index.num_states, 8))
     index.ensure_rows(states)
     assert np.array_equal(index._pack_host(states), index._pack_host(states, native=False))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pattern=regex_patterns(), samples=st.lists(st.binary(max_size=4), max_size=5))
+def test_the_walks_class_check_agrees_with_refining_the_classes(
+    trie, smollm2_vocab, pattern, samples
+):
+    """Row after row (the classes refined by each), the C walk says a row splits no class
+    exactly when :meth:`TokenClasses.refine` splits none, and gives the same row."""
+    from regexlm.index.token_index import initial_classes
+
+    try:
+        automaton = compile_lazy(pattern, native=True)
+    except RegexError:
+        return
+    classes = initial_classes(smollm2_vocab).copy()
+    for origin in _origins(automaton, samples).tolist():
+        o, s, q, (rows, keeps) = walk_checked_rows(
+            trie, automaton, np.array([origin]), (classes.class_of, classes.size)
+        )
+        assert np.array_equal(o, np.zeros(o.size)), "one origin"
+        tokens, targets = trie.tokens(s.astype(np.int64)), q.astype(np.int64)
+        split, row = classes.copy().refine(tokens, targets, automaton.num_states, native=False)
+        assert bool(keeps[0]) == (split is None), pattern
+        if keeps[0]:
+            assert np.array_equal(rows[0], row), pattern
+        classes.refine(tokens, targets, automaton.num_states)
