@@ -297,6 +297,32 @@ int32_t regexlm_lazy_set_state(Engine *e, int64_t q, int32_t automaton, int64_t 
     return OK;
 }
 
+/* Several NFA states at once: states[i] as set_state with automata[i] and counts[i] targets,
+ * targets and closure offsets laid end to end (closure_off has one more entry than targets). */
+int32_t regexlm_lazy_set_states(Engine *e, int64_t num, const int64_t *states,
+                                const int32_t *automata, const int64_t *counts,
+                                const int32_t *targets, const int64_t *closure_off,
+                                const int32_t *closure_elems) {
+    int64_t t = 0;
+    for (int64_t i = 0; i < num; i++) {
+        int64_t local[1] = {0}; /* offsets relative to this state's first closure */
+        const int64_t *off = counts[i] ? closure_off + t : local;
+        int64_t base = off[0];
+        int64_t *rel = NULL;
+        if (counts[i]) {
+            rel = (int64_t *)malloc(sizeof(int64_t) * (size_t)(counts[i] + 1));
+            if (rel == NULL) return NO_MEMORY;
+            for (int64_t k = 0; k <= counts[i]; k++) rel[k] = off[k] - base;
+        }
+        int32_t rc = regexlm_lazy_set_state(e, states[i], automata[i], counts[i], targets + t,
+                                            rel, closure_elems + base);
+        free(rel);
+        if (rc != OK) return rc;
+        t += counts[i];
+    }
+    return OK;
+}
+
 /* The point inside a character (automaton, state u, NFA state q), made if new; -1 when out of
  * memory. Positions may move: callers hold ids, not pointers. */
 static int64_t mid_position(Engine *e, int32_t automaton, int32_t u, int32_t q) {
@@ -702,6 +728,26 @@ int32_t regexlm_lazy_distance(Engine *e, int32_t s) {
     }
     e->st_dist[s] = d;
     return d;
+}
+
+/* For states[0 .. n): match index, distance (as regexlm_lazy_distance) and the number of
+ * positions; their positions laid end to end into keys (capacity cap: returns the total, and
+ * writes nothing when it is over cap). */
+int64_t regexlm_lazy_describe(Engine *e, int64_t n, const int64_t *states, int32_t *accept,
+                              int32_t *dist, int64_t *lengths, int32_t *keys, int64_t cap) {
+    int64_t total = 0;
+    for (int64_t i = 0; i < n; i++) total += e->st_len[states[i]];
+    if (total > cap) return total;
+    int64_t k = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int32_t s = (int32_t)states[i];
+        accept[i] = e->st_accept[s];
+        dist[i] = regexlm_lazy_distance(e, s);
+        lengths[i] = e->st_len[s];
+        memcpy(keys + k, e->elems + e->st_off[s], sizeof(int32_t) * (size_t)e->st_len[s]);
+        k += e->st_len[s];
+    }
+    return total;
 }
 
 /* The states after classes[i] from states[i] into out; NEED_STATE etc. as fill. */

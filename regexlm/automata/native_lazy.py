@@ -45,6 +45,7 @@ from regexlm.errors import PatternTooComplexError
 # result codes of lazy_dfa.c
 OK, NEED_STATE, NO_MEMORY, OVER_BYTES, OVER_TIME = 0, 1, -2, -3, -4
 UNKNOWN = -5  # a distance not known yet
+HANDOVER_BATCH = 256  # NFA states handed to C in one call
 
 _bound: dict = {}
 _bind_lock = threading.Lock()
@@ -72,6 +73,7 @@ def _declare(lib):
         "clear": ([p], i32),
         "add_automaton": ([p, i64, p, p, p, p], i32),
         "set_state": ([p, i64, i32, i64, p, p, p], i32),
+        "set_states": ([p, i64, p, p, p, p, p, p], i32),
         "set_distances": ([p, p, p], i32),
         "intern": ([p, p, i64, p], i32),
         "fill": ([p, i32], i32),
@@ -84,6 +86,7 @@ def _declare(lib):
         "key": ([p, i32, p, i64], i64),
         "distance": ([p, i32], i32),
         "step": ([p, i64, p, p, p], i32),
+        "describe": ([p, i64, p, p, p, p, p, i64], i64),
         "run": ([p, p, p, p, i64, p], i32),
     }
     out = {}
@@ -145,6 +148,8 @@ class NativeLazyDFA(WholeInputs):
         self._distances_key: bytes | None = None
         self._auto_index: dict[int, int] = {}  # id of a UTF-8 automaton -> its index in C
         self._autos_alive: list = []
+        self._handed = bytearray(nfa.num_states)  # NFA states handed to C
+        self._closures: dict[int, list[int]] = {}
         match = np.ascontiguousarray(nfa.match, dtype=np.int32)
         self._engine = fn["new"](self.num_byte_classes, nfa.num_states, match.ctypes.data)
         if not self._engine:
@@ -167,35 +172,52 @@ class NativeLazyDFA(WholeInputs):
     # -- NFA states ---------------------------------------------------------------------------
 
     def _need_state(self, q: int) -> int:
-        """Hand NFA state ``q`` to C (the walk's callback; 0 once done): the UTF-8 automaton of
-        its characters, sent once per automaton, its transitions' targets and their
-        closures."""
-        q = int(q)
+        """Hand NFA state ``q`` to C (the walk's callback; 0 once done), with the states
+        numbered after it that are not handed over yet, up to :data:`HANDOVER_BATCH` in all
+        (states made together are mostly needed together): the UTF-8 automaton of each one's
+        characters (sent once per automaton), its transitions' targets and their closures."""
         sc = self._sc
-        auto = sc.autos[q]
-        if auto is None:
-            code = self._fn["set_state"](self._engine, q, -1, 0, None, None, None)
-            self._check(code, "an NFA state")
-            return 0
-        index = self._auto_index.get(id(auto))
-        if index is None:
-            index = self._add_automaton(auto)
-        targets = np.array(sc.targets[q], dtype=np.int32)
-        closures = [sorted(sc.closure(t)) for t in sc.targets[q]]
-        off = np.zeros(len(closures) + 1, dtype=np.int64)
-        off[1:] = np.cumsum([len(c) for c in closures])
-        elems = np.array([x for c in closures for x in c], dtype=np.int32)
-        code = self._fn["set_state"](
-            self._engine,
-            q,
-            index,
-            targets.size,
-            targets.ctypes.data,
-            off.ctypes.data,
-            elems.ctypes.data if elems.size else None,
+        handed = self._handed
+        batch = [q := int(q)]
+        handed[q] = 1
+        for r in range(q + 1, min(sc.n, q + 4 * HANDOVER_BATCH)):
+            if len(batch) == HANDOVER_BATCH:
+                break
+            if not handed[r]:
+                handed[r] = 1
+                batch.append(r)
+        autos, counts, targets, closure_off, elems = [], [], [], [0], []
+        for r in batch:
+            auto = sc.autos[r]
+            if auto is None:
+                autos.append(-1)
+                counts.append(0)
+                continue
+            index = self._auto_index.get(id(auto))
+            autos.append(self._add_automaton(auto) if index is None else index)
+            tgts = sc.targets[r]
+            counts.append(len(tgts))
+            targets.extend(tgts)
+            for t in tgts:
+                elems.extend(self._closure(t))
+                closure_off.append(len(elems))
+        arrays = (
+            np.array(batch, dtype=np.int64),
+            np.array(autos, dtype=np.int32),
+            np.array(counts, dtype=np.int64),
+            np.array(targets, dtype=np.int32),
+            np.array(closure_off, dtype=np.int64),
+            np.array(elems, dtype=np.int32),
         )
-        self._check(code, "an NFA state")
+        code = self._fn["set_states"](self._engine, len(batch), *(a.ctypes.data for a in arrays))
+        self._check(code, "NFA states")
         return 0
+
+    def _closure(self, q: int) -> list[int]:
+        found = self._closures.get(q)
+        if found is None:
+            found = self._closures[q] = sorted(self._sc.closure(q))
+        return found
 
     def _add_automaton(self, auto) -> int:
         cls = self._sc.class_of
@@ -397,6 +419,40 @@ class NativeLazyDFA(WholeInputs):
             found = self._fn["distance"](self._engine, state)
             self._check(min(found, 0) if found < 0 else 0, "byte distances")
         return int(found)
+
+    def describe(self, states: np.ndarray, usable: np.ndarray | None = None):
+        """``(keys, match int32[n], distance int32[n])`` of many states at once: what
+        :meth:`key`, :meth:`match_index` and :meth:`byte_distance` give one at a time."""
+        states = np.ascontiguousarray(states, dtype=np.int64)
+        n = states.size
+        if n:
+            self.byte_distance(int(states[0]), usable)  # the distances for this usable set
+        match = np.empty(n, dtype=np.int32)
+        dist = np.empty(n, dtype=np.int32)
+        lengths = np.empty(n, dtype=np.int64)
+        with self.lock:
+            cap = self._key_buf.size
+            while True:
+                total = self._fn["describe"](
+                    self._engine,
+                    n,
+                    states.ctypes.data,
+                    match.ctypes.data,
+                    dist.ctypes.data,
+                    lengths.ctypes.data,
+                    self._key_buf.ctypes.data,
+                    cap,
+                )
+                if total <= cap:
+                    break
+                self._key_buf = np.empty(2 * total, dtype=np.int32)
+                cap = self._key_buf.size
+            flat = self._key_buf[:total].tobytes()
+        if (dist < 0).any():  # pragma: no cover - every state has positions with distances
+            self._check(int(dist.min()), "byte distances")
+        ends = (4 * np.cumsum(lengths)).tolist()
+        keys = [flat[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+        return keys, match, dist
 
     def __repr__(self) -> str:
         return (

@@ -186,10 +186,32 @@ class IndexRows:
             self._remember(top, -1)
         out = self.state_of_dfa[q]
         if (out < 0).any():
-            for x in np.unique(q[out < 0]).tolist():
-                self._add_state(x)
+            new = np.unique(q[out < 0])
+            if hasattr(self.automaton, "describe") and new.size > 1:
+                self._add_states(new)
+            else:
+                for x in new.tolist():
+                    self._add_state(x)
             out = self.state_of_dfa[q]
         return out
+
+    def _add_states(self, qs: np.ndarray) -> None:
+        """:meth:`_add_state` for many automaton states, described in one call."""
+        keys, match, dist = self.automaton.describe(qs, self.usable)
+        for q, key, m, d in zip(qs.tolist(), keys, match.tolist(), dist.tolist(), strict=True):
+            sid = self.index_of_key.get(key)
+            if sid is not None:
+                self._remember(q, sid)
+                continue
+            sid = self.num_states
+            self._grow(sid + 1)
+            self.num_states += 1
+            self.keys.append(key)
+            self.index_of_key[key] = sid
+            self.dfa_of[sid] = q
+            self._remember(q, sid)
+            self.match[sid] = m
+            self.min_tokens[sid] = min(d, UNREACHABLE)
 
     def _automaton_states(self, states: np.ndarray) -> np.ndarray:
         """Automaton ids of index states, re-made after the automaton cleared its cache."""

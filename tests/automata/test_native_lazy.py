@@ -118,3 +118,23 @@ def test_limits_stop_the_c_cache_and_leave_it_consistent():
             c.run(("ab_ .é中" * 40)[: n * 3].encode())
     assert info.value.limit == "memory"
     assert c.fullmatch("ab cd") and not c.fullmatch("a\nb")
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pattern=regex_patterns(),
+    texts=st.lists(st.text(ALPHABET, max_size=10), min_size=1, max_size=10),
+    usable=st.sets(st.integers(0, 255), max_size=200),
+)
+def test_describe_gives_what_the_single_state_queries_give(pattern, texts, usable):
+    pair = _pair(pattern)
+    if pair is None:
+        return
+    _, c = pair
+    ok = np.zeros(256, dtype=bool)
+    ok[sorted(usable)] = True
+    states = np.unique([s for s in (c.run(t.encode()) for t in texts) if s != 0] + [c.start])
+    keys, match, dist = c.describe(states, ok)
+    assert keys == [c.key(s) for s in states.tolist()]
+    assert match.tolist() == [c.match_index(s) for s in states.tolist()]
+    assert dist.tolist() == [c.byte_distance(s, ok) for s in states.tolist()]
