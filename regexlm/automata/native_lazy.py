@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -102,6 +103,30 @@ def available() -> bool:
     return functions() is not None
 
 
+_flat_automata: OrderedDict = OrderedDict()  # id -> (automaton, arrays), most recent last
+FLAT_AUTOMATA_KEPT = 1024
+
+
+def _flat_automaton(auto):
+    """``(off int64[U + 1], lo int64[T], hi int64[T], next int32[T])``: a UTF-8 automaton's
+    transitions laid out for C (byte ranges), kept for the automata used most recently (the
+    same classes recur across patterns)."""
+    found = _flat_automata.get(id(auto))
+    if found is not None and found[0] is auto:
+        _flat_automata.move_to_end(id(auto))
+        return found[1]
+    rows = auto.trans
+    off = np.zeros(len(rows) + 1, dtype=np.int64)
+    off[1:] = np.cumsum([len(r) for r in rows])
+    flat = np.array([t for r in rows for t in r], dtype=np.int64).reshape(-1, 3)
+    arrays = (off, flat[:, 0].copy(), flat[:, 1].copy(), flat[:, 2].astype(np.int32))
+    with _bind_lock:
+        _flat_automata[id(auto)] = (auto, arrays)
+        while len(_flat_automata) > FLAT_AUTOMATA_KEPT:
+            _flat_automata.popitem(last=False)
+    return arrays
+
+
 class _Accept:
     """``automaton._accept[state]`` as :class:`~regexlm.automata.dfa.WholeInputs` reads it."""
 
@@ -149,6 +174,7 @@ class NativeLazyDFA(WholeInputs):
         self._auto_index: dict[int, int] = {}  # id of a UTF-8 automaton -> its index in C
         self._autos_alive: list = []
         self._handed = bytearray(nfa.num_states)  # NFA states handed to C
+        self._batch = 1  # NFA states handed in the last batch
         self._closures: dict[int, list[int]] = {}
         match = np.ascontiguousarray(nfa.match, dtype=np.int32)
         self._engine = fn["new"](self.num_byte_classes, nfa.num_states, match.ctypes.data)
@@ -173,15 +199,18 @@ class NativeLazyDFA(WholeInputs):
 
     def _need_state(self, q: int) -> int:
         """Hand NFA state ``q`` to C (the walk's callback; 0 once done), with the states
-        numbered after it that are not handed over yet, up to :data:`HANDOVER_BATCH` in all
-        (states made together are mostly needed together): the UTF-8 automaton of each one's
+        numbered after it that are not handed over yet (states made together are mostly needed
+        together), a batch twice as large as the last up to :data:`HANDOVER_BATCH`, so small
+        patterns hand over little and large ones call back a few times: the UTF-8 automaton
+        of each one's
         characters (sent once per automaton), its transitions' targets and their closures."""
         sc = self._sc
         handed = self._handed
         batch = [q := int(q)]
         handed[q] = 1
-        for r in range(q + 1, min(sc.n, q + 4 * HANDOVER_BATCH)):
-            if len(batch) == HANDOVER_BATCH:
+        size = self._batch = min(2 * self._batch, HANDOVER_BATCH)
+        for r in range(q + 1, min(sc.n, q + 4 * size)):
+            if len(batch) == size:
                 break
             if not handed[r]:
                 handed[r] = 1
@@ -220,17 +249,13 @@ class NativeLazyDFA(WholeInputs):
         return found
 
     def _add_automaton(self, auto) -> int:
+        off, lo, hi, nxt = _flat_automaton(auto)
         cls = self._sc.class_of
-        rows = auto.trans
-        off = np.zeros(len(rows) + 1, dtype=np.int64)
-        off[1:] = np.cumsum([len(r) for r in rows])
-        flat = np.array([t for r in rows for t in r], dtype=np.int64).reshape(-1, 3)
-        lo = np.ascontiguousarray(cls[flat[:, 0]], dtype=np.int32)
-        hi = np.ascontiguousarray(cls[flat[:, 1]], dtype=np.int32)
-        nxt = np.ascontiguousarray(flat[:, 2], dtype=np.int32)
+        lo = np.ascontiguousarray(cls[lo], dtype=np.int32)  # byte ranges to class ranges
+        hi = np.ascontiguousarray(cls[hi], dtype=np.int32)
         index = self._fn["add_automaton"](
             self._engine,
-            len(rows),
+            off.size - 1,
             off.ctypes.data,
             lo.ctypes.data,
             hi.ctypes.data,

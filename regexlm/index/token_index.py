@@ -810,10 +810,14 @@ class TokenIndex:
         return pack_bitmask(allowed, t["class_of"].long(), self.vocab_size)
 
     def _cached_row(self, state: int) -> np.ndarray:
-        """One state's packed row, kept in a small byte-bounded LRU: a built row never changes
-        (class splits only relabel its columns), so repeated masks cost a lookup."""
+        """One state's packed row, kept in a small byte-bounded LRU keyed by the classes the
+        row allows (with the partition they refer to): a mask depends on nothing else, so states
+        that allow the same classes (every count of ``.{0,500}`` but the last) share one, and a
+        repeated mask costs a lookup."""
         rows = self._rows
-        key = (rows.mask_epoch, state)
+        with rows.lock:
+            allowed = self._final_rows(np.array([state]))[0] >= 0  # [C]
+            key = (rows.mask_epoch, rows.splits, np.packbits(allowed).tobytes())
         found = self._masks.get(key)
         if found is not None:
             self._masks.move_to_end(key)

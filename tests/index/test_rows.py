@@ -180,6 +180,24 @@ def test_host_masks_with_and_without_c_agree(smollm2_vocab):
     assert np.array_equal(index._pack_host(states), index._pack_host(states, native=False))
 
 
+@pytest.mark.parametrize("pattern", [r".{0,300}", r"([a-z]{1,8}, ){0,30}[a-z]{1,8}"])
+def test_cached_masks_are_shared_by_states_that_allow_the_same_classes(smollm2_vocab, pattern):
+    index = regexlm.compile(pattern, smollm2_vocab, cache=False)
+    rng = np.random.default_rng(0)
+    state, seen = index.start_state, []
+    for _ in range(30):
+        mask = index.bitmask_rows([state])[0].numpy()
+        # the cache's answer is the packing of this state's own row, whatever state filled it
+        assert np.array_equal(mask, index._pack_host(np.array([state]), native=False)[0])
+        seen.append(state)
+        text = index.allowed_tokens(state).numpy()
+        text = text[~np.isin(text, smollm2_vocab.eos_ids)]
+        if text.size == 0:
+            break
+        state = index.next_state(state, int(rng.choice(text)))
+    assert len(index._masks) < len(set(seen))  # some states shared a mask
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pattern=regex_patterns(), samples=st.lists(st.binary(max_size=4), max_size=5))
 def test_the_walks_class_check_agrees_with_refining_the_classes(
