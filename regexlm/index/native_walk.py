@@ -29,7 +29,10 @@ import numpy as np
 
 from regexlm import native
 
-FLUSH_CAPACITY = 1 << 16  # triples per output buffer
+FLUSH_CAPACITY = 1 << 16  # triples per output buffer, at least
+# at most: a buffer that holds a whole row of the vocabulary lets the C walk skip handing over
+# the triples of a row that splits no token class (3 x 4 bytes a triple, per walking thread)
+MAX_FLUSH_CAPACITY = 1 << 19
 
 FILL_ROW = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_int32)
 FLUSH = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_int64)
@@ -174,16 +177,21 @@ def walk(fn, trie, automaton, origins: np.ndarray, classes=None):
 
     ``classes`` (``(class_of int32[V], size int64[C])``, only through the C lazy DFA) adds the
     check of ``trie_walk.c`` that spares most rows the class refinement: then the result has a
-    fourth item, ``(class_rows int32[O, C], keeps bool[O])``, the DFA state of each class per
-    origin where ``keeps`` (no class splits)."""
+    fourth item, ``(class_rows int32[O, C], keeps bool[O], count)``, the DFA state of each class
+    per origin where ``keeps`` (no class splits), and the number of triples found; when every
+    origin keeps its classes the triples may be left out (empty)."""
     origins = np.ascontiguousarray(origins, dtype=np.int32)
     byte_class = automaton.byte_classes
     if byte_class.dtype != np.uint8 or not byte_class.flags.c_contiguous:
         byte_class = np.ascontiguousarray(byte_class, dtype=np.uint8)
     ctx = _current
-    if ctx.out is None:
-        ctx.out = [np.empty(FLUSH_CAPACITY, dtype=np.int32) for _ in range(3)]
+    want = FLUSH_CAPACITY
+    if classes is not None:
+        want = min(max(want, trie.num_strings), MAX_FLUSH_CAPACITY)
+    if ctx.out is None or ctx.out[0].size < want:
+        ctx.out = [np.empty(want, dtype=np.int32) for _ in range(3)]
         ctx.out_ptrs = tuple(_ptr(a) for a in ctx.out)
+    capacity = ctx.out[0].size
     engine = getattr(automaton, "native_engine", None)
     checked = None
     if engine is not None:  # the C lazy DFA: rows are filled in C
@@ -212,7 +220,7 @@ def walk(fn, trie, automaton, origins: np.ndarray, classes=None):
                     _ptr(origins),
                     origins.size,
                     *ctx.out_ptrs,
-                    FLUSH_CAPACITY,
+                    capacity,
                     _need_state,
                     _flush,
                     *check,
@@ -225,7 +233,7 @@ def walk(fn, trie, automaton, origins: np.ndarray, classes=None):
             finally:
                 ctx.automaton, ctx.failure, ctx.chunks, ctx.need_state = None, None, None, None
         if classes is not None:
-            checked = (class_rows, keeps.astype(bool))
+            checked = (class_rows, keeps.astype(bool), int(total))
     else:
         table = automaton.transition_table()
         ctx.automaton, ctx.tables, ctx.failure, ctx.chunks = automaton, [table], None, []
@@ -238,7 +246,7 @@ def walk(fn, trie, automaton, origins: np.ndarray, classes=None):
                 _ptr(origins),
                 origins.size,
                 *ctx.out_ptrs,
-                FLUSH_CAPACITY,
+                capacity,
                 _fill_row,
                 _flush,
             )

@@ -297,9 +297,10 @@ class IndexRows:
         every_state = states
         if checked is None:
             o, strings, q = walk_rows(self.trie, self.automaton, origins)
+            self.walked += int(o.size)
         else:
-            o, strings, q, (class_rows, keeps) = checked
-        self.walked += int(o.size)
+            o, strings, q, (class_rows, keeps, found) = checked
+            self.walked += found
         if checked is not None and keeps.any():
             # rows that split no class: written from the walk's row over classes at once
             self._write_class_rows(states[keeps], class_rows[keeps])

@@ -90,7 +90,9 @@ failed:
  * (first_token) falls in class class_of[token]; keeps[o] is set to 1 when, for origin o, every
  * class's named tokens go to one DFA state and are none or all of its class_size tokens, and
  * then class_row[o * num_classes + c] holds that state (-1: none named). `named` is scratch of
- * num_origins * num_classes counts. The caller can then skip the triples of such an origin.
+ * num_origins * num_classes counts. The caller can then skip the triples of such an origin;
+ * when every origin keeps its classes and the buffer never filled, the triples are not even
+ * flushed (the count is still returned).
  */
 typedef int32_t (*need_state_fn)(int32_t nfa_state);
 int32_t regexlm_lazy_fill(void *engine, int32_t state);
@@ -174,14 +176,9 @@ int64_t regexlm_walk_rows_lazy(const int32_t *depth, const int32_t *size, const 
             i++;
         }
     }
-    if (written > 0) {
-        if (class_row != NULL)
-            check_classes(out_origin, out_token, out_state, written, first_token, class_of,
-                          num_classes, class_row, named, keeps);
-        if (flush(written) != 0) goto failed;
-        total += written;
-    }
     if (class_row != NULL) {
+        check_classes(out_origin, out_token, out_state, written, first_token, class_of,
+                      num_classes, class_row, named, keeps);
         for (int64_t o = 0; o < num_origins; o++) {
             for (int64_t c = 0; c < num_classes && keeps[o]; c++) {
                 int64_t k = o * num_classes + c;
@@ -189,6 +186,12 @@ int64_t regexlm_walk_rows_lazy(const int32_t *depth, const int32_t *size, const 
             }
         }
     }
+    int all_kept = class_row != NULL && total == 0;
+    for (int64_t o = 0; o < num_origins && all_kept; o++) all_kept = keeps[o];
+    if (written > 0 && !all_kept) { /* the caller needs the triples */
+        if (flush(written) != 0) goto failed;
+    }
+    total += written;
     free(state_at);
     return total;
 failed:
