@@ -20,7 +20,10 @@ they are).
 
 **Classes.** The step reads classes of tokens that no row built so far tells apart
 (:mod:`regexlm.index.token_classes`). When a new row separates tokens of one class, the class
-is split: its column is copied for the existing rows and ``class_of`` is rewritten.
+is split: its column is copied for the existing rows and ``class_of`` is rewritten. The C walk
+through the C lazy DFA checks the classes as it goes; a row that splits none (most rows, once
+the first few have refined the classes) is written from its row over classes, with no pass over
+its tokens in Python.
 
 **Exact or bounded.** At the index's first use beyond the start state's mask
 (:meth:`IndexRows.settle`; compile builds only the start row) the states are explored
