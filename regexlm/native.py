@@ -54,6 +54,25 @@ def library() -> ctypes.CDLL | None:
     return _loaded[0]
 
 
+_declared: dict = {}  # (name, id of the library) -> what its declare function returned
+
+
+def declared(name: str, declare):
+    """``declare(library)`` (a module's C functions, their signatures set) made once per
+    library; None without the library."""
+    lib = library()
+    if lib is None:
+        return None
+    key = (name, id(lib))
+    found = _declared.get(key)
+    if found is None:
+        with _lock:
+            found = _declared.get(key)
+            if found is None:
+                found = _declared[key] = declare(lib)
+    return found
+
+
 def _build() -> Path:
     from regexlm.paths import cache_dir
 

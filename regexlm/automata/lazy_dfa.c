@@ -271,22 +271,24 @@ int32_t regexlm_lazy_add_automaton(Engine *e, int64_t num_states, const int64_t 
 
 /* NFA state q reads characters with automaton `automaton` (-1: none); its transitions lead to
  * NFA states targets[0 .. num_targets), whose closures are closure_elems[off[i] .. off[i+1]). */
-int32_t regexlm_lazy_set_state(Engine *e, int64_t q, int32_t automaton, int64_t num_targets,
-                               const int32_t *targets, const int64_t *off,
-                               const int32_t *closure_elems) {
+static int32_t set_state(Engine *e, int64_t q, int32_t automaton, int64_t num_targets,
+                         const int32_t *targets, const int64_t *off,
+                         const int32_t *closure_elems) {
     if (q < 0 || q >= e->n) return -1;
     int64_t base = e->tgt_nfa_len;
     if (grow((void **)&e->tgt_nfa, &e->tgt_nfa_cap, base + num_targets, 4) < 0) return NO_MEMORY;
     int64_t cap = e->tgt_cl_cap;
     GROW_SAME(cap, base + num_targets, (void **)&e->tgt_cl_off, (void **)&e->tgt_cl_len);
     e->tgt_cl_cap = cap;
-    int64_t total = num_targets ? off[num_targets] : 0;
+    int64_t first = num_targets ? off[0] : 0, total = num_targets ? off[num_targets] - first : 0;
     if (grow((void **)&e->closures, &e->closures_cap, e->closures_len + total, 4) < 0)
         return NO_MEMORY;
-    if (total) memcpy(e->closures + e->closures_len, closure_elems, sizeof(int32_t) * (size_t)total);
+    if (total)
+        memcpy(e->closures + e->closures_len, closure_elems + first,
+               sizeof(int32_t) * (size_t)total);
     for (int64_t i = 0; i < num_targets; i++) {
         e->tgt_nfa[base + i] = targets[i];
-        e->tgt_cl_off[base + i] = e->closures_len + off[i];
+        e->tgt_cl_off[base + i] = e->closures_len + (off[i] - first);
         e->tgt_cl_len[base + i] = (int32_t)(off[i + 1] - off[i]);
     }
     e->tgt_nfa_len += num_targets;
@@ -297,26 +299,17 @@ int32_t regexlm_lazy_set_state(Engine *e, int64_t q, int32_t automaton, int64_t 
     return OK;
 }
 
-/* Several NFA states at once: states[i] as set_state with automata[i] and counts[i] targets,
- * targets and closure offsets laid end to end (closure_off has one more entry than targets). */
+/* NFA states handed over: states[i] reads characters with automata[i] (-1: none) and has
+ * counts[i] transitions; their targets are laid end to end in `targets`, target t's closure is
+ * closure_elems[closure_off[t] .. closure_off[t + 1]). */
 int32_t regexlm_lazy_set_states(Engine *e, int64_t num, const int64_t *states,
                                 const int32_t *automata, const int64_t *counts,
                                 const int32_t *targets, const int64_t *closure_off,
                                 const int32_t *closure_elems) {
     int64_t t = 0;
     for (int64_t i = 0; i < num; i++) {
-        int64_t local[1] = {0}; /* offsets relative to this state's first closure */
-        const int64_t *off = counts[i] ? closure_off + t : local;
-        int64_t base = off[0];
-        int64_t *rel = NULL;
-        if (counts[i]) {
-            rel = (int64_t *)malloc(sizeof(int64_t) * (size_t)(counts[i] + 1));
-            if (rel == NULL) return NO_MEMORY;
-            for (int64_t k = 0; k <= counts[i]; k++) rel[k] = off[k] - base;
-        }
-        int32_t rc = regexlm_lazy_set_state(e, states[i], automata[i], counts[i], targets + t,
-                                            rel, closure_elems + base);
-        free(rel);
+        int32_t rc = set_state(e, states[i], automata[i], counts[i], targets + t,
+                               closure_off + t, closure_elems);
         if (rc != OK) return rc;
         t += counts[i];
     }

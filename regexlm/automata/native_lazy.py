@@ -48,22 +48,10 @@ OK, NEED_STATE, NO_MEMORY, OVER_BYTES, OVER_TIME = 0, 1, -2, -3, -4
 UNKNOWN = -5  # a distance not known yet
 HANDOVER_BATCH = 256  # NFA states handed to C in one call
 
-_bound: dict = {}
-_bind_lock = threading.Lock()
-
 
 def functions():
     """The C functions of ``lazy_dfa.c`` with their signatures, or None without the library."""
-    lib = native.library()
-    if lib is None:
-        return None
-    found = _bound.get(id(lib))
-    if found is None:
-        with _bind_lock:
-            found = _bound.get(id(lib))
-            if found is None:
-                found = _bound[id(lib)] = _declare(lib)
-    return found
+    return native.declared("lazy_dfa", _declare)
 
 
 def _declare(lib):
@@ -73,7 +61,6 @@ def _declare(lib):
         "free": ([p], None),
         "clear": ([p], i32),
         "add_automaton": ([p, i64, p, p, p, p], i32),
-        "set_state": ([p, i64, i32, i64, p, p, p], i32),
         "set_states": ([p, i64, p, p, p, p, p, p], i32),
         "set_distances": ([p, p, p], i32),
         "intern": ([p, p, i64, p], i32),
@@ -105,6 +92,7 @@ def available() -> bool:
 
 _flat_automata: OrderedDict = OrderedDict()  # id -> (automaton, arrays), most recent last
 FLAT_AUTOMATA_KEPT = 1024
+_flat_lock = threading.Lock()
 
 
 def _flat_automaton(auto):
@@ -120,7 +108,7 @@ def _flat_automaton(auto):
     off[1:] = np.cumsum([len(r) for r in rows])
     flat = np.array([t for r in rows for t in r], dtype=np.int64).reshape(-1, 3)
     arrays = (off, flat[:, 0].copy(), flat[:, 1].copy(), flat[:, 2].astype(np.int32))
-    with _bind_lock:
+    with _flat_lock:
         _flat_automata[id(auto)] = (auto, arrays)
         while len(_flat_automata) > FLAT_AUTOMATA_KEPT:
             _flat_automata.popitem(last=False)
@@ -202,8 +190,7 @@ class NativeLazyDFA(WholeInputs):
         numbered after it that are not handed over yet (states made together are mostly needed
         together), a batch twice as large as the last up to :data:`HANDOVER_BATCH`, so small
         patterns hand over little and large ones call back a few times: the UTF-8 automaton
-        of each one's
-        characters (sent once per automaton), its transitions' targets and their closures."""
+        of each one's characters (sent once per automaton), its transitions' targets and their closures."""
         sc = self._sc
         handed = self._handed
         batch = [q := int(q)]
@@ -293,18 +280,7 @@ class NativeLazyDFA(WholeInputs):
 
     def key(self, state: int) -> bytes:
         """The sorted positions of ``state`` as bytes (stable across cache clears)."""
-        with self.lock:
-            n = self._fn["key"](self._engine, state, self._key_buf.ctypes.data, self._key_buf.size)
-            if n > self._key_buf.size:
-                self._key_buf = np.empty(2 * n, dtype=np.int32)
-                n = self._fn["key"](
-                    self._engine, state, self._key_buf.ctypes.data, self._key_buf.size
-                )
-            return self._key_buf[:n].tobytes()
-
-    def positions(self, state: int) -> frozenset:
-        """The position set of ``state``, as :class:`~regexlm.automata.lazy.LazyDFA` keys it."""
-        return frozenset(np.frombuffer(self.key(state), dtype=np.int32).tolist())
+        return self._describe(np.array([state]))[0][0]
 
     def clear(self) -> None:
         """Forget every state; ids change (see :attr:`epoch`), the start is made again."""
@@ -358,15 +334,17 @@ class NativeLazyDFA(WholeInputs):
 
     # -- transitions --------------------------------------------------------------------------
 
-    def fill(self, state: int) -> None:
-        """Compute ``state``'s row if it is not known yet."""
+    def _filling(self, call) -> None:
+        """Run ``call() -> code`` (a C call that may fill rows) again after each NFA state it
+        asks for is handed over; raise what its final code means."""
         with self.lock:
-            while True:
-                code = self._fn["fill"](self._engine, state)
-                if code != NEED_STATE:
-                    break
+            while (code := call()) == NEED_STATE:
                 self._need_state(self._fn["need_position"](self._engine))
             self._check(code, "the transitions of a DFA state")
+
+    def fill(self, state: int) -> None:
+        """Compute ``state``'s row if it is not known yet."""
+        self._filling(lambda: self._fn["fill"](self._engine, state))
 
     def row(self, state: int) -> np.ndarray:
         """``int32[K]`` the state after each byte class (a copy)."""
@@ -382,19 +360,8 @@ class NativeLazyDFA(WholeInputs):
         states = np.ascontiguousarray(states, dtype=np.int64)
         classes = np.ascontiguousarray(classes, dtype=np.int64)
         out = np.empty(states.size, dtype=np.int64)
-        with self.lock:
-            while True:
-                code = self._fn["step"](
-                    self._engine,
-                    states.size,
-                    states.ctypes.data,
-                    classes.ctypes.data,
-                    out.ctypes.data,
-                )
-                if code != NEED_STATE:
-                    break
-                self._need_state(self._fn["need_position"](self._engine))
-            self._check(code, "the transitions of a DFA state")
+        args = (states.size, states.ctypes.data, classes.ctypes.data, out.ctypes.data)
+        self._filling(lambda: self._fn["step"](self._engine, *args))
         return out
 
     def next_class(self, state: int, byte_class: int) -> int:
@@ -407,56 +374,51 @@ class NativeLazyDFA(WholeInputs):
         data = bytes(data)
         s = ctypes.c_int32(self.start if state is None else state)
         done = ctypes.c_int64(0)
-        with self.lock:
-            while True:
-                code = self._fn["run"](
-                    self._engine,
-                    ctypes.byref(s),
-                    self.byte_classes.ctypes.data,
-                    data,
-                    len(data),
-                    ctypes.byref(done),
-                )
-                if code != NEED_STATE:
-                    break
-                self._need_state(self._fn["need_position"](self._engine))
-            self._check(code, "the transitions of a DFA state")
+        args = (ctypes.byref(s), self.byte_classes.ctypes.data, data, len(data), ctypes.byref(done))
+        self._filling(lambda: self._fn["run"](self._engine, *args))
         return int(s.value)
 
     # -- distances ------------------------------------------------------------------------
 
+    def _use_distances(self, usable: np.ndarray | None) -> None:
+        """Give C the NFA states' distances over ``usable`` bytes, once per set of bytes."""
+        ok = np.ones(256, dtype=bool) if usable is None else np.asarray(usable, dtype=bool)
+        key = ok.tobytes()
+        if self._distances_key == key:
+            return
+        nfa_dist = np.array(Distances(self._sc, ok).state, dtype=np.int64)
+        nfa_dist = np.minimum(nfa_dist, UNREACHABLE).astype(np.int32)
+        usable_class = np.zeros(self.num_byte_classes, dtype=np.uint8)
+        usable_class[self._sc.class_of[ok]] = 1
+        self._fn["set_distances"](self._engine, nfa_dist.ctypes.data, usable_class.ctypes.data)
+        self._distances_key = key
+
     def byte_distance(self, state: int, usable: np.ndarray | None = None) -> int:
         """Fewest bytes from ``state`` to a match (:data:`UNREACHABLE` if none), ``usable``
         as in :meth:`regexlm.automata.lazy.LazyDFA.byte_distance`."""
-        ok = np.ones(256, dtype=bool) if usable is None else np.asarray(usable, dtype=bool)
-        key = ok.tobytes()
         with self.lock:
-            if self._distances_key != key:
-                nfa_dist = np.minimum(
-                    np.array(Distances(self._sc, ok).state, dtype=np.int64), UNREACHABLE
-                ).astype(np.int32)
-                usable_class = np.zeros(self.num_byte_classes, dtype=np.uint8)
-                usable_class[self._sc.class_of[ok]] = 1
-                self._fn["set_distances"](
-                    self._engine, nfa_dist.ctypes.data, usable_class.ctypes.data
-                )
-                self._distances_key = key
+            self._use_distances(usable)
             found = self._fn["distance"](self._engine, state)
-            self._check(min(found, 0) if found < 0 else 0, "byte distances")
+        if found < 0:
+            self._check(found, "byte distances")
         return int(found)
 
     def describe(self, states: np.ndarray, usable: np.ndarray | None = None):
         """``(keys, match int32[n], distance int32[n])`` of many states at once: what
         :meth:`key`, :meth:`match_index` and :meth:`byte_distance` give one at a time."""
+        with self.lock:
+            self._use_distances(usable)
+            return self._describe(states)
+
+    def _describe(self, states) -> tuple[list[bytes], np.ndarray, np.ndarray]:
+        """Keys, match indexes and distances (:data:`UNKNOWN` before any usable set) of
+        ``states``, from one C call."""
         states = np.ascontiguousarray(states, dtype=np.int64)
         n = states.size
-        if n:
-            self.byte_distance(int(states[0]), usable)  # the distances for this usable set
         match = np.empty(n, dtype=np.int32)
         dist = np.empty(n, dtype=np.int32)
         lengths = np.empty(n, dtype=np.int64)
         with self.lock:
-            cap = self._key_buf.size
             while True:
                 total = self._fn["describe"](
                     self._engine,
@@ -466,15 +428,14 @@ class NativeLazyDFA(WholeInputs):
                     dist.ctypes.data,
                     lengths.ctypes.data,
                     self._key_buf.ctypes.data,
-                    cap,
+                    self._key_buf.size,
                 )
-                if total <= cap:
+                if total <= self._key_buf.size:
                     break
                 self._key_buf = np.empty(2 * total, dtype=np.int32)
-                cap = self._key_buf.size
             flat = self._key_buf[:total].tobytes()
-        if (dist < 0).any():  # pragma: no cover - every state has positions with distances
-            self._check(int(dist.min()), "byte distances")
+        if (dist == NO_MEMORY).any():
+            self._check(NO_MEMORY, "byte distances")
         ends = (4 * np.cumsum(lengths)).tolist()
         keys = [flat[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
         return keys, match, dist

@@ -38,9 +38,6 @@ FILL_ROW = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_int32)
 FLUSH = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_int64)
 NEED_STATE = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_int32)
 
-_bound: dict = {}  # id(library) -> the walk, once its functions are declared
-_bind_lock = threading.Lock()
-
 
 def enabled() -> bool:
     """Whether the C walk may be used (``REGEXLM_NATIVE=0`` turns it off)."""
@@ -49,16 +46,7 @@ def enabled() -> bool:
 
 def library():
     """The C walk, or None where the library is off or cannot be built."""
-    lib = native.library()
-    if lib is None:
-        return None
-    fn = _bound.get(id(lib))
-    if fn is None:
-        with _bind_lock:
-            fn = _bound.get(id(lib))
-            if fn is None:
-                fn = _bound[id(lib)] = _load(lib)
-    return fn
+    return native.declared("trie_walk", _load)
 
 
 def _load(lib):

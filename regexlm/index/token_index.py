@@ -155,22 +155,36 @@ class IndexRows:
         self.dfa_of = grown(self.dfa_of, -1)
 
     def _add_state(self, q: int) -> int:
+        """The index state of automaton state ``q``, added (with a bound and no row) if new."""
+        self._add_states(np.array([q], dtype=np.int64))
+        return int(self.state_of_dfa[q])
+
+    def _add_states(self, qs: np.ndarray) -> None:
+        """:meth:`_add_state` for many automaton states (keys, match indexes and bounds in one
+        call where the automaton can describe several states at once)."""
         a = self.automaton
-        key = a.key(q)
-        sid = self.index_of_key.get(key)
-        if sid is not None:
+        describe = getattr(a, "describe", None)
+        if describe is not None:
+            keys, match, dist = describe(qs, self.usable)
+        else:
+            listed = qs.tolist()
+            keys = [a.key(q) for q in listed]
+            match = [a.match_index(q) for q in listed]
+            dist = [a.byte_distance(q, self.usable) for q in listed]
+        for q, key, m, d in zip(
+            qs.tolist(), keys, np.asarray(match).tolist(), np.asarray(dist).tolist(), strict=True
+        ):
+            sid = self.index_of_key.get(key)
+            if sid is None:
+                sid = self.num_states
+                self._grow(sid + 1)
+                self.num_states += 1
+                self.keys.append(key)
+                self.index_of_key[key] = sid
+                self.dfa_of[sid] = q
+                self.match[sid] = m
+                self.min_tokens[sid] = min(d, UNREACHABLE)
             self._remember(q, sid)
-            return sid
-        sid = self.num_states
-        self._grow(sid + 1)
-        self.num_states += 1
-        self.keys.append(key)
-        self.index_of_key[key] = sid
-        self.dfa_of[sid] = q
-        self._remember(q, sid)
-        self.match[sid] = a.match_index(q)
-        self.min_tokens[sid] = min(a.byte_distance(q, self.usable), UNREACHABLE)
-        return sid
 
     def _remember(self, q: int, sid: int) -> None:
         if q >= self.state_of_dfa.size:
@@ -189,32 +203,9 @@ class IndexRows:
             self._remember(top, -1)
         out = self.state_of_dfa[q]
         if (out < 0).any():
-            new = np.unique(q[out < 0])
-            if hasattr(self.automaton, "describe") and new.size > 1:
-                self._add_states(new)
-            else:
-                for x in new.tolist():
-                    self._add_state(x)
+            self._add_states(np.unique(q[out < 0]))
             out = self.state_of_dfa[q]
         return out
-
-    def _add_states(self, qs: np.ndarray) -> None:
-        """:meth:`_add_state` for many automaton states, described in one call."""
-        keys, match, dist = self.automaton.describe(qs, self.usable)
-        for q, key, m, d in zip(qs.tolist(), keys, match.tolist(), dist.tolist(), strict=True):
-            sid = self.index_of_key.get(key)
-            if sid is not None:
-                self._remember(q, sid)
-                continue
-            sid = self.num_states
-            self._grow(sid + 1)
-            self.num_states += 1
-            self.keys.append(key)
-            self.index_of_key[key] = sid
-            self.dfa_of[sid] = q
-            self._remember(q, sid)
-            self.match[sid] = m
-            self.min_tokens[sid] = min(d, UNREACHABLE)
 
     def _automaton_states(self, states: np.ndarray) -> np.ndarray:
         """Automaton ids of index states, re-made after the automaton cleared its cache."""
