@@ -20,86 +20,13 @@
 
 typedef int32_t *(*fill_row_fn)(int32_t state);
 typedef int32_t (*flush_fn)(int64_t count);
-
-/* Returns the number of triples written in all, -1 when fill_row or flush failed or a filled
- * row is still incomplete, -2 when out of memory. */
-int64_t regexlm_walk_rows(const int32_t *depth, const int32_t *size, const uint8_t *node_byte,
-                          const int32_t *node_token, int64_t num_nodes, int32_t max_depth,
-                          const uint8_t *byte_class, int32_t *table, int64_t width,
-                          const int32_t *origins, int64_t num_origins, int32_t *out_origin,
-                          int32_t *out_token, int32_t *out_state, int64_t capacity,
-                          fill_row_fn fill_row, flush_fn flush) {
-    /* state_at[d]: the state the current path's node at depth d was entered with (d = 0: the
-     * origin); depths are 1-based */
-    int32_t *state_at = (int32_t *)malloc(sizeof(int32_t) * ((size_t)max_depth + 1));
-    if (state_at == NULL) return -2;
-    int64_t written = 0, total = 0;
-    for (int64_t o = 0; o < num_origins; o++) {
-        state_at[0] = origins[o];
-        int64_t i = 0;
-        while (i < num_nodes) {
-            int32_t d = depth[i];
-            int32_t from = state_at[d - 1];
-            int32_t cls = byte_class[node_byte[i]];
-            int32_t next = table[(int64_t)from * width + cls];
-            if (next < 0) {
-                table = fill_row(from);
-                if (table == NULL) goto failed;
-                next = table[(int64_t)from * width + cls];
-                if (next < 0) goto failed;
-            }
-            if (next == 0) {
-                i += size[i];
-                continue;
-            }
-            state_at[d] = next;
-            int32_t t = node_token[i];
-            if (t >= 0) {
-                if (written == capacity) {
-                    if (flush(written) != 0) goto failed;
-                    total += written;
-                    written = 0;
-                }
-                out_origin[written] = (int32_t)o;
-                out_token[written] = t;
-                out_state[written] = next;
-                written++;
-            }
-            i++;
-        }
-    }
-    if (written > 0) {
-        if (flush(written) != 0) goto failed;
-        total += written;
-    }
-    free(state_at);
-    return total;
-failed:
-    free(state_at);
-    return -1;
-}
-
-/*
- * The same walk through the C lazy DFA (regexlm/automata/lazy_dfa.c): a row not computed yet
- * is filled in C, and need_state(nfa state) is called back only for an NFA state the automaton
- * has not been handed yet. Returns the triples written, -1 when a callback failed, or the
- * fill's code: -2 out of memory, -3 over the bytes limit, -4 over the time limit.
- *
- * With class_row not NULL it also checks, per origin, what regexlm_row_keeps_classes checks on
- * the triples (the token classes of regexlm/index/token_classes.py): each string's first token
- * (first_token) falls in class class_of[token]; keeps[o] is set to 1 when, for origin o, every
- * class's named tokens go to one DFA state and are none or all of its class_size tokens, and
- * then class_row[o * num_classes + c] holds that state (-1: none named). `named` is scratch of
- * num_origins * num_classes counts. The caller can then skip the triples of such an origin;
- * when every origin keeps its classes and the buffer never filled, the triples are not even
- * flushed (the count is still returned).
- */
 typedef int32_t (*need_state_fn)(int32_t nfa_state);
-int32_t regexlm_lazy_fill(void *engine, int32_t state);
-int32_t *regexlm_lazy_table(const void *engine);
-int32_t regexlm_lazy_need_position(const void *engine);
 
-/* The class check of regexlm_walk_rows_lazy over the triples j in [0, count) of a buffer. */
+/* How a walk gets a missing row: returns the table's (new) base address, or NULL with *code
+ * set to what the walk returns. */
+typedef int32_t *(*fill_fn)(void *ctx, int32_t state, int64_t *code);
+
+/* The class check of a walk (see regexlm_walk_rows_lazy) over the triples j in [0, count) of a buffer. */
 static void check_classes(const int32_t *out_origin, const int32_t *out_token,
                           const int32_t *out_state, int64_t count, const int64_t *first_token,
                           const int32_t *class_of, int64_t num_classes, int32_t *class_row,
@@ -113,15 +40,17 @@ static void check_classes(const int32_t *out_origin, const int32_t *out_token,
     }
 }
 
-int64_t regexlm_walk_rows_lazy(const int32_t *depth, const int32_t *size, const uint8_t *node_byte,
-                               const int32_t *node_token, int64_t num_nodes, int32_t max_depth,
-                               const uint8_t *byte_class, void *engine, int64_t width,
-                               const int32_t *origins, int64_t num_origins, int32_t *out_origin,
-                               int32_t *out_token, int32_t *out_state, int64_t capacity,
-                               need_state_fn need_state, flush_fn flush,
-                               const int64_t *first_token, const int32_t *class_of,
-                               const int64_t *class_size, int64_t num_classes,
-                               int32_t *class_row, int64_t *named, int8_t *keeps) {
+/* The walk both entry points share (see the file's comment); class_row NULL: no class check. */
+static int64_t walk(const int32_t *depth, const int32_t *size, const uint8_t *node_byte,
+                    const int32_t *node_token, int64_t num_nodes, int32_t max_depth,
+                    const uint8_t *byte_class, int32_t *table, int64_t width, fill_fn fill,
+                    void *ctx, const int32_t *origins, int64_t num_origins, int32_t *out_origin,
+                    int32_t *out_token, int32_t *out_state, int64_t capacity, flush_fn flush,
+                    const int64_t *first_token, const int32_t *class_of,
+                    const int64_t *class_size, int64_t num_classes, int32_t *class_row,
+                    int64_t *named, int8_t *keeps) {
+    /* state_at[d]: the state the current path's node at depth d was entered with (d = 0: the
+     * origin); depths are 1-based */
     int32_t *state_at = (int32_t *)malloc(sizeof(int32_t) * ((size_t)max_depth + 1));
     if (state_at == NULL) return -2;
     if (class_row != NULL) {
@@ -131,7 +60,6 @@ int64_t regexlm_walk_rows_lazy(const int32_t *depth, const int32_t *size, const 
         }
         for (int64_t o = 0; o < num_origins; o++) keeps[o] = 1;
     }
-    int32_t *table = regexlm_lazy_table(engine);
     int64_t written = 0, total = 0, code = -1;
     for (int64_t o = 0; o < num_origins; o++) {
         state_at[0] = origins[o];
@@ -142,16 +70,13 @@ int64_t regexlm_walk_rows_lazy(const int32_t *depth, const int32_t *size, const 
             int32_t cls = byte_class[node_byte[i]];
             int32_t next = table[(int64_t)from * width + cls];
             if (next < 0) {
-                int32_t rc;
-                while ((rc = regexlm_lazy_fill(engine, from)) == 1)
-                    if (need_state(regexlm_lazy_need_position(engine)) != 0) goto failed;
-                if (rc != 0) {
-                    code = rc;
+                table = fill(ctx, from, &code);
+                if (table == NULL) goto failed;
+                next = table[(int64_t)from * width + cls];
+                if (next < 0) {
+                    code = -1;
                     goto failed;
                 }
-                table = regexlm_lazy_table(engine);
-                next = table[(int64_t)from * width + cls];
-                if (next < 0) goto failed;
             }
             if (next == 0) {
                 i += size[i];
@@ -169,7 +94,7 @@ int64_t regexlm_walk_rows_lazy(const int32_t *depth, const int32_t *size, const 
                 if (class_row != NULL)
                     check_classes(out_origin, out_token, out_state, written, first_token,
                                   class_of, num_classes, class_row, named, keeps);
-                if (flush(written) != 0) goto failed;
+                if (flush(written) != 0) goto flush_failed;
                 total += written;
                 written = 0;
             }
@@ -189,14 +114,91 @@ int64_t regexlm_walk_rows_lazy(const int32_t *depth, const int32_t *size, const 
     int all_kept = class_row != NULL && total == 0;
     for (int64_t o = 0; o < num_origins && all_kept; o++) all_kept = keeps[o];
     if (written > 0 && !all_kept) { /* the caller needs the triples */
-        if (flush(written) != 0) goto failed;
+        if (flush(written) != 0) goto flush_failed;
     }
     total += written;
     free(state_at);
     return total;
+flush_failed:
+    code = -1;
 failed:
     free(state_at);
     return code;
+}
+
+static int32_t *fill_by_callback(void *ctx, int32_t state, int64_t *code) {
+    int32_t *table = ((fill_row_fn)ctx)(state);
+    if (table == NULL) *code = -1;
+    return table;
+}
+
+/* Through any automaton with a table (the fill_row callback computes a missing row). Returns
+ * the number of triples written in all, -1 when fill_row or flush failed or a filled row is
+ * still incomplete, -2 when out of memory. */
+int64_t regexlm_walk_rows(const int32_t *depth, const int32_t *size, const uint8_t *node_byte,
+                          const int32_t *node_token, int64_t num_nodes, int32_t max_depth,
+                          const uint8_t *byte_class, int32_t *table, int64_t width,
+                          const int32_t *origins, int64_t num_origins, int32_t *out_origin,
+                          int32_t *out_token, int32_t *out_state, int64_t capacity,
+                          fill_row_fn fill_row, flush_fn flush) {
+    return walk(depth, size, node_byte, node_token, num_nodes, max_depth, byte_class, table,
+                width, fill_by_callback, (void *)fill_row, origins, num_origins, out_origin,
+                out_token, out_state, capacity, flush, NULL, NULL, NULL, 0, NULL, NULL, NULL);
+}
+
+/*
+ * The same walk through the C lazy DFA (regexlm/automata/lazy_dfa.c): a row not computed yet
+ * is filled in C, and need_state(nfa state) is called back only for an NFA state the automaton
+ * has not been handed yet. Returns the triples written, -1 when a callback failed, or the
+ * fill's code: -2 out of memory, -3 over the bytes limit, -4 over the time limit.
+ *
+ * With class_row not NULL it also checks, per origin, what regexlm_row_keeps_classes checks on
+ * the triples (the token classes of regexlm/index/token_classes.py): each string's first token
+ * (first_token) falls in class class_of[token]; keeps[o] is set to 1 when, for origin o, every
+ * class's named tokens go to one DFA state and are none or all of its class_size tokens, and
+ * then class_row[o * num_classes + c] holds that state (-1: none named). `named` is scratch of
+ * num_origins * num_classes counts. The caller can then skip the triples of such an origin;
+ * when every origin keeps its classes and the buffer never filled, the triples are not even
+ * flushed (the count is still returned).
+ */
+int32_t regexlm_lazy_fill(void *engine, int32_t state);
+int32_t *regexlm_lazy_table(const void *engine);
+int32_t regexlm_lazy_need_position(const void *engine);
+
+typedef struct {
+    void *engine;
+    need_state_fn need_state;
+} LazyFill;
+
+static int32_t *fill_lazy(void *ctx, int32_t state, int64_t *code) {
+    LazyFill *f = (LazyFill *)ctx;
+    int32_t rc;
+    while ((rc = regexlm_lazy_fill(f->engine, state)) == 1)
+        if (f->need_state(regexlm_lazy_need_position(f->engine)) != 0) {
+            *code = -1;
+            return NULL;
+        }
+    if (rc != 0) {
+        *code = rc;
+        return NULL;
+    }
+    return regexlm_lazy_table(f->engine);
+}
+
+int64_t regexlm_walk_rows_lazy(const int32_t *depth, const int32_t *size, const uint8_t *node_byte,
+                               const int32_t *node_token, int64_t num_nodes, int32_t max_depth,
+                               const uint8_t *byte_class, void *engine, int64_t width,
+                               const int32_t *origins, int64_t num_origins, int32_t *out_origin,
+                               int32_t *out_token, int32_t *out_state, int64_t capacity,
+                               need_state_fn need_state, flush_fn flush,
+                               const int64_t *first_token, const int32_t *class_of,
+                               const int64_t *class_size, int64_t num_classes,
+                               int32_t *class_row, int64_t *named, int8_t *keeps) {
+    LazyFill ctx = {engine, need_state};
+    return walk(depth, size, node_byte, node_token, num_nodes, max_depth, byte_class,
+                regexlm_lazy_table(engine), width, fill_lazy, &ctx, origins, num_origins,
+                out_origin, out_token, out_state, capacity, flush, first_token, class_of,
+                class_size, num_classes, class_row, named, keeps);
 }
 
 /*
