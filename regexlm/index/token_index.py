@@ -45,7 +45,10 @@ which is always 0: no other id exists for a caller before it.
 **Memory.** The index holds ``class_of`` (4 bytes a token) and, per visited state, a row of C
 entries; the automaton's own cache is bounded by bytes. ``nbytes`` reports all of it as it
 grows. The xgrammar-layout bitmask is produced for the states asked for
-(:meth:`TokenIndex.bitmask_rows`), never stored per state.
+(:meth:`TokenIndex.bitmask_rows`), never stored per state: packed rows are kept in a small LRU
+keyed by the classes a row allows (states that allow the same tokens share one), bounded by
+bytes and counted in ``nbytes``. Once an index has served a mask, :meth:`TokenIndex.ensure_rows`
+packs the masks of the rows it builds, so masks are ready wherever rows are built ahead.
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ from regexlm.index.token_classes import EOS_CLASS, FIRST_TEXT_CLASS, TokenClasse
 UNREACHABLE = int(np.iinfo(np.int32).max)
 EXPLORE_BATCH = 4  # rows built between two checks of the exploration's work limit
 MASK_CACHE_BYTES = 256 << 10  # packed rows kept per index, for repeated masks of one state
+MASKS_PACKED_AHEAD = 8  # ensure_rows packs the masks of at most this many states per call
 # A row build slower than this fraction of the automaton's per-call time limit counts against
 # the index's budget of slow rows, this many times that limit: past it, no more rows are built.
 SLOW_ROW_FRACTION = 0.25
@@ -647,6 +651,7 @@ class TokenIndex:
         self._bitmask: tuple[int, torch.Tensor] | None = None
         self._class_of_src: np.ndarray | None = None  # host class_of last copied to the device
         self._masks: OrderedDict = OrderedDict()
+        self._serves_masks = False  # bitmask_rows has been called: pack masks as rows are built
         self.info: dict = {} if info is None else info
 
     # -- identity -----------------------------------------------------------------------------
@@ -779,10 +784,19 @@ class TokenIndex:
         return packed
 
     def ensure_rows(self, states) -> None:
-        """Build the rows of ``states`` (ints or an int tensor) that are not built yet."""
+        """Build the rows of ``states`` (ints or an int tensor) that are not built yet.
+
+        Once the index has served a bitmask on the CPU, the masks of those states are packed
+        here too, so a caller that builds rows ahead (beside a forward pass) has the masks
+        ready as well, and a mask asked for later is a lookup."""
         if isinstance(states, torch.Tensor):
             states = states.detach().to("cpu").numpy()
         self._settled_rows.ensure(states)
+        if self._serves_masks and self._device.type == "cpu":
+            states = np.asarray(states, dtype=np.int64).reshape(-1)
+            if states.size <= MASKS_PACKED_AHEAD:
+                for state in states.tolist():
+                    self._cached_row(state)
 
     def tables(self):
         """The tables one sampling step reads, as they are now."""
@@ -795,6 +809,7 @@ class TokenIndex:
             states = states.detach().to("cpu").numpy()
         states = np.asarray(states, dtype=np.int64).reshape(-1)
         self._rows.ensure(states)
+        self._serves_masks = True
         if self._device.type == "cpu" and states.size == 1:
             return torch.from_numpy(self._cached_row(int(states[0]))[None, :].copy())
         if (self._device.type == "cpu" and states.size <= 64) or self._rows.pending is not None:

@@ -198,6 +198,27 @@ def test_cached_masks_are_shared_by_states_that_allow_the_same_classes(smollm2_v
     assert len(index._masks) < len(set(seen))  # some states shared a mask
 
 
+def test_rows_built_after_a_mask_was_served_have_their_masks_packed(smollm2_vocab, monkeypatch):
+    index = regexlm.compile(r"[a-z]{1,8}( [a-z]{1,8}){0,20}", smollm2_vocab, cache=False)
+    packs = []
+    real_pack = index._pack_host
+    monkeypatch.setattr(index, "_pack_host", lambda *a, **k: packs.append(1) or real_pack(*a, **k))
+    index.ensure_rows([index.start_state])
+    assert not packs  # an index that never served a mask packs none
+    index.bitmask_rows([index.start_state])
+    rng = np.random.default_rng(1)
+    state = index.start_state
+    for _ in range(12):
+        text = index.allowed_tokens(state).numpy()
+        text = text[~np.isin(text, smollm2_vocab.eos_ids)]
+        state = index.next_state(state, int(rng.choice(text)))
+        index.ensure_rows([state])
+        before = len(packs)
+        mask = index.bitmask_rows([state])[0].numpy()
+        assert len(packs) == before  # packed by ensure_rows: a lookup now
+        assert np.array_equal(mask, real_pack(np.array([state]), native=False)[0])
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pattern=regex_patterns(), samples=st.lists(st.binary(max_size=4), max_size=5))
 def test_the_walks_class_check_agrees_with_refining_the_classes(
