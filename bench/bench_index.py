@@ -166,8 +166,7 @@ class Regexlm:
         # The automata layer's default 1 s time limit is lifted: the peers have none. Compile
         # stops at the start row and leaves the exploration for the first use; it is counted
         # here (settle), so "compile" is everything before the first budget-aware step.
-        index = self.regexlm.compile(pattern, self.vocab, cache=False, timeout=120)
-        return index.settle()
+        return self.compile_first(pattern).settle()
 
     def compile_first(self, pattern):
         """Only what the start state's mask needs (the exploration is left for later)."""

@@ -138,20 +138,20 @@ class TextOracle:
             by_first.setdefault(text[:1], []).append(t)
         self.by_first = {c: np.asarray(ids) for c, ids in by_first.items()}
 
-    def _viable(self, text: str) -> bool | None:
-        """Whether ``text`` can be extended to a match; None when the call ran out of time."""
-        if time.monotonic() > self._deadline:
-            raise OutOfTime
-        try:
-            found = self.viable_re.fullmatch(text, partial=True, timeout=CALL_SECONDS)
-        except TimeoutError:
-            return None
-        return found is not None
-
     def mask(self, data: bytes, deadline: float = float("inf")) -> tuple[np.ndarray, np.ndarray]:
         """``(allowed bool[V], checked bool[V])`` after the text ``data``; OutOfTime when
         ``time.monotonic()`` passes ``deadline`` first."""
-        self._deadline = deadline
+
+        def viable(text: str) -> bool | None:
+            """Whether ``text`` can be extended to a match; None when the call ran out of time."""
+            if time.monotonic() > deadline:
+                raise OutOfTime
+            try:
+                found = self.viable_re.fullmatch(text, partial=True, timeout=CALL_SECONDS)
+            except TimeoutError:
+                return None
+            return found is not None
+
         size = len(self.token_bytes)
         allowed = np.zeros(size, dtype=bool)
         checked = np.zeros(size, dtype=bool)
@@ -163,7 +163,6 @@ class TextOracle:
         text, pending = split
         checked[self.eos_ids] = True
         allowed[self.eos_ids] = not pending and re.fullmatch(self.pattern, text) is not None
-        viable = self._viable
         one_by_one = self.partial_ids
         if pending:
             one_by_one = self.ids.tolist()

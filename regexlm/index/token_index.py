@@ -651,7 +651,7 @@ class TokenIndex:
         self._bitmask: tuple[int, torch.Tensor] | None = None
         self._class_of_src: np.ndarray | None = None  # host class_of last copied to the device
         self._masks: OrderedDict = OrderedDict()
-        self._serves_masks = False  # bitmask_rows has been called: pack masks as rows are built
+        self._serves_masks = False  # a state's mask was served: pack masks as rows are built
         self.info: dict = {} if info is None else info
 
     # -- identity -----------------------------------------------------------------------------
@@ -786,17 +786,21 @@ class TokenIndex:
     def ensure_rows(self, states) -> None:
         """Build the rows of ``states`` (ints or an int tensor) that are not built yet.
 
-        Once the index has served a bitmask on the CPU, the masks of those states are packed
-        here too, so a caller that builds rows ahead (beside a forward pass) has the masks
-        ready as well, and a mask asked for later is a lookup."""
+        Once the index has served a state's bitmask on the CPU, the masks of the rows built
+        here are packed too, so a caller that builds rows ahead (beside a forward pass) has
+        the masks ready as well, and a mask asked for later is a lookup. States whose rows
+        exist cost nothing more."""
         if isinstance(states, torch.Tensor):
             states = states.detach().to("cpu").numpy()
-        self._settled_rows.ensure(states)
-        if self._serves_masks and self._device.type == "cpu":
+        rows = self._settled_rows
+        new = ()
+        if self._serves_masks:
             states = np.asarray(states, dtype=np.int64).reshape(-1)
             if states.size <= MASKS_PACKED_AHEAD:
-                for state in states.tolist():
-                    self._cached_row(state)
+                new = states[~rows.built[states]].tolist()
+        rows.ensure(states)
+        for state in new:
+            self._cached_row(state)
 
     def tables(self):
         """The tables one sampling step reads, as they are now."""
@@ -809,8 +813,8 @@ class TokenIndex:
             states = states.detach().to("cpu").numpy()
         states = np.asarray(states, dtype=np.int64).reshape(-1)
         self._rows.ensure(states)
-        self._serves_masks = True
         if self._device.type == "cpu" and states.size == 1:
+            self._serves_masks = True  # this path reads the cache ensure_rows fills
             return torch.from_numpy(self._cached_row(int(states[0]))[None, :].copy())
         if (self._device.type == "cpu" and states.size <= 64) or self._rows.pending is not None:
             # (pending: only the start row is asked for, which needs no settled tables)

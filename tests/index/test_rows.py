@@ -207,16 +207,26 @@ def test_rows_built_after_a_mask_was_served_have_their_masks_packed(smollm2_voca
     assert not packs  # an index that never served a mask packs none
     index.bitmask_rows([index.start_state])
     rng = np.random.default_rng(1)
-    state = index.start_state
-    for _ in range(12):
+    state, new_rows, packed_ahead = index.start_state, 0, 0
+    for _ in range(30):
         text = index.allowed_tokens(state).numpy()
         text = text[~np.isin(text, smollm2_vocab.eos_ids)]
+        if text.size == 0:
+            break
         state = index.next_state(state, int(rng.choice(text)))
+        new = not index._rows.built[state]
+        before = len(packs)
         index.ensure_rows([state])
+        # only a row built here is packed here, and not when its mask is cached already
+        assert len(packs) - before <= int(new)
+        new_rows += new
+        packed_ahead += len(packs) - before
         before = len(packs)
         mask = index.bitmask_rows([state])[0].numpy()
-        assert len(packs) == before  # packed by ensure_rows: a lookup now
+        if new:
+            assert len(packs) == before  # packed by ensure_rows: a lookup now
         assert np.array_equal(mask, real_pack(np.array([state]), native=False)[0])
+    assert new_rows >= 3 and packed_ahead >= 1  # the walk went past the explored states
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
