@@ -51,7 +51,7 @@ def indexes(vocabulary):
     return {p: regexlm.compile(p, vocabulary, device="cpu") for p in PATTERNS}
 
 
-def make_processor(vocabulary, *args, row_biases=None, build=True):
+def make_processor(vocabulary, *args, row_biases=None, build=True, slot_bias_bytes=None):
     class Processor(RegexLogitsProcessor):
         def load_vocabulary(self):
             return vocabulary
@@ -64,6 +64,8 @@ def make_processor(vocabulary, *args, row_biases=None, build=True):
         processor.patterns  # noqa: B018 - makes the masker
         # None: the CPU's per-row biases; False: the accelerators' batched gather and masked fill
         processor._masker.row_biases = row_biases
+        if slot_bias_bytes is not None:  # 0: the CPU adds row by row, without the slot matrix
+            processor._masker.slot_bias_bytes = slot_bias_bytes
     return processor
 
 
@@ -144,7 +146,13 @@ def new_request(draw, rng) -> Request:
 def test_v1_batch_updates(data, vocabulary, indexes):
     rng = random.Random(data.draw(st.integers(0, 2**16)))
     row_biases = data.draw(st.sampled_from([None, False]))
-    processor = make_processor(vocabulary, torch.device("cpu"), False, row_biases=row_biases)
+    processor = make_processor(
+        vocabulary,
+        torch.device("cpu"),
+        False,
+        row_biases=row_biases,
+        slot_bias_bytes=data.draw(st.sampled_from([None, 0])),
+    )
     eos_ids = set(vocabulary.eos_ids)
     batch: list[Request] = []  # slot -> request
     preempted: list[Request] = []
