@@ -261,33 +261,15 @@ class Distances:
         self.sc = sc
         ok = np.ones(256, dtype=bool) if usable is None else np.asarray(usable, dtype=bool)
         self.ok = ok
-        # usable bytes below each bound: a range [lo, hi] has one iff below[hi + 1] > below[lo]
-        self.below = [0, *np.cumsum(ok).tolist()]
+        self.below = usable_below(ok)
         self._labels: dict[int, list[int]] = {}
         self.state = self._nfa_distances()
         self.mid: dict[int, int] = {}
 
     def _label_costs(self, auto) -> list[int]:
-        """Fewest usable bytes that read a whole character of each label of a UTF-8 automaton."""
         found = self._labels.get(id(auto))
         if found is None:
-            below = self.below
-            costs = [int(UNREACHABLE)] * len(auto.charsets)
-            frontier, depth, seen = [0], 0, {0}
-            while frontier:
-                depth += 1
-                nxt = []
-                for u in frontier:
-                    for lo, hi, t in auto.trans[u]:
-                        if below[hi + 1] == below[lo]:
-                            continue
-                        if t < 0:
-                            costs[-1 - t] = min(costs[-1 - t], depth)
-                        elif t not in seen:
-                            seen.add(t)
-                            nxt.append(t)
-                frontier = nxt
-            found = self._labels[id(auto)] = costs
+            found = self._labels[id(auto)] = label_costs(auto, self.below)
         return found
 
     def _nfa_distances(self) -> list[int]:
@@ -357,3 +339,30 @@ class Distances:
 
     def of_set(self, key: frozenset) -> int:
         return min((self.position(p) for p in key), default=int(UNREACHABLE))
+
+
+def usable_below(ok: np.ndarray) -> list[int]:
+    """``below[b]``: how many usable bytes lie below byte ``b`` (``ok``: ``bool[256]``), so a
+    byte range ``[lo, hi]`` holds one iff ``below[hi + 1] > below[lo]``."""
+    return [0, *np.cumsum(ok).tolist()]
+
+
+def label_costs(auto, below: list[int]) -> list[int]:
+    """Fewest usable bytes (``below`` from :func:`usable_below`) that read a whole character
+    of each label of a UTF-8 automaton (:data:`UNREACHABLE` where none can)."""
+    costs = [int(UNREACHABLE)] * len(auto.charsets)
+    frontier, depth, seen = [0], 0, {0}
+    while frontier:
+        depth += 1
+        nxt = []
+        for u in frontier:
+            for lo, hi, t in auto.trans[u]:
+                if below[hi + 1] == below[lo]:
+                    continue
+                if t < 0:
+                    costs[-1 - t] = min(costs[-1 - t], depth)
+                elif t not in seen:
+                    seen.add(t)
+                    nxt.append(t)
+        frontier = nxt
+    return costs

@@ -782,3 +782,72 @@ int32_t regexlm_lazy_run(Engine *e, int32_t *state, const uint8_t *byte_class,
     *done = n;
     return OK;
 }
+
+/* -- NFA distances ------------------------------------------------------------------------- */
+
+/* Fewest usable bytes from every NFA state to a match, into dist[n] (UNREACHABLE where none):
+ * Dijkstra backwards from the matching states over m weighted edges from[i] -> to[i] of cost
+ * cost[i] (0 for an epsilon, the cheapest usable encoding of a character otherwise), with a
+ * binary heap of (distance, state) keys and stale entries skipped. The Python version is
+ * Distances._nfa_distances (Dial's algorithm); both give the same distances. */
+int32_t regexlm_lazy_nfa_distances(int64_t n, int64_t m, const int32_t *from, const int32_t *to,
+                                   const int32_t *cost, const uint8_t *is_match, int32_t *dist) {
+    int64_t *off = (int64_t *)calloc((size_t)n + 1, sizeof(int64_t));
+    int32_t *src = (int32_t *)malloc(sizeof(int32_t) * (size_t)(m > 0 ? m : 1));
+    int32_t *w = (int32_t *)malloc(sizeof(int32_t) * (size_t)(m > 0 ? m : 1));
+    int64_t heap_cap = n + m + 1;
+    uint64_t *heap = (uint64_t *)malloc(sizeof(uint64_t) * (size_t)heap_cap);
+    if (off == NULL || src == NULL || w == NULL || heap == NULL) {
+        free(off), free(src), free(w), free(heap);
+        return NO_MEMORY;
+    }
+    /* edges grouped by their target: the reversed graph in CSR form */
+    for (int64_t i = 0; i < m; i++) off[to[i] + 1]++;
+    for (int64_t q = 0; q < n; q++) off[q + 1] += off[q];
+    for (int64_t i = 0; i < m; i++) {
+        int64_t at = off[to[i]]++;
+        src[at] = from[i];
+        w[at] = cost[i];
+    }
+    for (int64_t q = n; q > 0; q--) off[q] = off[q - 1];
+    off[0] = 0;
+    int64_t size = 0;
+    for (int64_t q = 0; q < n; q++) {
+        dist[q] = UNREACHABLE;
+        if (is_match[q]) {
+            dist[q] = 0;
+            heap[size++] = (uint64_t)q; /* distance 0: the key is the state; a valid heap */
+        }
+    }
+    while (size > 0) {
+        uint64_t top = heap[0];
+        uint64_t last = heap[--size];
+        int64_t i = 0; /* sift the last key down from the root */
+        for (;;) {
+            int64_t c = 2 * i + 1;
+            if (c >= size) break;
+            if (c + 1 < size && heap[c + 1] < heap[c]) c++;
+            if (heap[c] >= last) break;
+            heap[i] = heap[c];
+            i = c;
+        }
+        if (size > 0) heap[i] = last;
+        int32_t d = (int32_t)(top >> 32), t = (int32_t)(top & 0xffffffffu);
+        if (d != dist[t]) continue; /* settled earlier at a smaller distance */
+        for (int64_t e = off[t]; e < off[t + 1]; e++) {
+            int32_t q = src[e];
+            int64_t nd = (int64_t)d + w[e];
+            if (nd >= dist[q]) continue;
+            dist[q] = (int32_t)nd;
+            uint64_t key = ((uint64_t)nd << 32) | (uint32_t)q;
+            int64_t j = size++; /* sift the new key up */
+            while (j > 0 && heap[(j - 1) / 2] > key) {
+                heap[j] = heap[(j - 1) / 2];
+                j = (j - 1) / 2;
+            }
+            heap[j] = key;
+        }
+    }
+    free(off), free(src), free(w), free(heap);
+    return OK;
+}

@@ -11,10 +11,13 @@ instead of tens of them.
 Python keeps what is computed once per *NFA state*: the UTF-8 automaton of its characters (one
 per distinct tuple of character sets, sent to C once), the NFA states its transitions lead to
 and their epsilon closures, handed over the first time a row needs that NFA state (a callback
-during a trie walk, a retry loop elsewhere); and, once per set of usable bytes, each NFA state's
-byte distance to a match (:class:`~regexlm.automata.lazy.Distances`). Points inside a character
-are numbered in C (their ids differ from the Python cache's, which only the keys show), and
-their moves and distances are derived there.
+during a trie walk, a retry loop elsewhere). Once per set of usable bytes, each NFA state's
+byte distance to a match (what :class:`~regexlm.automata.lazy.Distances` finds in Python) is a
+shortest-path search in C over edge arrays that numpy lays out, so a pattern of thousands of NFA
+states pays about a third of what Python's search costs (small NFAs keep the Python search,
+quicker than laying out the arrays). Points inside a character are numbered in C
+(their ids differ from the Python cache's, which only the keys show), and their moves and
+distances are derived there.
 
 A state's key (:meth:`NativeLazyDFA.key`, stable across cache clears) is the bytes of its
 sorted positions. Calls into C hold the automaton's lock, so indexes on several threads can
@@ -28,6 +31,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from itertools import chain
 
 import numpy as np
 
@@ -38,6 +42,8 @@ from regexlm.automata.lazy import (
     DEFAULT_STEP_BYTES,
     UNREACHABLE,
     Distances,
+    label_costs,
+    usable_below,
 )
 from regexlm.automata.limits import DEFAULT_TIMEOUT, Deadline, too_many_walk_bytes
 from regexlm.automata.nfa import CharNFA
@@ -47,6 +53,9 @@ from regexlm.errors import PatternTooComplexError
 OK, NEED_STATE, NO_MEMORY, OVER_BYTES, OVER_TIME = 0, 1, -2, -3, -4
 UNKNOWN = -5  # a distance not known yet
 HANDOVER_BATCH = 256  # NFA states handed to C in one call
+# NFAs this large find their distances in C; smaller ones in Python, which is quicker than
+# laying out the arrays for C below about a hundred states.
+NATIVE_DISTANCES_FROM = 128
 
 
 def functions():
@@ -76,6 +85,7 @@ def _declare(lib):
         "step": ([p, i64, p, p, p], i32),
         "describe": ([p, i64, p, p, p, p, p, i64], i64),
         "run": ([p, p, p, p, i64, p], i32),
+        "nfa_distances": ([i64, i64, p, p, p, p, p], i32),
     }
     out = {}
     for name, (args, res) in signatures.items():
@@ -386,12 +396,60 @@ class NativeLazyDFA(WholeInputs):
         key = ok.tobytes()
         if self._distances_key == key:
             return
-        nfa_dist = np.array(Distances(self._sc, ok).state, dtype=np.int64)
-        nfa_dist = np.minimum(nfa_dist, UNREACHABLE).astype(np.int32)
+        if self._sc.n >= NATIVE_DISTANCES_FROM:
+            nfa_dist = self._nfa_distances(ok)
+        else:
+            nfa_dist = np.array(Distances(self._sc, ok).state, dtype=np.int64)
+            nfa_dist = np.minimum(nfa_dist, UNREACHABLE).astype(np.int32)
         usable_class = np.zeros(self.num_byte_classes, dtype=np.uint8)
         usable_class[self._sc.class_of[ok]] = 1
         self._fn["set_distances"](self._engine, nfa_dist.ctypes.data, usable_class.ctypes.data)
         self._distances_key = key
+
+    def _nfa_distances(self, ok: np.ndarray) -> np.ndarray:
+        """``int32[n]``: every NFA state's fewest ``ok`` bytes to a match, what
+        :class:`~regexlm.automata.lazy.Distances` finds in Python, from edge arrays made
+        without a loop over the states in Python and a shortest-path search in C."""
+        sc = self._sc
+        nfa = sc.nfa
+        n = nfa.num_states
+        eps_count = np.fromiter(map(len, nfa.eps), dtype=np.int64, count=n)
+        eps_to = np.fromiter(chain.from_iterable(nfa.eps), dtype=np.int32, count=eps_count.sum())
+        eps_from = np.repeat(np.arange(n, dtype=np.int32), eps_count)
+        # Characters: the j-th transition of state q costs the j-th label cost of q's automaton.
+        chr_count = np.fromiter(map(len, sc.targets), dtype=np.int64, count=n)
+        total = int(chr_count.sum())
+        chr_to = np.fromiter(chain.from_iterable(sc.targets), dtype=np.int32, count=total)
+        chr_from = np.repeat(np.arange(n, dtype=np.int32), chr_count)
+        ids = np.fromiter(map(id, sc.autos), dtype=np.int64, count=n)
+        ids[chr_count == 0] = -1
+        unique, first, which = np.unique(ids, return_index=True, return_inverse=True)
+        below = usable_below(ok)
+        costs = [
+            label_costs(sc.autos[q], below) if unique[k] != -1 else []
+            for k, q in enumerate(first.tolist())
+        ]
+        label_off = np.zeros(len(costs) + 1, dtype=np.int64)
+        np.cumsum([len(c) for c in costs], out=label_off[1:])
+        flat_costs = np.fromiter(
+            chain.from_iterable(costs), dtype=np.int64, count=int(label_off[-1])
+        )
+        starts = np.cumsum(chr_count) - chr_count  # each state's first transition
+        entry = np.arange(total, dtype=np.int64) - np.repeat(starts, chr_count)
+        chr_cost = flat_costs[np.repeat(label_off[which.reshape(-1)], chr_count) + entry]
+        usable = chr_cost < UNREACHABLE
+        src = np.concatenate([eps_from, chr_from[usable]])
+        dst = np.concatenate([eps_to, chr_to[usable]])
+        cost = np.concatenate([np.zeros(eps_to.size, np.int32), chr_cost[usable].astype(np.int32)])
+        is_match = (np.asarray(nfa.match, dtype=np.int64) >= 0).astype(np.uint8)
+        dist = np.empty(n, dtype=np.int32)
+        code = self._fn["nfa_distances"](
+            n,
+            src.size,
+            *(a.ctypes.data for a in (src, dst, cost, is_match, dist)),
+        )
+        self._check(code, "byte distances")
+        return dist
 
     def byte_distance(self, state: int, usable: np.ndarray | None = None) -> int:
         """Fewest bytes from ``state`` to a match (:data:`UNREACHABLE` if none), ``usable``

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 
 import torch
 
+from regexlm.collector import collector_paused
 from regexlm.index import cache as index_cache
 from regexlm.index.rows import EagerAutomaton
 from regexlm.index.token_index import UNREACHABLE, IndexRows, TokenIndex
@@ -115,10 +116,11 @@ def compile(  # noqa: A001
         if found is not None:
             return found
     started = time.perf_counter()
-    automaton = compile_lazy(list(patterns) if len(patterns) > 1 else patterns[0], **options)
-    regex_seconds = time.perf_counter() - started
-    explore = None if mode == "lazy" else EXPLORE_STATES
-    index = _index(automaton, vocab, device, patterns, explore=explore, full=False)
+    with collector_paused():
+        automaton = compile_lazy(list(patterns) if len(patterns) > 1 else patterns[0], **options)
+        regex_seconds = time.perf_counter() - started
+        explore = None if mode == "lazy" else EXPLORE_STATES
+        index = _index(automaton, vocab, device, patterns, explore=explore, full=False)
     index.info["regex_seconds"] = regex_seconds
     if cache:
         index_cache.store(index, device, mode)

@@ -48,19 +48,23 @@ grows. The xgrammar-layout bitmask is produced for the states asked for
 (:meth:`TokenIndex.bitmask_rows`), never stored per state: packed rows are kept in a small LRU
 keyed by the classes a row allows (states that allow the same tokens share one), bounded by
 bytes and counted in ``nbytes``. Once an index has served a mask, :meth:`TokenIndex.ensure_rows`
-packs the masks of the rows it builds, so masks are ready wherever rows are built ahead.
+packs the masks of the rows it builds, and the exploration's rows are packed when it ends (the
+first :data:`MASKS_PACKED_EXPLORED`, while the cache has room), so masks are ready wherever rows
+are built ahead.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from contextlib import nullcontext
 
 import numpy as np
 import torch
 
+from regexlm.collector import collector_paused
 from regexlm.errors import EmptyLanguageError, PatternTooComplexError
 from regexlm.index import native_walk
 from regexlm.index.bitmask import pack_bitmask
@@ -72,6 +76,9 @@ UNREACHABLE = int(np.iinfo(np.int32).max)
 EXPLORE_BATCH = 4  # rows built between two checks of the exploration's work limit
 MASK_CACHE_BYTES = 256 << 10  # packed rows kept per index, for repeated masks of one state
 MASKS_PACKED_AHEAD = 8  # ensure_rows packs the masks of at most this many states per call
+# Once the exploration left for the first use has run, an index serving masks packs those of
+# the first rows it built (in the order they were found, the start's neighbourhood first).
+MASKS_PACKED_EXPLORED = 64
 # A row build slower than this fraction of the automaton's per-call time limit counts against
 # the index's budget of slow rows, this many times that limit: past it, no more rows are built.
 SLOW_ROW_FRACTION = 0.25
@@ -372,7 +379,7 @@ class IndexRows:
             self.exploring = True
             try:
                 try:
-                    with self._time_limit("exploring the pattern's states"):
+                    with collector_paused(), self._time_limit("exploring the pattern's states"):
                         if max_states is None or not self.explore(max_states, max_work):
                             self.descend(self.start, max_work=descent_work)
                 except PatternTooComplexError:
@@ -639,6 +646,19 @@ def _empty_message(patterns: tuple[str, ...]) -> str:
     return f"no text made of the model's tokens matches {shown!r}"
 
 
+def _pack_explored(index: TokenIndex):
+    """The callback that packs ``index``'s explored masks once it settles, holding it weakly
+    (the rows keep their callbacks; an index dropped before settling is not kept alive)."""
+    ref = weakref.ref(index)
+
+    def pack() -> None:
+        alive = ref()
+        if alive is not None and alive._rows.failure is None:
+            alive._pack_explored_masks()
+
+    return pack
+
+
 class TokenIndex:
     """A token index on one device: a view of :class:`IndexRows` with device copies of its
     tables, refreshed when the host tables change (see the module docstring)."""
@@ -651,6 +671,7 @@ class TokenIndex:
         self._bitmask: tuple[int, torch.Tensor] | None = None
         self._class_of_src: np.ndarray | None = None  # host class_of last copied to the device
         self._masks: OrderedDict = OrderedDict()
+        self._masks_lock = threading.Lock()  # the exploration may pack masks on another thread
         self._serves_masks = False  # a state's mask was served: pack masks as rows are built
         self.info: dict = {} if info is None else info
 
@@ -814,7 +835,10 @@ class TokenIndex:
         states = np.asarray(states, dtype=np.int64).reshape(-1)
         self._rows.ensure(states)
         if self._device.type == "cpu" and states.size == 1:
-            self._serves_masks = True  # this path reads the cache ensure_rows fills
+            if not self._serves_masks:
+                self._serves_masks = True  # this path reads the cache ensure_rows fills
+                if self._rows.pending is not None:
+                    self._rows.when_settled(_pack_explored(self))
             return torch.from_numpy(self._cached_row(int(states[0]))[None, :].copy())
         if (self._device.type == "cpu" and states.size <= 64) or self._rows.pending is not None:
             # (pending: only the start row is asked for, which needs no settled tables)
@@ -832,15 +856,30 @@ class TokenIndex:
         with rows.lock:
             allowed = self._final_rows(np.array([state]))[0] >= 0  # [C]
             key = (rows.mask_epoch, rows.splits, np.packbits(allowed).tobytes())
-        found = self._masks.get(key)
-        if found is not None:
-            self._masks.move_to_end(key)
-            return found
+        with self._masks_lock:
+            found = self._masks.get(key)
+            if found is not None:
+                self._masks.move_to_end(key)
+                return found
         found = self._pack_host(np.array([state]))[0]
-        self._masks[key] = found
-        while len(self._masks) * found.nbytes > MASK_CACHE_BYTES:
-            self._masks.popitem(last=False)
+        with self._masks_lock:
+            self._masks[key] = found
+            while len(self._masks) * found.nbytes > MASK_CACHE_BYTES:
+                self._masks.popitem(last=False)
         return found
+
+    def _pack_explored_masks(self) -> None:
+        """Pack the masks of the rows the exploration built, the first
+        :data:`MASKS_PACKED_EXPLORED` of them, while the mask cache has room: a state's first
+        mask is then a lookup too, as for the rows :meth:`ensure_rows` builds."""
+        rows = self._rows
+        room = max(1, MASK_CACHE_BYTES // (4 * ((self.vocab_size + 31) // 32)))
+        with rows.lock:
+            built = np.flatnonzero(rows.built)[:MASKS_PACKED_EXPLORED].tolist()
+        for state in built:
+            if len(self._masks) >= room:
+                break
+            self._cached_row(state)
 
     def _pack_host(self, states: np.ndarray, native: bool = True) -> np.ndarray:
         """A few rows packed on the host: in C where it is built (a pass over ``class_of`` per

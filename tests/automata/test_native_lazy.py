@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from regexlm.automata import compile_lazy, native_lazy
-from regexlm.automata.lazy import UNREACHABLE, LazyDFA
+from regexlm.automata.lazy import UNREACHABLE, Distances, LazyDFA
 from regexlm.errors import PatternTooComplexError, RegexError
 from tests.strategies import regex_patterns
 
@@ -61,6 +61,20 @@ def test_c_and_python_caches_agree_on_every_prefix(pattern, texts, usable, clear
             assert py.byte_distance(p) == c.byte_distance(q), (pattern, data[:k])
             assert py.byte_distance(p, ok) == c.byte_distance(q, ok), (pattern, data[:k])
         assert c.fullmatch(text) == (re.fullmatch(pattern, text) is not None), (pattern, text)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pattern=regex_patterns(), usable=st.sets(st.integers(0, 255), max_size=256))
+def test_c_finds_every_nfa_states_distance_as_python_does(pattern, usable):
+    """Every NFA state's fewest usable bytes to a match: the C search over edge arrays against
+    the Python reference (Dial's algorithm over the NFA's own lists)."""
+    try:
+        c = compile_lazy(pattern, timeout=None, native=True)
+    except RegexError:
+        return
+    for ok in (np.ones(256, dtype=bool), np.isin(np.arange(256), sorted(usable))):
+        expected = Distances(c._sc, ok).state
+        assert c._nfa_distances(ok).tolist() == expected, pattern
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

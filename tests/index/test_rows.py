@@ -229,6 +229,27 @@ def test_rows_built_after_a_mask_was_served_have_their_masks_packed(smollm2_voca
     assert new_rows >= 3 and packed_ahead >= 1  # the walk went past the explored states
 
 
+def test_the_explored_rows_masks_are_packed_when_the_exploration_ends(smollm2_vocab, monkeypatch):
+    index = regexlm.compile(r"(\d{1,3}\.){3}\d{1,3}", smollm2_vocab, cache=False)
+    index.bitmask_rows([index.start_state])  # a mask served before the exploration
+    index.settle()
+    explored = np.flatnonzero(index._rows.built)
+    assert explored.size > 8
+    packs = []
+    real_pack = index._pack_host
+    monkeypatch.setattr(index, "_pack_host", lambda *a, **k: packs.append(1) or real_pack(*a, **k))
+    masks = [index.bitmask_rows([int(state)])[0].numpy() for state in explored]
+    assert not packs  # every explored state's first mask is a lookup
+    for state, mask in zip(explored, masks, strict=True):
+        assert np.array_equal(mask, real_pack(np.array([state]), native=False)[0])
+
+
+def test_an_index_that_served_no_mask_packs_none_when_it_settles(smollm2_vocab):
+    index = regexlm.compile(r"(\d{1,3}\.){3}\d{1,3}", smollm2_vocab, cache=False)
+    index.settle()
+    assert not index._masks
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pattern=regex_patterns(), samples=st.lists(st.binary(max_size=4), max_size=5))
 def test_the_walks_class_check_agrees_with_refining_the_classes(
