@@ -864,16 +864,21 @@ class TokenIndex:
         found = self._pack_host(np.array([state]))[0]
         with self._masks_lock:
             self._masks[key] = found
-            while len(self._masks) * found.nbytes > MASK_CACHE_BYTES:
+            while len(self._masks) > self._masks_room():
                 self._masks.popitem(last=False)
         return found
+
+    def _masks_room(self) -> int:
+        """How many packed masks (``int32[W]`` each) the cache holds: :data:`MASK_CACHE_BYTES`
+        of them, at least one."""
+        return max(1, MASK_CACHE_BYTES // (4 * ((self.vocab_size + 31) // 32)))
 
     def _pack_explored_masks(self) -> None:
         """Pack the masks of the rows the exploration built, the first
         :data:`MASKS_PACKED_EXPLORED` of them, while the mask cache has room: a state's first
         mask is then a lookup too, as for the rows :meth:`ensure_rows` builds."""
         rows = self._rows
-        room = max(1, MASK_CACHE_BYTES // (4 * ((self.vocab_size + 31) // 32)))
+        room = self._masks_room()
         with rows.lock:
             built = np.flatnonzero(rows.built)[:MASKS_PACKED_EXPLORED].tolist()
         for state in built:
