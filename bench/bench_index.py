@@ -160,6 +160,9 @@ class Regexlm:
         self.regexlm, self.torch, self.vocab = regexlm, torch, vocab
         started = time.perf_counter()
         vocab.tables()
+        from regexlm.index.compiler import prepare
+
+        prepare(vocab)  # per-vocabulary set-up: tries and C helpers, made once
         self.setup_s = time.perf_counter() - started
 
     def compile(self, pattern):

@@ -113,6 +113,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     import regexlm
+    from regexlm.index.compiler import prepare
 
     print(
         f"Machine: {cpu_model()}, torch threads 1; {datetime.date.today()}; commit {git_commit()}"
@@ -121,6 +122,7 @@ def main() -> None:
     for tok in args.tokenizers.split(","):
         vocab = load_vocab(tok)
         vocab.tables("cpu")
+        prepare(vocab)  # per-vocabulary set-up: tries and C helpers, made once
         cold_first_mask(r"(?i)\w\d\s(warm|up)", vocab)  # process first-call costs
         gc.freeze()  # as `regexlm serve` does once its model is loaded
         target = 4 * vocab.size + (1 << 20)

@@ -192,6 +192,7 @@ def test_wheel_installed_in_a_fresh_environment_generates(dists, tmp_path):
     assert all(Path(p).parent == installed / "csrc" for p in result["jit_sources"])
     assert [Path(p) for p in result["native_sources"]] == [
         installed / "index" / "trie_walk.c",
+        installed / "index" / "class_trie.c",
         installed / "automata" / "lazy_dfa.c",
     ]
     assert result["c_walk_built"]

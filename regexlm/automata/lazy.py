@@ -40,6 +40,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from regexlm.automata.char_classes import CharPartition, char_partition
 from regexlm.automata.dfa import DEAD, SubsetConstruction, WholeInputs
 from regexlm.automata.limits import DEFAULT_TIMEOUT, Deadline, too_many_walk_bytes
 from regexlm.automata.nfa import CharNFA
@@ -105,6 +106,15 @@ class LazyDFA(WholeInputs):
     def num_states(self) -> int:
         """States in the cache now (dead state included)."""
         return len(self._sets)
+
+    @property
+    def char_partition(self) -> CharPartition:
+        """The pattern's character classes (:mod:`regexlm.automata.char_classes`), made on
+        first use."""
+        found = self.__dict__.get("_char_partition")
+        if found is None:
+            found = self.__dict__["_char_partition"] = char_partition(self._sc.nfa)
+        return found
 
     @property
     def nbytes(self) -> int:

@@ -36,6 +36,7 @@ from itertools import chain
 import numpy as np
 
 from regexlm import native
+from regexlm.automata.char_classes import CharPartition, char_partition
 from regexlm.automata.dfa import SubsetConstruction, WholeInputs
 from regexlm.automata.lazy import (
     DEFAULT_CACHE_BYTES,
@@ -269,6 +270,15 @@ class NativeLazyDFA(WholeInputs):
     def num_states(self) -> int:
         """States in the cache now (dead state included)."""
         return int(self._fn["num_states"](self._engine))
+
+    @property
+    def char_partition(self) -> CharPartition:
+        """The pattern's character classes (:mod:`regexlm.automata.char_classes`), made on
+        first use."""
+        found = self.__dict__.get("_char_partition")
+        if found is None:
+            found = self.__dict__["_char_partition"] = char_partition(self._sc.nfa)
+        return found
 
     @property
     def nbytes(self) -> int:

@@ -7,7 +7,9 @@
 
 Modules, in build order: ``bytes_families`` (token strings -> bytes), ``vocabulary``, ``trie``
 (the vocabulary as a level-by-level trie), ``rows`` (a state's row: the trie walked through the
-automaton; in C by ``native_walk`` and ``trie_walk.c``), ``token_classes`` (tokens no row tells
+automaton; in C by ``native_walk`` and ``trie_walk.c``), ``class_trie`` (the trie with the
+characters a pattern treats alike merged, which rows of broad patterns walk instead; made by
+``class_trie.c``), ``token_classes`` (tokens no row tells
 apart), ``min_tokens`` (token-level reachability), ``bitmask``, ``token_index``, ``compiler`` and
 ``cache``.
 """

@@ -66,6 +66,7 @@ def _load(lib):
     lazy.argtypes = [
         *(p, p, p, p, i64, i32, p, p, i64, p, i64, p, p, p, i64, NEED_STATE, FLUSH),
         *(p, p, p, i64, p, p, p),
+        *(p, p, p, p),
     ]
     lazy.restype = i64
     _helpers["walk_rows_lazy"] = lazy
@@ -166,8 +167,11 @@ def walk(fn, trie, automaton, origins: np.ndarray, classes=None):
     ``classes`` (``(class_of int32[V], size int64[C])``, only through the C lazy DFA) adds the
     check of ``trie_walk.c`` that spares most rows the class refinement: then the result has a
     fourth item, ``(class_rows int32[O, C], keeps bool[O], count)``, the DFA state of each class
-    per origin where ``keeps`` (no class splits), and the number of triples found; when every
-    origin keeps its classes the triples may be left out (empty)."""
+    per origin where ``keeps`` (no class splits), and the number of strings found alive; when
+    every origin keeps its classes the triples may be left out (empty).
+
+    ``trie`` may be a :class:`regexlm.index.class_trie.ClassTrie` (only with ``classes``): then
+    the triples name its groups of strings, not strings."""
     origins = np.ascontiguousarray(origins, dtype=np.int32)
     byte_class = automaton.byte_classes
     if byte_class.dtype != np.uint8 or not byte_class.flags.c_contiguous:
@@ -181,6 +185,10 @@ def walk(fn, trie, automaton, origins: np.ndarray, classes=None):
         ctx.out_ptrs = tuple(_ptr(a) for a in ctx.out)
     capacity = ctx.out[0].size
     engine = getattr(automaton, "native_engine", None)
+    units = getattr(trie, "unit_args", None)
+    if units is not None and (engine is None or classes is None):
+        raise ValueError("a class trie is walked through the C lazy DFA with the class check")
+    found = ctypes.c_int64(0)
     checked = None
     if engine is not None:  # the C lazy DFA: rows are filled in C
         check: tuple = (None, None, None, 0, None, None, None)
@@ -212,6 +220,8 @@ def walk(fn, trie, automaton, origins: np.ndarray, classes=None):
                     _need_state,
                     _flush,
                     *check,
+                    *(units if units is not None else (None, None, None)),
+                    ctypes.byref(found),
                 )
                 if ctx.failure is not None:
                     raise ctx.failure
@@ -221,7 +231,7 @@ def walk(fn, trie, automaton, origins: np.ndarray, classes=None):
             finally:
                 ctx.automaton, ctx.failure, ctx.chunks, ctx.need_state = None, None, None, None
         if classes is not None:
-            checked = (class_rows, keeps.astype(bool), int(total))
+            checked = (class_rows, keeps.astype(bool), int(found.value))
     else:
         table = automaton.transition_table()
         ctx.automaton, ctx.tables, ctx.failure, ctx.chunks = automaton, [table], None, []

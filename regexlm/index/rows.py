@@ -120,31 +120,10 @@ def _flatten(trie, eos_ids) -> FlatTrie:
         if gone.size:
             term = np.where(np.isin(term, gone), -1, term)
         levels.append((b.numpy(), term, s.numpy(), c.numpy()))
-    # subtree sizes, deepest level first; then preorder positions, top level first
-    sizes: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * len(levels)
-    for d in range(len(levels) - 1, -1, -1):
-        _, _, start, count = levels[d]
-        if d + 1 < len(levels):
-            below = np.concatenate([[0], np.cumsum(sizes[d + 1])])
-            sizes[d] = 1 + below[start + count] - below[start]
-        else:
-            sizes[d] = np.ones(levels[d][0].size, dtype=np.int64)
-    n = int(sum(lv[0].size for lv in levels))
-    depth = np.zeros(n, dtype=np.int32)
-    size = np.zeros(n, dtype=np.int32)
-    node_byte = np.zeros(n, dtype=np.uint8)
-    node_string = np.full(n, -1, dtype=np.int32)
-    pre = np.zeros(0, dtype=np.int64)
-    for d, (byte, term, _, _) in enumerate(levels):
-        before = np.cumsum(sizes[d]) - sizes[d]  # sizes of earlier nodes of the level
-        if d == 0:
-            pre = before
-        else:
-            _, _, pstart, pcount = levels[d - 1]
-            parent = np.repeat(np.arange(pcount.size), pcount)
-            pre = pre[parent] + 1 + before - before[pstart[parent]]
-        depth[pre] = d + 1
-        size[pre] = sizes[d]
+    depth, size, positions = preorder([(lv[2], lv[3]) for lv in levels])
+    node_byte = np.zeros(depth.size, dtype=np.uint8)
+    node_string = np.full(depth.size, -1, dtype=np.int32)
+    for (byte, term, _, _), pre in zip(levels, positions, strict=True):
         node_byte[pre] = byte
         node_string[pre] = term
     first_token = np.full(counts.size, -1, dtype=np.int64)
@@ -163,6 +142,39 @@ def _flatten(trie, eos_ids) -> FlatTrie:
         has_more if has_more.any() else None,
         levels,
     )
+
+
+def preorder(links: list[tuple[np.ndarray, np.ndarray]]):
+    """A trie stored level by level, laid out in depth-first preorder. ``links[d]`` is
+    ``(child_start, child_count)`` of the nodes at depth ``d + 1``, whose children are
+    contiguous at the next depth, in the order of their parents. Returns ``(depth int32[n],
+    size int32[n], positions)``: every node's depth and subtree size in preorder, and per depth
+    ``int64[n_d]`` the preorder position of each node."""
+    sizes: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * len(links)
+    for d in range(len(links) - 1, -1, -1):  # subtree sizes, deepest level first
+        start, count = links[d]
+        if d + 1 < len(links):
+            below = np.concatenate([[0], np.cumsum(sizes[d + 1])])
+            sizes[d] = 1 + below[start + count] - below[start]
+        else:
+            sizes[d] = np.ones(start.size, dtype=np.int64)
+    n = int(sum(s.size for s in sizes))
+    depth = np.zeros(n, dtype=np.int32)
+    size = np.zeros(n, dtype=np.int32)
+    positions = []
+    pre = np.zeros(0, dtype=np.int64)
+    for d in range(len(links)):  # preorder positions, top level first
+        before = np.cumsum(sizes[d]) - sizes[d]  # sizes of earlier nodes of the level
+        if d == 0:
+            pre = before
+        else:
+            pstart, pcount = links[d - 1]
+            parent = np.repeat(np.arange(pcount.size), pcount)
+            pre = pre[parent] + 1 + before - before[pstart[parent]]
+        depth[pre] = d + 1
+        size[pre] = sizes[d]
+        positions.append(pre)
+    return depth, size, positions
 
 
 def walk_rows(trie: FlatTrie, automaton, origins: np.ndarray, *, native: bool | None = None):

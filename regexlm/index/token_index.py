@@ -66,7 +66,7 @@ import torch
 
 from regexlm.collector import collector_paused
 from regexlm.errors import EmptyLanguageError, PatternTooComplexError
-from regexlm.index import native_walk
+from regexlm.index import class_trie, native_walk
 from regexlm.index.bitmask import pack_bitmask
 from regexlm.index.min_tokens import token_distances
 from regexlm.index.rows import flat_trie, walk_checked_rows, walk_rows
@@ -81,6 +81,9 @@ MASKS_PACKED_AHEAD = 8  # ensure_rows packs the masks of at most this many state
 MASKS_PACKED_EXPLORED = 64
 # A row build slower than this fraction of the automaton's per-call time limit counts against
 # the index's budget of slow rows, this many times that limit: past it, no more rows are built.
+# Walks of the byte trie that find more than this share of the strings alive from an origin
+# make the pattern's class trie, which later rows walk instead.
+CLASS_TRIE_WIDTH = 1 / 8
 SLOW_ROW_FRACTION = 0.25
 SLOW_ROWS_BUDGET = 3.0
 TENSOR_FIELDS = ("next_by_class", "class_of", "min_tokens", "match_index")
@@ -99,7 +102,10 @@ class IndexRows:
         self.vocab_fingerprint = vocab.fingerprint
         self.eos_ids = list(vocab.eos_ids)
         self.automaton = automaton
+        self.vocab = vocab
         self.trie = flat_trie(vocab)
+        # the class trie: None until a wide walk asks for it, False when it cannot be made
+        self.class_trie: class_trie.ClassTrie | None | bool = None
         self.usable = usable_bytes(vocab)
         self.lock = threading.RLock()
         self.version = 0
@@ -298,11 +304,13 @@ class IndexRows:
     def _build_rows(self, states: np.ndarray) -> None:
         origins = self._automaton_states(states)
         classes = (self.classes.class_of, self.classes.size)
-        checked = walk_checked_rows(self.trie, self.automaton, origins, classes)
+        trie = self.class_trie or self.trie
+        checked = walk_checked_rows(trie, self.automaton, origins, classes)
         every_state = states
         if checked is None:
             o, strings, q = walk_rows(self.trie, self.automaton, origins)
             self.walked += int(o.size)
+            found = int(o.size)
         else:
             o, strings, q, (class_rows, keeps, found) = checked
             self.walked += found
@@ -311,12 +319,18 @@ class IndexRows:
             self._write_class_rows(states[keeps], class_rows[keeps])
             if keeps.all():
                 self._finish_rows(states)
+                self._consider_class_trie(found, states.size)
                 return
             rest = np.flatnonzero(~keeps)
-            take = np.isin(o, rest)
-            o, strings, q = o[take], strings[take], q[take]
-            o = np.searchsorted(rest, o)  # origin positions among the rest
             states = states[rest]
+            if trie is not self.trie:  # the triples name groups: walk the strings
+                o, strings, q = walk_rows(self.trie, self.automaton, origins[rest])
+            else:
+                take = np.isin(o, rest)
+                o, strings, q = o[take], strings[take], q[take]
+                o = np.searchsorted(rest, o)  # origin positions among the rest
+        elif checked is not None and trie is not self.trie:
+            o, strings, q = walk_rows(self.trie, self.automaton, origins)
         tokens = self.trie.tokens(strings)  # never end-of-sequence ids; shadows follow later
         tgt = self._index_states(q)  # new targets get a bound and no row
         if self.strict:  # a target from which no match can be completed is not allowed
@@ -335,6 +349,23 @@ class IndexRows:
             row[EOS_CLASS] = state if self.match[state] >= 0 else -1
             self.nbc[state] = row
         self._finish_rows(every_state)
+        self._consider_class_trie(found, every_state.size)
+
+    def _consider_class_trie(self, found: int, origins: int) -> None:
+        """Make the pattern's class trie (:mod:`regexlm.index.class_trie`) once walks of the
+        byte trie find more than :data:`CLASS_TRIE_WIDTH` of the strings alive from an origin:
+        later rows then walk it instead. Made once; None where it cannot be made or would be
+        too large (later rows keep the byte trie)."""
+        if self.class_trie is not None or self.trie.num_strings == 0:
+            return
+        if self.rows_built <= origins:  # the start row, at compile: no time to spare there
+            return
+        if found <= CLASS_TRIE_WIDTH * self.trie.num_strings * origins:
+            return
+        made = None
+        if class_trie.available(self.automaton):
+            made = class_trie.class_trie(self.vocab, self.automaton)
+        self.class_trie = made if made is not None else False
 
     def _write_class_rows(self, states: np.ndarray, class_rows: np.ndarray) -> None:
         """Rows given over the current classes as automaton states (-1: not allowed)."""
@@ -577,7 +608,8 @@ class IndexRows:
         n = self.num_states
         tables = self.classes.nbytes + n * self.nbc.shape[1] * 4 + n * (4 + 4 + 1 + 8)
         automaton = getattr(self.automaton, "nbytes", 0) if self.automaton is not None else 0
-        return int(tables + automaton + 48 * n)
+        walked = self.class_trie.nbytes if self.class_trie else 0
+        return int(tables + automaton + walked + 48 * n)
 
 
 def complete_rows(
@@ -591,7 +623,9 @@ def complete_rows(
     rows.vocab_fingerprint = vocab_fingerprint
     rows.eos_ids = list(eos_ids)
     rows.automaton = None
+    rows.vocab = None
     rows.trie = None
+    rows.class_trie = False
     rows.lock = threading.RLock()
     rows.version = 0
     rows.exact = True

@@ -26,17 +26,29 @@ typedef int32_t (*need_state_fn)(int32_t nfa_state);
  * set to what the walk returns. */
 typedef int32_t *(*fill_fn)(void *ctx, int32_t state, int64_t *code);
 
+/* A class trie's nodes (regexlm/index/class_trie.py): each reads the bytes of one unit, up to
+ * four, lowest byte first; a node's token is a group of strings, `weight` of them. `found`
+ * adds up the weights of the groups the walk finds alive. */
+typedef struct {
+    const uint32_t *bytes;
+    const uint8_t *length;
+    const int64_t *weight;
+    int64_t found;
+} NodeUnits;
+
 /* The class check of a walk (see regexlm_walk_rows_lazy) over the triples j in [0, count) of a buffer. */
 static void check_classes(const int32_t *out_origin, const int32_t *out_token,
                           const int32_t *out_state, int64_t count, const int64_t *first_token,
                           const int32_t *class_of, int64_t num_classes, int32_t *class_row,
-                          int64_t *named, int8_t *keeps) {
+                          int64_t *named, int8_t *keeps, const NodeUnits *units) {
     for (int64_t j = 0; j < count; j++) {
         int32_t o = out_origin[j];
         if (!keeps[o]) continue;
-        int64_t k = (int64_t)o * num_classes + class_of[first_token[out_token[j]]];
-        if (named[k]++ == 0) class_row[k] = out_state[j];
+        int32_t t = out_token[j];
+        int64_t k = (int64_t)o * num_classes + class_of[first_token[t]];
+        if (named[k] == 0) class_row[k] = out_state[j];
         else if (class_row[k] != out_state[j]) keeps[o] = 0;
+        named[k] += units == NULL ? 1 : units->weight[t];
     }
 }
 
@@ -48,7 +60,7 @@ static int64_t walk(const int32_t *depth, const int32_t *size, const uint8_t *no
                     int32_t *out_token, int32_t *out_state, int64_t capacity, flush_fn flush,
                     const int64_t *first_token, const int32_t *class_of,
                     const int64_t *class_size, int64_t num_classes, int32_t *class_row,
-                    int64_t *named, int8_t *keeps) {
+                    int64_t *named, int8_t *keeps, NodeUnits *units) {
     /* state_at[d]: the state the current path's node at depth d was entered with (d = 0: the
      * origin); depths are 1-based */
     int32_t *state_at = (int32_t *)malloc(sizeof(int32_t) * ((size_t)max_depth + 1));
@@ -66,16 +78,21 @@ static int64_t walk(const int32_t *depth, const int32_t *size, const uint8_t *no
         int64_t i = 0;
         while (i < num_nodes) {
             int32_t d = depth[i];
-            int32_t from = state_at[d - 1];
-            int32_t cls = byte_class[node_byte[i]];
-            int32_t next = table[(int64_t)from * width + cls];
-            if (next < 0) {
-                table = fill(ctx, from, &code);
-                if (table == NULL) goto failed;
+            int32_t next = state_at[d - 1];
+            /* a node reads one byte, or in a class trie a unit of up to four */
+            uint32_t bytes = units == NULL ? node_byte[i] : units->bytes[i];
+            int32_t length = units == NULL ? 1 : units->length[i];
+            for (int32_t b = 0; b < length && next != 0; b++, bytes >>= 8) {
+                int32_t from = next, cls = byte_class[bytes & 0xFF];
                 next = table[(int64_t)from * width + cls];
                 if (next < 0) {
-                    code = -1;
-                    goto failed;
+                    table = fill(ctx, from, &code);
+                    if (table == NULL) goto failed;
+                    next = table[(int64_t)from * width + cls];
+                    if (next < 0) {
+                        code = -1;
+                        goto failed;
+                    }
                 }
             }
             if (next == 0) {
@@ -90,10 +107,11 @@ static int64_t walk(const int32_t *depth, const int32_t *size, const uint8_t *no
             out_token[written] = t;
             out_state[written] = next;
             written += t >= 0;
+            if (units != NULL && t >= 0) units->found += units->weight[t];
             if (written == capacity) {
                 if (class_row != NULL)
                     check_classes(out_origin, out_token, out_state, written, first_token,
-                                  class_of, num_classes, class_row, named, keeps);
+                                  class_of, num_classes, class_row, named, keeps, units);
                 if (flush(written) != 0) goto flush_failed;
                 total += written;
                 written = 0;
@@ -103,7 +121,7 @@ static int64_t walk(const int32_t *depth, const int32_t *size, const uint8_t *no
     }
     if (class_row != NULL) {
         check_classes(out_origin, out_token, out_state, written, first_token, class_of,
-                      num_classes, class_row, named, keeps);
+                      num_classes, class_row, named, keeps, units);
         for (int64_t o = 0; o < num_origins; o++) {
             for (int64_t c = 0; c < num_classes && keeps[o]; c++) {
                 int64_t k = o * num_classes + c;
@@ -143,7 +161,8 @@ int64_t regexlm_walk_rows(const int32_t *depth, const int32_t *size, const uint8
                           fill_row_fn fill_row, flush_fn flush) {
     return walk(depth, size, node_byte, node_token, num_nodes, max_depth, byte_class, table,
                 width, fill_by_callback, (void *)fill_row, origins, num_origins, out_origin,
-                out_token, out_state, capacity, flush, NULL, NULL, NULL, 0, NULL, NULL, NULL);
+                out_token, out_state, capacity, flush, NULL, NULL, NULL, 0, NULL, NULL, NULL,
+                NULL);
 }
 
 /*
@@ -160,6 +179,12 @@ int64_t regexlm_walk_rows(const int32_t *depth, const int32_t *size, const uint8
  * num_origins * num_classes counts. The caller can then skip the triples of such an origin;
  * when every origin keeps its classes and the buffer never filled, the triples are not even
  * flushed (the count is still returned).
+ *
+ * With unit_bytes not NULL the trie is a class trie (regexlm/index/class_trie.py): node i reads
+ * unit_length[i] bytes of unit_bytes[i] instead of node_byte[i], node_token names a group of
+ * strings (first_token[group] and weight[group] of them), and *found receives the number of
+ * strings found alive rather than of groups; otherwise *found (when not NULL) is the count
+ * returned.
  */
 int32_t regexlm_lazy_fill(void *engine, int32_t state);
 int32_t *regexlm_lazy_table(const void *engine);
@@ -193,12 +218,18 @@ int64_t regexlm_walk_rows_lazy(const int32_t *depth, const int32_t *size, const 
                                need_state_fn need_state, flush_fn flush,
                                const int64_t *first_token, const int32_t *class_of,
                                const int64_t *class_size, int64_t num_classes,
-                               int32_t *class_row, int64_t *named, int8_t *keeps) {
+                               int32_t *class_row, int64_t *named, int8_t *keeps,
+                               const uint32_t *unit_bytes, const uint8_t *unit_length,
+                               const int64_t *weight, int64_t *found) {
     LazyFill ctx = {engine, need_state};
-    return walk(depth, size, node_byte, node_token, num_nodes, max_depth, byte_class,
-                regexlm_lazy_table(engine), width, fill_lazy, &ctx, origins, num_origins,
-                out_origin, out_token, out_state, capacity, flush, first_token, class_of,
-                class_size, num_classes, class_row, named, keeps);
+    NodeUnits units = {unit_bytes, unit_length, weight, 0};
+    int64_t total = walk(depth, size, node_byte, node_token, num_nodes, max_depth, byte_class,
+                         regexlm_lazy_table(engine), width, fill_lazy, &ctx, origins,
+                         num_origins, out_origin, out_token, out_state, capacity, flush,
+                         first_token, class_of, class_size, num_classes, class_row, named, keeps,
+                         unit_bytes == NULL ? NULL : &units);
+    if (found != NULL) *found = unit_bytes == NULL ? total : units.found;
+    return total;
 }
 
 /*
