@@ -59,9 +59,13 @@ def _load(lib):
     keeps.restype = i32
     _helpers["row_keeps_classes"] = keeps
     pack = lib.regexlm_pack_rows
-    pack.argtypes = [p, i64, i64, p, i64, i64, p]
+    pack.argtypes = [p, i64, i64, p, i64, i64, p, p, p, p]
     pack.restype = i32
     _helpers["pack_rows"] = pack
+    members = lib.regexlm_small_class_members
+    members.argtypes = [p, i64, i64, i64, p, p, p]
+    members.restype = i64
+    _helpers["small_class_members"] = members
     lazy = lib.regexlm_walk_rows_lazy
     lazy.argtypes = [
         *(p, p, p, p, i64, i32, p, p, i64, p, i64, p, p, p, i64, NEED_STATE, FLUSH),
@@ -92,22 +96,52 @@ def row_keeps_classes(class_of, tokens, targets, size, row) -> bool | None:
     return bool(done)
 
 
-def pack_rows(rows: np.ndarray, class_of: np.ndarray, vocab_size: int) -> np.ndarray | None:
+def pack_rows(
+    rows: np.ndarray, class_of: np.ndarray, vocab_size: int, members: tuple | None = None
+) -> np.ndarray | None:
     """``int32[n, ceil(V/32)]`` allowed-token bitmasks of ``rows int32[n, C]`` (a token is
     allowed where its class's entry is not -1), packed in C; None where the C code is not
-    available. ``TokenIndex._pack_host`` is the numpy reference."""
+    available. ``members`` (from :func:`small_class_members` for the same ``class_of``) lets a
+    row that allows only small classes set its tokens' bits alone. ``TokenIndex._pack_host`` is
+    the numpy reference."""
     if library() is None:
         return None
     rows = np.ascontiguousarray(rows, dtype=np.int32)
     class_of = np.ascontiguousarray(class_of, dtype=np.int32)
     num_words = (vocab_size + 31) // 32
     out = np.empty((rows.shape[0], num_words), dtype=np.int32)
+    extra = (None, None, None) if members is None else tuple(_ptr(a) for a in members)
     done = _helpers["pack_rows"](
-        _ptr(rows), rows.shape[0], rows.shape[1], _ptr(class_of), vocab_size, num_words, _ptr(out)
+        _ptr(rows),
+        rows.shape[0],
+        rows.shape[1],
+        _ptr(class_of),
+        vocab_size,
+        num_words,
+        _ptr(out),
+        *extra,
     )
     if done == -2:
         raise MemoryError("no memory to pack a bitmask row")
     return out
+
+
+def small_class_members(class_of: np.ndarray, num_classes: int, cap: int) -> tuple | None:
+    """``(member_start int64[C + 1], members int32[<= cap], small int8[C])``: the token ids of
+    the smallest classes, chosen smallest first while they add up to at most ``cap`` tokens,
+    grouped by class (see ``trie_walk.c``); None where the C code is not available."""
+    if library() is None:
+        return None
+    class_of = np.ascontiguousarray(class_of, dtype=np.int32)
+    start = np.empty(num_classes + 1, dtype=np.int64)
+    members = np.empty(max(1, cap), dtype=np.int32)
+    small = np.empty(max(1, num_classes), dtype=np.int8)
+    count = _helpers["small_class_members"](
+        _ptr(class_of), class_of.size, num_classes, cap, _ptr(start), _ptr(members), _ptr(small)
+    )
+    if count < 0:
+        raise MemoryError("no memory to list the tokens of the small classes")
+    return start, members[:count].copy(), small
 
 
 def _ptr(a: np.ndarray) -> int:

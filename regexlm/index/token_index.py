@@ -75,6 +75,9 @@ from regexlm.index.token_classes import EOS_CLASS, FIRST_TEXT_CLASS, TokenClasse
 UNREACHABLE = int(np.iinfo(np.int32).max)
 EXPLORE_BATCH = 4  # rows built between two checks of the exploration's work limit
 MASK_CACHE_BYTES = 256 << 10  # packed rows kept per index, for repeated masks of one state
+# Tokens of the smallest classes listed for packing narrow masks from their own tokens, as a
+# share of the vocabulary (4 bytes each, counted in nbytes).
+SMALL_CLASS_SHARE = 1 / 16
 MASKS_PACKED_AHEAD = 8  # ensure_rows packs the masks of at most this many states per call
 # Once the exploration left for the first use has run, an index serving masks packs those of
 # the first rows it built (in the order they were found, the start's neighbourhood first).
@@ -706,6 +709,7 @@ class TokenIndex:
         self._class_of_src: np.ndarray | None = None  # host class_of last copied to the device
         self._masks: OrderedDict = OrderedDict()
         self._masks_lock = threading.Lock()  # the exploration may pack masks on another thread
+        self._members: tuple | None = None  # (class_of, the small classes' tokens) for packing
         self._serves_masks = False  # a state's mask was served: pack masks as rows are built
         self.info: dict = {} if info is None else info
 
@@ -929,7 +933,8 @@ class TokenIndex:
         if native:
             with rows.lock:
                 nbc, class_of = self._final_rows(states), rows.class_of
-            packed = native_walk.pack_rows(nbc, class_of, self.vocab_size)
+                members = self._small_members(class_of, nbc.shape[1])
+            packed = native_walk.pack_rows(nbc, class_of, self.vocab_size, members)
             if packed is not None:
                 return packed
         with rows.lock:
@@ -938,6 +943,19 @@ class TokenIndex:
             flags[:, : self.vocab_size] = allowed_class[:, rows.class_of]
         packed = np.packbits(flags, axis=1, bitorder="little")  # [n, 4W] bytes
         return np.ascontiguousarray(packed).view("<i4").astype(np.int32, copy=False)
+
+    def _small_members(self, class_of: np.ndarray, num_classes: int) -> tuple | None:
+        """The token ids of the smallest classes (:data:`SMALL_CLASS_SHARE` of the vocabulary
+        at most, see :func:`native_walk.small_class_members`) for ``class_of``, listed again
+        when the classes change: a narrow row's mask is then packed from its own tokens."""
+        found = self._members
+        if found is None or found[0] is not class_of:
+            cap = int(self.vocab_size * SMALL_CLASS_SHARE)
+            found = self._members = (
+                class_of,
+                native_walk.small_class_members(class_of, num_classes, cap),
+            )
+        return found[1]
 
     def _final_rows(self, states: np.ndarray) -> np.ndarray:
         """``int32[n, C]`` rows of ``states`` as the mask shows them: before the exploration has
@@ -967,7 +985,9 @@ class TokenIndex:
     @property
     def nbytes(self) -> int:
         """Bytes held by the index, its automaton's cache and its cached masks, now."""
-        return self._rows.nbytes + sum(int(m.nbytes) for m in self._masks.values())
+        members = self._members[1] if self._members is not None else None
+        listed = sum(int(a.nbytes) for a in members) if members is not None else 0
+        return self._rows.nbytes + sum(int(m.nbytes) for m in self._masks.values()) + listed
 
     # -- per-state queries (host) -------------------------------------------------------------
 

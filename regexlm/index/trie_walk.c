@@ -17,6 +17,7 @@
  */
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 typedef int32_t *(*fill_row_fn)(int32_t state);
 typedef int32_t (*flush_fn)(int64_t count);
@@ -268,16 +269,36 @@ int32_t regexlm_row_keeps_classes(const int32_t *class_of, const int64_t *tokens
  * with numpy, the reference): bit j of word w of row r is set when token 32 w + j exists and
  * rows[r, class_of[token]] >= 0. `out` holds n * num_words words. Returns 0, or -2 when out of
  * memory.
+ *
+ * With member_start not NULL (see regexlm_small_class_members), a row that allows only small
+ * classes sets the bits of their tokens in a zeroed row instead of reading every token's class:
+ * a narrow row (digits, hex, an enum) then costs its own tokens, not the vocabulary.
  */
 int32_t regexlm_pack_rows(const int32_t *rows, int64_t n, int64_t num_classes,
                           const int32_t *class_of, int64_t vocab_size, int64_t num_words,
-                          uint32_t *out) {
+                          uint32_t *out, const int64_t *member_start, const int32_t *members,
+                          const int8_t *small) {
     uint8_t *allowed = (uint8_t *)malloc((size_t)num_classes);
     if (allowed == NULL) return -2;
     for (int64_t r = 0; r < n; r++) {
         const int32_t *row = rows + r * num_classes;
-        for (int64_t c = 0; c < num_classes; c++) allowed[c] = row[c] >= 0;
+        int narrow = member_start != NULL;
+        for (int64_t c = 0; c < num_classes; c++) {
+            allowed[c] = row[c] >= 0;
+            if (allowed[c] && narrow && !small[c]) narrow = 0;
+        }
         uint32_t *words = out + r * num_words;
+        if (narrow) {
+            memset(words, 0, sizeof(uint32_t) * (size_t)num_words);
+            for (int64_t c = 0; c < num_classes; c++) {
+                if (!allowed[c]) continue;
+                for (int64_t k = member_start[c]; k < member_start[c + 1]; k++) {
+                    int32_t t = members[k];
+                    words[t >> 5] |= 1u << (t & 31);
+                }
+            }
+            continue;
+        }
         for (int64_t w = 0; w < num_words; w++) {
             int64_t lo = w * 32, hi = lo + 32 < vocab_size ? lo + 32 : vocab_size;
             uint32_t word = 0;
@@ -287,4 +308,49 @@ int32_t regexlm_pack_rows(const int32_t *rows, int64_t n, int64_t num_classes,
     }
     free(allowed);
     return 0;
+}
+
+static int ascending(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/*
+ * The tokens of the small classes, for regexlm_pack_rows: classes are chosen smallest first
+ * while their tokens add up to at most `cap`, and small[c] marks them; member_start
+ * (num_classes + 1 entries) is a CSR over `members` (at most `cap` entries), an empty range for
+ * a class not chosen. Returns the number of tokens stored, or -2 when out of memory.
+ */
+int64_t regexlm_small_class_members(const int32_t *class_of, int64_t vocab_size,
+                                    int64_t num_classes, int64_t cap, int64_t *member_start,
+                                    int32_t *members, int8_t *small) {
+    int64_t *size = (int64_t *)calloc((size_t)num_classes + 1, sizeof(int64_t));
+    int64_t *order = (int64_t *)malloc(sizeof(int64_t) * ((size_t)num_classes + 1));
+    if (size == NULL || order == NULL) {
+        free(size);
+        free(order);
+        return -2;
+    }
+    for (int64_t t = 0; t < vocab_size; t++) size[class_of[t]]++;
+    for (int64_t c = 0; c < num_classes; c++) order[c] = (size[c] << 32) | c; /* by size */
+    qsort(order, (size_t)num_classes, sizeof(int64_t), ascending);
+    int64_t total = 0;
+    for (int64_t c = 0; c < num_classes; c++) small[c] = 0;
+    for (int64_t i = 0; i < num_classes; i++) {
+        int32_t c = (int32_t)(order[i] & 0xFFFFFFFF);
+        if (total + size[c] > cap) break;
+        small[c] = 1;
+        total += size[c];
+    }
+    member_start[0] = 0;
+    for (int64_t c = 0; c < num_classes; c++)
+        member_start[c + 1] = member_start[c] + (small[c] ? size[c] : 0);
+    for (int64_t c = 0; c < num_classes; c++) size[c] = member_start[c]; /* now: next slot */
+    for (int64_t t = 0; t < vocab_size; t++) {
+        int32_t c = class_of[t];
+        if (small[c]) members[size[c]++] = (int32_t)t;
+    }
+    free(size);
+    free(order);
+    return total;
 }

@@ -143,10 +143,12 @@ def test_indexes_without_the_c_walk_allow_the_same_tokens(smollm2_vocab, monkeyp
     num_classes=st.integers(1, 40),
     vocab_size=st.integers(1, 200),
     num_rows=st.integers(1, 6),
+    cap=st.one_of(st.none(), st.integers(0, 220)),
     data=st.data(),
 )
-def test_c_bitmask_rows_equal_the_tokens_allowed(num_classes, vocab_size, num_rows, data):
-    # each bit against the definition, token by token: allowed iff its class's entry >= 0
+def test_c_bitmask_rows_equal_the_tokens_allowed(num_classes, vocab_size, num_rows, cap, data):
+    # each bit against the definition, token by token: allowed iff its class's entry >= 0;
+    # with `cap`, rows that allow only the listed small classes are packed from their tokens
     class_of = np.array(
         data.draw(
             st.lists(st.integers(0, num_classes - 1), min_size=vocab_size, max_size=vocab_size)
@@ -163,7 +165,20 @@ def test_c_bitmask_rows_equal_the_tokens_allowed(num_classes, vocab_size, num_ro
         ),
         dtype=np.int32,
     )
-    packed = native_walk.pack_rows(rows, class_of, vocab_size)
+    members = None
+    if cap is not None:
+        members = native_walk.small_class_members(class_of, num_classes, cap)
+        start, listed, small = members
+        sizes = np.bincount(class_of, minlength=num_classes)
+        assert listed.size == sizes[small.astype(bool)].sum() <= cap
+        # smallest first: no class left out is smaller than one listed
+        if small.any() and not small.all():
+            assert sizes[~small.astype(bool)].min() >= sizes[small.astype(bool)].max()
+        for c in range(num_classes):
+            assert sorted(listed[start[c] : start[c + 1]]) == (
+                np.flatnonzero(class_of == c).tolist() if small[c] else []
+            )
+    packed = native_walk.pack_rows(rows, class_of, vocab_size, members)
     assert packed.shape == (num_rows, (vocab_size + 31) // 32)
     words = packed.view(np.uint32)
     for r in range(num_rows):
@@ -178,6 +193,20 @@ def test_host_masks_with_and_without_c_agree(smollm2_vocab):
     states = np.arange(min(index.num_states, 8))
     index.ensure_rows(states)
     assert np.array_equal(index._pack_host(states), index._pack_host(states, native=False))
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [r"[0-9a-f]{8}-[0-9a-f]{4}", r"(red|green|blue|cyan)", r"\d{1,4}(\.\d\d)?", r"\w{1,5} \d"],
+)
+def test_masks_packed_from_the_small_classes_tokens_equal_numpys(smollm2_vocab, pattern):
+    index = regexlm.compile(pattern, smollm2_vocab, cache=False)
+    states = np.arange(index.num_states)
+    index.ensure_rows(states)
+    packed = index._pack_host(states)
+    start, listed, small = index._members[1]
+    assert listed.size > 0 and listed.size <= smollm2_vocab.size // 16
+    assert np.array_equal(packed, index._pack_host(states, native=False))
 
 
 @pytest.mark.parametrize("pattern", [r".{0,300}", r"([a-z]{1,8}, ){0,30}[a-z]{1,8}"])
