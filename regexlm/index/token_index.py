@@ -77,7 +77,7 @@ EXPLORE_BATCH = 4  # rows built between two checks of the exploration's work lim
 MASK_CACHE_BYTES = 256 << 10  # packed rows kept per index, for repeated masks of one state
 # Tokens of the smallest classes listed for packing narrow masks from their own tokens, as a
 # share of the vocabulary (4 bytes each, counted in nbytes).
-SMALL_CLASS_SHARE = 1 / 16
+SMALL_CLASS_SHARE = 1 / 32
 MASKS_PACKED_AHEAD = 8  # ensure_rows packs the masks of at most this many states per call
 # Once the exploration left for the first use has run, an index serving masks packs those of
 # the first rows it built (in the order they were found, the start's neighbourhood first).
@@ -933,7 +933,8 @@ class TokenIndex:
         if native:
             with rows.lock:
                 nbc, class_of = self._final_rows(states), rows.class_of
-                members = self._small_members(class_of, nbc.shape[1])
+                # not for the start row's mask at compile: listing costs a pass of its own
+                members = None if rows.pending else self._small_members(class_of, nbc.shape[1])
             packed = native_walk.pack_rows(nbc, class_of, self.vocab_size, members)
             if packed is not None:
                 return packed
