@@ -8,7 +8,9 @@
  * class-trie node of its parent's image extended by its own symbol (one hash lookup).
  *
  * Output, in the class trie's own depth-first preorder (at most max_nodes nodes): depth, size
- * of the subtree, a representative unit (the first character-trie unit met there) and the
+ * of the subtree, a representative unit (the lowest unit id met there: units are numbered by
+ * code point, so the shortest encoding, and the fewest automaton states inside a character, a
+ * walk makes for it) and the
  * group of strings ending there (-1 for none; groups numbered 0.. in order of creation), plus
  * group_of_string for every string. Returns the number of nodes, -3 when more than max_nodes
  * would be needed, -2 when out of memory.
@@ -52,6 +54,7 @@ int64_t regexlm_class_trie(const int32_t *depth, const int32_t *unit, const int3
         int32_t q;
         if (slots[k].key == key) {
             q = slots[k].node;
+            if (unit[i] < rep[q]) rep[q] = unit[i];
         } else {
             if (count == max_nodes) {
                 result = -3;

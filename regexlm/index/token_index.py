@@ -87,6 +87,9 @@ MASKS_PACKED_EXPLORED = 64
 # Walks of the byte trie that find more than this share of the strings alive from an origin
 # make the pattern's class trie, which later rows walk instead.
 CLASS_TRIE_WIDTH = 1 / 8
+# ... and then its automaton's cache is bounded by this many bytes at most: walks of a class trie
+# step one representative character per class and make few states.
+CLASS_TRIE_AUTOMATON_BYTES = 128 << 10
 SLOW_ROW_FRACTION = 0.25
 SLOW_ROWS_BUDGET = 3.0
 TENSOR_FIELDS = ("next_by_class", "class_of", "min_tokens", "match_index")
@@ -283,6 +286,16 @@ class IndexRows:
             raise
         if not self.exploring:
             self._count_slow_rows(time.thread_time() - started)
+        self._fit_automaton()
+
+    def _fit_automaton(self) -> None:
+        """Clear the automaton's cache now if the walks just made left it over its byte budget
+        (the next walk would clear it first anyway): between row builds an index then holds no
+        more than the budget, which is what ``nbytes`` reports. A byte-trie walk of a broad
+        pattern makes states for every byte sequence it reads, megabytes past the budget."""
+        a = self.automaton
+        if a.needs_clear():
+            a.clear()
 
     def _count_slow_rows(self, seconds: float) -> None:
         """Each row within the per-call limit, yet a pattern whose rows all take most of it
@@ -357,8 +370,8 @@ class IndexRows:
     def _consider_class_trie(self, found: int, origins: int) -> None:
         """Make the pattern's class trie (:mod:`regexlm.index.class_trie`) once walks of the
         byte trie find more than :data:`CLASS_TRIE_WIDTH` of the strings alive from an origin:
-        later rows then walk it instead. Made once; None where it cannot be made or would be
-        too large (later rows keep the byte trie)."""
+        later rows then walk it instead. Tried once: False where it cannot be made or would
+        be too large (later rows keep the byte trie)."""
         if self.class_trie is not None or self.trie.num_strings == 0:
             return
         if self.rows_built <= origins:  # the start row, at compile: no time to spare there
@@ -369,6 +382,9 @@ class IndexRows:
         if class_trie.available(self.automaton):
             made = class_trie.class_trie(self.vocab, self.automaton)
         self.class_trie = made if made is not None else False
+        if made is not None:  # its walks make a state per class, not per byte: less room
+            a = self.automaton
+            a.cache_bytes = min(a.cache_bytes, CLASS_TRIE_AUTOMATON_BYTES)
 
     def _write_class_rows(self, states: np.ndarray, class_rows: np.ndarray) -> None:
         """Rows given over the current classes as automaton states (-1: not allowed)."""
@@ -426,6 +442,7 @@ class IndexRows:
                 raise
             finally:
                 self.exploring = False
+            self._fit_automaton()
             self.settle_seconds = time.perf_counter() - started
             assert self.start == 0
             callbacks, self.on_settled = self.on_settled, []

@@ -226,6 +226,7 @@ def test_a_wide_walk_makes_the_class_trie_and_counts_its_bytes(smollm2_vocab):
     letter = smollm2_vocab.token_bytes.index(b"a")
     index.ensure_rows([int(rows.nbc[0][rows.class_of[letter]])])  # after one letter
     assert rows.class_trie
+    assert rows.automaton.cache_bytes <= token_index.CLASS_TRIE_AUTOMATON_BYTES
     assert index.nbytes >= before + rows.class_trie.nbytes
     assert rows.class_trie.num_nodes < rows.trie.num_nodes // 20
 
@@ -234,3 +235,20 @@ def test_a_narrow_pattern_keeps_the_byte_trie(smollm2_vocab):
     index = regexlm.compile(r"(foo|bar)[0-9]{2}baz", smollm2_vocab, cache=False, mode="lazy")
     index.ensure_rows([int(index._rows.nbc[0][FIRST_ROW_SKIP:].max())])
     assert index._rows.class_trie is None
+
+
+@pytest.mark.parametrize("pattern", [r"\w{1,50}", r"(\w+\s?){1,10}", r"[a-z ]{1,40}"])
+def test_the_automaton_is_within_its_budget_between_row_builds(smollm2_vocab, pattern):
+    # the byte-trie walks of a broad pattern make states past the budget; the index clears
+    # them when a build ends, so what it holds (and reports) stays within the budget
+    index = regexlm.compile(pattern, smollm2_vocab, cache=False).settle()
+    automaton = index._rows.automaton
+    assert automaton.nbytes <= automaton.cache_bytes
+    state = index.start_state
+    for _ in range(6):
+        index.ensure_rows([state])
+        assert automaton.nbytes <= automaton.cache_bytes
+        assert index.nbytes >= automaton.nbytes
+        state = int(index._rows.nbc[state][FIRST_ROW_SKIP:].max())
+        if state < 0:
+            break
