@@ -32,6 +32,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from regexlm.automata.char_classes import CharPartition, char_partition
 from regexlm.automata.limits import Deadline, Limits, too_many_dfa_states
 from regexlm.automata.nfa import CharNFA
 from regexlm.automata.utf8 import utf8_partition_automaton
@@ -115,6 +116,14 @@ class SubsetConstruction:
         self.dense_cache: dict[int, list] = {}
         self.union_memo: dict[tuple[int, ...], int] = {}
         self.start_set = self.closure(nfa.start)
+
+    def char_partition(self) -> CharPartition:
+        """The NFA's character classes (:mod:`regexlm.automata.char_classes`), made on first
+        use and kept."""
+        found = getattr(self, "_char_partition", None)
+        if found is None:
+            found = self._char_partition = char_partition(self.nfa)
+        return found
 
     def mid(self, auto, u: int, tgts: tuple[int, ...]) -> frozenset:
         key = (id(auto), u, tgts)

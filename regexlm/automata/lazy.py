@@ -40,7 +40,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from regexlm.automata.char_classes import CharPartition, char_partition
+from regexlm.automata.char_classes import CharPartition
 from regexlm.automata.dfa import DEAD, SubsetConstruction, WholeInputs
 from regexlm.automata.limits import DEFAULT_TIMEOUT, Deadline, too_many_walk_bytes
 from regexlm.automata.nfa import CharNFA
@@ -111,10 +111,7 @@ class LazyDFA(WholeInputs):
     def char_partition(self) -> CharPartition:
         """The pattern's character classes (:mod:`regexlm.automata.char_classes`), made on
         first use."""
-        found = self.__dict__.get("_char_partition")
-        if found is None:
-            found = self.__dict__["_char_partition"] = char_partition(self._sc.nfa)
-        return found
+        return self._sc.char_partition()
 
     @property
     def nbytes(self) -> int:

@@ -36,7 +36,7 @@ from itertools import chain
 import numpy as np
 
 from regexlm import native
-from regexlm.automata.char_classes import CharPartition, char_partition
+from regexlm.automata.char_classes import CharPartition
 from regexlm.automata.dfa import SubsetConstruction, WholeInputs
 from regexlm.automata.lazy import (
     DEFAULT_CACHE_BYTES,
@@ -275,10 +275,7 @@ class NativeLazyDFA(WholeInputs):
     def char_partition(self) -> CharPartition:
         """The pattern's character classes (:mod:`regexlm.automata.char_classes`), made on
         first use."""
-        found = self.__dict__.get("_char_partition")
-        if found is None:
-            found = self.__dict__["_char_partition"] = char_partition(self._sc.nfa)
-        return found
+        return self._sc.char_partition()
 
     @property
     def nbytes(self) -> int:
