@@ -62,6 +62,9 @@ def _load(lib):
     pack.argtypes = [p, i64, i64, p, i64, i64, p, p, p, p]
     pack.restype = i32
     _helpers["pack_rows"] = pack
+    simd = lib.regexlm_pack_simd
+    simd.restype, simd.argtypes = ctypes.c_int32, [ctypes.c_int32]
+    _helpers["pack_simd"] = simd
     members = lib.regexlm_small_class_members
     members.argtypes = [p, i64, i64, i64, p, p, p]
     members.restype = i64
@@ -102,28 +105,50 @@ def pack_rows(
     """``int32[n, ceil(V/32)]`` allowed-token bitmasks of ``rows int32[n, C]`` (a token is
     allowed where its class's entry is not -1), packed in C; None where the C code is not
     available. ``members`` (from :func:`small_class_members` for the same ``class_of``) lets a
-    row that allows only small classes set its tokens' bits alone. ``TokenIndex._pack_host`` is
-    the numpy reference."""
+    row that allows only small classes, or forbids only small classes, set or clear its
+    tokens' bits alone. ``TokenIndex._pack_host`` is the numpy reference."""
     if library() is None:
         return None
-    rows = np.ascontiguousarray(rows, dtype=np.int32)
-    class_of = np.ascontiguousarray(class_of, dtype=np.int32)
-    num_words = (vocab_size + 31) // 32
-    out = np.empty((rows.shape[0], num_words), dtype=np.int32)
-    extra = (None, None, None) if members is None else tuple(_ptr(a) for a in members)
-    done = _helpers["pack_rows"](
-        _ptr(rows),
-        rows.shape[0],
-        rows.shape[1],
-        _ptr(class_of),
-        vocab_size,
-        num_words,
-        _ptr(out),
-        *extra,
-    )
-    if done == -2:
-        raise MemoryError("no memory to pack a bitmask row")
-    return out
+    return RowPacker(class_of, vocab_size, members).pack(rows)
+
+
+def pack_simd(enabled: bool) -> bool:
+    """Let :func:`pack_rows` use the CPU's vector gathers (AVX2) where it has them, or not (the
+    portable loop); True if they are used now. For tests, which check both ways."""
+    if library() is None:
+        return False
+    return bool(_helpers["pack_simd"](int(enabled)))
+
+
+class RowPacker:
+    """:func:`pack_rows` for one ``class_of`` (and its small classes' tokens), with the tables'
+    addresses taken once: a mask packed on demand pays the C call, not the look-ups."""
+
+    def __init__(self, class_of: np.ndarray, vocab_size: int, members: tuple | None = None):
+        self.class_of = np.ascontiguousarray(class_of, dtype=np.int32)  # [V]
+        self.members = members
+        self.vocab_size = vocab_size
+        self.num_words = (vocab_size + 31) // 32
+        extra = (None, None, None) if members is None else tuple(_ptr(a) for a in members)
+        self._tables = (_ptr(self.class_of), vocab_size, self.num_words, *extra)
+
+    def pack(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.ascontiguousarray(rows, dtype=np.int32)  # [n, C]
+        out = np.empty((rows.shape[0], self.num_words), dtype=np.int32)  # [n, W]
+        class_of, vocab_size, num_words, *extra = self._tables
+        done = _helpers["pack_rows"](
+            _ptr(rows),
+            rows.shape[0],
+            rows.shape[1],
+            class_of,
+            vocab_size,
+            num_words,
+            _ptr(out),
+            *extra,
+        )
+        if done == -2:
+            raise MemoryError("no memory to pack a bitmask row")
+        return out
 
 
 def small_class_members(class_of: np.ndarray, num_classes: int, cap: int) -> tuple | None:

@@ -726,7 +726,10 @@ class TokenIndex:
         self._class_of_src: np.ndarray | None = None  # host class_of last copied to the device
         self._masks: OrderedDict = OrderedDict()
         self._masks_lock = threading.Lock()  # the exploration may pack masks on another thread
-        self._members: tuple | None = None  # (class_of, the small classes' tokens) for packing
+        # For a repeated mask: the key in ``_masks`` of each state whose mask was packed, valid
+        # while the rows' mask generation (see ``_mask_generation``) stays the same.
+        self._mask_keys: tuple[tuple, dict[int, bytes]] = ((), {})
+        self._members: tuple | None = None  # (class_of, its RowPacker) for packing masks
         self._serves_masks = False  # a state's mask was served: pack masks as rows are built
         self.info: dict = {} if info is None else info
 
@@ -885,6 +888,10 @@ class TokenIndex:
     def bitmask_rows(self, states) -> torch.Tensor:
         """``int32[n, W]`` allowed-token masks of ``states`` in the xgrammar layout (bit ``j`` of
         word ``w`` is token ``32w + j``); rows are built first where needed."""
+        if type(states) is list and len(states) == 1 and self._device.type == "cpu":
+            found = self._known_mask(states[0])
+            if found is not None:  # a repeated mask: no rows, no key to make
+                return torch.from_numpy(found.copy())[None, :]
         if isinstance(states, torch.Tensor):
             states = states.detach().to("cpu").numpy()
         states = np.asarray(states, dtype=np.int64).reshape(-1)
@@ -894,7 +901,7 @@ class TokenIndex:
                 self._serves_masks = True  # this path reads the cache ensure_rows fills
                 if self._rows.pending is not None:
                     self._rows.when_settled(_pack_explored(self))
-            return torch.from_numpy(self._cached_row(int(states[0]))[None, :].copy())
+            return torch.from_numpy(self._cached_row(int(states[0])).copy())[None, :]
         if (self._device.type == "cpu" and states.size <= 64) or self._rows.pending is not None:
             # (pending: only the start row is asked for, which needs no settled tables)
             return torch.from_numpy(self._pack_host(states)).to(self._device)
@@ -902,25 +909,76 @@ class TokenIndex:
         allowed = t["next_by_class"][torch.from_numpy(states).to(self._device)] >= 0  # [n, C]
         return pack_bitmask(allowed, t["class_of"].long(), self.vocab_size)
 
+    def fill_bitmask(self, out: torch.Tensor, states, index: int = 0) -> None:
+        """Write the masks of ``states`` (as for :meth:`bitmask_rows`) into rows ``index``,
+        ``index + 1``, ... of ``out``, an ``int32[B, W]`` tensor the caller keeps between steps,
+        as xgrammar's and llguidance's ``fill_next_token_bitmask`` do: a repeated mask on the
+        CPU is then one copy into memory that is already there."""
+        words = (self.vocab_size + 31) // 32
+        if out.dim() != 2 or out.shape[1] != words:
+            raise ValueError(
+                f"out has shape {tuple(out.shape)}; it must be [batch, {words}] "
+                f"(32 tokens a word for {self.vocab_size} tokens)"
+            )
+        if isinstance(states, (int, np.integer)):
+            states = [int(states)]
+        if (
+            type(states) is list
+            and len(states) == 1
+            and self._device.type == "cpu"
+            and out.device.type == "cpu"
+            and out.dtype == torch.int32
+        ):
+            found = self._known_mask(states[0])
+            if found is not None:
+                np.copyto(out[index].numpy(), found)
+                return
+        masks = self.bitmask_rows(states)  # [n, W]
+        out[index : index + masks.shape[0]].copy_(masks)
+
     def _cached_row(self, state: int) -> np.ndarray:
         """One state's packed row, kept in a small byte-bounded LRU keyed by the classes the
         row allows (with the partition they refer to): a mask depends on nothing else, so states
         that allow the same classes (every count of ``.{0,500}`` but the last) share one, and a
-        repeated mask costs a lookup."""
+        repeated mask costs a lookup. The state's key is noted for :meth:`_known_mask`."""
         rows = self._rows
         with rows.lock:
-            allowed = self._final_rows(np.array([state]))[0] >= 0  # [C]
-            key = (rows.mask_epoch, rows.splits, np.packbits(allowed).tobytes())
+            nbc, class_of = self._final_rows(np.array([state])), rows.class_of  # [1, C], [V]
+            packer = self._packer(nbc.shape[1])
+            generation = self._mask_generation()
+            key = (rows.mask_epoch, rows.splits, np.packbits(nbc[0] >= 0).tobytes())
         with self._masks_lock:
+            if self._mask_keys[0] != generation:
+                self._mask_keys = (generation, {})
+            self._mask_keys[1][state] = key
             found = self._masks.get(key)
             if found is not None:
                 self._masks.move_to_end(key)
                 return found
-        found = self._pack_host(np.array([state]))[0]
+        found = self._pack_final(nbc, class_of, packer)[0]
         with self._masks_lock:
             self._masks[key] = found
             while len(self._masks) > self._masks_room():
                 self._masks.popitem(last=False)
+        return found
+
+    def _mask_generation(self) -> tuple:
+        """What a state's mask depends on besides its row: the rows' epoch (pruning, strict
+        masking, renumbering), their class splits, and whether the exploration has run."""
+        rows = self._rows
+        return (rows.mask_epoch, rows.splits, rows.pending is None)
+
+    def _known_mask(self, state) -> np.ndarray | None:
+        """The cached packed mask of ``state`` if it was packed in this mask generation and is
+        still cached; None otherwise (the caller takes the full path)."""
+        generation, keys = self._mask_keys
+        key = keys.get(state)
+        if key is None or generation != self._mask_generation():
+            return None
+        with self._masks_lock:
+            found = self._masks.get(key)
+            if found is not None:
+                self._masks.move_to_end(key)
         return found
 
     def _masks_room(self) -> int:
@@ -943,37 +1001,45 @@ class TokenIndex:
 
     def _pack_host(self, states: np.ndarray, native: bool = True) -> np.ndarray:
         """A few rows packed on the host: in C where it is built (a pass over ``class_of`` per
-        row), else with numpy, the reference: gather each token's flag, fold 8 to a byte, LSB
-        first."""
+        row, or the tokens of the small classes), else with numpy, the reference."""
         rows = self._rows
-        words = (self.vocab_size + 31) // 32
-        if native:
-            with rows.lock:
-                nbc, class_of = self._final_rows(states), rows.class_of
-                # not for the start row's mask at compile: listing costs a pass of its own
-                members = None if rows.pending else self._small_members(class_of, nbc.shape[1])
-            packed = native_walk.pack_rows(nbc, class_of, self.vocab_size, members)
-            if packed is not None:
-                return packed
         with rows.lock:
-            allowed_class = self._final_rows(states) >= 0  # [n, C]
-            flags = np.zeros((states.size, words * 32), dtype=bool)  # [n, 32W]
-            flags[:, : self.vocab_size] = allowed_class[:, rows.class_of]
+            nbc, class_of = self._final_rows(states), rows.class_of
+            packer = self._packer(nbc.shape[1]) if native else None
+        return self._pack_final(nbc, class_of, packer)
+
+    def _pack_final(self, nbc: np.ndarray, class_of: np.ndarray, packer) -> np.ndarray:
+        """``int32[n, W]`` masks of rows ``nbc int32[n, C]`` over ``class_of``: with ``packer``
+        in C; without, with numpy (gather each token's flag, fold 8 to a byte, LSB first)."""
+        if packer is not None:
+            return packer.pack(nbc)
+        words = (self.vocab_size + 31) // 32
+        flags = np.zeros((nbc.shape[0], words * 32), dtype=bool)  # [n, 32W]
+        flags[:, : self.vocab_size] = (nbc >= 0)[:, class_of]
         packed = np.packbits(flags, axis=1, bitorder="little")  # [n, 4W] bytes
         return np.ascontiguousarray(packed).view("<i4").astype(np.int32, copy=False)
 
-    def _small_members(self, class_of: np.ndarray, num_classes: int) -> tuple | None:
-        """The token ids of the smallest classes (:data:`SMALL_CLASS_SHARE` of the vocabulary
-        at most, see :func:`native_walk.small_class_members`) for ``class_of``, listed again
-        when the classes change: a narrow row's mask is then packed from its own tokens."""
+    def _packer(self, num_classes: int):
+        """The C packer for the current ``class_of`` (None without C), made again when the
+        classes change. Once the exploration has run it lists the tokens of the smallest
+        classes (:data:`SMALL_CLASS_SHARE` of the vocabulary at most, see
+        :func:`native_walk.small_class_members`), so a narrow or nearly full row's mask is
+        packed from those tokens alone; not for the start row's mask at compile, where listing
+        would cost a pass of its own. Called with the rows' lock held."""
+        rows = self._rows
+        class_of = rows.class_of
         found = self._members
-        if found is None or found[0] is not class_of:
+        stale = found is None or found[0] is not class_of
+        if not stale and (found[1].members is not None or rows.pending is not None):
+            return found[1]
+        if native_walk.library() is None:
+            return None
+        members = None
+        if rows.pending is None:
             cap = int(self.vocab_size * SMALL_CLASS_SHARE)
-            found = self._members = (
-                class_of,
-                native_walk.small_class_members(class_of, num_classes, cap),
-            )
-        return found[1]
+            members = native_walk.small_class_members(class_of, num_classes, cap)
+        self._members = (class_of, native_walk.RowPacker(class_of, self.vocab_size, members))
+        return self._members[1]
 
     def _final_rows(self, states: np.ndarray) -> np.ndarray:
         """``int32[n, C]`` rows of ``states`` as the mask shows them: before the exploration has
@@ -1003,7 +1069,7 @@ class TokenIndex:
     @property
     def nbytes(self) -> int:
         """Bytes held by the index, its automaton's cache and its cached masks, now."""
-        members = self._members[1] if self._members is not None else None
+        members = self._members[1].members if self._members is not None else None
         listed = sum(int(a.nbytes) for a in members) if members is not None else 0
         return self._rows.nbytes + sum(int(m.nbytes) for m in self._masks.values()) + listed
 

@@ -272,41 +272,132 @@ int32_t regexlm_row_keeps_classes(const int32_t *class_of, const int64_t *tokens
  *
  * With member_start not NULL (see regexlm_small_class_members), a row that allows only small
  * classes sets the bits of their tokens in a zeroed row instead of reading every token's class:
- * a narrow row (digits, hex, an enum) then costs its own tokens, not the vocabulary.
+ * a narrow row (digits, hex, an enum) then costs its own tokens, not the vocabulary. A row that
+ * forbids only small classes does the opposite: it clears their tokens' bits in a row of ones
+ * (free text that forbids a newline or a quote).
  */
+/*
+ * One row's bits, reading every token's class: bit t of the row is allowed[class_of[t]]
+ * (allowed32 holds the same flags as 0 / -1). Where the CPU has AVX2, eight tokens' flags are
+ * gathered at once and their sign bits taken as eight bits; elsewhere, 32 flags are gathered
+ * to bytes and each 8 folded to one byte by a multiplication.
+ */
+static void pack_dense_bytes(uint32_t *words, const int32_t *class_of, int64_t vocab_size,
+                             const uint8_t *allowed, int64_t first_word) {
+    const uint64_t fold = 0x0102040810204080ULL; /* byte i -> bit i of the top byte */
+    for (int64_t w = first_word; w * 32 < vocab_size; w++) {
+        int64_t lo = w * 32;
+        if (lo + 32 > vocab_size) {
+            uint32_t word = 0;
+            for (int64_t t = lo; t < vocab_size; t++) word |= (uint32_t)allowed[class_of[t]] << (t - lo);
+            words[w] = word;
+            continue;
+        }
+        uint8_t flags[32];
+        for (int j = 0; j < 32; j++) flags[j] = allowed[class_of[lo + j]];
+        uint32_t word = 0;
+        for (int k = 0; k < 4; k++) {
+            uint64_t eight;
+            memcpy(&eight, flags + 8 * k, 8);
+            word |= (uint32_t)((eight * fold) >> 56) << (8 * k);
+        }
+        words[w] = word;
+    }
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+__attribute__((target("avx2"))) static int64_t pack_dense_avx2(uint32_t *words,
+                                                               const int32_t *class_of,
+                                                               int64_t vocab_size,
+                                                               const int32_t *allowed32) {
+    int64_t full = vocab_size / 32;
+    for (int64_t w = 0; w < full; w++) {
+        uint32_t word = 0;
+        for (int k = 0; k < 4; k++) {
+            __m256i classes = _mm256_loadu_si256((const __m256i *)(class_of + w * 32 + 8 * k));
+            __m256i flags = _mm256_i32gather_epi32((const int *)allowed32, classes, 4);
+            word |= (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(flags)) << (8 * k);
+        }
+        words[w] = word;
+    }
+    return full;
+}
+#endif
+
+static int use_simd = 1; /* regexlm_pack_simd turns it off, so tests check both ways */
+
+int32_t regexlm_pack_simd(int32_t enabled) {
+    use_simd = enabled != 0;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    return use_simd && __builtin_cpu_supports("avx2");
+#else
+    return 0;
+#endif
+}
+
+static void pack_dense(uint32_t *words, const int32_t *class_of, int64_t vocab_size,
+                       const uint8_t *allowed, const int32_t *allowed32) {
+    int64_t done = 0;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    if (use_simd && __builtin_cpu_supports("avx2"))
+        done = pack_dense_avx2(words, class_of, vocab_size, allowed32);
+#else
+    (void)allowed32;
+#endif
+    pack_dense_bytes(words, class_of, vocab_size, allowed, done);
+}
+
+static void set_members(uint32_t *words, const uint8_t *chosen, int64_t num_classes,
+                        const int64_t *member_start, const int32_t *members, int value) {
+    for (int64_t c = 0; c < num_classes; c++) {
+        if (!chosen[c]) continue;
+        for (int64_t k = member_start[c]; k < member_start[c + 1]; k++) {
+            int32_t t = members[k];
+            if (value)
+                words[t >> 5] |= 1u << (t & 31);
+            else
+                words[t >> 5] &= ~(1u << (t & 31));
+        }
+    }
+}
+
 int32_t regexlm_pack_rows(const int32_t *rows, int64_t n, int64_t num_classes,
                           const int32_t *class_of, int64_t vocab_size, int64_t num_words,
                           uint32_t *out, const int64_t *member_start, const int32_t *members,
                           const int8_t *small) {
-    uint8_t *allowed = (uint8_t *)malloc((size_t)num_classes);
-    if (allowed == NULL) return -2;
+    /* one block: allowed32 (4 bytes a class, aligned first), then allowed and forbidden */
+    int32_t *allowed32 = (int32_t *)malloc((size_t)num_classes * 6 + 1);
+    if (allowed32 == NULL) return -2;
+    uint8_t *allowed = (uint8_t *)(allowed32 + num_classes);
+    uint8_t *forbidden = allowed + num_classes;
     for (int64_t r = 0; r < n; r++) {
         const int32_t *row = rows + r * num_classes;
-        int narrow = member_start != NULL;
+        int narrow = member_start != NULL, broad = member_start != NULL;
         for (int64_t c = 0; c < num_classes; c++) {
             allowed[c] = row[c] >= 0;
-            if (allowed[c] && narrow && !small[c]) narrow = 0;
+            allowed32[c] = -(int32_t)allowed[c];
+            forbidden[c] = !allowed[c];
+            if (member_start != NULL && !small[c]) {
+                if (allowed[c]) narrow = 0;
+                else broad = 0;
+            }
         }
         uint32_t *words = out + r * num_words;
         if (narrow) {
             memset(words, 0, sizeof(uint32_t) * (size_t)num_words);
-            for (int64_t c = 0; c < num_classes; c++) {
-                if (!allowed[c]) continue;
-                for (int64_t k = member_start[c]; k < member_start[c + 1]; k++) {
-                    int32_t t = members[k];
-                    words[t >> 5] |= 1u << (t & 31);
-                }
-            }
+            set_members(words, allowed, num_classes, member_start, members, 1);
             continue;
         }
-        for (int64_t w = 0; w < num_words; w++) {
-            int64_t lo = w * 32, hi = lo + 32 < vocab_size ? lo + 32 : vocab_size;
-            uint32_t word = 0;
-            for (int64_t t = lo; t < hi; t++) word |= (uint32_t)allowed[class_of[t]] << (t - lo);
-            words[w] = word;
+        if (broad) {
+            memset(words, 0xFF, sizeof(uint32_t) * (size_t)num_words);
+            if (vocab_size % 32 && num_words > 0) words[num_words - 1] = (1u << (vocab_size % 32)) - 1u;
+            set_members(words, forbidden, num_classes, member_start, members, 0);
+            continue;
         }
+        pack_dense(words, class_of, vocab_size, allowed, allowed32);
     }
-    free(allowed);
+    free(allowed32);
     return 0;
 }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -138,7 +139,16 @@ def test_indexes_without_the_c_walk_allow_the_same_tokens(smollm2_vocab, monkeyp
         a, b = native.next_state(a, token), fallback.next_state(b, token)
 
 
-@settings(max_examples=80, deadline=None)
+@pytest.fixture(params=[True, False], ids=["vector gathers", "portable"])
+def pack_simd(request):
+    native_walk.pack_simd(request.param)
+    yield request.param
+    native_walk.pack_simd(True)
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     num_classes=st.integers(1, 40),
     vocab_size=st.integers(1, 200),
@@ -146,9 +156,13 @@ def test_indexes_without_the_c_walk_allow_the_same_tokens(smollm2_vocab, monkeyp
     cap=st.one_of(st.none(), st.integers(0, 220)),
     data=st.data(),
 )
-def test_c_bitmask_rows_equal_the_tokens_allowed(num_classes, vocab_size, num_rows, cap, data):
+def test_c_bitmask_rows_equal_the_tokens_allowed(
+    pack_simd, num_classes, vocab_size, num_rows, cap, data
+):
     # each bit against the definition, token by token: allowed iff its class's entry >= 0;
-    # with `cap`, rows that allow only the listed small classes are packed from their tokens
+    # with `cap`, rows that allow only the listed small classes are packed from their tokens,
+    # rows that forbid only them from a full row; the rest read every token's class, with the
+    # CPU's vector gathers and without
     class_of = np.array(
         data.draw(
             st.lists(st.integers(0, num_classes - 1), min_size=vocab_size, max_size=vocab_size)
@@ -204,7 +218,7 @@ def test_masks_packed_from_the_small_classes_tokens_equal_numpys(smollm2_vocab, 
     states = np.arange(index.num_states)
     index.ensure_rows(states)
     packed = index._pack_host(states)
-    start, listed, small = index._members[1]
+    start, listed, small = index._members[1].members
     assert listed.size > 0 and listed.size <= smollm2_vocab.size // 32
     assert np.array_equal(packed, index._pack_host(states, native=False))
 
@@ -230,8 +244,8 @@ def test_cached_masks_are_shared_by_states_that_allow_the_same_classes(smollm2_v
 def test_rows_built_after_a_mask_was_served_have_their_masks_packed(smollm2_vocab, monkeypatch):
     index = regexlm.compile(r"[a-z]{1,8}( [a-z]{1,8}){0,20}", smollm2_vocab, cache=False)
     packs = []
-    real_pack = index._pack_host
-    monkeypatch.setattr(index, "_pack_host", lambda *a, **k: packs.append(1) or real_pack(*a, **k))
+    real_pack, real_final = index._pack_host, index._pack_final
+    monkeypatch.setattr(index, "_pack_final", lambda *a: packs.append(1) or real_final(*a))
     index.ensure_rows([index.start_state])
     assert not packs  # an index that never served a mask packs none
     index.bitmask_rows([index.start_state])
@@ -265,8 +279,8 @@ def test_the_explored_rows_masks_are_packed_when_the_exploration_ends(smollm2_vo
     explored = np.flatnonzero(index._rows.built)
     assert explored.size > 8
     packs = []
-    real_pack = index._pack_host
-    monkeypatch.setattr(index, "_pack_host", lambda *a, **k: packs.append(1) or real_pack(*a, **k))
+    real_pack, real_final = index._pack_host, index._pack_final
+    monkeypatch.setattr(index, "_pack_final", lambda *a: packs.append(1) or real_final(*a))
     masks = [index.bitmask_rows([int(state)])[0].numpy() for state in explored]
     assert not packs  # every explored state's first mask is a lookup
     for state, mask in zip(explored, masks, strict=True):
@@ -306,3 +320,44 @@ def test_the_walks_class_check_agrees_with_refining_the_classes(
         if keeps[0]:
             assert np.array_equal(rows[0], row), pattern
         classes.refine(tokens, targets, automaton.num_states)
+
+
+def test_a_row_that_forbids_only_small_classes_clears_their_tokens_in_a_full_row():
+    # class 0 is large; 1 and 2 are small: a row allowing 0 and 1 is packed as ones with the
+    # tokens of class 2 cleared, and the last word keeps no bit past the vocabulary
+    vocab_size = 70
+    class_of = np.zeros(vocab_size, dtype=np.int32)
+    class_of[[3, 40, 65]] = 1
+    class_of[[7, 33, 69]] = 2
+    members = native_walk.small_class_members(class_of, 3, cap=6)
+    assert members[2].tolist() == [0, 1, 1]
+    rows = np.array([[0, 5, -1], [-1, 5, -1], [0, 0, 0]], dtype=np.int32)
+    packer = native_walk.RowPacker(class_of, vocab_size, members)
+    words = packer.pack(rows).view(np.uint32)
+    for r in range(rows.shape[0]):
+        bits = [(int(words[r, t // 32]) >> (t % 32)) & 1 for t in range(96)]
+        assert bits == [int(t < vocab_size and rows[r, class_of[t]] >= 0) for t in range(96)]
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [r'"[^"\n]{0,30}"', r"[0-9a-f]{8}-[0-9a-f]{4}", r"\w{1,6}( \w{1,6}){0,3}", r".{0,20}\."],
+)
+def test_repeated_and_filled_masks_equal_numpys(smollm2_vocab, pattern):
+    # every state's mask three ways (first ask, repeated ask, filled into a kept buffer) against
+    # the numpy packing of its row
+    index = regexlm.compile(pattern, smollm2_vocab, cache=False)
+    index.bitmask_rows([index.start_state])
+    index.settle()
+    words = (smollm2_vocab.size + 31) // 32
+    out = torch.full((3, words), -7, dtype=torch.int32)
+    for state in range(index.num_states):
+        first = index.bitmask_rows([state])[0].numpy()  # builds the row where needed
+        expected = index._pack_host(np.array([state]), native=False)[0]
+        assert np.array_equal(first, expected)
+        assert np.array_equal(index.bitmask_rows([state])[0].numpy(), expected)
+        index.fill_bitmask(out, [state], index=1)
+        assert np.array_equal(out[1].numpy(), expected)
+        assert (out[[0, 2]] == -7).all()
+    with pytest.raises(ValueError, match="must be"):
+        index.fill_bitmask(torch.zeros(1, words + 1, dtype=torch.int32), [0])
