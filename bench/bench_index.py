@@ -15,7 +15,8 @@ library:
   which ``generate`` runs beside the prompt's forward pass. Per-vocabulary set-up (regexlm's
   Vocabulary and trie, xgrammar's TokenizerInfo, ...) is timed apart.
 * **mask**: producing one step's full allowed-token mask at the states of three random walks
-  (regexlm: the bitmask row view; the others: filling a preallocated bitmask), median and p99.
+  (each library filling a preallocated bitmask: regexlm ``TokenIndex.fill_bitmask``, the others
+  ``fill_next_token_bitmask``), median and p99.
 * **memory**: regexlm ``TokenIndex.nbytes``; xgrammar ``memory_size_bytes``; outlines-core
   estimated as 8 bytes per stored (state, token) transition; llguidance builds masks lazily
   and holds no index.
@@ -164,6 +165,7 @@ class Regexlm:
 
         prepare(vocab)  # per-vocabulary set-up: tries and C helpers, made once
         self.setup_s = time.perf_counter() - started
+        self.buf = torch.zeros(1, (vocab.size + 31) // 32, dtype=torch.int32)
 
     def compile(self, pattern):
         # The automata layer's default 1 s time limit is lifted: the peers have none. Compile
@@ -182,7 +184,8 @@ class Regexlm:
         return [index.start_state]
 
     def mask(self, index, state):
-        return index.bitmask_rows([state[0]])[0]
+        index.fill_bitmask(self.buf, [state[0]])
+        return self.buf[0]
 
     def advance(self, index, state, token):
         nxt = index.next_state(state[0], token)

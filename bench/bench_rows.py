@@ -19,7 +19,9 @@ each tokenizer, single-threaded on the CPU:
   paid by a warm-up pattern.
 * **new row**: a random walk of ``--steps`` tokens; each step whose state has no row yet times
   ``ensure_rows`` for it (what decoding pays when it reaches a state first); p99 and median.
-* **mask**: the bitmask row of a state already built (``bitmask_rows``), p99.
+* **mask**: the bitmask row of a state already built (``bitmask_rows``, a new tensor), p99;
+  **fill**: the same written into a buffer kept across steps (``fill_bitmask``, as the
+  peers' ``fill_next_token_bitmask``), p99, where the version has it.
 * **memory**: ``TokenIndex.nbytes`` after the walk, against the target ``4 V + 1 MB``.
 * **refused**: a pattern that raised instead of compiling.
 
@@ -75,11 +77,14 @@ def explore(index) -> float:
     return time.perf_counter() - started
 
 
-def walk(index, vocab, steps: int, rng) -> tuple[list[float], list[float]]:
+def walk(index, vocab, steps: int, rng) -> tuple[list[float], list[float], list[float]]:
     import numpy as np
+    import torch
 
     eos = np.asarray(vocab.eos_ids)
-    new_rows, masks = [], []
+    new_rows, masks, fills = [], [], []
+    fill = getattr(index, "fill_bitmask", None)
+    buf = torch.zeros(1, (vocab.size + 31) // 32, dtype=torch.int32)
     state = index.start_state
     for _ in range(steps):
         if not index._rows.built[state]:
@@ -89,12 +94,17 @@ def walk(index, vocab, steps: int, rng) -> tuple[list[float], list[float]]:
         started = time.perf_counter()
         index.bitmask_rows([state])
         masks.append(time.perf_counter() - started)
+        if fill is not None:
+            index.allowed_tokens(state)  # (the caches as cold as the mask's were)
+            started = time.perf_counter()
+            fill(buf, [state])
+            fills.append(time.perf_counter() - started)
         tokens = index.allowed_tokens(state).numpy()
         tokens = tokens[~np.isin(tokens, eos)]
         if tokens.size == 0:
             break
         state = index.next_state(state, int(rng.choice(tokens)))
-    return new_rows, masks
+    return new_rows, masks, fills
 
 
 def p99(xs: list[float]) -> float:
@@ -129,25 +139,28 @@ def main() -> None:
         print(f"### {tok} (V = {vocab.size}; memory target 4 V + 1 MB = {target / 1e6:.2f} MB)\n")
         print(
             "| pattern | kind | first mask cold ms | + explored ms | exact | new rows | "
-            "new row p99 ms | new row median ms | mask p99 us | memory MB |"
+            "new row p99 ms | new row median ms | mask p99 us | fill p99 us | memory MB |"
         )
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         colds = {"everyday": [], "heavy": []}
         explored = {"everyday": [], "heavy": []}
-        worst_row, over = [], []
+        worst_row, over, mask_p99s, fill_p99s = [], [], [], []
         for kind, table in (("everyday", PATTERNS), ("heavy", HEAVY)):
             for name, pattern in table:
                 try:
                     cold, index = cold_first_mask(pattern, vocab)
                 except Exception as exc:  # a refusal is a result
-                    print(f"| {name} | {kind} | refused: {type(exc).__name__} | | | | | | | |")
+                    print(f"| {name} | {kind} | refused: {type(exc).__name__} | | | | | | | | |")
                     continue
                 settle = explore(index)
                 explored[kind].append((cold + settle) * 1e3)
                 rng = np.random.default_rng(args.seed)
-                rows, masks = walk(index, vocab, args.steps, rng)
+                rows, masks, fills = walk(index, vocab, args.steps, rng)
                 colds[kind].append(cold * 1e3)
                 worst_row.append(p99(rows) * 1e3 if rows else 0.0)
+                mask_p99s.append(p99(masks) * 1e6)
+                if fills:
+                    fill_p99s.append(p99(fills) * 1e6)
                 mem = index.nbytes
                 if mem > target:
                     over.append(name)
@@ -157,6 +170,7 @@ def main() -> None:
                     f"| {name} | {kind} | {cold * 1e3:.2f} | {settle * 1e3:.2f} | "
                     f"{'yes' if index.exact else 'no'} | "
                     f"{len(rows)} | {row_p99} | {row_med} | {p99(masks) * 1e6:.0f} | "
+                    f"{f'{p99(fills) * 1e6:.0f}' if fills else '-'} | "
                     f"{mem / 1e6:.2f} |",
                     flush=True,
                 )
@@ -168,7 +182,15 @@ def main() -> None:
             f"first mask + exploration, median {statistics.median(explored['everyday']):.2f} ms, "
             f"worst {max(alle):.2f} ms; "
             f"new-row p99 worst pattern {max(worst_row):.2f} ms; "
-            f"over the memory target: {', '.join(over) or 'none'}\n"
+            f"mask p99 median over patterns {statistics.median(mask_p99s):.0f} us, "
+            f"worst {max(mask_p99s):.0f} us; "
+            + (
+                f"fill p99 median {statistics.median(fill_p99s):.0f} us, "
+                f"worst {max(fill_p99s):.0f} us; "
+                if fill_p99s
+                else ""
+            )
+            + f"over the memory target: {', '.join(over) or 'none'}\n"
         )
 
 
