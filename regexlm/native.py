@@ -1,9 +1,10 @@
 """regexlm's C helpers: one shared library, built with the system C compiler on first use.
 
-Three sources go into it: the vocabulary trie walk (``index/trie_walk.c``, used through
+Four sources go into it: the vocabulary trie walk (``index/trie_walk.c``, used through
 :mod:`regexlm.index.native_walk`), the making of a pattern's class trie
-(``index/class_trie.c``, used through :mod:`regexlm.index.class_trie`) and the lazy DFA's state
-cache (``automata/lazy_dfa.c``, used through :mod:`regexlm.automata.native_lazy`). Each has a
+(``index/class_trie.c``, used through :mod:`regexlm.index.class_trie`), a row's refinement of
+the token classes (``index/token_classes.c``, through :mod:`regexlm.index.native_walk`) and the
+lazy DFA's state cache (``automata/lazy_dfa.c``, used through :mod:`regexlm.automata.native_lazy`). Each has a
 Python version beside it that gives the same results, which the tests hold them to.
 
 The library is compiled once per machine into the cache (``$REGEXLM_CACHE/native``), named by a
@@ -30,6 +31,7 @@ PACKAGE = Path(__file__).resolve().parent
 SOURCES = (
     PACKAGE / "index" / "trie_walk.c",
     PACKAGE / "index" / "class_trie.c",
+    PACKAGE / "index" / "token_classes.c",
     PACKAGE / "automata" / "lazy_dfa.c",
 )
 NATIVE_VARIABLE = "REGEXLM_NATIVE"

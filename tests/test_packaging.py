@@ -193,6 +193,7 @@ def test_wheel_installed_in_a_fresh_environment_generates(dists, tmp_path):
     assert [Path(p) for p in result["native_sources"]] == [
         installed / "index" / "trie_walk.c",
         installed / "index" / "class_trie.c",
+        installed / "index" / "token_classes.c",
         installed / "automata" / "lazy_dfa.c",
     ]
     assert result["c_walk_built"]

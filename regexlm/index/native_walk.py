@@ -54,14 +54,14 @@ def _load(lib):
     p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32
     fn.argtypes = [p, p, p, p, i64, i32, p, p, i64, p, i64, p, p, p, i64, FILL_ROW, FLUSH]
     fn.restype = i64
-    keeps = lib.regexlm_row_keeps_classes
-    keeps.argtypes = [p, p, p, i64, p, i64, p]
-    keeps.restype = i32
-    _helpers["row_keeps_classes"] = keeps
     pack = lib.regexlm_pack_rows
     pack.argtypes = [p, i64, i64, p, i64, i64, p, p, p, p]
     pack.restype = i32
     _helpers["pack_rows"] = pack
+    refine = lib.regexlm_refine_classes
+    refine.argtypes = [p, i64, p, i64, p, p, i64, p, p, i64, p, p, p, p]
+    refine.restype = i64
+    _helpers["refine_classes"] = refine
     simd = lib.regexlm_pack_simd
     simd.restype, simd.argtypes = ctypes.c_int32, [ctypes.c_int32]
     _helpers["pack_simd"] = simd
@@ -83,20 +83,31 @@ def _load(lib):
 _helpers: dict = {}
 
 
-def row_keeps_classes(class_of, tokens, targets, size, row) -> bool | None:
-    """The C check of :meth:`regexlm.index.token_classes.TokenClasses.refine` (see
-    ``trie_walk.c``): True with ``row`` filled when no class splits, False when one does, None
-    where the C code is not available."""
-    if library() is None:
+def refine_classes(classes, tokens: np.ndarray, targets: np.ndarray) -> tuple | None:
+    """One row's refinement of ``classes`` (a :class:`regexlm.index.token_classes.TokenClasses`)
+    in C (``token_classes.c``): ``(class_of, size, old_of_new, row)``, the first three None
+    when no class splits; None where the C code is not available."""
+    if library() is None or not classes.class_of.flags.c_contiguous:
         return None
-    tokens = np.ascontiguousarray(tokens, dtype=np.int64)
-    targets = np.ascontiguousarray(targets, dtype=np.int64)
-    done = _helpers["row_keeps_classes"](
-        _ptr(class_of), _ptr(tokens), _ptr(targets), tokens.size, _ptr(size), size.size, _ptr(row)
-    )
-    if done == -2:
-        raise MemoryError("no memory for the class check of a row")
-    return bool(done)
+    tokens = np.ascontiguousarray(tokens, dtype=np.int64)  # [T]
+    targets = np.ascontiguousarray(targets, dtype=np.int64)  # [T]
+    num, room = classes.num_classes, classes.num_classes + tokens.size
+    shadows = np.ascontiguousarray(classes.shadows, dtype=np.int64)
+    shadowed = np.ascontiguousarray(classes.shadowed, dtype=np.int64)
+    class_of = np.empty_like(classes.class_of)  # [V], written only when a class splits
+    size = np.empty(room, dtype=np.int64)
+    old_of_new = np.empty(room, dtype=np.int64)
+    row = np.empty(room, dtype=np.int32)
+    found = _helpers["refine_classes"](
+        _ptr(classes.class_of), classes.class_of.size, _ptr(classes.size), num,
+        _ptr(tokens), _ptr(targets), tokens.size, _ptr(shadows), _ptr(shadowed), shadows.size,
+        _ptr(class_of), _ptr(size), _ptr(old_of_new), _ptr(row),
+    )  # fmt: skip
+    if found == -2:
+        raise MemoryError("no memory to refine the token classes")
+    if found == num:
+        return None, None, None, row[:num].copy()
+    return class_of, size[:found].copy(), old_of_new[:found].copy(), row[:found].copy()
 
 
 def pack_rows(

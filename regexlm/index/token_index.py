@@ -224,11 +224,15 @@ class IndexRows:
         top = int(q.max())
         if top >= self.state_of_dfa.size:
             self._remember(top, -1)
-        out = self.state_of_dfa[q]
-        if (out < 0).any():
-            self._add_states(np.unique(q[out < 0]))
-            out = self.state_of_dfa[q]
-        return out
+        # automaton ids are small and dense: mark the distinct ones instead of sorting them (a
+        # start row names about every token), and add those not known yet
+        present = np.zeros(top + 1, dtype=bool)
+        present[q] = True
+        distinct = np.flatnonzero(present)
+        missing = distinct[self.state_of_dfa[distinct] < 0]
+        if missing.size:
+            self._add_states(missing)
+        return self.state_of_dfa[q]
 
     def _automaton_states(self, states: np.ndarray) -> np.ndarray:
         """Automaton ids of index states, re-made after the automaton cleared its cache."""
@@ -360,7 +364,7 @@ class IndexRows:
             lo, hi = bounds[i], bounds[i + 1]
             old_of_new, row = self.classes.refine(tokens[lo:hi], tgt[lo:hi], self.num_states)
             if old_of_new is not None:
-                self.nbc = np.ascontiguousarray(self.nbc[:, old_of_new])
+                self.nbc = _with_new_columns(self.nbc, old_of_new)
                 self.splits += 1
             row[EOS_CLASS] = state if self.match[state] >= 0 else -1
             self.nbc[state] = row
@@ -630,6 +634,16 @@ class IndexRows:
         automaton = getattr(self.automaton, "nbytes", 0) if self.automaton is not None else 0
         walked = self.class_trie.nbytes if self.class_trie else 0
         return int(tables + automaton + walked + 48 * n)
+
+
+def _with_new_columns(nbc: np.ndarray, old_of_new: np.ndarray) -> np.ndarray:
+    """``nbc[:, old_of_new]`` for a refinement's map, whose first ``C`` entries are the old
+    classes in order: the old columns copied as a block, then the new ones."""
+    num = nbc.shape[1]
+    out = np.empty((nbc.shape[0], old_of_new.size), dtype=nbc.dtype)  # [capacity, C']
+    out[:, :num] = nbc
+    out[:, num:] = nbc[:, old_of_new[num:]]
+    return out
 
 
 def complete_rows(

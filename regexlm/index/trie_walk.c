@@ -172,8 +172,9 @@ int64_t regexlm_walk_rows(const int32_t *depth, const int32_t *size, const uint8
  * has not been handed yet. Returns the triples written, -1 when a callback failed, or the
  * fill's code: -2 out of memory, -3 over the bytes limit, -4 over the time limit.
  *
- * With class_row not NULL it also checks, per origin, what regexlm_row_keeps_classes checks on
- * the triples (the token classes of regexlm/index/token_classes.py): each string's first token
+ * With class_row not NULL it also checks, per origin, whether its row splits a token class
+ * (what regexlm_refine_classes in token_classes.c checks first, on the triples): each string's
+ * first token
  * (first_token) falls in class class_of[token]; keeps[o] is set to 1 when, for origin o, every
  * class's named tokens go to one DFA state and are none or all of its class_size tokens, and
  * then class_row[o * num_classes + c] holds that state (-1: none named). `named` is scratch of
@@ -231,37 +232,6 @@ int64_t regexlm_walk_rows_lazy(const int32_t *depth, const int32_t *size, const 
                          unit_bytes == NULL ? NULL : &units);
     if (found != NULL) *found = unit_bytes == NULL ? total : units.found;
     return total;
-}
-
-/*
- * Whether a new row keeps every token class whole (regexlm/index/token_classes.py, whose numpy
- * code is the reference): the row sends tokens[i] (distinct) to targets[i] and allows no other
- * token. A class stays whole when its named tokens all go to one target and either all of its
- * `size` tokens are named or none is. Then the row over classes is written into `row` (which
- * the caller filled with -1) and 1 is returned; otherwise 0 (the caller splits classes), or -2
- * when out of memory.
- */
-int32_t regexlm_row_keeps_classes(const int32_t *class_of, const int64_t *tokens,
-                                  const int64_t *targets, int64_t count, const int64_t *size,
-                                  int64_t num_classes, int32_t *row) {
-    int64_t *named = (int64_t *)calloc((size_t)num_classes, sizeof(int64_t));
-    if (named == NULL) return -2;
-    int32_t keeps = 1;
-    for (int64_t i = 0; i < count && keeps; i++) {
-        int32_t c = class_of[tokens[i]];
-        if (named[c] == 0) {
-            row[c] = (int32_t)targets[i];
-        } else if (row[c] != (int32_t)targets[i]) {
-            keeps = 0;
-        }
-        named[c]++;
-    }
-    for (int64_t i = 0; i < count && keeps; i++) {
-        int32_t c = class_of[tokens[i]];
-        if (named[c] != size[c]) keeps = 0;
-    }
-    free(named);
-    return keeps;
 }
 
 /*

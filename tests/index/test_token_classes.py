@@ -89,3 +89,72 @@ def test_shadows_follow_their_first_token(seed, num_rows):
     assert np.array_equal(c[shadows], c[shadowed])
     assert classes.size.sum() == vocab_size - shadows.size
     assert np.array_equal(table[:, c[shadows]], table[:, c[shadowed]])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    vocab_size=st.integers(1, 80),
+    seed=st.integers(0, 2**32 - 1),
+    num_rows=st.integers(1, 10),
+    num_targets=st.sampled_from([1, 2, 5, 1000, 2**31 - 1]),
+    density=st.floats(0.0, 1.0),
+    with_shadows=st.booleans(),
+)
+def test_c_refinement_numbers_classes_as_numpy_does(
+    vocab_size, seed, num_rows, num_targets, density, with_shadows
+):
+    # the C code and the numpy reference, row after row, agree on every class id, size, old
+    # class and row entry (not only on the partition): a cached index reads the same either way
+    from regexlm.index import native_walk
+
+    if native_walk.library() is None:
+        return
+    rng = np.random.default_rng(seed)
+    never = rng.random(vocab_size) < 0.1
+    shadows = shadowed = np.zeros(0, dtype=np.int64)
+    if with_shadows and vocab_size > 6:
+        shadows = np.arange(vocab_size - 3, vocab_size, dtype=np.int64)
+        never[shadows] = False
+    eos = [int(i) for i in np.flatnonzero(~never)[:1] if i not in shadows]
+    text = np.setdiff1d(np.flatnonzero(~never), np.concatenate([eos, shadows]).astype(np.int64))
+    if shadows.size and text.size:
+        shadowed = rng.choice(text, size=shadows.size).astype(np.int64)
+    elif shadows.size:
+        shadows = np.zeros(0, dtype=np.int64)
+    reference = TokenClasses.initial(never, eos, shadows, shadowed)
+    native = reference.copy()
+    for _ in range(num_rows):
+        live = text[rng.random(text.size) < density].astype(np.int64)
+        rng.shuffle(live)  # rows name their tokens in any order
+        targets = rng.integers(0, num_targets, size=live.size).astype(np.int64)
+        if rng.random() < 0.3:
+            targets[:] = targets[0] if targets.size else 0
+        want = reference.refine(live, targets, num_targets, native=False)
+        got = native.refine(live, targets, num_targets)
+        assert (want[0] is None) == (got[0] is None)
+        if want[0] is not None:
+            assert np.array_equal(want[0], got[0])
+        assert np.array_equal(want[1], got[1])
+        assert np.array_equal(reference.class_of, native.class_of)
+        assert np.array_equal(reference.size, native.size)
+
+
+def test_c_refinement_with_thousands_of_groups_numbers_classes_as_numpy_does():
+    # enough (class, target) groups that the C code's table of groups grows several times
+    from regexlm.index import native_walk
+
+    if native_walk.library() is None:
+        return
+    rng = np.random.default_rng(7)
+    vocab_size = 20_000
+    reference = TokenClasses.initial(np.zeros(vocab_size, dtype=bool), [0])
+    native = reference.copy()
+    for num_targets in (5_000, 50, 3_000):
+        live = rng.choice(np.arange(1, vocab_size), size=15_000, replace=False).astype(np.int64)
+        targets = rng.integers(0, num_targets, size=live.size).astype(np.int64)
+        want = reference.refine(live, targets, num_targets, native=False)
+        got = native.refine(live, targets, num_targets)
+        assert np.array_equal(want[0], got[0]) and np.array_equal(want[1], got[1])
+        assert np.array_equal(reference.class_of, native.class_of)
+        assert np.array_equal(reference.size, native.size)
+    assert native.num_classes > 1_000
