@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 
 from regexlm.errors import PromptTooLongError
@@ -60,7 +61,15 @@ class Generator:
         # with every other user in the process (a server's compile pool included), so a pattern
         # is held and evicted once: ``cache_bytes`` sets that process-wide bound
         # (:func:`regexlm.index.cache.configure`). ``max_cached_patterns`` is accepted for
-        # compatibility and has no effect: the bound is in bytes, not entries.
+        # compatibility and has no effect (the bound is in bytes, not entries): say so.
+        if max_cached_patterns is not None:
+            warnings.warn(
+                "Generator(max_cached_patterns=...) has no effect: compiled patterns are cached "
+                "by bytes, process-wide; pass cache_bytes=... (or call "
+                "regexlm.index.cache.configure) instead",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         self.max_cached_patterns = max_cached_patterns
         self._vocabulary = None
         self._lock = threading.Lock()

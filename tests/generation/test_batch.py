@@ -3,6 +3,7 @@ and the streaming hooks see exactly the completion."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -221,6 +222,15 @@ def test_timings_are_reported(tiny_generator):
     assert again.timings["prefill_s"] > 0 and again.timings["decode_s"] > 0
 
 
+def test_max_cached_patterns_warns_that_the_cache_is_bounded_by_bytes(tiny_model):
+    from regexlm.generation import Generator
+
+    model, tokenizer = tiny_model
+    with pytest.warns(DeprecationWarning, match="cache_bytes"):
+        generator = Generator(model, tokenizer, max_cached_patterns=3)
+    assert generator.generate("x", "[a-z]{2}", temperature=0, max_new_tokens=4).matched
+
+
 def test_compile_from_other_threads_while_decoding(tiny_model):
     """A server compiles in a pool while one thread decodes; the pattern cache stays sound."""
     import threading
@@ -228,7 +238,7 @@ def test_compile_from_other_threads_while_decoding(tiny_model):
     from regexlm.generation import Generator
 
     model, tokenizer = tiny_model
-    generator = Generator(model, tokenizer, max_cached_patterns=3)
+    generator = Generator(model, tokenizer)
     patterns = [f"[a-z]{{{n}}}" for n in range(1, 9)]
     errors = []
 
