@@ -79,6 +79,10 @@ MASK_CACHE_BYTES = 256 << 10  # packed rows kept per index, for repeated masks o
 # share of the vocabulary (4 bytes each, counted in nbytes).
 SMALL_CLASS_SHARE = 1 / 32
 MASKS_PACKED_AHEAD = 8  # ensure_rows packs the masks of at most this many states per call
+# States whose cached mask's key is remembered, so that asking again skips the row and the key
+# (about MASK_KEY_BYTES each, counted in nbytes); the memo starts afresh when full.
+MASK_KEYS_REMEMBERED = 256
+MASK_KEY_BYTES = 128
 # Once the exploration left for the first use has run, an index serving masks packs those of
 # the first rows it built (in the order they were found, the start's neighbourhood first).
 MASKS_PACKED_EXPLORED = 64
@@ -962,7 +966,8 @@ class TokenIndex:
             generation = self._mask_generation()
             key = (rows.mask_epoch, rows.splits, np.packbits(nbc[0] >= 0).tobytes())
         with self._masks_lock:
-            if self._mask_keys[0] != generation:
+            memo = self._mask_keys
+            if memo[0] != generation or len(memo[1]) >= MASK_KEYS_REMEMBERED:
                 self._mask_keys = (generation, {})
             self._mask_keys[1][state] = key
             found = self._masks.get(key)
@@ -1085,7 +1090,9 @@ class TokenIndex:
         """Bytes held by the index, its automaton's cache and its cached masks, now."""
         members = self._members[1].members if self._members is not None else None
         listed = sum(int(a.nbytes) for a in members) if members is not None else 0
-        return self._rows.nbytes + sum(int(m.nbytes) for m in self._masks.values()) + listed
+        remembered = MASK_KEY_BYTES * len(self._mask_keys[1])
+        masks = sum(int(m.nbytes) for m in self._masks.values())
+        return self._rows.nbytes + masks + listed + remembered
 
     # -- per-state queries (host) -------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import regexlm
 from regexlm.automata import compile_lazy
 from regexlm.errors import RegexError
-from regexlm.index import native_walk
+from regexlm.index import native_walk, token_index
 from regexlm.index.rows import flat_trie, walk_checked_rows, walk_rows
 from regexlm.native import NATIVE_VARIABLE
 from tests.strategies import regex_patterns
@@ -361,3 +361,21 @@ def test_repeated_and_filled_masks_equal_numpys(smollm2_vocab, pattern):
         assert (out[[0, 2]] == -7).all()
     with pytest.raises(ValueError, match="must be"):
         index.fill_bitmask(torch.zeros(1, words + 1, dtype=torch.int32), [0])
+
+
+def test_the_states_remembered_for_repeated_masks_are_bounded_and_counted(
+    smollm2_vocab, monkeypatch
+):
+    monkeypatch.setattr(token_index, "MASK_KEYS_REMEMBERED", 4)
+    index = regexlm.compile(r"[a-z]{1,30}", smollm2_vocab, cache=False)
+    index.settle()
+    sizes = []
+    for state in range(index.num_states):
+        first = index.bitmask_rows([state])[0].numpy()
+        assert np.array_equal(index.bitmask_rows([state])[0].numpy(), first)
+        assert np.array_equal(first, index._pack_host(np.array([state]), native=False)[0])
+        sizes.append(len(index._mask_keys[1]))
+    assert max(sizes) <= 4 and index.num_states > 8
+    without = index.nbytes - token_index.MASK_KEY_BYTES * sizes[-1]
+    index._mask_keys = ((), {})
+    assert index.nbytes == without
