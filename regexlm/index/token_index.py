@@ -198,20 +198,29 @@ class IndexRows:
             keys = [a.key(q) for q in listed]
             match = [a.match_index(q) for q in listed]
             dist = [a.byte_distance(q, self.usable) for q in listed]
-        for q, key, m, d in zip(
-            qs.tolist(), keys, np.asarray(match).tolist(), np.asarray(dist).tolist(), strict=True
-        ):
-            sid = self.index_of_key.get(key)
+        # one dict pass in Python; the tables are written with numpy
+        index_of_key, sids, fresh = self.index_of_key, [], []
+        first = self.num_states
+        for i, key in enumerate(keys):
+            sid = index_of_key.get(key)
             if sid is None:
-                sid = self.num_states
-                self._grow(sid + 1)
-                self.num_states += 1
+                sid = index_of_key[key] = first + len(fresh)
+                fresh.append(i)
                 self.keys.append(key)
-                self.index_of_key[key] = sid
-                self.dfa_of[sid] = q
-                self.match[sid] = m
-                self.min_tokens[sid] = min(d, UNREACHABLE)
-            self._remember(q, sid)
+            sids.append(sid)
+        if fresh:
+            at = np.asarray(fresh, dtype=np.int64)
+            new = np.arange(first, first + at.size)
+            self._grow(first + at.size)
+            self.num_states = first + at.size
+            self.dfa_of[new] = qs[at]
+            self.match[new] = np.asarray(match)[at]
+            self.min_tokens[new] = np.minimum(np.asarray(dist, dtype=np.int64)[at], UNREACHABLE)
+        if qs.size:
+            top = int(qs.max())
+            if top >= self.state_of_dfa.size:
+                self._remember(top, -1)
+            self.state_of_dfa[qs] = np.asarray(sids, dtype=np.int64)
 
     def _remember(self, q: int, sid: int) -> None:
         if q >= self.state_of_dfa.size:
