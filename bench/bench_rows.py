@@ -21,7 +21,8 @@ each tokenizer, single-threaded on the CPU:
   ``ensure_rows`` for it (what decoding pays when it reaches a state first); p99 and median.
 * **mask**: the bitmask row of a state already built (``bitmask_rows``, a new tensor), p99;
   **fill**: the same written into a buffer kept across steps (``fill_bitmask``, as the
-  peers' ``fill_next_token_bitmask``), p99, where the version has it.
+  peers' ``fill_next_token_bitmask``), p99; **view**: the same as a read-only view of the
+  cached row (``TokenIndex.mask``, nothing copied), p99; each where the version has it.
 * **memory**: ``TokenIndex.nbytes`` after the walk, against the target ``4 V + 1 MB``.
 * **refused**: a pattern that raised instead of compiling.
 
@@ -77,13 +78,14 @@ def explore(index) -> float:
     return time.perf_counter() - started
 
 
-def walk(index, vocab, steps: int, rng) -> tuple[list[float], list[float], list[float]]:
+def walk(index, vocab, steps: int, rng) -> tuple[list[float], ...]:
     import numpy as np
     import torch
 
     eos = np.asarray(vocab.eos_ids)
-    new_rows, masks, fills = [], [], []
+    new_rows, masks, fills, views = [], [], [], []
     fill = getattr(index, "fill_bitmask", None)
+    view = getattr(index, "mask", None)
     buf = torch.zeros(1, (vocab.size + 31) // 32, dtype=torch.int32)
     state = index.start_state
     for _ in range(steps):
@@ -99,12 +101,17 @@ def walk(index, vocab, steps: int, rng) -> tuple[list[float], list[float], list[
             started = time.perf_counter()
             fill(buf, [state])
             fills.append(time.perf_counter() - started)
+        if view is not None:
+            index.allowed_tokens(state)  # (the caches as cold as the mask's were)
+            started = time.perf_counter()
+            view(state)
+            views.append(time.perf_counter() - started)
         tokens = index.allowed_tokens(state).numpy()
         tokens = tokens[~np.isin(tokens, eos)]
         if tokens.size == 0:
             break
         state = index.next_state(state, int(rng.choice(tokens)))
-    return new_rows, masks, fills
+    return new_rows, masks, fills, views
 
 
 def p99(xs: list[float]) -> float:
@@ -139,28 +146,31 @@ def main() -> None:
         print(f"### {tok} (V = {vocab.size}; memory target 4 V + 1 MB = {target / 1e6:.2f} MB)\n")
         print(
             "| pattern | kind | first mask cold ms | + explored ms | exact | new rows | "
-            "new row p99 ms | new row median ms | mask p99 us | fill p99 us | memory MB |"
+            "new row p99 ms | new row median ms | mask p99 us | fill p99 us | view p99 us | "
+            "memory MB |"
         )
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         colds = {"everyday": [], "heavy": []}
         explored = {"everyday": [], "heavy": []}
-        worst_row, over, mask_p99s, fill_p99s = [], [], [], []
+        worst_row, over, mask_p99s, fill_p99s, view_p99s = [], [], [], [], []
         for kind, table in (("everyday", PATTERNS), ("heavy", HEAVY)):
             for name, pattern in table:
                 try:
                     cold, index = cold_first_mask(pattern, vocab)
                 except Exception as exc:  # a refusal is a result
-                    print(f"| {name} | {kind} | refused: {type(exc).__name__} | | | | | | | | |")
+                    print(f"| {name} | {kind} | refused: {type(exc).__name__} | | | | | | | | | |")
                     continue
                 settle = explore(index)
                 explored[kind].append((cold + settle) * 1e3)
                 rng = np.random.default_rng(args.seed)
-                rows, masks, fills = walk(index, vocab, args.steps, rng)
+                rows, masks, fills, views = walk(index, vocab, args.steps, rng)
                 colds[kind].append(cold * 1e3)
                 worst_row.append(p99(rows) * 1e3 if rows else 0.0)
                 mask_p99s.append(p99(masks) * 1e6)
                 if fills:
                     fill_p99s.append(p99(fills) * 1e6)
+                if views:
+                    view_p99s.append(p99(views) * 1e6)
                 mem = index.nbytes
                 if mem > target:
                     over.append(name)
@@ -171,6 +181,7 @@ def main() -> None:
                     f"{'yes' if index.exact else 'no'} | "
                     f"{len(rows)} | {row_p99} | {row_med} | {p99(masks) * 1e6:.0f} | "
                     f"{f'{p99(fills) * 1e6:.0f}' if fills else '-'} | "
+                    f"{f'{p99(views) * 1e6:.1f}' if views else '-'} | "
                     f"{mem / 1e6:.2f} |",
                     flush=True,
                 )
@@ -188,6 +199,13 @@ def main() -> None:
                 f"fill p99 median {statistics.median(fill_p99s):.0f} us, "
                 f"worst {max(fill_p99s):.0f} us; "
                 if fill_p99s
+                else ""
+            )
+            + (
+                f"view p99 median {statistics.median(view_p99s):.1f} us, "
+                f"worst {max(view_p99s):.0f} us, "
+                f"patterns over 10 us: {sum(v > 10 for v in view_p99s)}; "
+                if view_p99s
                 else ""
             )
             + f"over the memory target: {', '.join(over) or 'none'}\n"

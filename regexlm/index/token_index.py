@@ -918,7 +918,7 @@ class TokenIndex:
         if type(states) is list and len(states) == 1 and self._device.type == "cpu":
             found = self._known_mask(states[0])
             if found is not None:  # a repeated mask: no rows, no key to make
-                return torch.from_numpy(found.copy())[None, :]
+                return torch.from_numpy(found.reshape(1, -1).copy())
         if isinstance(states, torch.Tensor):
             states = states.detach().to("cpu").numpy()
         states = np.asarray(states, dtype=np.int64).reshape(-1)
@@ -928,13 +928,34 @@ class TokenIndex:
                 self._serves_masks = True  # this path reads the cache ensure_rows fills
                 if self._rows.pending is not None:
                     self._rows.when_settled(_pack_explored(self))
-            return torch.from_numpy(self._cached_row(int(states[0])).copy())[None, :]
+            return torch.from_numpy(self._cached_row(int(states[0])).reshape(1, -1).copy())
         if (self._device.type == "cpu" and states.size <= 64) or self._rows.pending is not None:
             # (pending: only the start row is asked for, which needs no settled tables)
             return torch.from_numpy(self._pack_host(states)).to(self._device)
         t = self._sync()
         allowed = t["next_by_class"][torch.from_numpy(states).to(self._device)] >= 0  # [n, C]
         return pack_bitmask(allowed, t["class_of"].long(), self.vocab_size)
+
+    def mask(self, state: int) -> np.ndarray:
+        """The xgrammar-layout mask of one state, ``int32[W]``, as a read-only view of the
+        cached packed row: nothing is copied, so a mask already packed costs a lookup
+        (:meth:`bitmask_rows` and :meth:`fill_bitmask` copy it). The row is built and packed
+        first where needed. The array stays valid after the cache lets it go (it is never
+        written again); copy it to change it."""
+        found = self._known_mask(state)
+        if found is not None:
+            return found
+        state, rows = int(state), self._rows
+        if state != rows.start:
+            rows.settle()  # ids other than the start come from settled tables
+        if not 0 <= state < rows.num_states:
+            raise IndexError(f"state {state} is out of range: the index has {rows.num_states}")
+        rows.ensure(np.array([state], dtype=np.int64))
+        if not self._serves_masks:
+            self._serves_masks = True  # ensure_rows packs the masks of the rows it builds
+            if self._rows.pending is not None:
+                self._rows.when_settled(_pack_explored(self))
+        return self._cached_row(state)
 
     def fill_bitmask(self, out: torch.Tensor, states, index: int = 0) -> None:
         """Write the masks of ``states`` (as for :meth:`bitmask_rows`) into rows ``index``,
@@ -958,7 +979,7 @@ class TokenIndex:
         ):
             found = self._known_mask(states[0])
             if found is not None:
-                np.copyto(out[index].numpy(), found)
+                np.copyto(out.numpy()[index], found)
                 return
         masks = self.bitmask_rows(states)  # [n, W]
         out[index : index + masks.shape[0]].copy_(masks)
@@ -984,6 +1005,7 @@ class TokenIndex:
                 self._masks.move_to_end(key)
                 return found
         found = self._pack_final(nbc, class_of, packer)[0]
+        found.flags.writeable = False  # handed out as a view by mask(); copied elsewhere
         with self._masks_lock:
             self._masks[key] = found
             while len(self._masks) > self._masks_room():

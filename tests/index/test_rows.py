@@ -359,6 +359,7 @@ def test_repeated_and_filled_masks_equal_numpys(smollm2_vocab, pattern):
         index.fill_bitmask(out, [state], index=1)
         assert np.array_equal(out[1].numpy(), expected)
         assert (out[[0, 2]] == -7).all()
+        assert np.array_equal(index.mask(state), expected)
     with pytest.raises(ValueError, match="must be"):
         index.fill_bitmask(torch.zeros(1, words + 1, dtype=torch.int32), [0])
 
@@ -379,3 +380,26 @@ def test_the_states_remembered_for_repeated_masks_are_bounded_and_counted(
     without = index.nbytes - token_index.MASK_KEY_BYTES * sizes[-1]
     index._mask_keys = ((), {})
     assert index.nbytes == without
+
+
+def test_a_masks_view_is_read_only_and_outlives_the_cache(smollm2_vocab, monkeypatch):
+    # room for one packed mask: every new state evicts the last, whose views stay as they were
+    monkeypatch.setattr(token_index, "MASK_CACHE_BYTES", 4)
+    index = regexlm.compile(r"[0-9a-f]{4}-[a-z]{1,5}", smollm2_vocab, cache=False)
+    start = index.mask(index.start_state)
+    assert index._rows.pending is not None, "the start state's mask settles nothing"
+    assert index.mask(index.start_state) is start, "a repeated mask is the same view"
+    with pytest.raises(ValueError, match="read-only"):
+        start[0] = 0
+    index.settle()
+    views = {state: index.mask(state) for state in range(index.num_states)}
+    assert len(index._masks) == 1
+    for state, view in views.items():
+        expected = index._pack_host(np.array([state]), native=False)[0]
+        assert view.dtype == np.int32 and view.shape == ((smollm2_vocab.size + 31) // 32,)
+        assert np.array_equal(view, expected), state
+        assert np.array_equal(index.bitmask_rows([state])[0].numpy(), expected)
+    with pytest.raises(IndexError, match="out of range"):
+        index.mask(index.num_states)
+    with pytest.raises(IndexError, match="out of range"):
+        index.mask(-1)
