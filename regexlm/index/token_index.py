@@ -138,6 +138,9 @@ class IndexRows:
         self.walked = 0  # (state, token) pairs the walks have found alive: the work done
         self.splits = 0
         self.mask_epoch = 0  # changes when built rows change (pruning, strict masking)
+        # changes with mask_epoch, splits and whether the exploration has run: what a state's
+        # cached mask depends on besides its row (see TokenIndex._known_mask)
+        self.mask_generation = 0
         # the exploration left for later (see settle): (max states or None, max work, descent
         # work), and what to call once it has run
         self.pending: tuple | None = None
@@ -379,6 +382,7 @@ class IndexRows:
             if old_of_new is not None:
                 self.nbc = _with_new_columns(self.nbc, old_of_new)
                 self.splits += 1
+                self.mask_generation += 1
             row[EOS_CLASS] = state if self.match[state] >= 0 else -1
             self.nbc[state] = row
         self._finish_rows(every_state)
@@ -443,6 +447,7 @@ class IndexRows:
             max_states, max_work, descent_work = plan
             started = time.perf_counter()
             self.pending = None  # the exploration's own row builds do not settle again
+            self.mask_generation += 1
             self.exploring = True
             try:
                 try:
@@ -456,6 +461,7 @@ class IndexRows:
                         self._make_strict()
             except BaseException:
                 self.pending = plan
+                self.mask_generation += 1
                 raise
             finally:
                 self.exploring = False
@@ -571,6 +577,7 @@ class IndexRows:
         hopeless = np.append(self.min_tokens[:n] == UNREACHABLE, False)  # [-1] -> False
         table[hopeless[table]] = -1
         self.mask_epoch += 1
+        self.mask_generation += 1
         self.version += 1
 
     def _finish_exact(self) -> None:
@@ -603,6 +610,7 @@ class IndexRows:
         self.num_states = int(kept.size)
         self._merge_classes()
         self.mask_epoch += 1
+        self.mask_generation += 1
         self.exact = True
         self.version += 1
 
@@ -689,6 +697,7 @@ def complete_rows(
     rows.splits = 0
     rows.mask_epoch = 0
     rows.pending = None
+    rows.mask_generation = 0
     rows.exploring = False
     rows.on_settled = []
     rows.settle_seconds = 0.0
@@ -755,7 +764,7 @@ class TokenIndex:
         self._masks_lock = threading.Lock()  # the exploration may pack masks on another thread
         # For a repeated mask: the key in ``_masks`` of each state whose mask was packed, valid
         # while the rows' mask generation (see ``_mask_generation``) stays the same.
-        self._mask_keys: tuple[tuple, dict[int, bytes]] = ((), {})
+        self._mask_keys: tuple[int, dict[int, tuple]] = (-1, {})
         self._members: tuple | None = None  # (class_of, its RowPacker) for packing masks
         self._serves_masks = False  # a state's mask was served: pack masks as rows are built
         self.info: dict = {} if info is None else info
@@ -942,9 +951,16 @@ class TokenIndex:
         (:meth:`bitmask_rows` and :meth:`fill_bitmask` copy it). The row is built and packed
         first where needed. The array stays valid after the cache lets it go (it is never
         written again); copy it to change it."""
-        found = self._known_mask(state)
-        if found is not None:
-            return found
+        generation, keys = self._mask_keys  # (_known_mask, inlined: this path is the hot one)
+        if generation == self._rows.mask_generation:
+            key = keys.get(state)
+            found = self._masks.get(key) if key is not None else None
+            if found is not None:
+                try:
+                    self._masks.move_to_end(key)
+                except KeyError:  # let go by another thread just now; the array stays valid
+                    pass
+                return found
         state, rows = int(state), self._rows
         if state != rows.start:
             rows.settle()  # ids other than the start come from settled tables
@@ -1012,23 +1028,28 @@ class TokenIndex:
                 self._masks.popitem(last=False)
         return found
 
-    def _mask_generation(self) -> tuple:
+    def _mask_generation(self) -> int:
         """What a state's mask depends on besides its row: the rows' epoch (pruning, strict
-        masking, renumbering), their class splits, and whether the exploration has run."""
-        rows = self._rows
-        return (rows.mask_epoch, rows.splits, rows.pending is None)
+        masking, renumbering), their class splits, and whether the exploration has run, as
+        one counter (``IndexRows.mask_generation``) that any of them moves."""
+        return self._rows.mask_generation
 
     def _known_mask(self, state) -> np.ndarray | None:
         """The cached packed mask of ``state`` if it was packed in this mask generation and is
         still cached; None otherwise (the caller takes the full path)."""
         generation, keys = self._mask_keys
-        key = keys.get(state)
-        if key is None or generation != self._mask_generation():
+        if generation != self._rows.mask_generation:
             return None
-        with self._masks_lock:
-            found = self._masks.get(key)
-            if found is not None:
-                self._masks.move_to_end(key)
+        key = keys.get(state)
+        if key is None:
+            return None
+        masks = self._masks
+        found = masks.get(key)  # (one call each, atomic: no lock on this path)
+        if found is not None:
+            try:
+                masks.move_to_end(key)
+            except KeyError:  # let go by another thread just now; the array stays valid
+                pass
         return found
 
     def _masks_room(self) -> int:

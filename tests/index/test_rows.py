@@ -378,7 +378,7 @@ def test_the_states_remembered_for_repeated_masks_are_bounded_and_counted(
         sizes.append(len(index._mask_keys[1]))
     assert max(sizes) <= 4 and index.num_states > 8
     without = index.nbytes - token_index.MASK_KEY_BYTES * sizes[-1]
-    index._mask_keys = ((), {})
+    index._mask_keys = (-1, {})
     assert index.nbytes == without
 
 
