@@ -32,6 +32,7 @@ import weakref
 from collections import OrderedDict
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from regexlm.index.token_index import TokenIndex, complete_rows
@@ -209,9 +210,8 @@ def save(index: TokenIndex) -> Path:
     from safetensors.torch import save
 
     tensor_path, meta_path = _paths(index.patterns, index.vocab_fingerprint)
-    blob = save(
-        {n: getattr(index.to("cpu"), n).detach().clone().contiguous() for n in _DISK_TENSORS}
-    )
+    tables = index.host_tables()
+    blob = save({n: torch.from_numpy(np.ascontiguousarray(tables[n])) for n in _DISK_TENSORS})
     meta = {
         "format": FORMAT,
         "version": _version(),

@@ -55,24 +55,24 @@ def _load(lib):
     fn.argtypes = [p, p, p, p, i64, i32, p, p, i64, p, i64, p, p, p, i64, FILL_ROW, FLUSH]
     fn.restype = i64
     pack = lib.regexlm_pack_rows
-    pack.argtypes = [p, i64, i64, p, i64, i64, p, p, p, p]
+    pack.argtypes = [p, i64, i64, p, i32, i64, i64, p, p, p, p]
     pack.restype = i32
     _helpers["pack_rows"] = pack
     refine = lib.regexlm_refine_classes
-    refine.argtypes = [p, i64, p, i64, p, p, i64, p, p, i64, p, p, p, p]
+    refine.argtypes = [p, i32, i64, p, i64, p, p, i64, p, p, i64, p, i32, p, p, p]
     refine.restype = i64
     _helpers["refine_classes"] = refine
     simd = lib.regexlm_pack_simd
     simd.restype, simd.argtypes = ctypes.c_int32, [ctypes.c_int32]
     _helpers["pack_simd"] = simd
     members = lib.regexlm_small_class_members
-    members.argtypes = [p, i64, i64, i64, p, p, p]
+    members.argtypes = [p, i32, i64, i64, i64, p, p, p]
     members.restype = i64
     _helpers["small_class_members"] = members
     lazy = lib.regexlm_walk_rows_lazy
     lazy.argtypes = [
         *(p, p, p, p, i64, i32, p, p, i64, p, i64, p, p, p, i64, NEED_STATE, FLUSH),
-        *(p, p, p, i64, p, p, p),
+        *(p, p, i32, p, i64, p, p, p),
         *(p, p, p, p),
     ]
     lazy.restype = i64
@@ -83,26 +83,40 @@ def _load(lib):
 _helpers: dict = {}
 
 
+def class_table(class_of: np.ndarray) -> tuple[np.ndarray, int]:
+    """``class_of`` as the C code reads it, and whether it is wide: a contiguous ``uint16``
+    array (0) as kept while classes fit, or ``int32`` (1); any other dtype becomes ``int32``."""
+    if class_of.dtype == np.uint16 and class_of.flags.c_contiguous:
+        return class_of, 0
+    return np.ascontiguousarray(class_of, dtype=np.int32), 1
+
+
 def refine_classes(classes, tokens: np.ndarray, targets: np.ndarray) -> tuple | None:
     """One row's refinement of ``classes`` (a :class:`regexlm.index.token_classes.TokenClasses`)
     in C (``token_classes.c``): ``(class_of, size, old_of_new, row)``, the first three None
     when no class splits; None where the C code is not available."""
     if library() is None or not classes.class_of.flags.c_contiguous:
         return None
+    if classes.class_of.dtype not in (np.uint16, np.int32):
+        return None
     tokens = np.ascontiguousarray(tokens, dtype=np.int64)  # [T]
     targets = np.ascontiguousarray(targets, dtype=np.int64)  # [T]
     num, room = classes.num_classes, classes.num_classes + tokens.size
     shadows = np.ascontiguousarray(classes.shadows, dtype=np.int64)
     shadowed = np.ascontiguousarray(classes.shadowed, dtype=np.int64)
-    class_of = np.empty_like(classes.class_of)  # [V], written only when a class splits
+    wide = int(classes.class_of.dtype == np.int32)
     size = np.empty(room, dtype=np.int64)
     old_of_new = np.empty(room, dtype=np.int64)
     row = np.empty(room, dtype=np.int32)
-    found = _helpers["refine_classes"](
-        _ptr(classes.class_of), classes.class_of.size, _ptr(classes.size), num,
-        _ptr(tokens), _ptr(targets), tokens.size, _ptr(shadows), _ptr(shadowed), shadows.size,
-        _ptr(class_of), _ptr(size), _ptr(old_of_new), _ptr(row),
-    )  # fmt: skip
+    for out_wide in (wide, 1):  # uint16 while the classes fit; -3: they no longer do
+        class_of = np.empty(classes.class_of.size, dtype=np.int32 if out_wide else np.uint16)
+        found = _helpers["refine_classes"](
+            _ptr(classes.class_of), wide, classes.class_of.size, _ptr(classes.size), num,
+            _ptr(tokens), _ptr(targets), tokens.size, _ptr(shadows), _ptr(shadowed),
+            shadows.size, _ptr(class_of), out_wide, _ptr(size), _ptr(old_of_new), _ptr(row),
+        )  # fmt: skip
+        if found != -3:
+            break
     if found == -2:
         raise MemoryError("no memory to refine the token classes")
     if found == num:
@@ -136,22 +150,23 @@ class RowPacker:
     addresses taken once: a mask packed on demand pays the C call, not the look-ups."""
 
     def __init__(self, class_of: np.ndarray, vocab_size: int, members: tuple | None = None):
-        self.class_of = np.ascontiguousarray(class_of, dtype=np.int32)  # [V]
+        self.class_of, wide = class_table(class_of)  # [V]
         self.members = members
         self.vocab_size = vocab_size
         self.num_words = (vocab_size + 31) // 32
         extra = (None, None, None) if members is None else tuple(_ptr(a) for a in members)
-        self._tables = (_ptr(self.class_of), vocab_size, self.num_words, *extra)
+        self._tables = (_ptr(self.class_of), wide, vocab_size, self.num_words, *extra)
 
     def pack(self, rows: np.ndarray) -> np.ndarray:
         rows = np.ascontiguousarray(rows, dtype=np.int32)  # [n, C]
         out = np.empty((rows.shape[0], self.num_words), dtype=np.int32)  # [n, W]
-        class_of, vocab_size, num_words, *extra = self._tables
+        class_of, wide, vocab_size, num_words, *extra = self._tables
         done = _helpers["pack_rows"](
             _ptr(rows),
             rows.shape[0],
             rows.shape[1],
             class_of,
+            wide,
             vocab_size,
             num_words,
             _ptr(out),
@@ -168,12 +183,19 @@ def small_class_members(class_of: np.ndarray, num_classes: int, cap: int) -> tup
     grouped by class (see ``trie_walk.c``); None where the C code is not available."""
     if library() is None:
         return None
-    class_of = np.ascontiguousarray(class_of, dtype=np.int32)
+    class_of, wide = class_table(class_of)
     start = np.empty(num_classes + 1, dtype=np.int64)
     members = np.empty(max(1, cap), dtype=np.int32)
     small = np.empty(max(1, num_classes), dtype=np.int8)
     count = _helpers["small_class_members"](
-        _ptr(class_of), class_of.size, num_classes, cap, _ptr(start), _ptr(members), _ptr(small)
+        _ptr(class_of),
+        wide,
+        class_of.size,
+        num_classes,
+        cap,
+        _ptr(start),
+        _ptr(members),
+        _ptr(small),
     )
     if count < 0:
         raise MemoryError("no memory to list the tokens of the small classes")
@@ -234,7 +256,7 @@ def walk(fn, trie, automaton, origins: np.ndarray, classes=None):
     ``trie`` (:class:`regexlm.index.rows.FlatTrie`) through ``automaton`` from ``origins``,
     grouped by origin position in ascending order.
 
-    ``classes`` (``(class_of int32[V], size int64[C])``, only through the C lazy DFA) adds the
+    ``classes`` (``(class_of [V], size int64[C])``, only through the C lazy DFA) adds the
     check of ``trie_walk.c`` that spares most rows the class refinement: then the result has a
     fourth item, ``(class_rows int32[O, C], keeps bool[O], count)``, the DFA state of each class
     per origin where ``keeps`` (no class splits), and the number of strings found alive; when
@@ -261,17 +283,17 @@ def walk(fn, trie, automaton, origins: np.ndarray, classes=None):
     found = ctypes.c_int64(0)
     checked = None
     if engine is not None:  # the C lazy DFA: rows are filled in C
-        check: tuple = (None, None, None, 0, None, None, None)
+        check: tuple = (None, None, 0, None, 0, None, None, None)
         if classes is not None:
             class_of, size = classes
-            class_of = np.ascontiguousarray(class_of, dtype=np.int32)
+            class_of, wide = class_table(class_of)
             size = np.ascontiguousarray(size, dtype=np.int64)
             class_rows = np.empty((origins.size, size.size), dtype=np.int32)
             named = np.empty((origins.size, size.size), dtype=np.int64)
             keeps = np.empty(origins.size, dtype=np.int8)
             first = trie.first_token
             check = (
-                *(_ptr(first), _ptr(class_of), _ptr(size), size.size),
+                *(_ptr(first), _ptr(class_of), wide, _ptr(size), size.size),
                 *(_ptr(class_rows), _ptr(named), _ptr(keeps)),
             )
         with automaton.lock:

@@ -23,6 +23,18 @@ typedef struct {
 
 #define EMPTY UINT64_MAX
 
+/* class_of is uint16 (wide = 0, while there are at most 65,536 classes) or int32 (wide = 1). */
+static inline int32_t class_at(const void *class_of, int32_t wide, int64_t t) {
+    return wide ? ((const int32_t *)class_of)[t] : (int32_t)((const uint16_t *)class_of)[t];
+}
+
+static inline void set_class(void *class_of, int32_t wide, int64_t t, int64_t c) {
+    if (wide)
+        ((int32_t *)class_of)[t] = (int32_t)c;
+    else
+        ((uint16_t *)class_of)[t] = (uint16_t)c;
+}
+
 static int by_key(const void *a, const void *b) {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
@@ -52,19 +64,21 @@ static Slot *grow_table(Slot *table, int64_t *capacity, const uint64_t *keys, in
 }
 
 /*
- * class_of int32[V] and size int64[C] (tokens a row can name, per class) are read, never
- * written. On return:
+ * class_of [V] (int32 where wide, else uint16) and size int64[C] (tokens a row can name, per
+ * class) are read, never written. class_of_out has out_wide's width (int32 where set, else
+ * uint16). On return:
  *   * no class splits: returns C, row (C entries) holds the row over the classes;
  *   * classes split: returns C' > C; class_of_out (V entries) holds the new classes, size_out
  *     (C' entries) their sizes, old_of_new (C' entries) the old class of each, row (C'
  *     entries) the row. size_out, old_of_new and row have room for C + count entries.
- * -2 when out of memory.
+ * -2 when out of memory; -3 when the classes split past 65,536 and class_of_out is uint16
+ * (nothing written: call again with an int32 class_of_out).
  */
-int64_t regexlm_refine_classes(const int32_t *class_of, int64_t vocab_size, const int64_t *size,
-                               int64_t num_classes, const int64_t *tokens,
+int64_t regexlm_refine_classes(const void *class_of, int32_t wide, int64_t vocab_size,
+                               const int64_t *size, int64_t num_classes, const int64_t *tokens,
                                const int64_t *targets, int64_t count, const int64_t *shadows,
-                               const int64_t *shadowed, int64_t num_shadows,
-                               int32_t *class_of_out, int64_t *size_out, int64_t *old_of_new,
+                               const int64_t *shadowed, int64_t num_shadows, void *class_of_out,
+                               int32_t out_wide, int64_t *size_out, int64_t *old_of_new,
                                int32_t *row) {
     int64_t *first = (int64_t *)malloc(sizeof(int64_t) * (size_t)(num_classes + 1));
     int64_t *touched = (int64_t *)calloc((size_t)num_classes + 1, sizeof(int64_t));
@@ -77,7 +91,7 @@ int64_t regexlm_refine_classes(const int32_t *class_of, int64_t vocab_size, cons
     }
     for (int64_t c = 0; c < num_classes; c++) first[c] = -2;
     for (int64_t i = 0; i < count; i++) {
-        int32_t c = class_of[tokens[i]];
+        int32_t c = class_at(class_of, wide, tokens[i]);
         if (first[c] == -2)
             first[c] = targets[i];
         else if (first[c] != targets[i])
@@ -113,7 +127,7 @@ int64_t regexlm_refine_classes(const int32_t *class_of, int64_t vocab_size, cons
     for (int64_t s = 0; s < capacity; s++) table[s].key = EMPTY;
     int64_t groups = 0;
     for (int64_t i = 0; i < count; i++) {
-        int32_t c = class_of[tokens[i]];
+        int32_t c = class_at(class_of, wide, tokens[i]);
         if (!splits[c]) {
             group_of[i] = -1;
             continue;
@@ -177,12 +191,22 @@ int64_t regexlm_refine_classes(const int32_t *class_of, int64_t vocab_size, cons
     }
     free(sorted_group);
     free(sorted);
-    memcpy(class_of_out, class_of, sizeof(int32_t) * (size_t)vocab_size);
+    if (!out_wide && next > 65536) { /* the new ids do not fit in uint16: ask for int32 */
+        status = -3;
+        goto done;
+    }
+    if (wide == out_wide)
+        memcpy(class_of_out, class_of, (wide ? 4 : 2) * (size_t)vocab_size);
+    else
+        for (int64_t t = 0; t < vocab_size; t++)
+            set_class(class_of_out, out_wide, t, class_at(class_of, wide, t));
     for (int64_t i = 0; i < count; i++)
-        if (group_of[i] >= 0) class_of_out[tokens[i]] = (int32_t)new_id[group_of[i]];
-    for (int64_t k = 0; k < num_shadows; k++) class_of_out[shadows[k]] = class_of_out[shadowed[k]];
+        if (group_of[i] >= 0) set_class(class_of_out, out_wide, tokens[i], new_id[group_of[i]]);
+    for (int64_t k = 0; k < num_shadows; k++)
+        set_class(class_of_out, out_wide, shadows[k], class_at(class_of_out, out_wide, shadowed[k]));
     for (int64_t c = 0; c < next; c++) row[c] = -1;
-    for (int64_t i = 0; i < count; i++) row[class_of_out[tokens[i]]] = (int32_t)targets[i];
+    for (int64_t i = 0; i < count; i++)
+        row[class_at(class_of_out, out_wide, tokens[i])] = (int32_t)targets[i];
     status = next;
 done:
     free(table);

@@ -18,6 +18,10 @@ Token ids that spell the same bytes as another (a string's ids after its first) 
 rows never name them, and they follow their first token's class after every split; class sizes
 count the tokens rows can name.
 
+``class_of`` takes two bytes a token (``uint16``) while there are at most 65,536 classes, four
+(``int32``) past that: at 262,144 tokens that is half a megabyte per pattern. The step's device
+tables read it as ``int32`` (:meth:`regexlm.index.TokenIndex.class_of`).
+
 A row costs in proportion to the tokens it touches and the number of classes, never a pass over
 the vocabulary, except the copy of ``class_of`` when a class splits: readers in other threads
 may hold the old ``class_of`` with the old table, so a split makes new arrays instead of
@@ -33,16 +37,23 @@ import numpy as np
 NEVER_CLASS = 0
 EOS_CLASS = 1
 FIRST_TEXT_CLASS = 2
+# the most classes a uint16 class_of can name
+NARROW_CLASSES = 1 << 16
+
+
+def class_dtype(num_classes: int) -> type:
+    """The dtype of ``class_of`` for ``num_classes`` classes: ``uint16`` while they fit."""
+    return np.uint16 if num_classes <= NARROW_CLASSES else np.int32
 
 
 class TokenClasses:
-    """``class_of int32[V]`` and ``size int64[C]``, refined row by row (see the module
-    docstring)."""
+    """``class_of uint16[V]`` (``int32[V]`` past 65,536 classes) and ``size int64[C]``,
+    refined row by row (see the module docstring)."""
 
     _NO_SHADOWS = np.zeros(0, dtype=np.int64)
 
     def __init__(self, class_of, size, shadows=_NO_SHADOWS, shadowed=_NO_SHADOWS):
-        self.class_of = class_of  # int32[V]
+        self.class_of = class_of  # uint16[V] or int32[V] (see class_dtype)
         self.size = size  # int64[C], shadows not counted
         self.shadows = shadows  # int64[K] token ids that follow ...
         self.shadowed = shadowed  # int64[K] ... these tokens' classes
@@ -51,7 +62,7 @@ class TokenClasses:
     def initial(cls, never, eos_ids, shadows=_NO_SHADOWS, shadowed=_NO_SHADOWS) -> TokenClasses:
         """Before any row: never-allowed ids, end-of-sequence ids, and all the rest."""
         class_of = np.where(np.asarray(never, dtype=bool), NEVER_CLASS, FIRST_TEXT_CLASS)
-        class_of = class_of.astype(np.int32)
+        class_of = class_of.astype(class_dtype(FIRST_TEXT_CLASS + 1))
         if len(eos_ids):
             class_of[np.asarray(eos_ids, dtype=np.int64)] = EOS_CLASS
         num = FIRST_TEXT_CLASS + int((class_of == FIRST_TEXT_CLASS).any())
@@ -62,7 +73,7 @@ class TokenClasses:
     @classmethod
     def of(cls, class_of: np.ndarray, num_classes: int) -> TokenClasses:
         """Classes as given (a complete index read back from disk)."""
-        class_of = np.ascontiguousarray(class_of, dtype=np.int32)
+        class_of = np.ascontiguousarray(class_of, dtype=class_dtype(num_classes))
         return cls(class_of, np.bincount(class_of, minlength=num_classes).astype(np.int64))
 
     def copy(self) -> TokenClasses:
@@ -131,7 +142,8 @@ class TokenClasses:
         new_id = np.empty(groups.size, dtype=np.int64)
         new_id[keeps] = group_class[keeps]
         new_id[~keeps] = np.arange(num, num + extra)
-        class_of = self.class_of.copy()
+        wide = self.class_of.dtype == np.int32
+        class_of = self.class_of.astype(np.int32 if wide else class_dtype(num + extra))  # a copy
         class_of[tokens[sub]] = new_id[inv]
         class_of[self.shadows] = class_of[self.shadowed]
         moved = np.bincount(group_class[~keeps], weights=group_size[~keeps], minlength=num)

@@ -4,7 +4,8 @@ For index states ``0 .. S-1`` (automaton states a token boundary reaches), V tok
 classes:
 
 * ``next_by_class int32[S, C]``: state after a token of the class, -1 = not allowed;
-* ``class_of int32[V]``: the class of every token id (class 0 is never allowed);
+* ``class_of int32[V]``: the class of every token id (class 0 is never allowed; kept on the
+  host as ``uint16`` while there are at most 65,536 classes);
 * ``min_tokens int32[S]``: fewest tokens (EOS excluded) that complete a match, 0 at matches,
   or a sound upper bound (see below); ``UNREACHABLE`` (int32 max) when none is known;
 * ``match_index int32[S]``: lowest matching pattern index, -1 where the text does not match;
@@ -42,8 +43,9 @@ the vocabulary spells each byte the pattern needs as a token of its own, and the
 allows a token the second does not. The exploration may renumber states, except the start,
 which is always 0: no other id exists for a caller before it.
 
-**Memory.** The index holds ``class_of`` (4 bytes a token) and, per visited state, a row of C
-entries; the automaton's own cache is bounded by bytes. ``nbytes`` reports all of it as it
+**Memory.** The index holds ``class_of`` (2 bytes a token on the host, see
+:mod:`~regexlm.index.token_classes`; the device tables' copy has 4) and, per visited state, a
+row of C entries; the automaton's own cache is bounded by bytes. ``nbytes`` reports all of it as it
 grows. The xgrammar-layout bitmask is produced for the states asked for
 (:meth:`TokenIndex.bitmask_rows`), never stored per state: packed rows are kept in a small LRU
 keyed by the classes a row allows (states that allow the same tokens share one), bounded by
@@ -70,7 +72,12 @@ from regexlm.index import class_trie, native_walk
 from regexlm.index.bitmask import pack_bitmask
 from regexlm.index.min_tokens import token_distances
 from regexlm.index.rows import flat_trie, walk_checked_rows, walk_rows
-from regexlm.index.token_classes import EOS_CLASS, FIRST_TEXT_CLASS, TokenClasses
+from regexlm.index.token_classes import (
+    EOS_CLASS,
+    FIRST_TEXT_CLASS,
+    TokenClasses,
+    class_dtype,
+)
 
 UNREACHABLE = int(np.iinfo(np.int32).max)
 EXPLORE_BATCH = 4  # rows built between two checks of the exploration's work limit
@@ -642,7 +649,7 @@ class IndexRows:
         old_of_new[0] = 0
         self.nbc = np.ascontiguousarray(self.nbc[:, old_of_new])
         classes = self.classes
-        class_of = new_of_old.astype(np.int32)[classes.class_of]
+        class_of = new_of_old.astype(class_dtype(num_new))[classes.class_of]
         size = np.bincount(new_of_old, weights=classes.size, minlength=num_new).astype(np.int64)
         self.classes = TokenClasses(class_of, size, classes.shadows, classes.shadowed)
 
@@ -844,22 +851,34 @@ class TokenIndex:
                 "match_index": rows.match[:n],
             }
             version = rows.version
-            if self._device.type == "cpu":
-                tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in host.items()}
-            else:
-                old = self._tensors.get("class_of")
-                tensors = {}
-                for k, v in host.items():
-                    if k == "class_of" and old is not None and self._class_of_src is v:
+            on_host = self._device.type == "cpu"
+            old = self._tensors.get("class_of")
+            tensors = {}
+            for k, v in host.items():
+                if k == "class_of":
+                    if old is not None and self._class_of_src is v:
                         tensors[k] = old  # unchanged since the last copy
                         continue
-                    tensors[k] = torch.from_numpy(np.ascontiguousarray(v)).to(
-                        self._device, non_blocking=True
-                    )
-                self._class_of_src = host["class_of"]
+                    v = v.astype(np.int32)  # [V] as the step reads it (kept narrower)
+                tensor = torch.from_numpy(np.ascontiguousarray(v))
+                tensors[k] = tensor if on_host else tensor.to(self._device, non_blocking=True)
+            self._class_of_src = host["class_of"]
             self._tensors = tensors
             self._synced = version
         return tensors
+
+    def host_tables(self) -> dict[str, np.ndarray]:
+        """The four tables (:data:`TENSOR_FIELDS`) as new host arrays in the step's dtypes
+        (``int32``), once settled: what the disk cache writes, with no device copy made."""
+        rows = self._settled_rows
+        with rows.lock:
+            n = rows.num_states
+            return {
+                "next_by_class": rows.nbc[:n].copy(),  # [S, C]
+                "class_of": rows.class_of.astype(np.int32),  # [V]
+                "min_tokens": rows.min_tokens[:n].copy(),  # [S]
+                "match_index": rows.match[:n].copy(),  # [S]
+            }
 
     @property
     def next_by_class(self) -> torch.Tensor:  # [S, C] int32
@@ -1139,12 +1158,15 @@ class TokenIndex:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the index, its automaton's cache and its cached masks, now."""
+        """Bytes held by the index, its automaton's cache and its cached masks, now; on the
+        CPU, also the step's ``int32`` copy of ``class_of`` once a step has read the tables."""
         members = self._members[1].members if self._members is not None else None
         listed = sum(int(a.nbytes) for a in members) if members is not None else 0
         remembered = MASK_KEY_BYTES * len(self._mask_keys[1])
         masks = sum(int(m.nbytes) for m in self._masks.values())
-        return self._rows.nbytes + masks + listed + remembered
+        stepped = self._tensors.get("class_of") if self._device.type == "cpu" else None
+        step_copy = int(stepped.nbytes) if stepped is not None else 0
+        return self._rows.nbytes + masks + listed + remembered + step_copy
 
     # -- per-state queries (host) -------------------------------------------------------------
 

@@ -27,6 +27,12 @@ typedef int32_t (*need_state_fn)(int32_t nfa_state);
  * set to what the walk returns. */
 typedef int32_t *(*fill_fn)(void *ctx, int32_t state, int64_t *code);
 
+/* A token's class: class_of is uint16 (wide = 0, while there are at most 65,536 classes) or
+ * int32 (wide = 1). */
+static inline int32_t class_at(const void *class_of, int32_t wide, int64_t t) {
+    return wide ? ((const int32_t *)class_of)[t] : (int32_t)((const uint16_t *)class_of)[t];
+}
+
 /* A class trie's nodes (regexlm/index/class_trie.py): each reads the bytes of one unit, up to
  * four, lowest byte first; a node's token is a group of strings, `weight` of them. `found`
  * adds up the weights of the groups the walk finds alive. */
@@ -40,13 +46,14 @@ typedef struct {
 /* The class check of a walk (see regexlm_walk_rows_lazy) over the triples j in [0, count) of a buffer. */
 static void check_classes(const int32_t *out_origin, const int32_t *out_token,
                           const int32_t *out_state, int64_t count, const int64_t *first_token,
-                          const int32_t *class_of, int64_t num_classes, int32_t *class_row,
+                          const void *class_of, int32_t wide, int64_t num_classes,
+                          int32_t *class_row,
                           int64_t *named, int8_t *keeps, const NodeUnits *units) {
     for (int64_t j = 0; j < count; j++) {
         int32_t o = out_origin[j];
         if (!keeps[o]) continue;
         int32_t t = out_token[j];
-        int64_t k = (int64_t)o * num_classes + class_of[first_token[t]];
+        int64_t k = (int64_t)o * num_classes + class_at(class_of, wide, first_token[t]);
         if (named[k] == 0) class_row[k] = out_state[j];
         else if (class_row[k] != out_state[j]) keeps[o] = 0;
         named[k] += units == NULL ? 1 : units->weight[t];
@@ -59,7 +66,7 @@ static int64_t walk(const int32_t *depth, const int32_t *size, const uint8_t *no
                     const uint8_t *byte_class, int32_t *table, int64_t width, fill_fn fill,
                     void *ctx, const int32_t *origins, int64_t num_origins, int32_t *out_origin,
                     int32_t *out_token, int32_t *out_state, int64_t capacity, flush_fn flush,
-                    const int64_t *first_token, const int32_t *class_of,
+                    const int64_t *first_token, const void *class_of, int32_t wide,
                     const int64_t *class_size, int64_t num_classes, int32_t *class_row,
                     int64_t *named, int8_t *keeps, NodeUnits *units) {
     /* state_at[d]: the state the current path's node at depth d was entered with (d = 0: the
@@ -112,7 +119,7 @@ static int64_t walk(const int32_t *depth, const int32_t *size, const uint8_t *no
             if (written == capacity) {
                 if (class_row != NULL)
                     check_classes(out_origin, out_token, out_state, written, first_token,
-                                  class_of, num_classes, class_row, named, keeps, units);
+                                  class_of, wide, num_classes, class_row, named, keeps, units);
                 if (flush(written) != 0) goto flush_failed;
                 total += written;
                 written = 0;
@@ -121,7 +128,7 @@ static int64_t walk(const int32_t *depth, const int32_t *size, const uint8_t *no
         }
     }
     if (class_row != NULL) {
-        check_classes(out_origin, out_token, out_state, written, first_token, class_of,
+        check_classes(out_origin, out_token, out_state, written, first_token, class_of, wide,
                       num_classes, class_row, named, keeps, units);
         for (int64_t o = 0; o < num_origins; o++) {
             for (int64_t c = 0; c < num_classes && keeps[o]; c++) {
@@ -162,7 +169,7 @@ int64_t regexlm_walk_rows(const int32_t *depth, const int32_t *size, const uint8
                           fill_row_fn fill_row, flush_fn flush) {
     return walk(depth, size, node_byte, node_token, num_nodes, max_depth, byte_class, table,
                 width, fill_by_callback, (void *)fill_row, origins, num_origins, out_origin,
-                out_token, out_state, capacity, flush, NULL, NULL, NULL, 0, NULL, NULL, NULL,
+                out_token, out_state, capacity, flush, NULL, NULL, 0, NULL, 0, NULL, NULL, NULL,
                 NULL);
 }
 
@@ -175,7 +182,8 @@ int64_t regexlm_walk_rows(const int32_t *depth, const int32_t *size, const uint8
  * With class_row not NULL it also checks, per origin, whether its row splits a token class
  * (what regexlm_refine_classes in token_classes.c checks first, on the triples): each string's
  * first token
- * (first_token) falls in class class_of[token]; keeps[o] is set to 1 when, for origin o, every
+ * (first_token) falls in class class_of[token] (uint16, or int32 where class_wide); keeps[o] is
+ * set to 1 when, for origin o, every
  * class's named tokens go to one DFA state and are none or all of its class_size tokens, and
  * then class_row[o * num_classes + c] holds that state (-1: none named). `named` is scratch of
  * num_origins * num_classes counts. The caller can then skip the triples of such an origin;
@@ -218,8 +226,8 @@ int64_t regexlm_walk_rows_lazy(const int32_t *depth, const int32_t *size, const 
                                const int32_t *origins, int64_t num_origins, int32_t *out_origin,
                                int32_t *out_token, int32_t *out_state, int64_t capacity,
                                need_state_fn need_state, flush_fn flush,
-                               const int64_t *first_token, const int32_t *class_of,
-                               const int64_t *class_size, int64_t num_classes,
+                               const int64_t *first_token, const void *class_of,
+                               int32_t class_wide, const int64_t *class_size, int64_t num_classes,
                                int32_t *class_row, int64_t *named, int8_t *keeps,
                                const uint32_t *unit_bytes, const uint8_t *unit_length,
                                const int64_t *weight, int64_t *found) {
@@ -228,7 +236,8 @@ int64_t regexlm_walk_rows_lazy(const int32_t *depth, const int32_t *size, const 
     int64_t total = walk(depth, size, node_byte, node_token, num_nodes, max_depth, byte_class,
                          regexlm_lazy_table(engine), width, fill_lazy, &ctx, origins,
                          num_origins, out_origin, out_token, out_state, capacity, flush,
-                         first_token, class_of, class_size, num_classes, class_row, named, keeps,
+                         first_token, class_of, class_wide, class_size, num_classes, class_row,
+                         named, keeps,
                          unit_bytes == NULL ? NULL : &units);
     if (found != NULL) *found = unit_bytes == NULL ? total : units.found;
     return total;
@@ -237,7 +246,8 @@ int64_t regexlm_walk_rows_lazy(const int32_t *depth, const int32_t *size, const 
 /*
  * Allowed-token bitmasks of `n` rows over classes (regexlm/index/token_index.py packs the same
  * with numpy, the reference): bit j of word w of row r is set when token 32 w + j exists and
- * rows[r, class_of[token]] >= 0. `out` holds n * num_words words. Returns 0, or -2 when out of
+ * rows[r, class_of[token]] >= 0 (class_of uint16, or int32 where class_wide). `out` holds
+ * n * num_words words. Returns 0, or -2 when out of
  * memory.
  *
  * With member_start not NULL (see regexlm_small_class_members), a row that allows only small
@@ -252,19 +262,25 @@ int64_t regexlm_walk_rows_lazy(const int32_t *depth, const int32_t *size, const 
  * gathered at once and their sign bits taken as eight bits; elsewhere, 32 flags are gathered
  * to bytes and each 8 folded to one byte by a multiplication.
  */
-static void pack_dense_bytes(uint32_t *words, const int32_t *class_of, int64_t vocab_size,
-                             const uint8_t *allowed, int64_t first_word) {
+static void pack_dense_bytes(uint32_t *words, const void *class_of, int32_t wide,
+                             int64_t vocab_size, const uint8_t *allowed, int64_t first_word) {
     const uint64_t fold = 0x0102040810204080ULL; /* byte i -> bit i of the top byte */
+    const int32_t *c32 = (const int32_t *)class_of;
+    const uint16_t *c16 = (const uint16_t *)class_of;
     for (int64_t w = first_word; w * 32 < vocab_size; w++) {
         int64_t lo = w * 32;
         if (lo + 32 > vocab_size) {
             uint32_t word = 0;
-            for (int64_t t = lo; t < vocab_size; t++) word |= (uint32_t)allowed[class_of[t]] << (t - lo);
+            for (int64_t t = lo; t < vocab_size; t++)
+                word |= (uint32_t)allowed[class_at(class_of, wide, t)] << (t - lo);
             words[w] = word;
             continue;
         }
         uint8_t flags[32];
-        for (int j = 0; j < 32; j++) flags[j] = allowed[class_of[lo + j]];
+        if (wide)
+            for (int j = 0; j < 32; j++) flags[j] = allowed[c32[lo + j]];
+        else
+            for (int j = 0; j < 32; j++) flags[j] = allowed[c16[lo + j]];
         uint32_t word = 0;
         for (int k = 0; k < 4; k++) {
             uint64_t eight;
@@ -278,14 +294,20 @@ static void pack_dense_bytes(uint32_t *words, const int32_t *class_of, int64_t v
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 __attribute__((target("avx2"))) static int64_t pack_dense_avx2(uint32_t *words,
-                                                               const int32_t *class_of,
+                                                               const void *class_of,
+                                                               int32_t wide,
                                                                int64_t vocab_size,
                                                                const int32_t *allowed32) {
     int64_t full = vocab_size / 32;
+    const int32_t *c32 = (const int32_t *)class_of;
+    const uint16_t *c16 = (const uint16_t *)class_of;
     for (int64_t w = 0; w < full; w++) {
         uint32_t word = 0;
         for (int k = 0; k < 4; k++) {
-            __m256i classes = _mm256_loadu_si256((const __m256i *)(class_of + w * 32 + 8 * k));
+            int64_t at = w * 32 + 8 * k;
+            __m256i classes =
+                wide ? _mm256_loadu_si256((const __m256i *)(c32 + at))
+                     : _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(c16 + at)));
             __m256i flags = _mm256_i32gather_epi32((const int *)allowed32, classes, 4);
             word |= (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(flags)) << (8 * k);
         }
@@ -306,16 +328,16 @@ int32_t regexlm_pack_simd(int32_t enabled) {
 #endif
 }
 
-static void pack_dense(uint32_t *words, const int32_t *class_of, int64_t vocab_size,
+static void pack_dense(uint32_t *words, const void *class_of, int32_t wide, int64_t vocab_size,
                        const uint8_t *allowed, const int32_t *allowed32) {
     int64_t done = 0;
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     if (use_simd && __builtin_cpu_supports("avx2"))
-        done = pack_dense_avx2(words, class_of, vocab_size, allowed32);
+        done = pack_dense_avx2(words, class_of, wide, vocab_size, allowed32);
 #else
     (void)allowed32;
 #endif
-    pack_dense_bytes(words, class_of, vocab_size, allowed, done);
+    pack_dense_bytes(words, class_of, wide, vocab_size, allowed, done);
 }
 
 static void set_members(uint32_t *words, const uint8_t *chosen, int64_t num_classes,
@@ -333,7 +355,8 @@ static void set_members(uint32_t *words, const uint8_t *chosen, int64_t num_clas
 }
 
 int32_t regexlm_pack_rows(const int32_t *rows, int64_t n, int64_t num_classes,
-                          const int32_t *class_of, int64_t vocab_size, int64_t num_words,
+                          const void *class_of, int32_t class_wide, int64_t vocab_size,
+                          int64_t num_words,
                           uint32_t *out, const int64_t *member_start, const int32_t *members,
                           const int8_t *small) {
     /* one block: allowed32 (4 bytes a class, aligned first), then allowed and forbidden */
@@ -365,7 +388,7 @@ int32_t regexlm_pack_rows(const int32_t *rows, int64_t n, int64_t num_classes,
             set_members(words, forbidden, num_classes, member_start, members, 0);
             continue;
         }
-        pack_dense(words, class_of, vocab_size, allowed, allowed32);
+        pack_dense(words, class_of, class_wide, vocab_size, allowed, allowed32);
     }
     free(allowed32);
     return 0;
@@ -382,8 +405,8 @@ static int ascending(const void *a, const void *b) {
  * (num_classes + 1 entries) is a CSR over `members` (at most `cap` entries), an empty range for
  * a class not chosen. Returns the number of tokens stored, or -2 when out of memory.
  */
-int64_t regexlm_small_class_members(const int32_t *class_of, int64_t vocab_size,
-                                    int64_t num_classes, int64_t cap, int64_t *member_start,
+int64_t regexlm_small_class_members(const void *class_of, int32_t class_wide,
+                                    int64_t vocab_size, int64_t num_classes, int64_t cap, int64_t *member_start,
                                     int32_t *members, int8_t *small) {
     int64_t *size = (int64_t *)calloc((size_t)num_classes + 1, sizeof(int64_t));
     int64_t *order = (int64_t *)malloc(sizeof(int64_t) * ((size_t)num_classes + 1));
@@ -392,7 +415,7 @@ int64_t regexlm_small_class_members(const int32_t *class_of, int64_t vocab_size,
         free(order);
         return -2;
     }
-    for (int64_t t = 0; t < vocab_size; t++) size[class_of[t]]++;
+    for (int64_t t = 0; t < vocab_size; t++) size[class_at(class_of, class_wide, t)]++;
     for (int64_t c = 0; c < num_classes; c++) order[c] = (size[c] << 32) | c; /* by size */
     qsort(order, (size_t)num_classes, sizeof(int64_t), ascending);
     int64_t total = 0;
@@ -408,7 +431,7 @@ int64_t regexlm_small_class_members(const int32_t *class_of, int64_t vocab_size,
         member_start[c + 1] = member_start[c] + (small[c] ? size[c] : 0);
     for (int64_t c = 0; c < num_classes; c++) size[c] = member_start[c]; /* now: next slot */
     for (int64_t t = 0; t < vocab_size; t++) {
-        int32_t c = class_of[t];
+        int32_t c = class_at(class_of, class_wide, t);
         if (small[c]) members[size[c]++] = (int32_t)t;
     }
     free(size);

@@ -154,20 +154,21 @@ def pack_simd(request):
     vocab_size=st.integers(1, 200),
     num_rows=st.integers(1, 6),
     cap=st.one_of(st.none(), st.integers(0, 220)),
+    class_dtype=st.sampled_from([np.uint16, np.int32]),
     data=st.data(),
 )
 def test_c_bitmask_rows_equal_the_tokens_allowed(
-    pack_simd, num_classes, vocab_size, num_rows, cap, data
+    pack_simd, num_classes, vocab_size, num_rows, cap, class_dtype, data
 ):
     # each bit against the definition, token by token: allowed iff its class's entry >= 0;
     # with `cap`, rows that allow only the listed small classes are packed from their tokens,
     # rows that forbid only them from a full row; the rest read every token's class, with the
-    # CPU's vector gathers and without
+    # CPU's vector gathers and without, from a uint16 class_of (as kept) and an int32 one
     class_of = np.array(
         data.draw(
             st.lists(st.integers(0, num_classes - 1), min_size=vocab_size, max_size=vocab_size)
         ),
-        dtype=np.int32,
+        dtype=class_dtype,
     )
     rows = np.array(
         data.draw(
@@ -311,6 +312,11 @@ def test_the_walks_class_check_agrees_with_refining_the_classes(
         o, s, q, (rows, keeps, found) = walk_checked_rows(
             trie, automaton, np.array([origin]), (classes.class_of, classes.size)
         )
+        wide = walk_checked_rows(  # the same check reading an int32 class_of
+            trie, automaton, np.array([origin]), (classes.class_of.astype(np.int32), classes.size)
+        )[3]
+        assert np.array_equal(wide[1], keeps) and wide[2] == found
+        assert not keeps[0] or np.array_equal(wide[0][0], rows[0])
         if keeps[0] and o.size == 0:  # the triples were left out: walk again for them
             o, s, q = walk_rows(trie, automaton, np.array([origin]))
         assert o.size == found and np.array_equal(o, np.zeros(o.size)), "one origin"

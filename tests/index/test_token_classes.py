@@ -99,12 +99,14 @@ def test_shadows_follow_their_first_token(seed, num_rows):
     num_targets=st.sampled_from([1, 2, 5, 1000, 2**31 - 1]),
     density=st.floats(0.0, 1.0),
     with_shadows=st.booleans(),
+    wide=st.booleans(),
 )
 def test_c_refinement_numbers_classes_as_numpy_does(
-    vocab_size, seed, num_rows, num_targets, density, with_shadows
+    vocab_size, seed, num_rows, num_targets, density, with_shadows, wide
 ):
     # the C code and the numpy reference, row after row, agree on every class id, size, old
-    # class and row entry (not only on the partition): a cached index reads the same either way
+    # class and row entry (not only on the partition): a cached index reads the same either way;
+    # from a uint16 class_of (as kept) or an int32 one, which both keep
     from regexlm.index import native_walk
 
     if native_walk.library() is None:
@@ -122,6 +124,9 @@ def test_c_refinement_numbers_classes_as_numpy_does(
     elif shadows.size:
         shadows = np.zeros(0, dtype=np.int64)
     reference = TokenClasses.initial(never, eos, shadows, shadowed)
+    assert reference.class_of.dtype == np.uint16
+    if wide:
+        reference.class_of = reference.class_of.astype(np.int32)
     native = reference.copy()
     for _ in range(num_rows):
         live = text[rng.random(text.size) < density].astype(np.int64)
@@ -136,6 +141,8 @@ def test_c_refinement_numbers_classes_as_numpy_does(
             assert np.array_equal(want[0], got[0])
         assert np.array_equal(want[1], got[1])
         assert np.array_equal(reference.class_of, native.class_of)
+        assert reference.class_of.dtype == native.class_of.dtype
+        assert native.class_of.dtype == (np.int32 if wide else np.uint16)
         assert np.array_equal(reference.size, native.size)
 
 
@@ -158,3 +165,27 @@ def test_c_refinement_with_thousands_of_groups_numbers_classes_as_numpy_does():
         assert np.array_equal(reference.class_of, native.class_of)
         assert np.array_equal(reference.size, native.size)
     assert native.num_classes > 1_000
+
+
+def test_classes_past_65536_widen_class_of_to_int32_as_numpy_does():
+    # a row that gives 70,000 tokens as many targets makes more classes than uint16 can name:
+    # class_of becomes int32 (the C code finds out after grouping and refines again), and a
+    # later split of the wide classes numbers them as numpy does
+    from regexlm.index import native_walk
+
+    if native_walk.library() is None:
+        return
+    rng = np.random.default_rng(3)
+    vocab_size = 70_001
+    reference = TokenClasses.initial(np.zeros(vocab_size, dtype=bool), [0])
+    native = reference.copy()
+    live = rng.permutation(np.arange(1, vocab_size)).astype(np.int64)
+    for targets in (np.arange(live.size), rng.integers(0, 3, size=live.size)):
+        targets = targets.astype(np.int64)
+        want = reference.refine(live, targets, live.size, native=False)
+        got = native.refine(live, targets, live.size)
+        assert np.array_equal(want[0], got[0]) and np.array_equal(want[1], got[1])
+        assert np.array_equal(reference.class_of, native.class_of)
+        assert np.array_equal(reference.size, native.size)
+        assert native.class_of.dtype == reference.class_of.dtype == np.int32
+    assert native.num_classes == vocab_size + 1  # never-allowed, EOS, one per text token

@@ -34,6 +34,23 @@ def test_tables_follow_the_contract(email):
     assert tables <= email.nbytes <= tables + (1 << 20)  # the automaton's cache is counted too
 
 
+def test_class_of_is_kept_in_two_bytes_a_token_and_its_step_copy_is_counted(smollm2_vocab):
+    import numpy as np
+
+    index = regexlm.compile(r"[a-z]{1,8}@\w+", smollm2_vocab, cache=False)
+    index.settle()
+    host = index._rows.class_of
+    assert host.dtype == np.uint16
+    before = index.nbytes
+    step = index.class_of  # what a step reads: int32, the same classes
+    assert step.dtype == torch.int32 and np.array_equal(step.numpy(), host)
+    assert index.nbytes == before + step.numel() * 4
+    assert index.class_of is step, "no new copy while the classes stay the same"
+    tables = index.host_tables()
+    assert tables["class_of"].dtype == np.int32
+    assert np.array_equal(tables["next_by_class"], index.next_by_class.numpy())
+
+
 def test_bitmask_agrees_with_next_by_class(email):
     for s in range(email.num_states):
         row = torch.from_numpy(unpack(email.bitmask_rows([s])[0], email.vocab_size))
