@@ -81,7 +81,11 @@ from regexlm.index.token_classes import (
 
 UNREACHABLE = int(np.iinfo(np.int32).max)
 EXPLORE_BATCH = 4  # rows built between two checks of the exploration's work limit
-MASK_CACHE_BYTES = 256 << 10  # packed rows kept per index, for repeated masks of one state
+# Packed rows kept per index, for repeated masks: this many bytes of them, and never fewer
+# than MASKS_KEPT_AT_LEAST rows (16 x 32 KB at 262,144 tokens: a walk that meets a dozen
+# distinct masks finds them again)
+MASK_CACHE_BYTES = 256 << 10
+MASKS_KEPT_AT_LEAST = 16
 # Tokens of the smallest classes listed for packing narrow masks from their own tokens, as a
 # share of the vocabulary (4 bytes each, counted in nbytes).
 SMALL_CLASS_SHARE = 1 / 32
@@ -1073,8 +1077,9 @@ class TokenIndex:
 
     def _masks_room(self) -> int:
         """How many packed masks (``int32[W]`` each) the cache holds: :data:`MASK_CACHE_BYTES`
-        of them, at least one."""
-        return max(1, MASK_CACHE_BYTES // (4 * ((self.vocab_size + 31) // 32)))
+        of them, at least :data:`MASKS_KEPT_AT_LEAST` (and one)."""
+        fit = MASK_CACHE_BYTES // (4 * ((self.vocab_size + 31) // 32))
+        return max(1, MASKS_KEPT_AT_LEAST, fit)
 
     def _pack_explored_masks(self) -> None:
         """Pack the masks of the rows the exploration built, the first

@@ -391,6 +391,7 @@ def test_the_states_remembered_for_repeated_masks_are_bounded_and_counted(
 def test_a_masks_view_is_read_only_and_outlives_the_cache(smollm2_vocab, monkeypatch):
     # room for one packed mask: every new state evicts the last, whose views stay as they were
     monkeypatch.setattr(token_index, "MASK_CACHE_BYTES", 4)
+    monkeypatch.setattr(token_index, "MASKS_KEPT_AT_LEAST", 1)
     index = regexlm.compile(r"[0-9a-f]{4}-[a-z]{1,5}", smollm2_vocab, cache=False)
     start = index.mask(index.start_state)
     assert index._rows.pending is not None, "the start state's mask settles nothing"
