@@ -128,8 +128,7 @@ class IndexRows:
         # the class trie: None until a wide walk asks for it, False when it cannot be made
         self.class_trie: class_trie.ClassTrie | None | bool = None
         self.usable = usable_bytes(vocab)
-        self.lock = threading.RLock()
-        self.version = 0
+        self._init_progress()
         self.exact = False
         # strict: a target with no known way to complete (bound UNREACHABLE) is not allowed.
         # Off only while exploring, where the exact search decides instead.
@@ -145,6 +144,16 @@ class IndexRows:
         self.dfa_of = np.full(16, -1, dtype=np.int64)  # [capacity]: automaton id of a state
         self.state_of_dfa = np.full(64, -1, dtype=np.int64)  # the inverse, for this epoch
         self.epoch = automaton.epoch
+        if automaton.start == 0:
+            raise EmptyLanguageError(_empty_message(patterns))
+        self.start = self._add_state(automaton.start)
+        self._check_start()
+
+    def _init_progress(self) -> None:
+        """The lock and the counters of what has been built, as a new index starts them (also
+        for :func:`complete_rows`, which makes an index without ``__init__``)."""
+        self.lock = threading.RLock()
+        self.version = 0
         self.rows_built = 0
         self.walked = 0  # (state, token) pairs the walks have found alive: the work done
         self.splits = 0
@@ -162,14 +171,11 @@ class IndexRows:
         # a row past the automaton's per-call limits: every later row build raises it again
         self.failure: PatternTooComplexError | None = None
         self.slow_seconds = 0.0  # CPU time of the row builds counted as slow (SLOW_ROW_FRACTION)
-        if automaton.start == 0:
-            raise EmptyLanguageError(_empty_message(patterns))
-        self.start = self._add_state(automaton.start)
-        self._check_start()
 
     @property
     def class_of(self) -> np.ndarray:
-        """``int32[V]``: each token's class (a new array whenever a class splits)."""
+        """``uint16[V]`` (``int32`` past 65,536 classes): each token's class (a new array
+        whenever a class splits)."""
         return self.classes.class_of
 
     def _check_start(self) -> None:
@@ -692,8 +698,7 @@ def complete_rows(
     rows.vocab = None
     rows.trie = None
     rows.class_trie = False
-    rows.lock = threading.RLock()
-    rows.version = 0
+    rows._init_progress()
     rows.exact = True
     rows.nbc = np.ascontiguousarray(next_by_class, dtype=np.int32)
     rows.classes = TokenClasses.of(class_of, int(next_by_class.shape[1]))
@@ -705,16 +710,6 @@ def complete_rows(
     rows.state_of_dfa = np.full(0, -1, dtype=np.int64)
     rows.start = int(start)
     rows.rows_built = n
-    rows.splits = 0
-    rows.mask_epoch = 0
-    rows.pending = None
-    rows.mask_generation = 0
-    rows.exploring = False
-    rows.on_settled = []
-    rows.settle_seconds = 0.0
-    rows.exploration_cut = False
-    rows.failure = None
-    rows.slow_seconds = 0.0
     return rows
 
 

@@ -133,3 +133,17 @@ def test_an_index_is_written_to_disk_when_first_used(index_cache_dir, smollm2_vo
     assert not index_cache_dir.exists() or not any(index_cache_dir.iterdir())
     assert int(index.next_by_class.shape[0]) > 1  # the tables a step reads: the first use
     assert index.exact and len(list(index_cache_dir.glob("*.json"))) == 1
+
+
+def test_an_index_read_from_disk_has_every_attribute_but_those_of_building_rows(
+    index_cache_dir, smollm2_vocab
+):
+    # the disk cache makes its rows without IndexRows.__init__: an attribute added there and not
+    # here would make every read fail (and the entry be discarded) instead of being reused
+    built = _used(PATTERN, smollm2_vocab)
+    cache.clear_memory()
+    loaded = _used(PATTERN, smollm2_vocab)
+    assert loaded.info.get("from_disk")
+    only_for_building = {"epoch", "index_of_key", "keys", "strict", "usable"}
+    assert set(vars(built._rows)) - set(vars(loaded._rows)) <= only_for_building
+    assert set(vars(loaded._rows)) <= set(vars(built._rows))
