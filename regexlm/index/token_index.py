@@ -171,6 +171,9 @@ class IndexRows:
         # a row past the automaton's per-call limits: every later row build raises it again
         self.failure: PatternTooComplexError | None = None
         self.slow_seconds = 0.0  # CPU time of the row builds counted as slow (SLOW_ROW_FRACTION)
+        # the states whose rows were written, in order, since the columns or the meaning of
+        # built rows last changed (splits, mask_epoch): what a device copy appends or refreshes
+        self.row_log: list[int] = []
 
     @property
     def class_of(self) -> np.ndarray:
@@ -400,6 +403,7 @@ class IndexRows:
                 self.nbc = _with_new_columns(self.nbc, old_of_new)
                 self.splits += 1
                 self.mask_generation += 1
+                self.row_log = []  # new columns: a device copy is made again in full
             row[EOS_CLASS] = state if self.match[state] >= 0 else -1
             self.nbc[state] = row
         self._finish_rows(every_state)
@@ -437,6 +441,7 @@ class IndexRows:
             self.nbc[state] = row
 
     def _finish_rows(self, states: np.ndarray) -> None:
+        self.row_log.extend(states.tolist())
         self.built[states] = True
         self.rows_built += int(states.size)
         self.version += 1
@@ -595,6 +600,7 @@ class IndexRows:
         table[hopeless[table]] = -1
         self.mask_epoch += 1
         self.mask_generation += 1
+        self.row_log = []
         self.version += 1
 
     def _finish_exact(self) -> None:
@@ -628,6 +634,7 @@ class IndexRows:
         self._merge_classes()
         self.mask_epoch += 1
         self.mask_generation += 1
+        self.row_log = []
         self.exact = True
         self.version += 1
 
@@ -766,6 +773,9 @@ class TokenIndex:
         self._synced = -1
         self._bitmask: tuple[int, torch.Tensor] | None = None
         self._class_of_src: np.ndarray | None = None  # host class_of last copied to the device
+        self._device_nbc: tuple | None = None  # next_by_class on the device (see _device_rows)
+        # copy the tables even on the CPU, as for a device (tests use it to check the copies)
+        self._copies_tables = False
         self._masks: OrderedDict = OrderedDict()
         self._masks_lock = threading.Lock()  # the exploration may pack masks on another thread
         # For a repeated mask: the key in ``_masks`` of each state whose mask was packed, valid
@@ -850,7 +860,7 @@ class TokenIndex:
                 "match_index": rows.match[:n],
             }
             version = rows.version
-            on_host = self._device.type == "cpu"
+            on_host = self._device.type == "cpu" and not self._copies_tables
             old = self._tensors.get("class_of")
             tensors = {}
             for k, v in host.items():
@@ -859,6 +869,9 @@ class TokenIndex:
                         tensors[k] = old  # unchanged since the last copy
                         continue
                     v = v.astype(np.int32)  # [V] as the step reads it (kept narrower)
+                elif k == "next_by_class" and not on_host:
+                    tensors[k] = self._device_rows(rows)
+                    continue
                 tensor = torch.from_numpy(np.ascontiguousarray(v))
                 tensors[k] = tensor if on_host else tensor.to(self._device, non_blocking=True)
             self._class_of_src = host["class_of"]
@@ -878,6 +891,46 @@ class TokenIndex:
                 "min_tokens": rows.min_tokens[:n].copy(),  # [S]
                 "match_index": rows.match[:n].copy(),  # [S]
             }
+
+    def _device_rows(self, rows: IndexRows) -> torch.Tensor:
+        """``next_by_class`` on the device, ``int32[S, C]``: a view of a buffer with room for
+        more states. While the columns and the meaning of built rows stay the same (the rows'
+        ``row_log`` goes on), only the rows of new states and the rows written since the last
+        copy are sent (a buffer out of room is doubled on the device); otherwise (class
+        splits, pruning, renumbering) the table is sent whole, into a buffer with room for
+        twice its states. Called with the rows' lock held."""
+        n, width = rows.num_states, rows.nbc.shape[1]
+        layout = (rows.mask_epoch, rows.splits)
+        kept = self._device_nbc  # (layout, buffer [capacity, C], rows logged, states) or None
+        log = rows.row_log
+        if (
+            kept is not None
+            and kept[0] == layout
+            and kept[1].shape[1] == width
+            and kept[2] <= len(log)
+        ):
+            _, buf, logged, old_n = kept
+            if n > buf.shape[0]:  # out of room: a larger buffer, the rows moved on the device
+                grown = torch.empty((2 * n, width), dtype=torch.int32, device=self._device)
+                grown[:old_n].copy_(buf[:old_n])
+                buf = grown
+            if n > old_n:  # new states: their rows (built or all -1) appended
+                buf[old_n:n].copy_(torch.from_numpy(rows.nbc[old_n:n]), non_blocking=True)
+            written = np.unique(np.asarray(log[logged:], dtype=np.int64))  # [k]
+            written = written[written < old_n]
+            if written.size:  # rows built since, of states the copy already had
+                at = torch.from_numpy(written).to(self._device)
+                buf.index_copy_(0, at, torch.from_numpy(rows.nbc[written]).to(self._device))
+            self.info["device_rows_sent"] = self.info.get("device_rows_sent", 0) + int(
+                max(0, n - old_n) + written.size
+            )
+        else:
+            room = n if rows.exact else max(16, 2 * n)  # an exact index gains no states
+            buf = torch.empty((room, width), dtype=torch.int32, device=self._device)
+            buf[:n].copy_(torch.from_numpy(rows.nbc[:n]), non_blocking=True)
+            self.info["device_tables_sent"] = self.info.get("device_tables_sent", 0) + 1
+        self._device_nbc = (layout, buf, len(log), n)
+        return buf[:n]
 
     @property
     def next_by_class(self) -> torch.Tensor:  # [S, C] int32

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import regexlm
 from regexlm.errors import EmptyLanguageError, RegexError
 from regexlm.index import TokenIndex
 from tests.index.oracle import unpack
+from tests.strategies import regex_patterns
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +114,64 @@ def test_build_on_cuda_equals_cpu(smollm2_vocab):
         assert gpu.bitmask.is_cuda
         for name in ("next_by_class", "class_of", "bitmask", "min_tokens", "match_index"):
             assert torch.equal(getattr(gpu, name).cpu(), getattr(cpu, name)), (p, name)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pattern=st.sampled_from(
+        [r"\w{1,12}@[a-z]{2,8}\.(com|org)", r"[a-z ]{0,40}\.", r"(ab|cd)*e{2,5}", r"\d{1,30}"]
+    )
+    | regex_patterns(),
+    mode=st.sampled_from(["lazy", "auto"]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_device_tables_sent_row_by_row_equal_the_host_tables(smollm2_vocab, pattern, mode, seed):
+    # the copies a device gets (forced here on the CPU): new states' rows appended and rows
+    # built since refreshed while the columns stay the same, the whole table otherwise; after
+    # every step of a random walk they equal the host tables
+    import numpy as np
+
+    try:
+        index = regexlm.compile(pattern, smollm2_vocab, cache=False, mode=mode)
+    except (RegexError, EmptyLanguageError):
+        return
+    index._copies_tables = True
+    rng = np.random.default_rng(seed)
+    state = index.start_state
+    for _ in range(12):
+        index.ensure_rows([state])
+        rows = index._rows
+        n = rows.num_states
+        assert np.array_equal(index.next_by_class.numpy(), rows.nbc[:n])
+        assert np.array_equal(index.class_of.numpy(), rows.class_of)
+        assert np.array_equal(index.min_tokens.numpy(), rows.min_tokens[:n])
+        assert np.array_equal(index.match_index.numpy(), rows.match[:n])
+        assert not np.shares_memory(index.next_by_class.numpy(), rows.nbc)
+        tokens = index.allowed_tokens(state).numpy()
+        tokens = tokens[~np.isin(tokens, smollm2_vocab.eos_ids)]
+        if tokens.size == 0:
+            break
+        state = index.next_state(state, int(rng.choice(tokens)))
+
+
+def test_the_whole_table_is_sent_only_when_the_columns_change(smollm2_vocab):
+    # a walk through counted digits: new states' rows are appended (the buffer doubled on the
+    # device when full); the whole table goes only after a class split
+    import numpy as np
+
+    index = regexlm.compile(r"\d{1,40}", smollm2_vocab, cache=False, mode="lazy")
+    index._copies_tables = True
+    rng = np.random.default_rng(0)
+    state, layouts = index.start_state, []
+    for _ in range(30):
+        index.ensure_rows([state])
+        assert np.array_equal(index.next_by_class.numpy(), index._rows.nbc[: index.num_states])
+        layout = (index._rows.splits, index._rows.mask_epoch)
+        if not layouts or layouts[-1] != layout:
+            layouts.append(layout)
+        tokens = index.allowed_tokens(state).numpy()
+        tokens = tokens[~np.isin(tokens, smollm2_vocab.eos_ids)]
+        state = index.next_state(state, int(rng.choice(tokens)))
+    assert index.info["device_tables_sent"] == len(layouts)
+    assert index.info["device_rows_sent"] > 100
+    assert len(layouts) < 15
