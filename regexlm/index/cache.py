@@ -17,7 +17,9 @@ that exploration has run, not at compile. Each entry is two files, written atomi
   SHA-256 of the tensor file. It is written last, so a half-written entry is never read.
 
 A file that is missing, unreadable, or fails its checksum or metadata check is deleted and
-reported as a miss; the caller rebuilds and rewrites it. The directory is bounded too
+reported as a miss; the caller rebuilds and rewrites it. Any other failure to read an entry (a
+fault in the reading code, not in the file) is a miss too, and logged as a warning. The
+directory is bounded too
 (:data:`DISK_BYTES`, ``REGEXLM_INDEX_DISK_BYTES``): after a write, the oldest entries (by
 modification time) go until the total fits.
 """
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
 import weakref
@@ -36,6 +39,8 @@ import numpy as np
 import torch
 
 from regexlm.index.token_index import TokenIndex, complete_rows
+
+logger = logging.getLogger(__name__)
 
 FORMAT = 2
 _DISK_TENSORS = ("next_by_class", "class_of", "min_tokens", "match_index")
@@ -226,6 +231,13 @@ def save(index: TokenIndex) -> Path:
     return tensor_path
 
 
+def _damaged_entry_errors() -> tuple[type[BaseException], ...]:
+    """What reading a damaged, truncated or foreign entry raises: a miss, said nothing of."""
+    from safetensors import SafetensorError
+
+    return (OSError, ValueError, KeyError, SafetensorError)
+
+
 def _discard(*paths: Path) -> None:
     for p in paths:
         try:
@@ -264,7 +276,15 @@ def load(patterns: tuple[str, ...], fingerprint: str, device: torch.device) -> T
             match_index=tensors["match_index"],
         )
         index = TokenIndex(rows, device)
-    except Exception:
+    except Exception as exc:
+        if not isinstance(exc, _damaged_entry_errors()):  # a fault of ours, not of the file
+            logger.warning(
+                "the disk cache entry %s could not be read (%s: %s); it is discarded and the "
+                "pattern compiled again",
+                tensor_path.name,
+                type(exc).__name__,
+                exc,
+            )
         _discard(tensor_path, meta_path)
         return None
     index.info["from_disk"] = True

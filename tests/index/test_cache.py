@@ -147,3 +147,23 @@ def test_an_index_read_from_disk_has_every_attribute_but_those_of_building_rows(
     only_for_building = {"epoch", "index_of_key", "keys", "strict", "usable"}
     assert set(vars(built._rows)) - set(vars(loaded._rows)) <= only_for_building
     assert set(vars(loaded._rows)) <= set(vars(built._rows))
+
+
+def test_an_entry_that_fails_for_a_reason_of_ours_is_reported(
+    index_cache_dir, smollm2_vocab, monkeypatch, caplog
+):
+    # a damaged file is a silent miss; an error in reading code (here: complete_rows raising
+    # AttributeError) is a miss too, but logged, so it does not hide behind recompiles
+    import logging
+
+    _used(PATTERN, smollm2_vocab)
+    cache.clear_memory()
+
+    def broken(**kwargs):
+        raise AttributeError("no such field")
+
+    monkeypatch.setattr(cache, "complete_rows", broken)
+    with caplog.at_level(logging.WARNING, logger="regexlm.index.cache"):
+        again = _used(PATTERN, smollm2_vocab)
+    assert not again.info.get("from_disk")
+    assert any("AttributeError: no such field" in r.getMessage() for r in caplog.records)
