@@ -35,7 +35,6 @@ import weakref
 from collections import OrderedDict
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from regexlm.index.token_index import TokenIndex, complete_rows
@@ -216,7 +215,7 @@ def save(index: TokenIndex) -> Path:
 
     tensor_path, meta_path = _paths(index.patterns, index.vocab_fingerprint)
     tables = index.host_tables()
-    blob = save({n: torch.from_numpy(np.ascontiguousarray(tables[n])) for n in _DISK_TENSORS})
+    blob = save({n: torch.from_numpy(tables[n]) for n in _DISK_TENSORS})  # new arrays
     meta = {
         "format": FORMAT,
         "version": _version(),

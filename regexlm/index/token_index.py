@@ -172,7 +172,8 @@ class IndexRows:
         self.failure: PatternTooComplexError | None = None
         self.slow_seconds = 0.0  # CPU time of the row builds counted as slow (SLOW_ROW_FRACTION)
         # the states whose rows were written, in order, since the columns or the meaning of
-        # built rows last changed (splits, mask_epoch): what a device copy appends or refreshes
+        # built rows last changed (a new list then, see _reshaped): what a device copy appends
+        # or refreshes
         self.row_log: list[int] = []
 
     @property
@@ -401,9 +402,7 @@ class IndexRows:
             old_of_new, row = self.classes.refine(tokens[lo:hi], tgt[lo:hi], self.num_states)
             if old_of_new is not None:
                 self.nbc = _with_new_columns(self.nbc, old_of_new)
-                self.splits += 1
-                self.mask_generation += 1
-                self.row_log = []  # new columns: a device copy is made again in full
+                self._reshaped(split=True)
             row[EOS_CLASS] = state if self.match[state] >= 0 else -1
             self.nbc[state] = row
         self._finish_rows(every_state)
@@ -439,6 +438,17 @@ class IndexRows:
             row = row.astype(np.int32)
             row[EOS_CLASS] = state if self.match[state] >= 0 else -1
             self.nbc[state] = row
+
+    def _reshaped(self, *, split: bool) -> None:
+        """A class split (new columns) or built rows changed (pruning, strict masking,
+        renumbering: a new mask epoch): cached masks no longer apply, and a device copy of the
+        table is made again in full (a new, empty ``row_log``)."""
+        if split:
+            self.splits += 1
+        else:
+            self.mask_epoch += 1
+        self.mask_generation += 1
+        self.row_log = []
 
     def _finish_rows(self, states: np.ndarray) -> None:
         self.row_log.extend(states.tolist())
@@ -598,9 +608,7 @@ class IndexRows:
         table = self.nbc[:n]
         hopeless = np.append(self.min_tokens[:n] == UNREACHABLE, False)  # [-1] -> False
         table[hopeless[table]] = -1
-        self.mask_epoch += 1
-        self.mask_generation += 1
-        self.row_log = []
+        self._reshaped(split=False)
         self.version += 1
 
     def _finish_exact(self) -> None:
@@ -632,9 +640,7 @@ class IndexRows:
         self.start = int(new_id[self.start])
         self.num_states = int(kept.size)
         self._merge_classes()
-        self.mask_epoch += 1
-        self.mask_generation += 1
-        self.row_log = []
+        self._reshaped(split=False)
         self.exact = True
         self.version += 1
 
@@ -779,7 +785,7 @@ class TokenIndex:
         self._masks: OrderedDict = OrderedDict()
         self._masks_lock = threading.Lock()  # the exploration may pack masks on another thread
         # For a repeated mask: the key in ``_masks`` of each state whose mask was packed, valid
-        # while the rows' mask generation (see ``_mask_generation``) stays the same.
+        # while the rows' mask generation (``IndexRows.mask_generation``) stays the same.
         self._mask_keys: tuple[int, dict[int, tuple]] = (-1, {})
         self._members: tuple | None = None  # (class_of, its RowPacker) for packing masks
         self._serves_masks = False  # a state's mask was served: pack masks as rows are built
@@ -894,21 +900,15 @@ class TokenIndex:
 
     def _device_rows(self, rows: IndexRows) -> torch.Tensor:
         """``next_by_class`` on the device, ``int32[S, C]``: a view of a buffer with room for
-        more states. While the columns and the meaning of built rows stay the same (the rows'
-        ``row_log`` goes on), only the rows of new states and the rows written since the last
+        more states. While the columns and the meaning of built rows stay the same (the rows
+        keep the same ``row_log``), only the rows of new states and the rows written since the last
         copy are sent (a buffer out of room is doubled on the device); otherwise (class
         splits, pruning, renumbering) the table is sent whole, into a buffer with room for
         twice its states. Called with the rows' lock held."""
         n, width = rows.num_states, rows.nbc.shape[1]
-        layout = (rows.mask_epoch, rows.splits)
-        kept = self._device_nbc  # (layout, buffer [capacity, C], rows logged, states) or None
-        log = rows.row_log
-        if (
-            kept is not None
-            and kept[0] == layout
-            and kept[1].shape[1] == width
-            and kept[2] <= len(log)
-        ):
+        log = rows.row_log  # a new list whenever the columns or built rows change
+        kept = self._device_nbc  # (row log, buffer [capacity, C], rows logged, states) or None
+        if kept is not None and kept[0] is log:
             _, buf, logged, old_n = kept
             if n > buf.shape[0]:  # out of room: a larger buffer, the rows moved on the device
                 grown = torch.empty((2 * n, width), dtype=torch.int32, device=self._device)
@@ -929,7 +929,7 @@ class TokenIndex:
             buf = torch.empty((room, width), dtype=torch.int32, device=self._device)
             buf[:n].copy_(torch.from_numpy(rows.nbc[:n]), non_blocking=True)
             self.info["device_tables_sent"] = self.info.get("device_tables_sent", 0) + 1
-        self._device_nbc = (layout, buf, len(log), n)
+        self._device_nbc = (log, buf, len(log), n)
         return buf[:n]
 
     @property
@@ -1004,10 +1004,7 @@ class TokenIndex:
         states = np.asarray(states, dtype=np.int64).reshape(-1)
         self._rows.ensure(states)
         if self._device.type == "cpu" and states.size == 1:
-            if not self._serves_masks:
-                self._serves_masks = True  # this path reads the cache ensure_rows fills
-                if self._rows.pending is not None:
-                    self._rows.when_settled(_pack_explored(self))
+            self._serve_masks()
             return torch.from_numpy(self._cached_row(int(states[0])).reshape(1, -1).copy())
         if (self._device.type == "cpu" and states.size <= 64) or self._rows.pending is not None:
             # (pending: only the start row is asked for, which needs no settled tables)
@@ -1022,26 +1019,16 @@ class TokenIndex:
         (:meth:`bitmask_rows` and :meth:`fill_bitmask` copy it). The row is built and packed
         first where needed. The array stays valid after the cache lets it go (it is never
         written again); copy it to change it."""
-        generation, keys = self._mask_keys  # (_known_mask, inlined: this path is the hot one)
-        if generation == self._rows.mask_generation:
-            key = keys.get(state)
-            found = self._masks.get(key) if key is not None else None
-            if found is not None:
-                try:
-                    self._masks.move_to_end(key)
-                except KeyError:  # let go by another thread just now; the array stays valid
-                    pass
-                return found
+        found = self._known_mask(state)
+        if found is not None:
+            return found
         state, rows = int(state), self._rows
         if state != rows.start:
             rows.settle()  # ids other than the start come from settled tables
         if not 0 <= state < rows.num_states:
             raise IndexError(f"state {state} is out of range: the index has {rows.num_states}")
         rows.ensure(np.array([state], dtype=np.int64))
-        if not self._serves_masks:
-            self._serves_masks = True  # ensure_rows packs the masks of the rows it builds
-            if self._rows.pending is not None:
-                self._rows.when_settled(_pack_explored(self))
+        self._serve_masks()
         return self._cached_row(state)
 
     def fill_bitmask(self, out: torch.Tensor, states, index: int = 0) -> None:
@@ -1071,6 +1058,14 @@ class TokenIndex:
         masks = self.bitmask_rows(states)  # [n, W]
         out[index : index + masks.shape[0]].copy_(masks)
 
+    def _serve_masks(self) -> None:
+        """Note that single masks are asked for: from now on ensure_rows packs the masks of the
+        rows it builds, and the exploration's rows are packed when it ends."""
+        if not self._serves_masks:
+            self._serves_masks = True
+            if self._rows.pending is not None:
+                self._rows.when_settled(_pack_explored(self))
+
     def _cached_row(self, state: int) -> np.ndarray:
         """One state's packed row, kept in a small byte-bounded LRU keyed by the classes the
         row allows (with the partition they refer to): a mask depends on nothing else, so states
@@ -1080,7 +1075,7 @@ class TokenIndex:
         with rows.lock:
             nbc, class_of = self._final_rows(np.array([state])), rows.class_of  # [1, C], [V]
             packer = self._packer(nbc.shape[1])
-            generation = self._mask_generation()
+            generation = rows.mask_generation
             key = (rows.mask_epoch, rows.splits, np.packbits(nbc[0] >= 0).tobytes())
         with self._masks_lock:
             memo = self._mask_keys
@@ -1098,12 +1093,6 @@ class TokenIndex:
             while len(self._masks) > self._masks_room():
                 self._masks.popitem(last=False)
         return found
-
-    def _mask_generation(self) -> int:
-        """What a state's mask depends on besides its row: the rows' epoch (pruning, strict
-        masking, renumbering), their class splits, and whether the exploration has run, as
-        one counter (``IndexRows.mask_generation``) that any of them moves."""
-        return self._rows.mask_generation
 
     def _known_mask(self, state) -> np.ndarray | None:
         """The cached packed mask of ``state`` if it was packed in this mask generation and is

@@ -10,6 +10,22 @@ from hypothesis import strategies as st
 from regexlm.index.token_classes import EOS_CLASS, NEVER_CLASS, TokenClasses
 
 
+def _refine_alike(reference, native, tokens, targets, num_targets):
+    """Refine ``reference`` with numpy and ``native`` with the C code by the same row; they must
+    agree on the old class of every class, the row, ``class_of`` (values and dtype) and the
+    sizes. Returns the old classes (None when nothing split)."""
+    want = reference.refine(tokens, targets, num_targets, native=False)
+    got = native.refine(tokens, targets, num_targets)
+    assert (want[0] is None) == (got[0] is None)
+    if want[0] is not None:
+        assert np.array_equal(want[0], got[0])
+    assert np.array_equal(want[1], got[1])
+    assert np.array_equal(reference.class_of, native.class_of)
+    assert reference.class_of.dtype == native.class_of.dtype
+    assert np.array_equal(reference.size, native.size)
+    return got[0]
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     vocab_size=st.integers(1, 60),
@@ -134,16 +150,8 @@ def test_c_refinement_numbers_classes_as_numpy_does(
         targets = rng.integers(0, num_targets, size=live.size).astype(np.int64)
         if rng.random() < 0.3:
             targets[:] = targets[0] if targets.size else 0
-        want = reference.refine(live, targets, num_targets, native=False)
-        got = native.refine(live, targets, num_targets)
-        assert (want[0] is None) == (got[0] is None)
-        if want[0] is not None:
-            assert np.array_equal(want[0], got[0])
-        assert np.array_equal(want[1], got[1])
-        assert np.array_equal(reference.class_of, native.class_of)
-        assert reference.class_of.dtype == native.class_of.dtype
+        _refine_alike(reference, native, live, targets, num_targets)
         assert native.class_of.dtype == (np.int32 if wide else np.uint16)
-        assert np.array_equal(reference.size, native.size)
 
 
 def test_c_refinement_with_thousands_of_groups_numbers_classes_as_numpy_does():
@@ -159,18 +167,14 @@ def test_c_refinement_with_thousands_of_groups_numbers_classes_as_numpy_does():
     for num_targets in (5_000, 50, 3_000):
         live = rng.choice(np.arange(1, vocab_size), size=15_000, replace=False).astype(np.int64)
         targets = rng.integers(0, num_targets, size=live.size).astype(np.int64)
-        want = reference.refine(live, targets, num_targets, native=False)
-        got = native.refine(live, targets, num_targets)
-        assert np.array_equal(want[0], got[0]) and np.array_equal(want[1], got[1])
-        assert np.array_equal(reference.class_of, native.class_of)
-        assert np.array_equal(reference.size, native.size)
+        assert _refine_alike(reference, native, live, targets, num_targets) is not None
     assert native.num_classes > 1_000
 
 
 def test_classes_past_65536_widen_class_of_to_int32_as_numpy_does():
     # a row that gives 70,000 tokens as many targets makes more classes than uint16 can name:
     # class_of becomes int32 (the C code finds out after grouping and refines again), and a
-    # later split of the wide classes numbers them as numpy does
+    # later row over the wide classes reads the same both ways
     from regexlm.index import native_walk
 
     if native_walk.library() is None:
@@ -181,11 +185,6 @@ def test_classes_past_65536_widen_class_of_to_int32_as_numpy_does():
     native = reference.copy()
     live = rng.permutation(np.arange(1, vocab_size)).astype(np.int64)
     for targets in (np.arange(live.size), rng.integers(0, 3, size=live.size)):
-        targets = targets.astype(np.int64)
-        want = reference.refine(live, targets, live.size, native=False)
-        got = native.refine(live, targets, live.size)
-        assert np.array_equal(want[0], got[0]) and np.array_equal(want[1], got[1])
-        assert np.array_equal(reference.class_of, native.class_of)
-        assert np.array_equal(reference.size, native.size)
-        assert native.class_of.dtype == reference.class_of.dtype == np.int32
+        _refine_alike(reference, native, live, targets.astype(np.int64), live.size)
+        assert native.class_of.dtype == np.int32
     assert native.num_classes == vocab_size + 1  # never-allowed, EOS, one per text token
