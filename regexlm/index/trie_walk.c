@@ -60,8 +60,26 @@ static void check_classes(const int32_t *out_origin, const int32_t *out_token,
     }
 }
 
-/* The walk both entry points share (see the file's comment); class_row NULL: no class check. */
-static int64_t walk(const int32_t *depth, const int32_t *size, const uint8_t *node_byte,
+/* The state `from` goes to on byte class `cls`, its row computed first where it is missing
+ * (which may move the table); -1, with *code set, when that fails. */
+static inline __attribute__((always_inline)) int32_t step_state(int32_t **table, int64_t width,
+                                                                fill_fn fill, void *ctx,
+                                                                int32_t from, int32_t cls,
+                                                                int64_t *code) {
+    int32_t next = (*table)[(int64_t)from * width + cls];
+    if (__builtin_expect(next >= 0, 1)) return next;
+    int32_t *filled = fill(ctx, from, code);
+    if (filled == NULL) return -1;
+    *table = filled;
+    next = filled[(int64_t)from * width + cls];
+    if (next < 0) *code = -1;
+    return next;
+}
+
+/* The walk both entry points share (see the file's comment); class_row NULL: no class check.
+ * Inlined twice by walk(), once with units NULL (the byte trie: one byte a node, no inner loop
+ * left) and once for a class trie: the generic loop costs a byte-trie walk about twice. */
+static inline __attribute__((always_inline)) int64_t walk_nodes(const int32_t *depth, const int32_t *size, const uint8_t *node_byte,
                     const int32_t *node_token, int64_t num_nodes, int32_t max_depth,
                     const uint8_t *byte_class, int32_t *table, int64_t width, fill_fn fill,
                     void *ctx, const int32_t *origins, int64_t num_origins, int32_t *out_origin,
@@ -88,19 +106,15 @@ static int64_t walk(const int32_t *depth, const int32_t *size, const uint8_t *no
             int32_t d = depth[i];
             int32_t next = state_at[d - 1];
             /* a node reads one byte, or in a class trie a unit of up to four */
-            uint32_t bytes = units == NULL ? node_byte[i] : units->bytes[i];
-            int32_t length = units == NULL ? 1 : units->length[i];
-            for (int32_t b = 0; b < length && next != 0; b++, bytes >>= 8) {
-                int32_t from = next, cls = byte_class[bytes & 0xFF];
-                next = table[(int64_t)from * width + cls];
-                if (next < 0) {
-                    table = fill(ctx, from, &code);
-                    if (table == NULL) goto failed;
-                    next = table[(int64_t)from * width + cls];
-                    if (next < 0) {
-                        code = -1;
-                        goto failed;
-                    }
+            if (units == NULL) {
+                next = step_state(&table, width, fill, ctx, next, byte_class[node_byte[i]], &code);
+                if (next < 0) goto failed;
+            } else {
+                uint32_t bytes = units->bytes[i];
+                for (int32_t b = 0; b < units->length[i] && next != 0; b++, bytes >>= 8) {
+                    next = step_state(&table, width, fill, ctx, next, byte_class[bytes & 0xFF],
+                                      &code);
+                    if (next < 0) goto failed;
                 }
             }
             if (next == 0) {
@@ -150,6 +164,25 @@ flush_failed:
 failed:
     free(state_at);
     return code;
+}
+
+static int64_t walk(const int32_t *depth, const int32_t *size, const uint8_t *node_byte,
+                    const int32_t *node_token, int64_t num_nodes, int32_t max_depth,
+                    const uint8_t *byte_class, int32_t *table, int64_t width, fill_fn fill,
+                    void *ctx, const int32_t *origins, int64_t num_origins, int32_t *out_origin,
+                    int32_t *out_token, int32_t *out_state, int64_t capacity, flush_fn flush,
+                    const int64_t *first_token, const void *class_of, int32_t wide,
+                    const int64_t *class_size, int64_t num_classes, int32_t *class_row,
+                    int64_t *named, int8_t *keeps, NodeUnits *units) {
+    if (units == NULL)
+        return walk_nodes(depth, size, node_byte, node_token, num_nodes, max_depth, byte_class,
+                          table, width, fill, ctx, origins, num_origins, out_origin, out_token,
+                          out_state, capacity, flush, first_token, class_of, wide, class_size,
+                          num_classes, class_row, named, keeps, NULL);
+    return walk_nodes(depth, size, node_byte, node_token, num_nodes, max_depth, byte_class, table,
+                      width, fill, ctx, origins, num_origins, out_origin, out_token, out_state,
+                      capacity, flush, first_token, class_of, wide, class_size, num_classes,
+                      class_row, named, keeps, units);
 }
 
 static int32_t *fill_by_callback(void *ctx, int32_t state, int64_t *code) {
