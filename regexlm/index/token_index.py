@@ -394,13 +394,10 @@ class IndexRows:
             ok = self.min_tokens[tgt] != UNREACHABLE
             if not ok.all():
                 o, tokens, tgt = o[ok], tokens[ok], tgt[ok]
-        if states.size == 1:  # (the usual new row: every triple is its own)
-            bounds = np.array([0, o.size])
-        else:
-            if (o[1:] < o[:-1]).any():
-                order = np.argsort(o, kind="stable")
-                o, tokens, tgt = o[order], tokens[order], tgt[order]
-            bounds = np.searchsorted(o, np.arange(states.size + 1))
+        if o.size > 1 and (o[1:] < o[:-1]).any():
+            order = np.argsort(o, kind="stable")
+            o, tokens, tgt = o[order], tokens[order], tgt[order]
+        bounds = np.searchsorted(o, np.arange(states.size + 1))
         for i, state in enumerate(states.tolist()):
             lo, hi = bounds[i], bounds[i + 1]
             old_of_new, row = self.classes.refine(tokens[lo:hi], tgt[lo:hi], self.num_states)
