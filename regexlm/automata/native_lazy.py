@@ -179,10 +179,15 @@ class NativeLazyDFA(WholeInputs):
         self._engine = fn["new"](self.num_byte_classes, nfa.num_states, match.ctypes.data)
         if not self._engine:
             raise MemoryError("no memory for a lazy DFA")
-        self._accept = _Accept(self)
         self._status = ctypes.c_int32(0)
         self._key_buf = np.empty(64, dtype=np.int32)
         self.start = self._intern_positions(sorted(self._sc.start_set))
+
+    @property
+    def _accept(self) -> _Accept:
+        # made on each use: kept on the automaton, it would hold the automaton in a reference
+        # cycle, and the C cache would wait for a collector's pass to be freed
+        return _Accept(self)
 
     @property
     def native_engine(self) -> int:

@@ -122,6 +122,28 @@ def final(label: int) -> int:
     return -1 - label
 
 
+def _node(k: int, rels: tuple, trans: list, memo: dict) -> int:
+    """The state of :func:`utf8_partition_automaton` reading ``k`` more continuation bytes whose
+    6k bits select a label via ``rels`` (a module function, not a closure: a recursive closure
+    holds itself in a reference cycle that only the collector frees)."""
+    key = (k, rels)
+    sid = memo.get(key)
+    if sid is not None:
+        return sid
+    sid = len(trans)
+    trans.append([])
+    memo[key] = sid
+    pairs = []
+    for j, children in _split_labelled(rels, 6 * (k - 1)):
+        if k == 1:  # the sets are disjoint: exactly one label holds this byte
+            label = next(i for i, child in enumerate(children) if child)
+            pairs.append((0x80 | j, final(label)))
+        else:
+            pairs.append((0x80 | j, _node(k - 1, children, trans, memo)))
+    trans[sid] = _merge_runs(pairs)
+    return sid
+
+
 @lru_cache(maxsize=2048)
 def utf8_partition_automaton(charsets: tuple[CharSet, ...]) -> Utf8Automaton:
     """One byte DFA for several disjoint sets, its final transitions labelled by set.
@@ -134,26 +156,6 @@ def utf8_partition_automaton(charsets: tuple[CharSet, ...]) -> Utf8Automaton:
     charsets = tuple(cs.subtract(c, cs.SURROGATES) for c in charsets)
     trans: list[list[tuple[int, int, int]]] = [[]]
     memo: dict[tuple[int, tuple], int] = {}
-
-    def node(k: int, rels: tuple) -> int:
-        # State reading ``k`` more continuation bytes whose 6k bits select a label via ``rels``.
-        key = (k, rels)
-        sid = memo.get(key)
-        if sid is not None:
-            return sid
-        sid = len(trans)
-        trans.append([])
-        memo[key] = sid
-        pairs = []
-        for j, children in _split_labelled(rels, 6 * (k - 1)):
-            if k == 1:  # the sets are disjoint: exactly one label holds this byte
-                label = next(i for i, child in enumerate(children) if child)
-                pairs.append((0x80 | j, final(label)))
-            else:
-                pairs.append((0x80 | j, node(k - 1, children)))
-        trans[sid] = _merge_runs(pairs)
-        return sid
-
     start: list[tuple[int, int, int]] = []
     for label, chars in enumerate(charsets):
         for lo, hi in cs.intersect(chars, ((0, 0x7F),)):
@@ -162,7 +164,10 @@ def utf8_partition_automaton(charsets: tuple[CharSet, ...]) -> Utf8Automaton:
         parts = tuple(cs.intersect(chars, ((first, last),)) for chars in charsets)
         if not any(parts):
             continue
-        pairs = [(lead | j, node(k, children)) for j, children in _split_labelled(parts, 6 * k)]
+        pairs = [
+            (lead | j, _node(k, children, trans, memo))
+            for j, children in _split_labelled(parts, 6 * k)
+        ]
         start.extend(_merge_runs(pairs))
     start.sort()
     trans[0] = start

@@ -8,8 +8,10 @@ end-of-sequence exactly when ``re.fullmatch`` holds. Patterns keep to ASCII clas
 
 from __future__ import annotations
 
+import gc
 import re
 import time
+import weakref
 
 import numpy as np
 import pytest
@@ -161,6 +163,34 @@ def test_a_tiny_automaton_cache_clears_and_stays_exact(smollm2_vocab):
         t = int(rng.choice(tokens))
         s, b = small.next_state(s, t), big.next_state(b, t)
     assert small._rows.automaton.clears > 0
+
+
+@pytest.mark.parametrize(
+    "pattern", [r"\d{4}-\d{2}-\d{2}", r"\w{1,20}@[a-z]+\.(com|org)", r".{0,50}"]
+)
+def test_an_index_let_go_is_freed_at_once_with_its_automaton(smollm2_vocab, pattern):
+    # no reference cycle holds an index, its rows or its automaton (whose state cache lives in
+    # C): dropping the last reference frees them without waiting for the cyclic collector
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        index = regexlm.compile(pattern, smollm2_vocab, cache=False)
+        index.bitmask_rows([index.start_state])
+        index.settle()
+        state = index.start_state
+        for _ in range(6):
+            index.mask(state)
+            tokens = index.allowed_tokens(state).numpy()
+            tokens = tokens[~np.isin(tokens, smollm2_vocab.eos_ids)]
+            if tokens.size == 0:
+                break
+            state = index.next_state(state, int(tokens[-1]))
+        held = [weakref.ref(index), weakref.ref(index._rows), weakref.ref(index._rows.automaton)]
+        del index
+        assert [ref() is None for ref in held] == [True, True, True]
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def test_exploration_makes_small_patterns_exact(smollm2_vocab):
