@@ -205,8 +205,8 @@ class NativeLazyDFA(WholeInputs):
         """Hand NFA state ``q`` to C (the walk's callback; 0 once done), with the states
         numbered after it that are not handed over yet (states made together are mostly needed
         together), a batch twice as large as the last up to :data:`HANDOVER_BATCH`, so small
-        patterns hand over little and large ones call back a few times: the UTF-8 automaton
-        of each one's characters (sent once per automaton), its transitions' targets and their closures."""
+        patterns hand over little and large ones call back a few times (see
+        :meth:`_hand_over`)."""
         sc = self._sc
         handed = self._handed
         batch = [q := int(q)]
@@ -218,6 +218,26 @@ class NativeLazyDFA(WholeInputs):
             if not handed[r]:
                 handed[r] = 1
                 batch.append(r)
+        self._hand_over(batch)
+        return 0
+
+    def hand_over_rest(self, max_states: int) -> bool:
+        """Hand every NFA state not handed over yet to C now, where they are at most
+        ``max_states`` (whether it did): a walk then never calls back into Python. For a
+        moment that has time to spare (an index's exploration), so later rows do not pay it."""
+        with self.lock:
+            rest = np.flatnonzero(np.frombuffer(self._handed, dtype=np.uint8) == 0)
+            if rest.size > max_states:
+                return False
+            if rest.size:
+                np.frombuffer(self._handed, dtype=np.uint8)[rest] = 1
+                self._hand_over(rest.tolist())
+            return True
+
+    def _hand_over(self, batch: list[int]) -> None:
+        """Send NFA states ``batch`` (marked handed) to C: the UTF-8 automaton of each one's
+        characters (sent once per automaton), its transitions' targets and their closures."""
+        sc = self._sc
         autos, counts, targets, closure_off, elems = [], [], [], [0], []
         for r in batch:
             auto = sc.autos[r]
@@ -243,7 +263,6 @@ class NativeLazyDFA(WholeInputs):
         )
         code = self._fn["set_states"](self._engine, len(batch), *(a.ctypes.data for a in arrays))
         self._check(code, "NFA states")
-        return 0
 
     def _closure(self, q: int) -> list[int]:
         found = self._closures.get(q)

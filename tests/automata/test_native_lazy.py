@@ -152,3 +152,42 @@ def test_describe_gives_what_the_single_state_queries_give(pattern, texts, usabl
     assert keys == [c.key(s) for s in states.tolist()]
     assert match.tolist() == [c.match_index(s) for s in states.tolist()]
     assert dist.tolist() == [c.byte_distance(s, ok) for s in states.tolist()]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pattern=regex_patterns(),
+    texts=st.lists(st.text(ALPHABET, max_size=12), min_size=1, max_size=8),
+    first=st.text(ALPHABET, max_size=4),
+)
+def test_handing_every_nfa_state_over_first_changes_no_answer(pattern, texts, first):
+    """The NFA states handed to C ahead of the walks (what an index does once it has explored)
+    give the states that handing them over on demand gives; afterwards no walk calls back."""
+    pair = _pair(pattern)
+    if pair is None:
+        return
+    py, c = pair
+    c.run(first.encode())  # some states handed over on demand already
+    assert c.hand_over_rest(len(c._handed))
+    assert all(c._handed)
+    c._need_state = None  # a call back into Python would fail now
+    for text in texts:
+        data = text.encode()
+        for k in range(len(data) + 1):
+            p, q = py.run(data[:k]), c.run(data[:k])
+            assert (p == 0) == (q == 0), (pattern, data[:k])
+            if p != 0:
+                assert py.match_index(p) == c.match_index(q), (pattern, data[:k])
+                assert py.byte_distance(p) == c.byte_distance(q), (pattern, data[:k])
+
+
+def test_more_nfa_states_than_allowed_are_left_for_the_walks():
+    c = compile_lazy(r"(ab|cd){1,40}x", timeout=None, native=True)
+    before = bytes(c._handed)
+    rest = before.count(0)
+    assert rest > 2
+    assert not c.hand_over_rest(rest - 1)
+    assert bytes(c._handed) == before
+    assert c.run(b"abcdx") != 0 and c.match_index(c.run(b"abcdx")) >= 0
+    assert c.hand_over_rest(rest) and all(c._handed)
+    assert c.hand_over_rest(0)  # nothing left: done at once
