@@ -11,7 +11,8 @@ instead of tens of them.
 Python keeps what is computed once per *NFA state*: the UTF-8 automaton of its characters (one
 per distinct tuple of character sets, sent to C once), the NFA states its transitions lead to
 and their epsilon closures, handed over the first time a row needs that NFA state (a callback
-during a trie walk, a retry loop elsewhere). Once per set of usable bytes, each NFA state's
+during a trie walk, a retry loop elsewhere), or all at once where an index has time to spare
+(:meth:`NativeLazyDFA.hand_over_rest`, once it has explored). Once per set of usable bytes, each NFA state's
 byte distance to a match (what :class:`~regexlm.automata.lazy.Distances` finds in Python) is a
 shortest-path search in C over edge arrays that numpy lays out, so a pattern of thousands of NFA
 states pays about a third of what Python's search costs (small NFAs keep the Python search,
