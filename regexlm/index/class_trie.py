@@ -238,7 +238,7 @@ def class_trie(vocab, automaton, max_nodes: int = MAX_NODES) -> ClassTrie | None
     strings = np.flatnonzero(group_of_string >= 0)
     groups = group_of_string[strings]
     num_groups = int(groups.max()) + 1 if groups.size else 0
-    first_token = np.full(num_groups, -1, dtype=np.int64)
+    first_token = np.full(num_groups, -1, dtype=np.int32)
     first_token[groups] = flat_trie(vocab).first_token[strings]
     weight = np.bincount(groups, minlength=num_groups).astype(np.int64)
     return ClassTrie(

@@ -291,7 +291,7 @@ def walk(fn, trie, automaton, origins: np.ndarray, classes=None):
             class_rows = np.empty((origins.size, size.size), dtype=np.int32)
             named = np.empty((origins.size, size.size), dtype=np.int64)
             keeps = np.empty(origins.size, dtype=np.int8)
-            first = trie.first_token
+            first = np.ascontiguousarray(trie.first_token, dtype=np.int32)  # [strings]
             check = (
                 *(_ptr(first), _ptr(class_of), wide, _ptr(size), size.size),
                 *(_ptr(class_rows), _ptr(named), _ptr(keeps)),

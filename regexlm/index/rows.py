@@ -40,7 +40,7 @@ class FlatTrie:
     :class:`regexlm.index.trie.VocabTrie`, strings filtered the same way.
 
     Strings map to token ids through ``token_start int64[U + 1]`` (CSR over ``token_ids``,
-    end-of-sequence ids left out); ``first_token int64[U]`` is each string's first token, and
+    end-of-sequence ids left out); ``first_token int32[U]`` is each string's first token, and
     ``has_more bool[U]`` marks the few strings that more than one token id spells.
     """
 
@@ -126,7 +126,7 @@ def _flatten(trie, eos_ids) -> FlatTrie:
     for (byte, term, _, _), pre in zip(levels, positions, strict=True):
         node_byte[pre] = byte
         node_string[pre] = term
-    first_token = np.full(counts.size, -1, dtype=np.int64)
+    first_token = np.full(counts.size, -1, dtype=np.int32)
     first_token[counts > 0] = token_ids[token_start[:-1][counts > 0]]
     has_more = counts > 1
     return FlatTrie(

@@ -45,12 +45,12 @@ typedef struct {
 
 /* The class check of a walk (see regexlm_walk_rows_lazy) over the triples j in [0, count) of a buffer. */
 static void check_classes(const int32_t *out_origin, const int32_t *out_token,
-                          const int32_t *out_state, int64_t count, const int64_t *first_token,
-                          const void *class_of, int32_t wide, int64_t num_classes,
-                          int32_t *class_row,
-                          int64_t *named, int8_t *keeps, const NodeUnits *units) {
+                          const int32_t *out_state, int64_t count, const int32_t *first_token,
+                          const void *class_of, int32_t wide, int64_t num_origins,
+                          int64_t num_classes, int32_t *class_row, int64_t *named, int8_t *keeps,
+                          const NodeUnits *units) {
     for (int64_t j = 0; j < count; j++) {
-        int32_t o = out_origin[j];
+        int32_t o = num_origins == 1 ? 0 : out_origin[j]; /* (one origin: a stream less to read) */
         if (!keeps[o]) continue;
         int32_t t = out_token[j];
         int64_t k = (int64_t)o * num_classes + class_at(class_of, wide, first_token[t]);
@@ -84,7 +84,7 @@ static inline __attribute__((always_inline)) int64_t walk_nodes(const int32_t *d
                     const uint8_t *byte_class, int32_t *table, int64_t width, fill_fn fill,
                     void *ctx, const int32_t *origins, int64_t num_origins, int32_t *out_origin,
                     int32_t *out_token, int32_t *out_state, int64_t capacity, flush_fn flush,
-                    const int64_t *first_token, const void *class_of, int32_t wide,
+                    const int32_t *first_token, const void *class_of, int32_t wide,
                     const int64_t *class_size, int64_t num_classes, int32_t *class_row,
                     int64_t *named, int8_t *keeps, NodeUnits *units) {
     /* state_at[d]: the state the current path's node at depth d was entered with (d = 0: the
@@ -133,7 +133,8 @@ static inline __attribute__((always_inline)) int64_t walk_nodes(const int32_t *d
             if (written == capacity) {
                 if (class_row != NULL)
                     check_classes(out_origin, out_token, out_state, written, first_token,
-                                  class_of, wide, num_classes, class_row, named, keeps, units);
+                                  class_of, wide, num_origins, num_classes, class_row, named,
+                                  keeps, units);
                 if (flush(written) != 0) goto flush_failed;
                 total += written;
                 written = 0;
@@ -143,7 +144,7 @@ static inline __attribute__((always_inline)) int64_t walk_nodes(const int32_t *d
     }
     if (class_row != NULL) {
         check_classes(out_origin, out_token, out_state, written, first_token, class_of, wide,
-                      num_classes, class_row, named, keeps, units);
+                      num_origins, num_classes, class_row, named, keeps, units);
         for (int64_t o = 0; o < num_origins; o++) {
             for (int64_t c = 0; c < num_classes && keeps[o]; c++) {
                 int64_t k = o * num_classes + c;
@@ -171,7 +172,7 @@ static int64_t walk(const int32_t *depth, const int32_t *size, const uint8_t *no
                     const uint8_t *byte_class, int32_t *table, int64_t width, fill_fn fill,
                     void *ctx, const int32_t *origins, int64_t num_origins, int32_t *out_origin,
                     int32_t *out_token, int32_t *out_state, int64_t capacity, flush_fn flush,
-                    const int64_t *first_token, const void *class_of, int32_t wide,
+                    const int32_t *first_token, const void *class_of, int32_t wide,
                     const int64_t *class_size, int64_t num_classes, int32_t *class_row,
                     int64_t *named, int8_t *keeps, NodeUnits *units) {
     if (units == NULL)
@@ -259,7 +260,7 @@ int64_t regexlm_walk_rows_lazy(const int32_t *depth, const int32_t *size, const 
                                const int32_t *origins, int64_t num_origins, int32_t *out_origin,
                                int32_t *out_token, int32_t *out_state, int64_t capacity,
                                need_state_fn need_state, flush_fn flush,
-                               const int64_t *first_token, const void *class_of,
+                               const int32_t *first_token, const void *class_of,
                                int32_t class_wide, const int64_t *class_size, int64_t num_classes,
                                int32_t *class_row, int64_t *named, int8_t *keeps,
                                const uint32_t *unit_bytes, const uint8_t *unit_length,
