@@ -66,7 +66,7 @@ def _load(lib):
     simd.restype, simd.argtypes = ctypes.c_int32, [ctypes.c_int32]
     _helpers["pack_simd"] = simd
     members = lib.regexlm_small_class_members
-    members.argtypes = [p, i32, i64, i64, i64, p, p, p]
+    members.argtypes = [p, i32, i64, i64, i64, p, p, p, p]
     members.restype = i64
     _helpers["small_class_members"] = members
     lazy = lib.regexlm_walk_rows_lazy
@@ -177,13 +177,21 @@ class RowPacker:
         return out
 
 
-def small_class_members(class_of: np.ndarray, num_classes: int, cap: int) -> tuple | None:
+def small_class_members(
+    class_of: np.ndarray, num_classes: int, cap: int, counts: np.ndarray | None = None
+) -> tuple | None:
     """``(member_start int64[C + 1], members int32[<= cap], small int8[C])``: the token ids of
     the smallest classes, chosen smallest first while they add up to at most ``cap`` tokens,
-    grouped by class (see ``trie_walk.c``); None where the C code is not available."""
+    grouped by class (see ``trie_walk.c``); None where the C code is not available.
+    ``counts int64[C]``, each class's number of tokens where the caller knows it, spares a
+    pass over ``class_of``."""
     if library() is None:
         return None
     class_of, wide = class_table(class_of)
+    if counts is not None:
+        counts = np.ascontiguousarray(counts, dtype=np.int64)
+        if counts.shape != (num_classes,):
+            raise ValueError(f"counts has shape {counts.shape}; it must be ({num_classes},)")
     start = np.empty(num_classes + 1, dtype=np.int64)
     members = np.empty(max(1, cap), dtype=np.int32)
     small = np.empty(max(1, num_classes), dtype=np.int8)
@@ -193,6 +201,7 @@ def small_class_members(class_of: np.ndarray, num_classes: int, cap: int) -> tup
         class_of.size,
         num_classes,
         cap,
+        None if counts is None else _ptr(counts),
         _ptr(start),
         _ptr(members),
         _ptr(small),

@@ -79,6 +79,14 @@ class TokenClasses:
     def copy(self) -> TokenClasses:
         return TokenClasses(self.class_of.copy(), self.size.copy(), self.shadows, self.shadowed)
 
+    def token_counts(self) -> np.ndarray:
+        """``int64[C]``: each class's number of tokens, shadows included (``size`` leaves
+        them out)."""
+        counts = self.size.copy()
+        if self.shadows.size:
+            counts += np.bincount(self.class_of[self.shadows], minlength=counts.size)
+        return counts
+
     @property
     def num_classes(self) -> int:
         return int(self.size.size)

@@ -437,10 +437,13 @@ static int ascending(const void *a, const void *b) {
  * The tokens of the small classes, for regexlm_pack_rows: classes are chosen smallest first
  * while their tokens add up to at most `cap`, and small[c] marks them; member_start
  * (num_classes + 1 entries) is a CSR over `members` (at most `cap` entries), an empty range for
- * a class not chosen. Returns the number of tokens stored, or -2 when out of memory.
+ * a class not chosen. `counts` (num_classes entries), when not NULL, is each class's number of
+ * tokens, which spares a pass over class_of. Returns the number of tokens stored, or -2 when
+ * out of memory.
  */
 int64_t regexlm_small_class_members(const void *class_of, int32_t class_wide,
-                                    int64_t vocab_size, int64_t num_classes, int64_t cap, int64_t *member_start,
+                                    int64_t vocab_size, int64_t num_classes, int64_t cap,
+                                    const int64_t *counts, int64_t *member_start,
                                     int32_t *members, int8_t *small) {
     int64_t *size = (int64_t *)calloc((size_t)num_classes + 1, sizeof(int64_t));
     int64_t *order = (int64_t *)malloc(sizeof(int64_t) * ((size_t)num_classes + 1));
@@ -449,7 +452,10 @@ int64_t regexlm_small_class_members(const void *class_of, int32_t class_wide,
         free(order);
         return -2;
     }
-    for (int64_t t = 0; t < vocab_size; t++) size[class_at(class_of, class_wide, t)]++;
+    if (counts != NULL)
+        memcpy(size, counts, sizeof(int64_t) * (size_t)num_classes);
+    else
+        for (int64_t t = 0; t < vocab_size; t++) size[class_at(class_of, class_wide, t)]++;
     for (int64_t c = 0; c < num_classes; c++) order[c] = (size[c] << 32) | c; /* by size */
     qsort(order, (size_t)num_classes, sizeof(int64_t), ascending);
     int64_t total = 0;

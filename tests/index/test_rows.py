@@ -185,6 +185,8 @@ def test_c_bitmask_rows_equal_the_tokens_allowed(
         members = native_walk.small_class_members(class_of, num_classes, cap)
         start, listed, small = members
         sizes = np.bincount(class_of, minlength=num_classes)
+        counted = native_walk.small_class_members(class_of, num_classes, cap, sizes)
+        assert all(np.array_equal(a, b) for a, b in zip(members, counted, strict=True))
         assert listed.size == sizes[small.astype(bool)].sum() <= cap
         # smallest first: no class left out is smaller than one listed
         if small.any() and not small.all():

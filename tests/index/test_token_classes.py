@@ -104,6 +104,7 @@ def test_shadows_follow_their_first_token(seed, num_rows):
     c = classes.class_of
     assert np.array_equal(c[shadows], c[shadowed])
     assert classes.size.sum() == vocab_size - shadows.size
+    assert np.array_equal(classes.token_counts(), np.bincount(c, minlength=classes.num_classes))
     assert np.array_equal(table[:, c[shadows]], table[:, c[shadowed]])
 
 
