@@ -99,7 +99,7 @@ def refine_classes(classes, tokens: np.ndarray, targets: np.ndarray) -> tuple | 
         return None
     if classes.class_of.dtype not in (np.uint16, np.int32):
         return None
-    tokens = np.ascontiguousarray(tokens, dtype=np.int64)  # [T]
+    tokens = np.ascontiguousarray(tokens, dtype=np.int32)  # [T] token ids
     targets = np.ascontiguousarray(targets, dtype=np.int64)  # [T]
     num, room = classes.num_classes, classes.num_classes + tokens.size
     shadows = np.ascontiguousarray(classes.shadows, dtype=np.int64)

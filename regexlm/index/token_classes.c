@@ -75,7 +75,7 @@ static Slot *grow_table(Slot *table, int64_t *capacity, const uint64_t *keys, in
  * (nothing written: call again with an int32 class_of_out).
  */
 int64_t regexlm_refine_classes(const void *class_of, int32_t wide, int64_t vocab_size,
-                               const int64_t *size, int64_t num_classes, const int64_t *tokens,
+                               const int64_t *size, int64_t num_classes, const int32_t *tokens,
                                const int64_t *targets, int64_t count, const int64_t *shadows,
                                const int64_t *shadowed, int64_t num_shadows, void *class_of_out,
                                int32_t out_wide, int64_t *size_out, int64_t *old_of_new,
@@ -110,17 +110,17 @@ int64_t regexlm_refine_classes(const void *class_of, int32_t wide, int64_t vocab
         free(splits);
         return num_classes;
     }
-    /* the distinct (class, target) groups of the splitting classes' tokens */
-    int64_t capacity = 256; /* doubled while more than half full: groups are usually few */
+    /* the distinct (class, target) groups of the splitting classes' tokens; the per-group
+     * arrays grow with the table (groups are usually few: nothing sized by the tokens but
+     * group_of, which a row of many tokens would otherwise pay in fresh pages) */
+    int64_t capacity = 256; /* doubled while more than half full */
     Slot *table = (Slot *)malloc(sizeof(Slot) * (size_t)capacity);
-    int64_t *group_of = (int64_t *)malloc(sizeof(int64_t) * (size_t)(count + 1));
-    uint64_t *keys = (uint64_t *)malloc(sizeof(uint64_t) * (size_t)(count + 1));
-    int64_t *group_size = (int64_t *)calloc((size_t)count + 1, sizeof(int64_t));
-    int64_t *new_id = (int64_t *)malloc(sizeof(int64_t) * (size_t)(count + 1));
-    int64_t *rank = (int64_t *)malloc(sizeof(int64_t) * (size_t)(count + 1));
+    int32_t *group_of = (int32_t *)malloc(sizeof(int32_t) * (size_t)(count + 1));
+    uint64_t *keys = (uint64_t *)malloc(sizeof(uint64_t) * (size_t)capacity);
+    int64_t *group_size = (int64_t *)calloc((size_t)capacity, sizeof(int64_t));
+    int64_t *new_id = NULL, *rank = NULL;
     int64_t status = 0;
-    if (table == NULL || group_of == NULL || keys == NULL || group_size == NULL ||
-        new_id == NULL || rank == NULL) {
+    if (table == NULL || group_of == NULL || keys == NULL || group_size == NULL) {
         status = -2;
         goto done;
     }
@@ -136,19 +136,32 @@ int64_t regexlm_refine_classes(const void *class_of, int32_t wide, int64_t vocab
         int64_t s = find_slot(table, capacity, key);
         if (table[s].key == EMPTY) {
             if (2 * (groups + 1) > capacity) {
+                int64_t was = capacity;
                 table = grow_table(table, &capacity, keys, groups);
-                if (table == NULL) {
+                uint64_t *more_keys = (uint64_t *)realloc(keys, sizeof(uint64_t) * (size_t)capacity);
+                if (more_keys != NULL) keys = more_keys;
+                int64_t *more_sizes =
+                    (int64_t *)realloc(group_size, sizeof(int64_t) * (size_t)capacity);
+                if (more_sizes != NULL) group_size = more_sizes;
+                if (table == NULL || more_keys == NULL || more_sizes == NULL) {
                     status = -2;
                     goto done;
                 }
+                memset(group_size + was, 0, sizeof(int64_t) * (size_t)(capacity - was));
                 s = find_slot(table, capacity, key);
             }
             table[s].key = key;
             table[s].group = groups;
             keys[groups++] = key;
         }
-        group_of[i] = table[s].group;
+        group_of[i] = (int32_t)table[s].group;
         group_size[table[s].group]++;
+    }
+    new_id = (int64_t *)malloc(sizeof(int64_t) * (size_t)(groups + 1));
+    rank = (int64_t *)malloc(sizeof(int64_t) * (size_t)(groups + 1));
+    if (new_id == NULL || rank == NULL) {
+        status = -2;
+        goto done;
     }
     /* order the groups by (class, target): rank[found order] = sorted position */
     uint64_t *sorted = (uint64_t *)malloc(sizeof(uint64_t) * (size_t)(groups + 1));

@@ -392,6 +392,9 @@ class IndexRows:
                 o = np.searchsorted(rest, o)  # origin positions among the rest
         elif checked is not None and trie is not self.trie:
             o, strings, q = walk_rows(self.trie, self.automaton, origins)
+        # the walk's int32 ids as native-width indexes: numpy gathers and scatters with them
+        # about three times faster than with int32 ones
+        strings, q = strings.astype(np.intp, copy=False), q.astype(np.intp, copy=False)
         tokens = self.trie.tokens(strings)  # never end-of-sequence ids; shadows follow later
         tgt = self._index_states(q)  # new targets get a bound and no row
         if self.strict:  # a target from which no match can be completed is not allowed
