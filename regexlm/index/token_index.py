@@ -404,7 +404,7 @@ class IndexRows:
         if o.size > 1 and (o[1:] < o[:-1]).any():
             order = np.argsort(o, kind="stable")
             o, tokens, tgt = o[order], tokens[order], tgt[order]
-        bounds = np.searchsorted(o, np.arange(states.size + 1))
+        bounds = np.searchsorted(o, np.arange(states.size + 1, dtype=o.dtype))  # (no cast of o)
         for i, state in enumerate(states.tolist()):
             lo, hi = bounds[i], bounds[i + 1]
             old_of_new, row = self.classes.refine(tokens[lo:hi], tgt[lo:hi], self.num_states)
