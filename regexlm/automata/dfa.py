@@ -117,6 +117,11 @@ class SubsetConstruction:
         self.union_memo: dict[tuple[int, ...], int] = {}
         self.start_set = self.closure(nfa.start)
 
+    def forget_closures(self) -> None:
+        """Let go of the closures found so far (they are found again where asked for): for a
+        user that has what it needs from them."""
+        self.closure = _closures(self.nfa)
+
     def char_partition(self) -> CharPartition:
         """The NFA's character classes (:mod:`regexlm.automata.char_classes`), made on first
         use and kept."""

@@ -233,6 +233,9 @@ class NativeLazyDFA(WholeInputs):
             if rest.size:
                 np.frombuffer(self._handed, dtype=np.uint8)[rest] = 1
                 self._hand_over(rest.tolist())
+            # C holds every closure now: Python's copies are no longer needed
+            self._closures = {}
+            self._sc.forget_closures()
             return True
 
     def _hand_over(self, batch: list[int]) -> None:

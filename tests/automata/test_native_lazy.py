@@ -191,3 +191,27 @@ def test_more_nfa_states_than_allowed_are_left_for_the_walks():
     assert c.run(b"abcdx") != 0 and c.match_index(c.run(b"abcdx")) >= 0
     assert c.hand_over_rest(rest) and all(c._handed)
     assert c.hand_over_rest(0)  # nothing left: done at once
+
+
+def test_once_every_nfa_state_is_handed_over_python_lets_its_closures_go():
+    import gc
+    import tracemalloc
+
+    pattern = r"\{(\"k[0-9]\": (true|false|[0-9]{1,5}|\"[a-z]{0,8}\"), ){0,30}\"end\": 1\}"
+    c = compile_lazy(pattern, timeout=None, native=True)
+    half = len(c._handed) // 2
+    tracemalloc.start()
+    try:
+        for q in range(half):  # as walks hand states over on demand: closures found in Python
+            c._closure(q)
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        assert c.hand_over_rest(len(c._handed))
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert c._closures == {}
+    assert after < before - 50_000, (before, after)
+    assert c.fullmatch('{"k1": true, "k2": "ab", "end": 1}')
+    assert not c.fullmatch('{"k1": tru, "end": 1}')
