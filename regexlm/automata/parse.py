@@ -293,6 +293,20 @@ def _at(code, flags: int) -> Look:
     raise UnsupportedRegexError(f"assertion {name}", None)  # pragma: no cover
 
 
+def _alternation(branches: tuple):
+    """The alternation of ``branches``, those that read one character each merged into one
+    set: the same language from a smaller automaton (``(.|\\n){0,500}`` repeats one state, not
+    five; ``re``'s parser merges single literals itself, not ``.`` or classes)."""
+    singles = [b.chars for b in branches if isinstance(b, Chars)]
+    if len(singles) < 2:
+        return Alt(branches)
+    merged = singles[0]
+    for chars in singles[1:]:
+        merged = cs.union(merged, chars)
+    rest = tuple(b for b in branches if not isinstance(b, Chars))
+    return Alt((Chars(merged), *rest)) if rest else Chars(merged)
+
+
 def _convert(sub, flags: int, depth: int):
     if depth > MAX_DEPTH:
         raise PatternTooComplexError(
@@ -309,7 +323,7 @@ def _convert(sub, flags: int, depth: int):
         elif op is C.IN:
             items.append(Chars(_class(av, flags)))
         elif op is C.BRANCH:
-            items.append(Alt(tuple(_convert(b, flags, depth + 1) for b in av[1])))
+            items.append(_alternation(tuple(_convert(b, flags, depth + 1) for b in av[1])))
         elif op is C.SUBPATTERN:
             _group, add, delete, p = av
             items.append(_convert(p, _combine_flags(flags, add, delete), depth + 1))

@@ -100,3 +100,37 @@ def test_repetition_count_beyond_what_re_accepts_is_a_syntax_error():
         re.compile("a{4294967295}")
     with pytest.raises(RegexSyntaxError, match="repetition number is too large"):
         compile_regex("a{4294967295}")
+
+
+@pytest.mark.parametrize(
+    "pattern, texts",
+    [
+        (r"(.|\n){0,3}", ["", "a\n", "\n\n\n", "abcd"]),
+        (r"(a|[bc]|de|\d)x", ["ax", "cx", "dex", "7x", "٣x", "dx", "x"]),
+        (r"(?i:k|[0-9])|zz", ["K", "k", "\u212a", "5", "zz", "Z"]),
+    ],
+)
+def test_one_character_branches_become_one_set(pattern, texts):
+    # the same language as re's, with the single-character branches merged into one set
+    tree = parse(pattern)
+    flat = tree.item if isinstance(tree, Repeat) else tree
+    found = [flat] if isinstance(flat, Chars) else []
+    stack = [flat]
+    while stack:
+        node = stack.pop()
+        for item in getattr(node, "items", ()):
+            found.append(item)
+            stack.append(item)
+    branches = [n for n in found if type(n).__name__ == "Alt"]
+    assert all(sum(isinstance(b, Chars) for b in alt.items) <= 1 for alt in branches)
+    dfa = compile_regex(pattern)
+    for text in texts:
+        assert dfa.fullmatch(text) == (re.fullmatch(pattern, text) is not None), text
+
+
+def test_merged_branches_make_a_smaller_automaton():
+    from regexlm.automata.compiler import compile_lazy
+
+    merged = compile_lazy(r"(.|\n){0,100}")
+    written = compile_lazy(r"[\s\S]{0,100}")
+    assert merged._sc.n == written._sc.n
