@@ -138,7 +138,8 @@ int64_t regexlm_refine_classes(const void *class_of, int32_t wide, int64_t vocab
             if (2 * (groups + 1) > capacity) {
                 int64_t was = capacity;
                 table = grow_table(table, &capacity, keys, groups);
-                uint64_t *more_keys = (uint64_t *)realloc(keys, sizeof(uint64_t) * (size_t)capacity);
+                uint64_t *more_keys =
+                    (uint64_t *)realloc(keys, sizeof(uint64_t) * (size_t)capacity);
                 if (more_keys != NULL) keys = more_keys;
                 int64_t *more_sizes =
                     (int64_t *)realloc(group_size, sizeof(int64_t) * (size_t)capacity);
