@@ -177,7 +177,7 @@ class NativeLazyDFA(WholeInputs):
         self._batch = 1  # NFA states handed in the last batch
         self._closures: dict[int, list[int]] = {}
         match = np.ascontiguousarray(nfa.match, dtype=np.int32)
-        self._engine = fn["new"](self.num_byte_classes, nfa.num_states, match.ctypes.data)
+        self._engine = fn["new"](self.num_byte_classes, nfa.num_states, native.address(match))
         if not self._engine:
             raise MemoryError("no memory for a lazy DFA")
         self._status = ctypes.c_int32(0)
@@ -265,7 +265,9 @@ class NativeLazyDFA(WholeInputs):
             np.array(closure_off, dtype=np.int64),
             np.array(elems, dtype=np.int32),
         )
-        code = self._fn["set_states"](self._engine, len(batch), *(a.ctypes.data for a in arrays))
+        code = self._fn["set_states"](
+            self._engine, len(batch), *(native.address(a) for a in arrays)
+        )
         self._check(code, "NFA states")
 
     def _closure(self, q: int) -> list[int]:
@@ -282,10 +284,10 @@ class NativeLazyDFA(WholeInputs):
         index = self._fn["add_automaton"](
             self._engine,
             off.size - 1,
-            off.ctypes.data,
-            lo.ctypes.data,
-            hi.ctypes.data,
-            nxt.ctypes.data,
+            native.address(off),
+            native.address(lo),
+            native.address(hi),
+            native.address(nxt),
         )
         self._check(min(index, 0), "a UTF-8 automaton")
         self._auto_index[id(auto)] = index
@@ -314,7 +316,7 @@ class NativeLazyDFA(WholeInputs):
         arr = np.ascontiguousarray(positions, dtype=np.int32)
         with self.lock:
             sid = self._fn["intern"](
-                self._engine, arr.ctypes.data, arr.size, ctypes.byref(self._status)
+                self._engine, native.address(arr), arr.size, ctypes.byref(self._status)
             )
             self._check(self._status.value, "a new DFA state")
         return int(sid)
@@ -405,7 +407,7 @@ class NativeLazyDFA(WholeInputs):
         states = np.ascontiguousarray(states, dtype=np.int64)
         classes = np.ascontiguousarray(classes, dtype=np.int64)
         out = np.empty(states.size, dtype=np.int64)
-        args = (states.size, states.ctypes.data, classes.ctypes.data, out.ctypes.data)
+        args = (states.size, native.address(states), native.address(classes), native.address(out))
         self._filling(lambda: self._fn["step"](self._engine, *args))
         return out
 
@@ -419,7 +421,13 @@ class NativeLazyDFA(WholeInputs):
         data = bytes(data)
         s = ctypes.c_int32(self.start if state is None else state)
         done = ctypes.c_int64(0)
-        args = (ctypes.byref(s), self.byte_classes.ctypes.data, data, len(data), ctypes.byref(done))
+        args = (
+            ctypes.byref(s),
+            native.address(self.byte_classes),
+            data,
+            len(data),
+            ctypes.byref(done),
+        )
         self._filling(lambda: self._fn["run"](self._engine, *args))
         return int(s.value)
 
@@ -438,7 +446,9 @@ class NativeLazyDFA(WholeInputs):
             nfa_dist = np.minimum(nfa_dist, UNREACHABLE).astype(np.int32)
         usable_class = np.zeros(self.num_byte_classes, dtype=np.uint8)
         usable_class[self._sc.class_of[ok]] = 1
-        self._fn["set_distances"](self._engine, nfa_dist.ctypes.data, usable_class.ctypes.data)
+        self._fn["set_distances"](
+            self._engine, native.address(nfa_dist), native.address(usable_class)
+        )
         self._distances_key = key
 
     def _nfa_distances(self, ok: np.ndarray) -> np.ndarray:
@@ -481,7 +491,7 @@ class NativeLazyDFA(WholeInputs):
         code = self._fn["nfa_distances"](
             n,
             src.size,
-            *(a.ctypes.data for a in (src, dst, cost, is_match, dist)),
+            *(native.address(a) for a in (src, dst, cost, is_match, dist)),
         )
         self._check(code, "byte distances")
         return dist
@@ -516,11 +526,11 @@ class NativeLazyDFA(WholeInputs):
                 total = self._fn["describe"](
                     self._engine,
                     n,
-                    states.ctypes.data,
-                    match.ctypes.data,
-                    dist.ctypes.data,
-                    lengths.ctypes.data,
-                    self._key_buf.ctypes.data,
+                    native.address(states),
+                    native.address(match),
+                    native.address(dist),
+                    native.address(lengths),
+                    native.address(self._key_buf),
                     self._key_buf.size,
                 )
                 if total <= self._key_buf.size:

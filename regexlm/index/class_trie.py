@@ -288,4 +288,4 @@ def _load(lib):
 
 
 def _ptr(a: np.ndarray) -> int:
-    return a.ctypes.data
+    return native.address(a)

@@ -212,7 +212,7 @@ def small_class_members(
 
 
 def _ptr(a: np.ndarray) -> int:
-    return a.ctypes.data
+    return native.address(a)
 
 
 class _Walk(threading.local):
