@@ -227,11 +227,12 @@ class NativeLazyDFA(WholeInputs):
         ``max_states`` (whether it did): a walk then never calls back into Python. For a
         moment that has time to spare (an index's exploration), so later rows do not pay it."""
         with self.lock:
-            rest = np.flatnonzero(np.frombuffer(self._handed, dtype=np.uint8) == 0)
+            handed = np.frombuffer(self._handed, dtype=np.uint8)  # a view: marks write through
+            rest = np.flatnonzero(handed == 0)
             if rest.size > max_states:
                 return False
             if rest.size:
-                np.frombuffer(self._handed, dtype=np.uint8)[rest] = 1
+                handed[rest] = 1
                 self._hand_over(rest.tolist())
             # C holds every closure now: Python's copies are no longer needed
             self._closures = {}

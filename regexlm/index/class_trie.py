@@ -287,5 +287,4 @@ def _load(lib):
     return fn
 
 
-def _ptr(a: np.ndarray) -> int:
-    return native.address(a)
+_ptr = native.address

@@ -211,8 +211,7 @@ def small_class_members(
     return start, members[:count].copy(), small
 
 
-def _ptr(a: np.ndarray) -> int:
-    return native.address(a)
+_ptr = native.address
 
 
 class _Walk(threading.local):

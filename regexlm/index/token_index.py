@@ -1182,8 +1182,6 @@ class TokenIndex:
         if rows.pending is None:
             cap = int(self.vocab_size * SMALL_CLASS_SHARE)
             counts = rows.classes.token_counts()  # (known: no pass over class_of to count)
-            if counts.size != num_classes:
-                counts = None
             members = native_walk.small_class_members(class_of, num_classes, cap, counts)
         self._members = (class_of, native_walk.RowPacker(class_of, self.vocab_size, members))
         return self._members[1]
