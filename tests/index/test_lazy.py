@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 import regexlm
 from regexlm.errors import PatternTooComplexError
 from regexlm.index import token_index
+from tests.index.walks import text_tokens
 
 UNREACHABLE = 2**31 - 1
 
@@ -57,8 +58,7 @@ def test_heavy_patterns_compile_lazily_and_small(smollm2_vocab, pattern):
     state = index.start_state
     for _ in range(64):
         index.ensure_rows([state])
-        allowed = index.allowed_tokens(state).numpy()
-        text = allowed[~np.isin(allowed, smollm2_vocab.eos_ids)]
+        text = text_tokens(index, state, smollm2_vocab.eos_ids)
         if text.size == 0:
             break
         state = index.next_state(state, int(rng.choice(text)))
@@ -158,8 +158,7 @@ def test_a_tiny_automaton_cache_clears_and_stays_exact(smollm2_vocab):
     for _ in range(40):
         assert np.array_equal(small.allowed_tokens(s).numpy(), big.allowed_tokens(b).numpy())
         assert small.min_tokens_to_match(s) == big.min_tokens_to_match(b)
-        tokens = big.allowed_tokens(b).numpy()
-        tokens = tokens[~np.isin(tokens, smollm2_vocab.eos_ids)]
+        tokens = text_tokens(big, b, smollm2_vocab.eos_ids)
         t = int(rng.choice(tokens))
         s, b = small.next_state(s, t), big.next_state(b, t)
     assert small._rows.automaton.clears > 0
@@ -180,8 +179,7 @@ def test_an_index_let_go_is_freed_at_once_with_its_automaton(smollm2_vocab, patt
         state = index.start_state
         for _ in range(6):
             index.mask(state)
-            tokens = index.allowed_tokens(state).numpy()
-            tokens = tokens[~np.isin(tokens, smollm2_vocab.eos_ids)]
+            tokens = text_tokens(index, state, smollm2_vocab.eos_ids)
             if tokens.size == 0:
                 break
             state = index.next_state(state, int(tokens[-1]))
@@ -216,8 +214,7 @@ def test_rows_built_after_the_exploration_never_call_back_for_nfa_states(
     rng = np.random.default_rng(3)
     state = index.start_state
     for _ in range(40):
-        tokens = index.allowed_tokens(state).numpy()
-        tokens = tokens[~np.isin(tokens, smollm2_vocab.eos_ids)]
+        tokens = text_tokens(index, state, smollm2_vocab.eos_ids)
         if tokens.size == 0:
             break
         state = index.next_state(state, int(rng.choice(tokens)))
@@ -280,8 +277,7 @@ def test_an_exploration_out_of_time_stops_and_keeps_sound_bounds(smollm2_vocab):
     for _ in range(20):
         state, text, budget = index.start_state, b"", index.min_tokens_to_match(0)
         while budget > 0 and not index.is_match(state):
-            allowed = index.allowed_tokens(state).numpy()
-            allowed = allowed[~np.isin(allowed, smollm2_vocab.eos_ids)]
+            allowed = text_tokens(index, state, smollm2_vocab.eos_ids)
             ok = [
                 t for t in allowed if index.min_tokens_to_match(index.next_state(state, t)) < budget
             ]

@@ -20,6 +20,7 @@ from regexlm.errors import RegexError
 from regexlm.index import native_walk, token_index
 from regexlm.index.rows import flat_trie, walk_checked_rows, walk_rows
 from regexlm.native import NATIVE_VARIABLE
+from tests.index.walks import text_tokens
 from tests.strategies import regex_patterns
 
 
@@ -236,8 +237,7 @@ def test_cached_masks_are_shared_by_states_that_allow_the_same_classes(smollm2_v
         # the cache's answer is the packing of this state's own row, whatever state filled it
         assert np.array_equal(mask, index._pack_host(np.array([state]), native=False)[0])
         seen.append(state)
-        text = index.allowed_tokens(state).numpy()
-        text = text[~np.isin(text, smollm2_vocab.eos_ids)]
+        text = text_tokens(index, state, smollm2_vocab.eos_ids)
         if text.size == 0:
             break
         state = index.next_state(state, int(rng.choice(text)))
@@ -255,8 +255,7 @@ def test_rows_built_after_a_mask_was_served_have_their_masks_packed(smollm2_voca
     rng = np.random.default_rng(1)
     state, new_rows, packed_ahead = index.start_state, 0, 0
     for _ in range(30):
-        text = index.allowed_tokens(state).numpy()
-        text = text[~np.isin(text, smollm2_vocab.eos_ids)]
+        text = text_tokens(index, state, smollm2_vocab.eos_ids)
         if text.size == 0:
             break
         state = index.next_state(state, int(rng.choice(text)))

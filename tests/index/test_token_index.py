@@ -11,6 +11,7 @@ import regexlm
 from regexlm.errors import EmptyLanguageError, RegexError
 from regexlm.index import TokenIndex
 from tests.index.oracle import unpack
+from tests.index.walks import text_tokens
 from tests.strategies import regex_patterns
 
 
@@ -147,8 +148,7 @@ def test_device_tables_sent_row_by_row_equal_the_host_tables(smollm2_vocab, patt
         assert np.array_equal(index.min_tokens.numpy(), rows.min_tokens[:n])
         assert np.array_equal(index.match_index.numpy(), rows.match[:n])
         assert not np.shares_memory(index.next_by_class.numpy(), rows.nbc)
-        tokens = index.allowed_tokens(state).numpy()
-        tokens = tokens[~np.isin(tokens, smollm2_vocab.eos_ids)]
+        tokens = text_tokens(index, state, smollm2_vocab.eos_ids)
         if tokens.size == 0:
             break
         state = index.next_state(state, int(rng.choice(tokens)))
@@ -169,8 +169,7 @@ def test_the_whole_table_is_sent_only_when_the_columns_change(smollm2_vocab):
         layout = (index._rows.splits, index._rows.mask_epoch)
         if not layouts or layouts[-1] != layout:
             layouts.append(layout)
-        tokens = index.allowed_tokens(state).numpy()
-        tokens = tokens[~np.isin(tokens, smollm2_vocab.eos_ids)]
+        tokens = text_tokens(index, state, smollm2_vocab.eos_ids)
         state = index.next_state(state, int(rng.choice(tokens)))
     assert index.info["device_tables_sent"] == len(layouts)
     assert index.info["device_rows_sent"] > 100
