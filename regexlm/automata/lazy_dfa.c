@@ -5,14 +5,19 @@
  * and the reference the tests hold this one to.
  *
  * A DFA state is a sorted set of positions. Positions 0 .. n-1 are the NFA's states (at a
- * character boundary); the others are points inside a character, (UTF-8 automaton, its state,
- * NFA state whose character is being read), numbered here as they are first met. Python hands
- * over, once per NFA state that reads characters and the first time a row needs it, the UTF-8
- * automaton of its character transitions (as byte-class ranges; shared automata are sent once),
- * the NFA states each transition leads to and their epsilon closures. The *moves* of a position
- * (first class, last class, target position set) follow from those, as in Python's
- * SubsetConstruction.moves: the end of a character leads to the closure of its target, a byte
- * inside one to the next point inside it.
+ * character boundary); the others are points inside a character. Python hands over, once per
+ * NFA state that reads characters and the first time a row needs it, the UTF-8 automaton of its
+ * character transitions (as byte-class ranges; shared automata are sent once), the NFA states
+ * each transition leads to and their epsilon closures. Handing over NFA state q, whose automaton
+ * has U states, gives it a block of U ids from a counter that starts at n: the point at
+ * automaton state u while q's character is read is id mid_base[q] + u. Blocks are given in
+ * increasing order, so an id decodes back to (q, u) by a binary search over the blocks' bases.
+ *
+ * Nothing is stored per position: the *moves* of a position (first class, last class, target
+ * position set, as in Python's SubsetConstruction.moves) are its automaton state's transitions,
+ * read on the fly (an NFA state reads from its automaton's state 0). The end of a character
+ * leads to the closure of its NFA target (kept as handed over), a byte inside one to the single
+ * point mid_base[q] + the next automaton state.
  *
  * The row of a state is, per class, the union of the target sets of its positions' moves that
  * cover the class, interned through a hash table; rows are kept in a table of int32[capacity, K]
@@ -22,11 +27,14 @@
  *
  * Byte distances to a match: Python gives each NFA state's (the fewest usable bytes, over its
  * epsilons and whole characters) and which classes hold a usable byte; a point inside a
- * character adds the bytes that finish it (at most three), computed here and memoized.
+ * character adds the fewest usable bytes that finish the character with each of its results,
+ * from a table per automaton made on first need after the distances are given.
  *
- * Positions and moves persist; states (sets, table, hash) are dropped by regexlm_lazy_clear.
- * Calls under a limit stop with OVER_BYTES or OVER_TIME (the state being made is kept, the row
- * being filled is not written), so the cache stays consistent after a refusal.
+ * What persists: the NFA states handed over (their targets and closures), the automata, and the
+ * id blocks, so ids, and the keys Python makes of them, stay valid across clears. What
+ * regexlm_lazy_clear drops: the states (sets, table, hash) and what names them (the closures'
+ * state memo). Calls under a limit stop with OVER_BYTES or OVER_TIME (the state being made is
+ * kept, the row being filled is not written), so the cache stays consistent after a refusal.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -48,34 +56,34 @@ typedef struct {
     int32_t *nfa_match;   /* [n] lowest pattern index matched there, -1 for none */
     int32_t *nfa_auto;    /* [n] UTF-8 automaton of its characters, -1 none, -2 not handed over */
     int64_t *nfa_tgt_off; /* [n] its transitions' NFA targets, in tgt_nfa */
+    int64_t *mid_base;    /* [n] its block of ids of points inside a character, -1 none */
     int32_t *tgt_nfa;
     int64_t tgt_nfa_len, tgt_nfa_cap;
     int64_t *tgt_cl_off; /* per entry of tgt_nfa: its closure in `closures` */
     int32_t *tgt_cl_len;
+    int32_t *tgt_state; /* per entry: the state of its closure, -1 unknown (states change) */
     int64_t tgt_cl_cap;
     int32_t *closures;
     int64_t closures_len, closures_cap;
     int32_t *nfa_dist;     /* [n] bytes to a match, or NULL while no usable bytes are given */
     uint8_t *usable_class; /* [K] */
     /* UTF-8 automata: states' transitions as class ranges; next < 0: character -1-next done */
-    int64_t num_autos, auto_cap, *auto_off; /* first state of each automaton in au_tr */
-    int64_t num_au, au_cap, *au_tr;         /* per automaton state: first transition; +1 end */
+    int64_t num_autos, auto_cap;
+    int64_t *auto_off;    /* first state of each automaton in au_tr */
+    int64_t *auto_states; /* its number of states */
+    int64_t *auto_ends;   /* 1 + the largest character index its transitions finish */
+    int64_t *auto_finish; /* its table in `finish`, -1 until needed after set_distances */
+    int64_t num_au, au_cap, *au_tr; /* per automaton state: first transition; +1 end */
     int64_t num_tr, tr_cap;
     int32_t *tr_lo, *tr_hi, *tr_next;
-    /* positions: persistent; ids >= n are points inside a character */
-    int64_t num_positions, position_cap;
-    int32_t *pos_auto, *pos_u, *pos_q;
-    int32_t *pos_dist;  /* memo for points inside a character: UNKNOWN until computed */
-    int64_t *pos_moves; /* first move of the position, -1 while not known */
-    int32_t *pos_nmoves;
-    int32_t *mid_slots; /* open addressing over positions >= n by (automaton, state, NFA state) */
-    int64_t mid_slot_cap;
-    /* moves: persistent; targets are position lists in `targets` */
-    int64_t num_moves, move_cap;
-    int32_t *mv_lo, *mv_hi, *mv_len, *mv_state; /* mv_state: the target's state, -1 unknown */
-    int64_t *mv_off;
-    int32_t *targets;
-    int64_t targets_len, targets_cap;
+    /* per automaton [states, ends]: fewest usable bytes from a state to finishing character j */
+    int32_t *finish;
+    int64_t finish_len, finish_cap;
+    /* ids of points inside a character: blocks, in the order given (increasing base) */
+    int64_t num_positions; /* n + the blocks' sizes: where the next block starts */
+    int64_t num_owners, owner_cap;
+    int64_t *owner_base;
+    int32_t *owner_q;
     /* states: dropped by clear; state 0 is dead (the empty set) */
     int64_t num_states, state_cap;
     int64_t *st_off;
@@ -86,10 +94,11 @@ typedef struct {
     int32_t *table; /* [state_cap, K] */
     int32_t *slots; /* open addressing over state ids, -1 empty */
     int64_t slot_cap;
-    /* scratch */
-    int32_t *set_buf, *cursor, *list_a, *list_b, *union_buf, *row_buf;
-    int32_t *stamp; /* per position: the union that saw it last */
-    int64_t stamp_cap, stamped;
+    /* scratch: per position of the set being filled, its transitions [cursor, cursor_end),
+     * where its NFA state's targets start in tgt_nfa and its block of ids */
+    int64_t *cursor, *cursor_end, *set_tgt, *set_mid;
+    int32_t *list_a, *list_b, *union_buf, *row_buf;
+    int32_t *stamp; /* [n] per NFA state: the union that saw it last */
     int32_t stamp_now;
     int64_t set_cap, union_cap;
     /* limits of the call in progress */
@@ -148,24 +157,36 @@ int64_t regexlm_lazy_nbytes(const Engine *e) {
     return e->state_cap * (int64_t)(e->K * 4 + 5 * 8) + e->elems_cap * 4 + e->slot_cap * 4;
 }
 
+/* Bytes of what a clear keeps, as allocated (arrays grown by GROW_SAME take 8 bytes an entry):
+ * the NFA states handed over, the UTF-8 automata and their distance tables, the id blocks and
+ * the scratch buffers. */
+int64_t regexlm_lazy_kept_nbytes(const Engine *e) {
+    int64_t m = e->n > 0 ? e->n : 1;
+    int64_t nfa = m * (4 + 4 + 8 + 8) + (e->nfa_dist != NULL ? m * 4 : 0) + e->K +
+                  e->tgt_nfa_cap * 4 + e->tgt_cl_cap * 3 * 8 + e->closures_cap * 4;
+    int64_t automata = e->auto_cap * 4 * 8 + e->au_cap * 8 + e->tr_cap * 3 * 8 + e->finish_cap * 4;
+    int64_t ids = e->owner_cap * 2 * 8;
+    int64_t scratch = e->set_cap * 6 * 8 + e->union_cap * 4 + m * 4 + (int64_t)e->K * 4;
+    return (int64_t)sizeof(Engine) + nfa + automata + ids + scratch;
+}
+
 static int reset_states(Engine *e) {
     e->num_states = 0;
     e->elems_len = 0;
     for (int64_t i = 0; i < e->slot_cap; i++) e->slots[i] = -1;
-    for (int64_t m = 0; m < e->num_moves; m++) e->mv_state[m] = -1;
+    for (int64_t k = 0; k < e->tgt_nfa_len; k++) e->tgt_state[k] = -1;
     return 0;
 }
 
 void regexlm_lazy_free(Engine *e) {
     if (e == NULL) return;
-    void *all[] = {e->nfa_match, e->nfa_auto, e->nfa_tgt_off, e->tgt_nfa, e->tgt_cl_off,
-                   e->tgt_cl_len, e->closures, e->nfa_dist, e->usable_class, e->auto_off,
-                   e->au_tr, e->tr_lo, e->tr_hi, e->tr_next, e->pos_auto, e->pos_u, e->pos_q,
-                   e->pos_dist, e->pos_moves, e->pos_nmoves, e->mid_slots, e->mv_lo, e->mv_hi,
-                   e->mv_len, e->mv_state, e->mv_off, e->targets, e->st_off, e->st_len,
-                   e->st_accept, e->st_dist, e->st_hash, e->elems, e->table, e->slots,
-                   e->set_buf, e->cursor, e->list_a, e->list_b, e->union_buf, e->row_buf,
-                   e->stamp};
+    void *all[] = {e->nfa_match, e->nfa_auto, e->nfa_tgt_off, e->mid_base, e->tgt_nfa,
+                   e->tgt_cl_off, e->tgt_cl_len, e->tgt_state, e->closures, e->nfa_dist,
+                   e->usable_class, e->auto_off, e->auto_states, e->auto_ends, e->auto_finish,
+                   e->au_tr, e->tr_lo, e->tr_hi, e->tr_next, e->finish, e->owner_base,
+                   e->owner_q, e->st_off, e->st_len, e->st_accept, e->st_dist, e->st_hash,
+                   e->elems, e->table, e->slots, e->cursor, e->cursor_end, e->set_tgt,
+                   e->set_mid, e->list_a, e->list_b, e->union_buf, e->row_buf, e->stamp};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) free(all[i]);
     free(e);
 }
@@ -182,32 +203,19 @@ Engine *regexlm_lazy_new(int32_t K, int64_t n, const int32_t *match) {
     e->nfa_match = (int32_t *)malloc(sizeof(int32_t) * (size_t)m);
     e->nfa_auto = (int32_t *)malloc(sizeof(int32_t) * (size_t)m);
     e->nfa_tgt_off = (int64_t *)malloc(sizeof(int64_t) * (size_t)m);
+    e->mid_base = (int64_t *)malloc(sizeof(int64_t) * (size_t)m);
+    e->stamp = (int32_t *)calloc((size_t)m, sizeof(int32_t));
     e->usable_class = (uint8_t *)calloc((size_t)K, 1);
     e->slot_cap = 64;
     e->slots = (int32_t *)malloc(sizeof(int32_t) * (size_t)e->slot_cap);
-    e->mid_slot_cap = 64;
-    e->mid_slots = (int32_t *)malloc(sizeof(int32_t) * (size_t)e->mid_slot_cap);
     e->row_buf = (int32_t *)malloc(sizeof(int32_t) * (size_t)K);
-    if (!e->nfa_match || !e->nfa_auto || !e->nfa_tgt_off || !e->usable_class || !e->slots ||
-        !e->mid_slots || !e->row_buf)
+    if (!e->nfa_match || !e->nfa_auto || !e->nfa_tgt_off || !e->mid_base || !e->stamp ||
+        !e->usable_class || !e->slots || !e->row_buf)
         goto failed;
-    for (int64_t i = 0; i < e->mid_slot_cap; i++) e->mid_slots[i] = -1;
     for (int64_t q = 0; q < n; q++) {
         e->nfa_match[q] = match[q];
         e->nfa_auto[q] = -2;
-    }
-    void **arrays[] = {(void **)&e->pos_auto, (void **)&e->pos_u, (void **)&e->pos_q,
-                       (void **)&e->pos_dist, (void **)&e->pos_moves, (void **)&e->pos_nmoves};
-    for (size_t k = 0; k < 6; k++)
-        if ((*arrays[k] = malloc((size_t)m * 8)) == NULL) goto failed;
-    e->position_cap = m;
-    for (int64_t q = 0; q < n; q++) {
-        e->pos_auto[q] = -1;
-        e->pos_u[q] = 0;
-        e->pos_q[q] = (int32_t)q;
-        e->pos_dist[q] = UNKNOWN;
-        e->pos_moves[q] = -1;
-        e->pos_nmoves[q] = 0;
+        e->mid_base[q] = -1;
     }
     e->num_positions = n;
     reset_states(e);
@@ -247,7 +255,8 @@ int32_t regexlm_lazy_clear(Engine *e) {
 int32_t regexlm_lazy_add_automaton(Engine *e, int64_t num_states, const int64_t *off,
                                    const int32_t *lo, const int32_t *hi, const int32_t *next) {
     int64_t cap = e->auto_cap;
-    GROW_SAME(cap, e->num_autos + 1, (void **)&e->auto_off);
+    GROW_SAME(cap, e->num_autos + 1, (void **)&e->auto_off, (void **)&e->auto_states,
+              (void **)&e->auto_ends, (void **)&e->auto_finish);
     e->auto_cap = cap;
     cap = e->au_cap;
     GROW_SAME(cap, e->num_au + num_states + 1, (void **)&e->au_tr);
@@ -257,32 +266,49 @@ int32_t regexlm_lazy_add_automaton(Engine *e, int64_t num_states, const int64_t 
     GROW_SAME(cap, e->num_tr + count, (void **)&e->tr_lo, (void **)&e->tr_hi,
               (void **)&e->tr_next);
     e->tr_cap = cap;
-    e->auto_off[e->num_autos] = e->num_au;
+    int64_t a = e->num_autos, ends = 0;
+    e->auto_off[a] = e->num_au;
+    e->auto_states[a] = num_states;
+    e->auto_finish[a] = -1;
     for (int64_t u = 0; u <= num_states; u++) e->au_tr[e->num_au + u] = e->num_tr + off[u];
     for (int64_t t = 0; t < count; t++) {
         e->tr_lo[e->num_tr + t] = lo[t];
         e->tr_hi[e->num_tr + t] = hi[t];
         e->tr_next[e->num_tr + t] = next[t];
+        if (next[t] < 0 && -(int64_t)next[t] > ends) ends = -(int64_t)next[t];
     }
+    e->auto_ends[a] = ends;
     e->num_au += num_states + 1;
     e->num_tr += count;
-    return (int32_t)e->num_autos++;
+    e->num_autos = a + 1;
+    return (int32_t)a;
 }
 
 /* NFA state q reads characters with automaton `automaton` (-1: none); its transitions lead to
- * NFA states targets[0 .. num_targets), whose closures are closure_elems[off[i] .. off[i+1]). */
+ * NFA states targets[0 .. num_targets), whose closures are closure_elems[off[i] .. off[i+1]).
+ * A state handed over again keeps what it has: its ids must not change. */
 static int32_t set_state(Engine *e, int64_t q, int32_t automaton, int64_t num_targets,
                          const int32_t *targets, const int64_t *off,
                          const int32_t *closure_elems) {
-    if (q < 0 || q >= e->n) return -1;
+    if (q < 0 || q >= e->n || automaton < -1 || automaton >= e->num_autos) return -1;
+    if (e->nfa_auto[q] != -2) return OK;
     int64_t base = e->tgt_nfa_len;
+    int64_t block = automaton >= 0 ? e->auto_states[automaton] : 0;
+    /* moves name a target entry or a point by an int32 (see regexlm_lazy_fill) */
+    if (base + num_targets > INT32_MAX || e->num_positions + block > INT32_MAX) return NO_MEMORY;
     if (grow((void **)&e->tgt_nfa, &e->tgt_nfa_cap, base + num_targets, 4) < 0) return NO_MEMORY;
     int64_t cap = e->tgt_cl_cap;
-    GROW_SAME(cap, base + num_targets, (void **)&e->tgt_cl_off, (void **)&e->tgt_cl_len);
+    GROW_SAME(cap, base + num_targets, (void **)&e->tgt_cl_off, (void **)&e->tgt_cl_len,
+              (void **)&e->tgt_state);
     e->tgt_cl_cap = cap;
     int64_t first = num_targets ? off[0] : 0, total = num_targets ? off[num_targets] - first : 0;
     if (grow((void **)&e->closures, &e->closures_cap, e->closures_len + total, 4) < 0)
         return NO_MEMORY;
+    if (block) {
+        cap = e->owner_cap;
+        GROW_SAME(cap, e->num_owners + 1, (void **)&e->owner_base, (void **)&e->owner_q);
+        e->owner_cap = cap;
+    }
     if (total)
         memcpy(e->closures + e->closures_len, closure_elems + first,
                sizeof(int32_t) * (size_t)total);
@@ -290,12 +316,18 @@ static int32_t set_state(Engine *e, int64_t q, int32_t automaton, int64_t num_ta
         e->tgt_nfa[base + i] = targets[i];
         e->tgt_cl_off[base + i] = e->closures_len + (off[i] - first);
         e->tgt_cl_len[base + i] = (int32_t)(off[i + 1] - off[i]);
+        e->tgt_state[base + i] = -1;
     }
     e->tgt_nfa_len += num_targets;
     e->closures_len += total;
     e->nfa_tgt_off[q] = base;
     e->nfa_auto[q] = automaton;
-    e->pos_auto[q] = automaton;
+    if (block) {
+        e->mid_base[q] = e->num_positions;
+        e->owner_base[e->num_owners] = e->num_positions;
+        e->owner_q[e->num_owners++] = (int32_t)q;
+        e->num_positions += block;
+    }
     return OK;
 }
 
@@ -316,123 +348,20 @@ int32_t regexlm_lazy_set_states(Engine *e, int64_t num, const int64_t *states,
     return OK;
 }
 
-/* The point inside a character (automaton, state u, NFA state q), made if new; -1 when out of
- * memory. Positions may move: callers hold ids, not pointers. */
-static int64_t mid_position(Engine *e, int32_t automaton, int32_t u, int32_t q) {
-    uint64_t h = ((uint64_t)(uint32_t)automaton * 0x9E3779B97F4A7C15ull) ^
-                 ((uint64_t)(uint32_t)u * 0xBF58476D1CE4E5B9ull) ^
-                 ((uint64_t)(uint32_t)q * 0x94D049BB133111EBull);
-    h ^= h >> 31;
-    int64_t mask = e->mid_slot_cap - 1;
-    int64_t i = (int64_t)(h & (uint64_t)mask);
-    while (e->mid_slots[i] >= 0) {
-        int64_t p = e->mid_slots[i];
-        if (e->pos_auto[p] == automaton && e->pos_u[p] == u && e->pos_q[p] == q) return p;
-        i = (i + 1) & mask;
+/* The NFA state whose character point p (>= n) is inside: the last block starting at or
+ * before p. */
+static int32_t owner_of(const Engine *e, int64_t p) {
+    int64_t lo = 0, hi = e->num_owners - 1;
+    while (lo < hi) {
+        int64_t mid = (lo + hi + 1) / 2;
+        if (e->owner_base[mid] <= p) lo = mid;
+        else hi = mid - 1;
     }
-    int64_t p = e->num_positions;
-    if (p >= INT32_MAX) return -1;
-    int64_t cap = e->position_cap;
-    if (p + 1 > cap) {
-        int64_t need = p + 1;
-        int64_t c_ = cap < 16 ? 16 : cap;
-        while (c_ < need) c_ *= 2;
-        void **arrays[] = {(void **)&e->pos_auto, (void **)&e->pos_u, (void **)&e->pos_q,
-                           (void **)&e->pos_dist, (void **)&e->pos_moves,
-                           (void **)&e->pos_nmoves};
-        for (size_t k = 0; k < 6; k++) {
-            void *r = realloc(*arrays[k], (size_t)c_ * 8);
-            if (r == NULL) return -1;
-            *arrays[k] = r;
-        }
-        e->position_cap = c_;
-    }
-    e->pos_auto[p] = automaton;
-    e->pos_u[p] = u;
-    e->pos_q[p] = q;
-    e->pos_dist[p] = UNKNOWN;
-    e->pos_moves[p] = -1;
-    e->pos_nmoves[p] = 0;
-    e->num_positions = p + 1;
-    if (2 * (p - e->n + 1) > e->mid_slot_cap) { /* rehash the points inside characters */
-        int64_t slots_cap = 2 * e->mid_slot_cap;
-        int32_t *slots = (int32_t *)malloc(sizeof(int32_t) * (size_t)slots_cap);
-        if (slots == NULL) return -1;
-        for (int64_t k = 0; k < slots_cap; k++) slots[k] = -1;
-        free(e->mid_slots);
-        e->mid_slots = slots;
-        e->mid_slot_cap = slots_cap;
-        for (int64_t r = e->n; r <= p; r++) {
-            uint64_t g = ((uint64_t)(uint32_t)e->pos_auto[r] * 0x9E3779B97F4A7C15ull) ^
-                         ((uint64_t)(uint32_t)e->pos_u[r] * 0xBF58476D1CE4E5B9ull) ^
-                         ((uint64_t)(uint32_t)e->pos_q[r] * 0x94D049BB133111EBull);
-            g ^= g >> 31;
-            int64_t k = (int64_t)(g & (uint64_t)(slots_cap - 1));
-            while (slots[k] >= 0) k = (k + 1) & (slots_cap - 1);
-            slots[k] = (int32_t)r;
-        }
-        return p;
-    }
-    e->mid_slots[i] = (int32_t)p;
-    return p;
-}
-
-/* Compute the moves of position p; NEED_STATE when its NFA state is not handed over yet. */
-static int32_t compute_moves(Engine *e, int64_t p) {
-    int32_t q = e->pos_q[p];
-    int32_t automaton = e->nfa_auto[q];
-    if (automaton == -2) {
-        e->need_position = q;
-        return NEED_STATE;
-    }
-    if (automaton < 0) { /* reads no character */
-        e->pos_moves[p] = e->num_moves;
-        e->pos_nmoves[p] = 0;
-        return OK;
-    }
-    int32_t u = e->pos_u[p];
-    int64_t first = e->au_tr[e->auto_off[automaton] + u];
-    int64_t last = e->au_tr[e->auto_off[automaton] + u + 1];
-    int64_t count = last - first;
-    int64_t cap = e->move_cap;
-    GROW_SAME(cap, e->num_moves + count, (void **)&e->mv_lo, (void **)&e->mv_hi,
-              (void **)&e->mv_len, (void **)&e->mv_state, (void **)&e->mv_off);
-    e->move_cap = cap;
-    int64_t m0 = e->num_moves;
-    for (int64_t t = first; t < last; t++) {
-        int64_t m = m0 + (t - first);
-        int32_t next = e->tr_next[t];
-        e->mv_lo[m] = e->tr_lo[t];
-        e->mv_hi[m] = e->tr_hi[t];
-        e->mv_state[m] = -1;
-        if (next < 0) { /* the character is done: the closure of its target */
-            int64_t k = e->nfa_tgt_off[q] + (-1 - next);
-            e->mv_off[m] = -1 - k; /* the closure in `closures`, marked negative */
-            e->mv_len[m] = e->tgt_cl_len[k];
-        } else {
-            int64_t mid = mid_position(e, automaton, next, q);
-            if (mid < 0) return NO_MEMORY;
-            if (grow((void **)&e->targets, &e->targets_cap, e->targets_len + 1, 4) < 0)
-                return NO_MEMORY;
-            e->targets[e->targets_len] = (int32_t)mid;
-            e->mv_off[m] = e->targets_len++;
-            e->mv_len[m] = 1;
-        }
-    }
-    e->pos_moves[p] = m0;
-    e->pos_nmoves[p] = (int32_t)count;
-    e->num_moves += count;
-    return OK;
-}
-
-/* The positions of move m's target. */
-static const int32_t *move_targets(const Engine *e, int64_t m) {
-    int64_t off = e->mv_off[m];
-    return off >= 0 ? e->targets + off : e->closures + e->tgt_cl_off[-1 - off];
+    return e->owner_q[lo];
 }
 
 /* Distances: per NFA state (dist[n]) and the classes holding a usable byte (usable[K]); the
- * states and points inside characters forget theirs. */
+ * states and the automata's tables forget theirs. */
 int32_t regexlm_lazy_set_distances(Engine *e, const int32_t *dist, const uint8_t *usable) {
     if (e->nfa_dist == NULL) {
         e->nfa_dist = (int32_t *)malloc(sizeof(int32_t) * (size_t)(e->n > 0 ? e->n : 1));
@@ -440,37 +369,73 @@ int32_t regexlm_lazy_set_distances(Engine *e, const int32_t *dist, const uint8_t
     }
     memcpy(e->nfa_dist, dist, sizeof(int32_t) * (size_t)e->n);
     memcpy(e->usable_class, usable, (size_t)e->K);
-    for (int64_t p = e->n; p < e->num_positions; p++) e->pos_dist[p] = UNKNOWN;
+    e->finish_len = 0;
+    for (int64_t a = 0; a < e->num_autos; a++) e->auto_finish[a] = -1;
     for (int64_t s = 1; s < e->num_states; s++) e->st_dist[s] = UNKNOWN;
     return OK;
 }
 
-/* Fewest usable bytes from position p to a match; UNKNOWN without distances, NO_MEMORY. */
+/* Whether transition t reads a usable byte. */
+static int usable_transition(const Engine *e, int64_t t) {
+    for (int32_t c = e->tr_lo[t]; c <= e->tr_hi[t]; c++)
+        if (e->usable_class[c]) return 1;
+    return 0;
+}
+
+/* Where automaton a's table lies in `finish`, made if needed: f[u * ends + j] is the fewest
+ * usable bytes from state u through a transition that finishes character j (UNREACHABLE if
+ * none); -1 when out of memory. UTF-8 automata have no cycles, so relaxing every transition
+ * until nothing changes takes a round per byte of a character at most, and one more. */
+static int64_t finish_table(Engine *e, int64_t a) {
+    if (e->auto_finish[a] >= 0) return e->auto_finish[a];
+    int64_t states = e->auto_states[a], ends = e->auto_ends[a], at = e->finish_len;
+    int64_t size = states * ends;
+    if (size == 0) return e->auto_finish[a] = at; /* it finishes no character */
+    if (grow((void **)&e->finish, &e->finish_cap, at + size, 4) < 0) return -1;
+    int32_t *f = e->finish + at;
+    for (int64_t i = 0; i < size; i++) f[i] = UNREACHABLE;
+    const int64_t *tr = e->au_tr + e->auto_off[a];
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (int64_t u = 0; u < states; u++) {
+            int32_t *fu = f + u * ends;
+            for (int64_t t = tr[u]; t < tr[u + 1]; t++) {
+                if (!usable_transition(e, t)) continue;
+                int32_t next = e->tr_next[t];
+                if (next < 0) {
+                    if (fu[-1 - next] > 1) fu[-1 - next] = 1, changed = 1;
+                    continue;
+                }
+                const int32_t *fn = f + (int64_t)next * ends;
+                for (int64_t j = 0; j < ends; j++)
+                    if (fn[j] != UNREACHABLE && fn[j] + 1 < fu[j]) fu[j] = fn[j] + 1, changed = 1;
+            }
+        }
+    }
+    e->auto_finish[a] = at;
+    e->finish_len = at + size;
+    return at;
+}
+
+/* Fewest usable bytes from position p to a match; UNKNOWN without distances, NO_MEMORY. A point
+ * inside a character: the best, over the characters it can finish, of the bytes to finish one
+ * and its target's distance. */
 static int32_t position_distance(Engine *e, int64_t p) {
     if (e->nfa_dist == NULL) return UNKNOWN;
     if (p < e->n) return e->nfa_dist[p];
-    if (e->pos_dist[p] != UNKNOWN) return e->pos_dist[p];
-    int32_t automaton = e->pos_auto[p], u = e->pos_u[p], q = e->pos_q[p];
-    int64_t first = e->au_tr[e->auto_off[automaton] + u];
-    int64_t last = e->au_tr[e->auto_off[automaton] + u + 1];
-    int32_t best = UNREACHABLE;
-    for (int64_t t = first; t < last; t++) {
-        int usable = 0;
-        for (int32_t c = e->tr_lo[t]; c <= e->tr_hi[t] && !usable; c++) usable = e->usable_class[c];
-        if (!usable) continue;
-        int32_t next = e->tr_next[t], rest;
-        if (next < 0) {
-            rest = e->nfa_dist[e->tgt_nfa[e->nfa_tgt_off[q] + (-1 - next)]];
-        } else {
-            int64_t mid = mid_position(e, automaton, next, q);
-            if (mid < 0) return NO_MEMORY;
-            rest = position_distance(e, mid);
-            if (rest == NO_MEMORY) return NO_MEMORY;
-        }
-        if (rest != UNREACHABLE && rest + 1 < best) best = rest + 1;
+    int32_t q = owner_of(e, p);
+    int64_t a = e->nfa_auto[q], ends = e->auto_ends[a];
+    int64_t at = finish_table(e, a);
+    if (at < 0) return NO_MEMORY;
+    at += (p - e->mid_base[q]) * ends;
+    int64_t best = UNREACHABLE;
+    for (int64_t j = 0; j < ends; j++) {
+        int32_t bytes = e->finish[at + j];
+        if (bytes == UNREACHABLE) continue;
+        int32_t rest = e->nfa_dist[e->tgt_nfa[e->nfa_tgt_off[q] + j]];
+        if (rest != UNREACHABLE && (int64_t)bytes + rest < best) best = (int64_t)bytes + rest;
     }
-    e->pos_dist[p] = best;
-    return best;
+    return (int32_t)best;
 }
 
 /* -- states ------------------------------------------------------------------------------- */
@@ -561,38 +526,72 @@ static int cmp_int32(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static int32_t move_state(Engine *e, int64_t m, int32_t *status) {
-    int32_t s = e->mv_state[m];
+/* Sort a[0 .. n): by insertion when few, else qsort. */
+static void sort_ids(int32_t *a, int64_t n) {
+    if (n > 32) {
+        qsort(a, (size_t)n, sizeof(int32_t), cmp_int32);
+        return;
+    }
+    for (int64_t i = 1; i < n; i++) {
+        int32_t x = a[i];
+        int64_t j = i - 1;
+        while (j >= 0 && a[j] > x) {
+            a[j + 1] = a[j];
+            j--;
+        }
+        a[j + 1] = x;
+    }
+}
+
+/* A move, as the lists of regexlm_lazy_fill hold it: k >= 0, the closure of entry k of tgt_nfa
+ * (a character finished), or -1 - id, the single point inside a character `id`. Transition t
+ * of a position whose NFA state's targets start at tgt_off and whose block starts at mid. */
+static inline int32_t move_of(const Engine *e, int64_t t, int64_t tgt_off, int64_t mid) {
+    int32_t next = e->tr_next[t];
+    return next < 0 ? (int32_t)(tgt_off - 1 - next) : (int32_t)(-1 - (mid + next));
+}
+
+/* The state of a move's target: a closure's is memoized per entry, a single point is looked up
+ * (a hash and a probe). */
+static int32_t move_state(Engine *e, int32_t move, int32_t *status) {
+    if (move < 0) {
+        int32_t p = -1 - move;
+        return intern(e, &p, 1, status);
+    }
+    int32_t s = e->tgt_state[move];
     if (s < 0) {
-        s = intern(e, move_targets(e, m), e->mv_len[m], status);
-        if (s >= 0) e->mv_state[m] = s;
+        s = intern(e, e->closures + e->tgt_cl_off[move], e->tgt_cl_len[move], status);
+        if (s >= 0) e->tgt_state[move] = s;
     }
     return s;
 }
 
-/* The state of the union of the targets of moves list[0 .. n). Distinct positions are found
- * with a stamp per position; when they lie in a narrow range they come out sorted by a scan of
- * it, else they are sorted. */
+/* The state of the union of the targets of moves list[0 .. n). Closures hold NFA states
+ * (ids < n): the distinct ones are found with a stamp per NFA state and, when they lie in a
+ * narrow range, come out sorted by a scan of it, else they are sorted. Points inside a
+ * character (ids >= n, above every NFA state) are gathered at the buffer's end, sorted,
+ * deduplicated and put after them. */
 static int32_t union_state(Engine *e, const int32_t *list, int64_t n, int32_t *status) {
     int64_t total = 0;
-    for (int64_t i = 0; i < n; i++) total += e->mv_len[list[i]];
-    if (grow((void **)&e->union_buf, &e->union_cap, total, 4) < 0 ||
-        grow((void **)&e->stamp, &e->stamp_cap, e->num_positions, 4) < 0) {
+    for (int64_t i = 0; i < n; i++) total += list[i] >= 0 ? e->tgt_cl_len[list[i]] : 1;
+    if (grow((void **)&e->union_buf, &e->union_cap, total, 4) < 0) {
         *status = NO_MEMORY;
         return -1;
     }
-    for (int64_t p = e->stamped; p < e->num_positions; p++) e->stamp[p] = 0;
-    if (e->stamped < e->num_positions) e->stamped = e->num_positions;
     if (++e->stamp_now == INT32_MAX) { /* wrap around: forget every stamp */
-        memset(e->stamp, 0, sizeof(int32_t) * (size_t)e->stamped);
+        memset(e->stamp, 0, sizeof(int32_t) * (size_t)e->n);
         e->stamp_now = 1;
     }
     int32_t now = e->stamp_now, lo = INT32_MAX, hi = -1;
     int32_t *buf = e->union_buf;
-    int64_t u = 0;
+    int64_t u = 0, m = total; /* NFA states in buf[0 .. u), points in buf[m .. total) */
     for (int64_t i = 0; i < n; i++) {
-        const int32_t *t = move_targets(e, list[i]);
-        for (int32_t j = 0; j < e->mv_len[list[i]]; j++) {
+        if (list[i] < 0) {
+            buf[--m] = -1 - list[i];
+            continue;
+        }
+        const int32_t *t = e->closures + e->tgt_cl_off[list[i]];
+        for (int32_t j = 0; j < e->tgt_cl_len[list[i]]; j++) {
             int32_t p = t[j];
             if (e->stamp[p] == now) continue;
             e->stamp[p] = now;
@@ -606,19 +605,15 @@ static int32_t union_state(Engine *e, const int32_t *list, int64_t n, int32_t *s
             int64_t k = 0;
             for (int32_t p = lo; p <= hi; p++)
                 if (e->stamp[p] == now) buf[k++] = p;
-        } else if (u <= 32) {
-            for (int64_t i = 1; i < u; i++) {
-                int32_t x = buf[i];
-                int64_t j = i - 1;
-                while (j >= 0 && buf[j] > x) {
-                    buf[j + 1] = buf[j];
-                    j--;
-                }
-                buf[j + 1] = x;
-            }
         } else {
-            qsort(buf, (size_t)u, sizeof(int32_t), cmp_int32);
+            sort_ids(buf, u);
         }
+    }
+    if (m < total) {
+        sort_ids(buf + m, total - m);
+        buf[u++] = buf[m];
+        for (int64_t i = m + 1; i < total; i++)
+            if (buf[i] != buf[u - 1]) buf[u++] = buf[i];
     }
     return intern(e, buf, u, status);
 }
@@ -630,44 +625,53 @@ int32_t regexlm_lazy_fill(Engine *e, int32_t s) {
     if (e->deadline > 0 && (e->fills++ & 7) == 0 && thread_seconds() > e->deadline)
         return OVER_TIME;
     int64_t n = e->st_len[s];
-    for (int64_t i = 0; i < n; i++) {
-        int32_t p = e->elems[e->st_off[s] + i];
-        if (e->pos_moves[p] < 0) {
-            int32_t rc = compute_moves(e, p);
-            if (rc != OK) return rc;
+    const int32_t *set = e->elems + e->st_off[s];
+    for (int64_t i = 0; i < n && set[i] < e->n; i++) /* points inside a character come last */
+        if (e->nfa_auto[set[i]] == -2) {
+            e->need_position = set[i];
+            return NEED_STATE;
         }
+    GROW_SAME(e->set_cap, n, (void **)&e->cursor, (void **)&e->cursor_end, (void **)&e->set_tgt,
+              (void **)&e->set_mid, (void **)&e->list_a, (void **)&e->list_b);
+    int64_t *cursor = e->cursor, *cursor_end = e->cursor_end, *set_tgt = e->set_tgt,
+            *set_mid = e->set_mid;
+    /* each position's transitions, read before any interning moves `elems` */
+    for (int64_t i = 0; i < n; i++) {
+        int64_t p = set[i], q = p < e->n ? p : owner_of(e, p);
+        int32_t automaton = e->nfa_auto[q];
+        if (automaton < 0) { /* reads no character */
+            cursor[i] = cursor_end[i] = 0;
+            continue;
+        }
+        int64_t at = e->auto_off[automaton] + (p < e->n ? 0 : p - e->mid_base[q]);
+        cursor[i] = e->au_tr[at];
+        cursor_end[i] = e->au_tr[at + 1];
+        set_tgt[i] = e->nfa_tgt_off[q];
+        set_mid[i] = e->mid_base[q];
     }
-    /* the set is copied: interning may move `elems` */
-    GROW_SAME(e->set_cap, n, (void **)&e->set_buf, (void **)&e->cursor, (void **)&e->list_a,
-              (void **)&e->list_b);
-    int32_t *set = e->set_buf, *cursor = e->cursor, *row = e->row_buf;
-    memcpy(set, e->elems + e->st_off[s], sizeof(int32_t) * (size_t)n);
+    int32_t *row = e->row_buf;
     int32_t status = OK;
     int32_t K = e->K;
     if (n == 1) {
-        int32_t p = set[0];
         for (int32_t c = 0; c < K; c++) row[c] = 0;
-        for (int32_t k = 0; k < e->pos_nmoves[p]; k++) {
-            int64_t m = e->pos_moves[p] + k;
-            int32_t t = move_state(e, m, &status);
+        for (int64_t t = cursor[0]; t < cursor_end[0]; t++) {
+            int32_t target = move_state(e, move_of(e, t, set_tgt[0], set_mid[0]), &status);
             if (status < 0) return status;
-            for (int32_t c = e->mv_lo[m]; c <= e->mv_hi[m]; c++) row[c] = t;
+            for (int32_t c = e->tr_lo[t]; c <= e->tr_hi[t]; c++) row[c] = target;
         }
     } else {
         /* sweep the classes with a cursor per position; classes covered by the same moves as
          * the class before share its state */
         int32_t *prev = e->list_a, *cur = e->list_b;
         int64_t prev_n = -1;
-        for (int64_t i = 0; i < n; i++) cursor[i] = 0;
         for (int32_t c = 0; c < K; c++) {
             int64_t cur_n = 0;
             for (int64_t i = 0; i < n; i++) {
-                int32_t p = set[i];
-                int64_t base = e->pos_moves[p];
-                int32_t k = cursor[i], nm = e->pos_nmoves[p];
-                while (k < nm && e->mv_hi[base + k] < c) k++;
+                int64_t k = cursor[i], end = cursor_end[i];
+                while (k < end && e->tr_hi[k] < c) k++;
                 cursor[i] = k;
-                if (k < nm && e->mv_lo[base + k] <= c) cur[cur_n++] = (int32_t)(base + k);
+                if (k < end && e->tr_lo[k] <= c)
+                    cur[cur_n++] = move_of(e, k, set_tgt[i], set_mid[i]);
             }
             if (cur_n == prev_n && memcmp(cur, prev, sizeof(int32_t) * (size_t)cur_n) == 0) {
                 row[c] = row[c - 1];
