@@ -25,7 +25,7 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> sample_step(
     const torch::Tensor& logits, const torch::Tensor& states, const torch::Tensor& budgets,
     const torch::Tensor& temperature, const torch::Tensor& top_k, const torch::Tensor& top_p,
     const torch::Tensor& penalty, const c10::optional<torch::Tensor>& seen,
-    const torch::Tensor& next_by_class, const torch::Tensor& class_of,
+    const torch::Tensor& next_by_class, const torch::Tensor& row_of, const torch::Tensor& class_of,
     const torch::Tensor& min_tokens, const c10::optional<torch::Tensor>& noise,
     const c10::optional<torch::Tensor>& seeds, const c10::optional<torch::Tensor>& steps,
     int64_t stream, const c10::optional<torch::Tensor>& counters, int64_t split) {
@@ -53,10 +53,14 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> sample_step(
   TORCH_CHECK(next_by_class.device() == device && next_by_class.scalar_type() == torch::kInt &&
                   next_by_class.dim() == 2 &&
                   (next_by_class.stride(1) == 1 || next_by_class.size(1) <= 1),
-              "next_by_class must be int32[S, C] on ", device, " with contiguous rows, got ",
+              "next_by_class must be int32[R, C] on ", device, " with contiguous rows, got ",
               next_by_class.scalar_type(), next_by_class.sizes());
-  const int64_t S = next_by_class.size(0), C = next_by_class.size(1);
-  TORCH_CHECK(S < (int64_t{1} << 31) && C < (int64_t{1} << 31), "index tables too large");
+  const int64_t R = next_by_class.size(0), C = next_by_class.size(1);
+  TORCH_CHECK(row_of.dim() == 1, "row_of must be int32[S], got ", row_of.sizes());
+  const int64_t S = row_of.size(0);
+  TORCH_CHECK(R < (int64_t{1} << 31) && S < (int64_t{1} << 31) && C < (int64_t{1} << 31),
+              "index tables too large");
+  check_vec(row_of, "row_of", torch::kInt, S, device);
   check_vec(min_tokens, "min_tokens", torch::kInt, S, device);
   const uint8_t* seen_ptr = nullptr;
   int64_t stride_s = 0;
@@ -111,7 +115,8 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> sample_step(
       static_cast<int32_t>(V), states.data_ptr<int32_t>(), budgets.data_ptr<int32_t>(),
       temperature.data_ptr<float>(), top_k.data_ptr<int32_t>(), top_p.data_ptr<float>(),
       penalty.data_ptr<float>(), seen_ptr, stride_s, next_by_class.data_ptr<int32_t>(),
-      next_by_class.stride(0), static_cast<int32_t>(S), static_cast<int32_t>(C),
+      next_by_class.stride(0), row_of.data_ptr<int32_t>(), static_cast<int32_t>(R),
+      static_cast<int32_t>(S), static_cast<int32_t>(C),
       class_of.data_ptr<int32_t>(), min_tokens.data_ptr<int32_t>(), noise_ptr, stride_nz,
       seeds_ptr, steps_ptr, tokens.data_ptr<int64_t>(), next_states.data_ptr<int32_t>(),
       no_allowed.data_ptr<bool>(), nsplit > 1 ? part_f.data_ptr<float>() : nullptr,
@@ -128,8 +133,8 @@ TORCH_LIBRARY(regexlm, m) {
   m.def(
       "sample_step(Tensor logits, Tensor states, Tensor budgets, Tensor temperature, "
       "Tensor top_k, Tensor top_p, Tensor repetition_penalty, Tensor? seen, "
-      "Tensor next_by_class, Tensor class_of, Tensor min_tokens, Tensor? noise, Tensor? seeds, "
-      "Tensor? steps, int stream, Tensor? counters=None, int split=1) "
+      "Tensor next_by_class, Tensor row_of, Tensor class_of, Tensor min_tokens, Tensor? noise, "
+      "Tensor? seeds, Tensor? steps, int stream, Tensor? counters=None, int split=1) "
       "-> (Tensor, Tensor, Tensor)",
       &sample_step);
 }

@@ -22,8 +22,8 @@
 // tokens equal the reference's except where a top-p boundary lies within rounding of a token.
 //
 // Rows and tables are read as `regexlm/ops/reference.py` states: a token is allowed when its
-// class is in [0, C) and next_by_class[s, class] is in [0, S) (a state outside [0, S) allows
-// nothing), so no index ever leaves its table. A NaN logit reads as -inf; a row that is greedy
+// class is in [0, C) and next_by_class[row_of[s], class] is in [0, S) (a state outside [0, S),
+// or whose row is outside [0, R), allows nothing), so no index ever leaves its table. A NaN logit reads as -inf; a row that is greedy
 // (temperature not > 0) or degenerate (no finite maximum of z = x / T) takes the greedy token,
 // the argmax of the penalised logit, lowest id on ties. The noise is the counter-based generator
 // of `regexlm/ops/noise.py` (32-bit integer ops), keyed by the row's seed and step.
@@ -66,6 +66,8 @@ struct StepArgs {
   int64_t stride_s;
   const int32_t* next_by_class;
   int64_t stride_n;
+  const int32_t* row_of;
+  int32_t num_rows;
   int32_t num_states;
   int32_t num_classes;
   const int32_t* class_of;
@@ -121,6 +123,7 @@ __device__ __forceinline__ float clamp_noise(float u) {
 
 struct Row {
   int64_t b, s;  // s is 0 when the row's state is out of range (then s_ok is false)
+  int64_t row;   // s's row of next_by_class; 0 when s_ok is false
   int32_t state_in;
   bool s_ok;
   int32_t R;
@@ -140,7 +143,7 @@ __device__ __forceinline__ float token_z(const StepArgs& a, const Row& r, int32_
   if (!r.s_ok) return -INFINITY;
   const int32_t cls = a.class_of[i];
   if (cls < 0 || cls >= a.num_classes) return -INFINITY;
-  const int32_t nxt = a.next_by_class[r.s * a.stride_n + cls];
+  const int32_t nxt = a.next_by_class[r.row * a.stride_n + cls];
   if (nxt < 0 || nxt >= a.num_states) return -INFINITY;
   if (r.budget_on && !(a.min_tokens[nxt] < r.R)) return -INFINITY;  // min_tokens <= R - 1
   ok = true;
@@ -230,6 +233,9 @@ __global__ void __launch_bounds__(kThreads) sample_step_kernel(StepArgs a) {
   r.state_in = a.states[r.b];
   r.s_ok = r.state_in >= 0 && r.state_in < a.num_states;
   r.s = r.s_ok ? r.state_in : 0;
+  const int32_t row = r.s_ok ? a.row_of[r.s] : -1;
+  r.s_ok = r.s_ok && row >= 0 && row < a.num_rows;
+  r.row = r.s_ok ? row : 0;
   r.R = a.budgets[r.b];
   r.budget_on = r.s_ok && r.R >= 0 && a.min_tokens[r.s] <= r.R;
   r.pen = a.penalty[r.b];
@@ -462,7 +468,7 @@ __global__ void __launch_bounds__(kThreads) sample_step_kernel(StepArgs a) {
     a.tokens[r.b] = token;
     a.no_allowed[r.b] = empty;
     a.next_states[r.b] =
-        empty ? r.state_in : a.next_by_class[r.s * a.stride_n + a.class_of[token]];
+        empty ? r.state_in : a.next_by_class[r.row * a.stride_n + a.class_of[token]];
   }
 }
 
@@ -476,22 +482,24 @@ int regexlm_sample_step_launch(
     const int32_t* states, const int32_t* budgets, const float* temperature,
     const int32_t* top_k, const float* top_p, const float* penalty,
     const uint8_t* seen, int64_t stride_s,
-    const int32_t* next_by_class, int64_t stride_n, int32_t num_states, int32_t num_classes,
-    const int32_t* class_of, const int32_t* min_tokens,
+    const int32_t* next_by_class, int64_t stride_n, const int32_t* row_of, int32_t num_rows,
+    int32_t num_states, int32_t num_classes, const int32_t* class_of, const int32_t* min_tokens,
     const float* noise, int64_t stride_nz, const int64_t* seeds, const int32_t* steps,
     int64_t* tokens, int32_t* next_states, bool* no_allowed,
     float* part_f, int32_t* part_i, int32_t* counters, int32_t nsplit, int32_t chunk,
     void* stream) {
   if (batch == 0) return 0;
-  if (vocab < 0 || num_states < 0 || num_classes < 0 || nsplit < 1 ||
+  if (vocab < 0 || num_states < 0 || num_rows < 0 || num_classes < 0 || nsplit < 1 ||
+      (num_states > 0 && row_of == nullptr) ||
       (nsplit > 1 && (part_f == nullptr || part_i == nullptr || counters == nullptr)) ||
       (noise == nullptr && (seeds == nullptr || steps == nullptr)))
     return static_cast<int>(cudaErrorInvalidValue);
   // empty tables or vocabulary: no token is allowed anywhere (the kernel reads no table then)
-  if (vocab == 0 || num_classes == 0) num_states = 0;
+  if (vocab == 0 || num_classes == 0 || num_rows == 0) num_states = 0;
   StepArgs a{logits, stride_l, states, budgets, temperature, top_k, top_p, penalty,
-             seen, stride_s, next_by_class, stride_n, num_states, num_classes, class_of,
-             min_tokens, noise, stride_nz, seeds, steps, tokens, next_states, no_allowed, vocab,
+             seen, stride_s, next_by_class, stride_n, row_of, num_rows, num_states, num_classes,
+             class_of, min_tokens, noise, stride_nz, seeds, steps, tokens, next_states,
+             no_allowed, vocab,
              part_f, part_i, counters, nsplit, chunk};
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   dim3 grid(batch, nsplit), block(kThreads);

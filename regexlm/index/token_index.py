@@ -1,9 +1,11 @@
 """The token index: the tables one decode step reads, with rows built on demand.
 
-For index states ``0 .. S-1`` (automaton states a token boundary reaches), V tokens, C token
-classes:
+For index states ``0 .. S-1`` (automaton states a token boundary reaches), R rows, V tokens, C
+token classes:
 
-* ``next_by_class int32[S, C]``: state after a token of the class, -1 = not allowed;
+* ``next_by_class int32[R, C]``: a built row per state that has one: the state after a token of
+  the class, -1 = not allowed; row 0 allows nothing;
+* ``row_of int32[S]``: each state's row (0, the row that allows nothing, until it is built);
 * ``class_of int32[V]``: the class of every token id (class 0 is never allowed; kept on the
   host as ``uint16`` while there are at most 65,536 classes);
 * ``min_tokens int32[S]``: fewest tokens (EOS excluded) that complete a match, 0 at matches,
@@ -14,7 +16,9 @@ classes:
 **Rows on demand.** An index state's row is built the first time it is asked for
 (:meth:`TokenIndex.ensure_rows`): the vocabulary trie is walked from the states' automaton
 states (:mod:`regexlm.index.rows`, in C where it can be built), every target becomes an index
-state (with no row yet), and the row is appended. Until then a state's row is all -1. A decoder
+state (with no row yet), and the row is appended. Until then a state reads row 0, which allows
+nothing: a state a walk reached but decoding never visited costs its bounds and its key, not a
+row (most targets of a row are never drawn). A decoder
 calls ``ensure_rows`` with the states its rows are in before each step and then reads the
 current tables, which may have been reallocated (:attr:`TokenIndex.version` changes whenever
 they are).
@@ -44,8 +48,9 @@ allows a token the second does not. The exploration may renumber states, except 
 which is always 0: no other id exists for a caller before it.
 
 **Memory.** The index holds ``class_of`` (2 bytes a token on the host, see
-:mod:`~regexlm.index.token_classes`; the device tables' copy has 4) and, per visited state, a
-row of C entries; the automaton's own cache is bounded by bytes. ``nbytes`` reports all of it as it
+:mod:`~regexlm.index.token_classes`; the device tables' copy has 4), per built row C entries,
+and per known state its bound, match index, row number and key; the automaton's own cache is
+bounded by bytes. ``nbytes`` reports all of it as it
 grows. The xgrammar-layout bitmask is produced for the states asked for
 (:meth:`TokenIndex.bitmask_rows`), never stored per state: packed rows are kept in a small LRU
 keyed by the classes a row allows (states that allow the same tokens share one), bounded by
@@ -111,7 +116,11 @@ NFA_STATES_HANDED_AT_SETTLE = 4096
 # the index's budget of slow rows, this many times that limit: past it, no more rows are built.
 SLOW_ROW_FRACTION = 0.25
 SLOW_ROWS_BUDGET = 3.0
-TENSOR_FIELDS = ("next_by_class", "class_of", "min_tokens", "match_index")
+# The tables a step reads (TokenIndex's tensor attributes); what the disk cache stores is the
+# same with next_by_class as one row per state (see TokenIndex.host_tables).
+TENSOR_FIELDS = ("next_by_class", "row_of", "class_of", "min_tokens", "match_index")
+# A state's key besides its bytes: the bytes object, its list slot and its dict entry.
+KEY_ENTRY_BYTES = 33 + 8 + 100
 
 
 class IndexRows:
@@ -138,12 +147,16 @@ class IndexRows:
         # Off only while exploring, where the exact search decides instead.
         self.strict = strict
         self.classes = initial_classes(vocab).copy()
-        self.nbc = np.full((16, self.classes.num_classes), -1, dtype=np.int32)  # [capacity, C]
+        # [row capacity, C]: built rows; row 0 allows nothing (the row of states not built yet)
+        self.nbc = np.full((16, self.classes.num_classes), -1, dtype=np.int32)
+        self.num_rows = 1
+        self.row_of = np.zeros(16, dtype=np.int32)  # [capacity]: each state's row
         self.min_tokens = np.full(16, UNREACHABLE, dtype=np.int32)
         self.match = np.full(16, -1, dtype=np.int32)
         self.built = np.zeros(16, dtype=bool)
         self.num_states = 0
         self.keys: list = []
+        self.key_bytes = 0  # the keys' own bytes
         self.index_of_key: dict = {}
         self.dfa_of = np.full(16, -1, dtype=np.int64)  # [capacity]: automaton id of a state
         self.state_of_dfa = np.full(64, -1, dtype=np.int64)  # the inverse, for this epoch
@@ -193,21 +206,32 @@ class IndexRows:
     # -- states -------------------------------------------------------------------------------
 
     def _grow(self, need: int) -> None:
-        cap = self.nbc.shape[0]
+        """Room for ``need`` states."""
+        cap = self.min_tokens.shape[0]
         if need <= cap:
             return
         cap = max(need, 2 * cap)
+        self.row_of = _grown(self.row_of, cap, 0)
+        self.min_tokens = _grown(self.min_tokens, cap, UNREACHABLE)
+        self.match = _grown(self.match, cap, -1)
+        self.built = _grown(self.built, cap, False)
+        self.dfa_of = _grown(self.dfa_of, cap, -1)
 
-        def grown(a, fill):
-            out = np.full((cap, *a.shape[1:]), fill, dtype=a.dtype)
-            out[: a.shape[0]] = a
-            return out
+    def _new_rows(self, states: np.ndarray) -> np.ndarray:
+        """``int64[n]``: new rows for ``states`` (not built yet), appended; ``row_of`` names
+        them."""
+        first = self.num_rows
+        need = first + states.size
+        if need > self.nbc.shape[0]:
+            self.nbc = _grown(self.nbc, max(need, 2 * self.nbc.shape[0]), -1)
+        at = np.arange(first, need)
+        self.row_of[states] = at
+        self.num_rows = need
+        return at
 
-        self.nbc = grown(self.nbc, -1)
-        self.min_tokens = grown(self.min_tokens, UNREACHABLE)
-        self.match = grown(self.match, -1)
-        self.built = grown(self.built, False)
-        self.dfa_of = grown(self.dfa_of, -1)
+    def rows(self, states) -> np.ndarray:
+        """``int32[n, C]``: the rows of ``states`` (a copy; all -1 for a state not built)."""
+        return self.nbc[self.row_of[states]]
 
     def _add_state(self, q: int) -> int:
         """The index state of automaton state ``q``, added (with a bound and no row) if new."""
@@ -235,6 +259,7 @@ class IndexRows:
                 sid = index_of_key[key] = first + len(fresh)
                 fresh.append(i)
                 self.keys.append(key)
+                self.key_bytes += _key_size(key)
             sids.append(sid)
         if fresh:
             at = np.asarray(fresh, dtype=np.int64)
@@ -405,6 +430,7 @@ class IndexRows:
             order = np.argsort(o, kind="stable")
             o, tokens, tgt = o[order], tokens[order], tgt[order]
         bounds = np.searchsorted(o, np.arange(states.size + 1, dtype=o.dtype))  # (no cast of o)
+        at = self._new_rows(states).tolist()
         for i, state in enumerate(states.tolist()):
             lo, hi = bounds[i], bounds[i + 1]
             old_of_new, row = self.classes.refine(tokens[lo:hi], tgt[lo:hi], self.num_states)
@@ -412,7 +438,7 @@ class IndexRows:
                 self.nbc = _with_new_columns(self.nbc, old_of_new)
                 self._reshaped(split=True)
             row[EOS_CLASS] = state if self.match[state] >= 0 else -1
-            self.nbc[state] = row
+            self.nbc[at[i]] = row
         self._finish_rows(every_state)
         self._consider_class_trie(found, every_state.size)
 
@@ -442,10 +468,11 @@ class IndexRows:
         tgt[named] = self._index_states(class_rows[named].astype(np.int64))
         if self.strict:  # a target from which no match can be completed is not allowed
             tgt[named & (self.min_tokens[np.maximum(tgt, 0)] == UNREACHABLE)] = -1
-        for state, row in zip(states.tolist(), tgt, strict=True):
+        at = self._new_rows(states)
+        for state, r, row in zip(states.tolist(), at.tolist(), tgt, strict=True):
             row = row.astype(np.int32)
             row[EOS_CLASS] = state if self.match[state] >= 0 else -1
-            self.nbc[state] = row
+            self.nbc[r] = row
 
     def _reshaped(self, *, split: bool) -> None:
         """A class split (new columns) or built rows changed (pruning, strict masking,
@@ -573,7 +600,7 @@ class IndexRows:
             if self.match[state] >= 0:
                 return
             self.ensure([state])
-            row = self.nbc[state].copy()
+            row = self.nbc[self.row_of[state]].copy()
             row[EOS_CLASS] = -1
             firsts = np.unique(row[row >= 0])
             firsts = firsts[self.min_tokens[firsts] != UNREACHABLE]
@@ -599,7 +626,7 @@ class IndexRows:
             if self.match[cur] >= 0:
                 return path
             self.ensure([cur])
-            row = self.nbc[cur].copy()
+            row = self.nbc[self.row_of[cur]].copy()
             row[EOS_CLASS] = -1
             targets = row[row >= 0]
             if targets.size == 0:
@@ -617,7 +644,7 @@ class IndexRows:
         self.strict = True
         self._check_start()
         n = self.num_states
-        table = self.nbc[:n]
+        table = self.nbc[: self.num_rows]
         hopeless = np.append(self.min_tokens[:n] == UNREACHABLE, False)  # [-1] -> False
         table[hopeless[table]] = -1
         self._reshaped(split=False)
@@ -625,7 +652,7 @@ class IndexRows:
 
     def _finish_exact(self) -> None:
         n = self.num_states
-        nbc = self.nbc[:n]
+        nbc = self.rows(np.arange(n))  # [S, C]: every state is built here
         eos_class = EOS_CLASS
         cols = np.ones(nbc.shape[1], dtype=bool)
         cols[eos_class] = False
@@ -639,7 +666,8 @@ class IndexRows:
         new_id = np.full(n + 1, -1, dtype=np.int64)  # index n stands for -1
         new_id[kept] = np.arange(kept.size)
         table = nbc[kept].astype(np.int64)
-        self.nbc = new_id[np.where(table >= 0, table, n)].astype(np.int32)
+        self.nbc, self.row_of = _row_per_state(new_id[np.where(table >= 0, table, n)])
+        self.num_rows = int(self.nbc.shape[0])
         self.min_tokens = dist[kept].astype(np.int32)
         self.match = self.match[kept].copy()
         self.built = np.ones(kept.size, dtype=bool)
@@ -648,6 +676,7 @@ class IndexRows:
         known = self.dfa_of >= 0
         self.state_of_dfa[self.dfa_of[known]] = np.flatnonzero(known)
         self.keys = [self.keys[i] for i in kept.tolist()]
+        self.key_bytes = sum(_key_size(k) for k in self.keys)
         self.index_of_key = {k: i for i, k in enumerate(self.keys)}
         self.start = int(new_id[self.start])
         self.num_states = int(kept.size)
@@ -661,13 +690,13 @@ class IndexRows:
         class 0 (end-of-sequence keeps class 1). Merged classes are numbered in the order of
         their first old class, so when nothing merges nothing is rewritten."""
         num = self.nbc.shape[1]
-        text = self.nbc[:, FIRST_TEXT_CLASS:]  # [S, C - 2]
+        text = self.nbc[:, FIRST_TEXT_CLASS:]  # [R, C - 2]
         live = FIRST_TEXT_CLASS + np.flatnonzero((text >= 0).any(axis=0))  # [L]
         new_of_old = np.zeros(num, dtype=np.int64)  # dead text classes -> class 0
         new_of_old[EOS_CLASS] = EOS_CLASS
         num_new = FIRST_TEXT_CLASS
         if live.size:
-            block = np.ascontiguousarray(self.nbc[:, live].T)  # [L, S]: a column per class
+            block = np.ascontiguousarray(self.nbc[:, live].T)  # [L, R]: a column per class
             keys = block.view(np.dtype((np.void, block.shape[1] * 4))).reshape(-1)
             _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
             rank = np.empty(first.size, dtype=np.int64)
@@ -692,11 +721,39 @@ class IndexRows:
 
     @property
     def nbytes(self) -> int:
-        n = self.num_states
-        tables = self.classes.nbytes + n * self.nbc.shape[1] * 4 + n * (4 + 4 + 1 + 8)
-        automaton = getattr(self.automaton, "nbytes", 0) if self.automaton is not None else 0
+        """Bytes of the tables as allocated (with their room to grow), the states' keys, the
+        class trie, and the automaton: its state cache and what it keeps besides."""
+        arrays = (self.nbc, self.row_of, self.min_tokens, self.match, self.built, self.dfa_of)
+        arrays += (self.state_of_dfa,)
+        tables = self.classes.nbytes + sum(int(a.nbytes) for a in arrays)
+        a = self.automaton
+        automaton = 0 if a is None else getattr(a, "nbytes", 0) + getattr(a, "kept_nbytes", 0)
         walked = self.class_trie.nbytes if self.class_trie else 0
-        return int(tables + automaton + walked + 48 * n)
+        keys = self.key_bytes + KEY_ENTRY_BYTES * len(self.keys)
+        return int(tables + automaton + walked + keys)
+
+
+def _key_size(key) -> int:
+    """The bytes of a state's key past :data:`KEY_ENTRY_BYTES` (an eager automaton's keys are
+    small ints)."""
+    return len(key) if type(key) is bytes else 0
+
+
+def _grown(a: np.ndarray, capacity: int, fill) -> np.ndarray:
+    """``a`` with room for ``capacity`` entries along its first axis, the new ones ``fill``."""
+    out = np.full((capacity, *a.shape[1:]), fill, dtype=a.dtype)
+    out[: a.shape[0]] = a
+    return out
+
+
+def _row_per_state(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(``int32[S + 1, C]`` rows, ``int32[S]`` row_of) for a table of one row per state: row 0
+    allows nothing, state s reads row s + 1."""
+    n, width = table.shape
+    nbc = np.empty((n + 1, width), dtype=np.int32)
+    nbc[0] = -1
+    nbc[1:] = table
+    return nbc, np.arange(1, n + 1, dtype=np.int32)
 
 
 def _with_new_columns(nbc: np.ndarray, old_of_new: np.ndarray) -> np.ndarray:
@@ -725,7 +782,8 @@ def complete_rows(
     rows.class_trie = False
     rows._init_progress()
     rows.exact = True
-    rows.nbc = np.ascontiguousarray(next_by_class, dtype=np.int32)
+    rows.nbc, rows.row_of = _row_per_state(np.asarray(next_by_class))
+    rows.num_rows = n + 1
     rows.classes = TokenClasses.of(class_of, int(next_by_class.shape[1]))
     rows.min_tokens = np.ascontiguousarray(min_tokens, dtype=np.int32)
     rows.match = np.ascontiguousarray(match_index, dtype=np.int32)
@@ -733,6 +791,7 @@ def complete_rows(
     rows.num_states = n
     rows.dfa_of = np.full(n, -1, dtype=np.int64)
     rows.state_of_dfa = np.full(0, -1, dtype=np.int64)
+    rows.keys, rows.index_of_key, rows.key_bytes = [], {}, 0  # (no automaton to name states)
     rows.start = int(start)
     rows.rows_built = n
     return rows
@@ -872,7 +931,8 @@ class TokenIndex:
         with rows.lock, torch.inference_mode(False):
             n = rows.num_states
             host = {
-                "next_by_class": rows.nbc[:n],
+                "next_by_class": rows.nbc[: rows.num_rows],
+                "row_of": rows.row_of[:n],
                 "class_of": rows.class_of,
                 "min_tokens": rows.min_tokens[:n],
                 "match_index": rows.match[:n],
@@ -898,55 +958,63 @@ class TokenIndex:
         return tensors
 
     def host_tables(self) -> dict[str, np.ndarray]:
-        """The four tables (:data:`TENSOR_FIELDS`) as new host arrays in the step's dtypes
-        (``int32``), once settled: what the disk cache writes, with no device copy made."""
+        """The tables as new host arrays in the step's dtypes (``int32``), once settled, with
+        ``next_by_class`` as one row per state (no ``row_of``): what the disk cache writes, with
+        no device copy made."""
         rows = self._settled_rows
         with rows.lock:
             n = rows.num_states
             return {
-                "next_by_class": rows.nbc[:n].copy(),  # [S, C]
+                "next_by_class": rows.rows(np.arange(n)),  # [S, C]
                 "class_of": rows.class_of.astype(np.int32),  # [V]
                 "min_tokens": rows.min_tokens[:n].copy(),  # [S]
                 "match_index": rows.match[:n].copy(),  # [S]
             }
 
     def _device_rows(self, rows: IndexRows) -> torch.Tensor:
-        """``next_by_class`` on the device, ``int32[S, C]``: a view of a buffer with room for
-        more states. While the columns and the meaning of built rows stay the same (the rows
-        keep the same ``row_log``), only the rows of new states and the rows written since the last
-        copy are sent (a buffer out of room is doubled on the device); otherwise (class
-        splits, pruning, renumbering) the table is sent whole, into a buffer with room for
-        twice its states. Called with the rows' lock held."""
-        n, width = rows.num_states, rows.nbc.shape[1]
+        """``next_by_class`` on the device, ``int32[R, C]``: a view of a buffer with room for
+        more rows. Built rows never change while the columns and their meaning stay the same
+        (the rows keep the same ``row_log``): then only the rows built since the last copy are
+        appended (a buffer out of room is doubled on the device); otherwise (class splits,
+        pruning, renumbering) the table is sent whole, into a buffer with room for twice its
+        rows. Called with the rows' lock held."""
+        n, width = rows.num_rows, rows.nbc.shape[1]
         log = rows.row_log  # a new list whenever the columns or built rows change
-        kept = self._device_nbc  # (row log, buffer [capacity, C], rows logged, states) or None
+        kept = self._device_nbc  # (row log, buffer [capacity, C], rows sent) or None
         if kept is not None and kept[0] is log:
-            _, buf, logged, old_n = kept
+            _, buf, old_n = kept
             if n > buf.shape[0]:  # out of room: a larger buffer, the rows moved on the device
                 grown = torch.empty((2 * n, width), dtype=torch.int32, device=self._device)
                 grown[:old_n].copy_(buf[:old_n])
                 buf = grown
-            if n > old_n:  # new states: their rows (built or all -1) appended
+            if n > old_n:  # the rows built since
                 buf[old_n:n].copy_(torch.from_numpy(rows.nbc[old_n:n]), non_blocking=True)
-            written = np.unique(np.asarray(log[logged:], dtype=np.int64))  # [k]
-            written = written[written < old_n]
-            if written.size:  # rows built since, of states the copy already had
-                at = torch.from_numpy(written).to(self._device)
-                buf.index_copy_(0, at, torch.from_numpy(rows.nbc[written]).to(self._device))
-            self.info["device_rows_sent"] = self.info.get("device_rows_sent", 0) + int(
-                max(0, n - old_n) + written.size
-            )
+            self.info["device_rows_sent"] = self.info.get("device_rows_sent", 0) + max(0, n - old_n)
         else:
-            room = n if rows.exact else max(16, 2 * n)  # an exact index gains no states
+            room = n if rows.exact else max(16, 2 * n)  # an exact index gains no rows
             buf = torch.empty((room, width), dtype=torch.int32, device=self._device)
             buf[:n].copy_(torch.from_numpy(rows.nbc[:n]), non_blocking=True)
             self.info["device_tables_sent"] = self.info.get("device_tables_sent", 0) + 1
-        self._device_nbc = (log, buf, len(log), n)
+        self._device_nbc = (log, buf, n)
         return buf[:n]
 
     @property
-    def next_by_class(self) -> torch.Tensor:  # [S, C] int32
+    def next_by_class(self) -> torch.Tensor:  # [R, C] int32
+        """The built rows; state ``s`` reads row ``row_of[s]``."""
         return self._sync()["next_by_class"]
+
+    @property
+    def row_of(self) -> torch.Tensor:  # [S] int32
+        """Each state's row of :attr:`next_by_class` (0, a row that allows nothing, for a state
+        whose row is not built)."""
+        return self._sync()["row_of"]
+
+    def rows_of(self, states) -> torch.Tensor:
+        """``int32[n, C]``: the rows of ``states`` (ints or an int tensor) as the step reads
+        them (all -1 for a state whose row is not built), on the index's device."""
+        t = self._sync()
+        at = torch.as_tensor(states, dtype=torch.long, device=t["row_of"].device)
+        return t["next_by_class"][t["row_of"][at].long()]
 
     @property
     def class_of(self) -> torch.Tensor:  # [V] int32
@@ -1022,7 +1090,8 @@ class TokenIndex:
             # (pending: only the start row is asked for, which needs no settled tables)
             return torch.from_numpy(self._pack_host(states)).to(self._device)
         t = self._sync()
-        allowed = t["next_by_class"][torch.from_numpy(states).to(self._device)] >= 0  # [n, C]
+        at = t["row_of"][torch.from_numpy(states).to(self._device)].long()  # [n]
+        allowed = t["next_by_class"][at] >= 0  # [n, C]
         return pack_bitmask(allowed, t["class_of"].long(), self.vocab_size)
 
     def mask(self, state: int) -> np.ndarray:
@@ -1191,7 +1260,7 @@ class TokenIndex:
         run (only the start row exists), a target no single-byte path completes is left out,
         as every row built on demand does (see the module docstring)."""
         rows = self._rows
-        nbc = rows.nbc[states]  # [n, C]
+        nbc = rows.rows(states)  # [n, C]
         if rows.pending is not None and not rows.strict:
             hopeless = np.append(rows.min_tokens[: rows.num_states] == UNREACHABLE, False)
             nbc[hopeless[nbc]] = -1  # [-1] -> False
@@ -1229,20 +1298,20 @@ class TokenIndex:
         """State after ``token`` at ``state``; -1 if the token is not allowed there."""
         rows = self._settled_rows
         rows.ensure([state])
-        return int(rows.nbc[state, rows.class_of[token]])
+        return int(rows.nbc[rows.row_of[state], rows.class_of[token]])
 
     def allowed_tokens(self, state: int) -> torch.Tensor:
         """``int64[n]`` ids allowed at ``state``, ascending."""
         rows = self._settled_rows
         rows.ensure([state])
-        ok = rows.nbc[state][rows.class_of] >= 0
+        ok = rows.nbc[rows.row_of[state]][rows.class_of] >= 0
         return torch.from_numpy(np.flatnonzero(ok))
 
     def can_extend(self, state: int) -> bool:
         """Whether a token other than end-of-sequence is allowed at ``state``."""
         rows = self._settled_rows
         rows.ensure([state])
-        row = rows.nbc[state].copy()
+        row = rows.nbc[rows.row_of[state]].copy()
         row[EOS_CLASS] = -1
         row[0] = -1
         return bool((row >= 0).any())

@@ -115,16 +115,28 @@ def _check(logits, states, budgets, temperature, top_k, top_p, penalty, seen, ta
             raise ValueError(f"{name} is on {t.device}, logits on {logits.device}")
     nbc = tables.next_by_class
     if nbc.dim() != 2:
-        raise ValueError(f"next_by_class must be [S, C], got shape {tuple(nbc.shape)}")
+        raise ValueError(f"next_by_class must be [R, C], got shape {tuple(nbc.shape)}")
     if tables.class_of.shape != (V,):
         raise ValueError(
             f"logits have {V} columns but the index covers {tables.class_of.shape[0]} tokens"
         )
-    if tables.min_tokens.shape != (nbc.shape[0],):
-        raise ValueError(
-            f"min_tokens must have one entry per state ({nbc.shape[0]}), "
-            f"got shape {tuple(tables.min_tokens.shape)}"
-        )
+    rows = getattr(tables, "row_of", None)
+    if rows is None:  # state s reads row s
+        if tables.min_tokens.shape != (nbc.shape[0],):
+            raise ValueError(
+                f"min_tokens must have one entry per state ({nbc.shape[0]}), "
+                f"got shape {tuple(tables.min_tokens.shape)}"
+            )
+    else:
+        if not isinstance(rows, torch.Tensor) or rows.dtype not in (torch.int32, torch.int64):
+            raise ValueError(f"row_of must be an int32 tensor, got {type(rows).__name__}")
+        if rows.device != logits.device:
+            raise ValueError(f"row_of is on {rows.device}, logits on {logits.device}")
+        if tables.min_tokens.dim() != 1 or rows.shape != tables.min_tokens.shape:
+            raise ValueError(
+                f"row_of and min_tokens must have one entry per state, got shapes "
+                f"{tuple(rows.shape)} and {tuple(tables.min_tokens.shape)}"
+            )
     for name, t in (
         ("states", states),
         ("budgets", budgets),
@@ -185,7 +197,8 @@ def sample_step(
 
     logits [B, V] fp32/bf16/fp16; states, budgets, top_k int32[B]; temperature, top_p,
     repetition_penalty fp32[B]; seen bool[B, V] or None (no penalty); tables: next_by_class,
-    class_of, min_tokens (a `TokenIndex` or `IndexTables`). A budget < 0 means no budget.
+    class_of, min_tokens and optionally row_of (a `TokenIndex` or `IndexTables`). A budget < 0
+    means no budget.
 
     Randomness (see `regexlm.ops.noise`): each row draws from its own counter-based stream keyed
     by ``seeds[b]`` (int64[B]) and ``steps[b]`` (int32[B], zeros when omitted), computed inside the

@@ -1,10 +1,11 @@
 """The per-step operation in plain torch: the specification, and the CPU production path.
 
 One decode step, for each row b of the batch (s = states[b], R = budgets[b], T = temperature[b],
-x = logits[b] in fp32; S states, C classes, V tokens)::
+x = logits[b] in fp32; S states, R rows, C classes, V tokens; r = row_of[s], or s without a
+``row_of``)::
 
-    next(s, t) = next_by_class[s, class_of[t]]
-    allowed = {t : 0 <= s < S, 0 <= class_of[t] < C, 0 <= next(s, t) < S}
+    next(s, t) = next_by_class[r, class_of[t]]
+    allowed = {t : 0 <= s < S, 0 <= r < R, 0 <= class_of[t] < C, 0 <= next(s, t) < S}
     if R >= 0 and min_tokens[s] <= R:                       # a match fits in the budget
         allowed = {t in allowed : min_tokens[next(s, t)] < R}  # i.e. <= R - 1, never computed
     if allowed is empty:
@@ -59,7 +60,7 @@ import weakref
 import torch
 
 from regexlm.ops.noise import FLT_MIN, clamp_noise, row_keys, token_uniform
-from regexlm.ops.types import StepResult
+from regexlm.ops.types import StepResult, state_rows
 
 FLT_MAX = 3.4028234663852886e38
 
@@ -91,16 +92,15 @@ def safe_classes(class_of: torch.Tensor, num_classes: int) -> torch.Tensor:
 def _allowed(states: torch.Tensor, budgets: torch.Tensor, tables):
     """Grammar mask and budget mask together: (int32[B, V] of 0/1, allowed count int64[B])."""
     nbc, min_tokens = tables.next_by_class, tables.min_tokens
-    S, C = nbc.shape
+    num_rows, C = nbc.shape
+    S = min_tokens.shape[0]
     V = tables.class_of.shape[0]
     B = states.shape[0]
-    if S == 0:
+    if S == 0 or num_rows == 0:
         zero = torch.zeros(B, dtype=torch.int64, device=states.device)
         return torch.zeros(B, V, dtype=torch.int32, device=states.device), zero
-    s = states.long()  # [B]
-    s_ok = (s >= 0) & (s < S)  # [B]
-    sc = s.clamp(0, S - 1)
-    nxt = nbc[sc].long()  # [B, C]
+    s_ok, sc, row = _rows_of_states(states, tables)  # [B] each
+    nxt = nbc[row].long()  # [B, C]
     ok = (nxt >= 0) & (nxt < S) & s_ok.unsqueeze(1)  # [B, C]
     R = budgets.long()  # [B]
     active = s_ok & (R >= 0) & (min_tokens[sc].long() <= R)  # [B]
@@ -112,6 +112,19 @@ def _allowed(states: torch.Tensor, budgets: torch.Tensor, tables):
     cls, counts = _classes(tables.class_of, C)
     n_allowed = (class_ok.long() * counts).sum(1)  # [B]
     return class_ok.gather(1, cls.expand(B, V)), n_allowed
+
+
+def _rows_of_states(states: torch.Tensor, tables):
+    """For ``states`` [B]: (whether the state and its row are in range, the state clamped into
+    range, its row clamped into range), each [B]."""
+    S = tables.min_tokens.shape[0]
+    R = tables.next_by_class.shape[0]
+    s = states.long()  # [B]
+    s_ok = (s >= 0) & (s < S)  # [B]
+    sc = s.clamp(0, S - 1)
+    row = state_rows(tables)[sc].long()  # [B]
+    s_ok &= (row >= 0) & (row < R)
+    return s_ok, sc, row.clamp(0, R - 1)
 
 
 def _allowed_bits(states: torch.Tensor, budgets: torch.Tensor, tables) -> torch.Tensor:
@@ -351,9 +364,9 @@ def sample_step_reference(
 
     next_states = states.to(torch.int32).clone()  # never an alias of the caller's tensor
     if not bool(no_allowed.all()):
-        S, C = tables.next_by_class.shape
+        C = tables.next_by_class.shape[1]
         cls = _classes(tables.class_of, C)[0][tokens.clamp(min=0)].clamp(max=C - 1)  # [B]
-        nxt = tables.next_by_class[states.long().clamp(0, S - 1), cls]  # [B]
+        nxt = tables.next_by_class[_rows_of_states(states, tables)[2], cls]  # [B]
         next_states = torch.where(no_allowed, next_states, nxt.to(torch.int32))
     return StepResult(tokens, next_states, no_allowed)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from regexlm.ops.grid import arrival_counters, sm_count
-from regexlm.ops.types import StepResult
+from regexlm.ops.types import StepResult, state_rows
 
 
 def find_csrc() -> Path:
@@ -150,6 +150,7 @@ def sample_step_cuda(
             repetition_penalty.to(torch.float32).contiguous(),
             None if seen is None else seen.contiguous(),
             tables.next_by_class.to(torch.int32).contiguous(),
+            state_rows(tables).to(torch.int32).contiguous(),
             tables.class_of.to(torch.int32).contiguous(),
             tables.min_tokens.to(torch.int32).contiguous(),
             None if noise is None else noise.to(torch.float32).contiguous(),

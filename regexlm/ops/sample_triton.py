@@ -11,7 +11,7 @@ interpreter. The later passes stay with one program per row: each needs the row'
 before the next pivot choice, which only a grid-wide barrier could share across programs.
 
 Pass A (always) builds the processed logits tile by tile: the allowed test through ``class_of``,
-``next_by_class`` and ``min_tokens`` (the budget), the penalty from ``seen``, NaN read as -inf, and
+the state's row (``row_of``) of ``next_by_class`` and ``min_tokens`` (the budget), the penalty from ``seen``, NaN read as -inf, and
 ``z = x / T``. It keeps running statistics: the allowed count, min and max of ``z``, the greedy
 token (argmax of the penalised logit ``x``, lowest id), the softmax normaliser
 ``sum exp(z - max)`` and the Gumbel winner ``argmax z - log(-log u)`` over all allowed tokens.
@@ -46,8 +46,9 @@ Noise: an explicit ``noise`` tensor gives the reference's tokens exactly; otherw
 counter-based generator of `regexlm.ops.noise` (32-bit integer ops, keyed by the row's seed and
 step, counted by the token id), the same numbers the reference and the CUDA kernel compute.
 
-Every load is masked to its table's bounds: states outside ``[0, S)``, classes outside ``[0, C)``
-and next states outside ``[-1, S)`` read as "not allowed", never as an address.
+Every load is masked to its table's bounds: states outside ``[0, S)``, rows outside ``[0, R)``,
+classes outside ``[0, C)`` and next states outside ``[-1, S)`` read as "not allowed", never as an
+address.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ import triton
 import triton.language as tl
 
 from regexlm.ops.grid import arrival_counters, sm_count
-from regexlm.ops.types import StepResult
+from regexlm.ops.types import StepResult, state_rows
 
 NPIV = 16  # pivot keys tested per search pass
 
@@ -101,7 +102,7 @@ def _row_key(seeds_ptr, steps_ptr, b):
 @triton.jit
 def _tile(
     b,
-    s,
+    row,
     s_ok,
     offs,
     V,
@@ -127,7 +128,7 @@ def _tile(
     cls = tl.load(class_ptr + offs, mask=valid, other=-1)
     row_ok = (tl.full(offs.shape, 0, tl.int32) + s_ok) != 0
     cls_ok = valid & row_ok & (cls >= 0) & (cls < C)
-    nxt = tl.load(nbc_ptr + s * stride_n + cls, mask=cls_ok, other=-1)
+    nxt = tl.load(nbc_ptr + row * stride_n + cls, mask=cls_ok, other=-1)
     ok = cls_ok & (nxt >= 0) & (nxt < S)
     # budget: keep t only if min_tokens[next(s, t)] < R (when the row's budget applies)
     on = (tl.full(offs.shape, 0, tl.int32) + budget_on) != 0
@@ -172,6 +173,7 @@ def _sample_step_kernel(
     stride_s,
     nbc_ptr,
     stride_n,
+    rowof_ptr,
     class_ptr,
     mintok_ptr,
     noise_ptr,
@@ -183,6 +185,7 @@ def _sample_step_kernel(
     noallowed_ptr,
     V,
     S,
+    NR,
     C,
     part_f_ptr,
     part_i_ptr,
@@ -203,6 +206,9 @@ def _sample_step_kernel(
     s_in = tl.load(states_ptr + b)
     s_ok = tl.where((s_in >= 0) & (s_in < S), 1, 0)
     s = tl.where(s_ok != 0, s_in, 0).to(tl.int64)  # an address even when the state is invalid
+    row = tl.load(rowof_ptr + s, mask=s_ok != 0, other=-1)  # the state's row of next_by_class
+    s_ok = tl.where((s_ok != 0) & (row >= 0) & (row < NR), 1, 0)
+    row = tl.where(s_ok != 0, row, 0).to(tl.int64)
     R = tl.load(budgets_ptr + b)
     temp = tl.load(temp_ptr + b)
     k = tl.load(topk_ptr + b)
@@ -236,7 +242,7 @@ def _sample_step_kernel(
         offs = start + lane
         x, z, ok = _tile(
             b,
-            s,
+            row,
             s_ok,
             offs,
             V,
@@ -343,7 +349,7 @@ def _sample_step_kernel(
         offs = start + lane
         x, z, ok = _tile(
             b,
-            s,
+            row,
             s_ok,
             offs,
             V,
@@ -388,7 +394,7 @@ def _sample_step_kernel(
             offs = start + plane
             x, z, ok = _tile(
                 b,
-                s,
+                row,
                 s_ok,
                 offs,
                 V,
@@ -433,7 +439,7 @@ def _sample_step_kernel(
             offs = start + plane
             x, z, ok = _tile(
                 b,
-                s,
+                row,
                 s_ok,
                 offs,
                 V,
@@ -472,7 +478,7 @@ def _sample_step_kernel(
         offs = start + lane
         x, z, ok = _tile(
             b,
-            s,
+            row,
             s_ok,
             offs,
             V,
@@ -505,7 +511,7 @@ def _sample_step_kernel(
     token = tl.where(some, token, -1)
     safe = tl.where(some, token, 0)
     cls = tl.load(class_ptr + safe, mask=some, other=0)
-    nxt = tl.load(nbc_ptr + s * stride_n + cls, mask=some, other=0)
+    nxt = tl.load(nbc_ptr + row * stride_n + cls, mask=some, other=0)
     tl.store(tokens_ptr + b, token.to(tl.int64), mask=last != 0)
     tl.store(next_ptr + b, tl.where(some, nxt, s_in), mask=last != 0)
     tl.store(noallowed_ptr + b, tl.where(some, 0, 1).to(tl.int8), mask=last != 0)
@@ -574,8 +580,9 @@ def sample_step_triton(
     """
     B, V = logits.shape
     dev = logits.device
-    S, C = tables.next_by_class.shape
-    if B * V * S * C == 0:  # nothing to launch: no row has an allowed token
+    NR, C = tables.next_by_class.shape
+    S = tables.min_tokens.shape[0]
+    if B * V * S * NR * C == 0:  # nothing to launch: no row has an allowed token
         return StepResult(
             torch.full((B,), -1, dtype=torch.int64, device=dev),
             states.to(torch.int32).clone(),
@@ -630,6 +637,7 @@ def sample_step_triton(
         V if seen is None else seen_u8.stride(0),
         nbc,
         nbc.stride(0),
+        state_rows(tables).to(torch.int32).contiguous(),
         tables.class_of.to(torch.int32).contiguous(),
         tables.min_tokens.to(torch.int32).contiguous(),
         noise_t,
@@ -641,6 +649,7 @@ def sample_step_triton(
         no_allowed,
         V,
         S,
+        NR,
         C,
         part_f,
         part_i,

@@ -302,7 +302,8 @@ class _Walk:
         """Whether a token other than end-of-sequence is allowed at the current state."""
         index = self.index
         index.ensure_rows([self.state])
-        allowed = index.next_by_class[self.state][index.class_of.long()] >= 0  # [V]
+        row = index.next_by_class[index.row_of[self.state]]  # [C]
+        allowed = row[index.class_of.long()] >= 0  # [V]
         if self.eos:
             allowed[list(self.eos)] = False
         return bool(allowed.any())

@@ -150,8 +150,7 @@ class ConstrainedRows:
 def keep_classes(pattern, states: np.ndarray, remaining: np.ndarray) -> np.ndarray:
     """``bool[b, C]``: the classes rows at ``states`` (``int64[b]``) of one pattern may draw,
     with ``remaining`` (``int64[b]``) tokens left each, the one being drawn included."""
-    next_by_class, min_tokens = pattern.tables(states)  # [S, C], [S]
-    nxt = next_by_class[states]  # [b, C]
+    nxt, min_tokens = pattern.tables(states)  # [b, C], [S]
     allowed = nxt >= 0
     # Budget: where a match is reachable in the budget, keep only classes that keep it so.
     # (A row past its budget, which vLLM would have ended, gets the plain viable mask.)

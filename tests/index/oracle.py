@@ -116,7 +116,7 @@ def compare(index, dfa, vocab) -> dict:
     accept = np.asarray(dfa.accept)
     eos = np.zeros(vocab.size, dtype=bool)
     eos[vocab.eos_ids] = True
-    nbc = np.asarray(index.next_by_class.cpu())
+    nbc = np.asarray(index.rows_of(range(index.num_states)).cpu())  # [S, C]
     class_of = np.asarray(index.class_of.cpu())
     bitmask = np.asarray(index.bitmask.cpu())
     min_tokens = np.asarray(index.min_tokens.cpu())

@@ -158,7 +158,7 @@ def _byte_walk_row(rows, state: int) -> dict:
 def _index_row(rows, state: int) -> dict:
     firsts = rows.trie.first_token[rows.trie.first_token >= 0]
     cls = rows.class_of[firsts]
-    target = rows.nbc[state][cls]
+    target = rows.rows([state])[0][cls]
     keep = (target >= 0) & (cls != EOS_CLASS)
     return {int(t): rows.keys[int(n)] for t, n in zip(firsts[keep], target[keep], strict=True)}
 
@@ -177,10 +177,10 @@ def _walk_and_compare(vocab, pattern: str, seed: int, monkeypatch) -> bool:
     for _ in range(8):
         index.ensure_rows([state])
         assert _index_row(rows, state) == _byte_walk_row(rows, state), (pattern, state)
-        allowed = np.flatnonzero(rows.nbc[state][FIRST_ROW_SKIP:] >= 0) + FIRST_ROW_SKIP
+        allowed = np.flatnonzero(rows.rows([state])[0][FIRST_ROW_SKIP:] >= 0) + FIRST_ROW_SKIP
         if allowed.size == 0:
             break
-        state = int(rows.nbc[state][int(rng.choice(allowed))])
+        state = int(rows.rows([state])[0][int(rng.choice(allowed))])
     return bool(rows.class_trie)
 
 
@@ -224,7 +224,7 @@ def test_a_wide_walk_makes_the_class_trie_and_counts_its_bytes(smollm2_vocab):
     assert rows.class_trie is None  # not at compile: the start row alone
     before = index.nbytes
     letter = smollm2_vocab.token_bytes.index(b"a")
-    index.ensure_rows([int(rows.nbc[0][rows.class_of[letter]])])  # after one letter
+    index.ensure_rows([int(rows.rows([0])[0][rows.class_of[letter]])])  # after one letter
     assert rows.class_trie
     assert rows.automaton.cache_bytes <= token_index.CLASS_TRIE_AUTOMATON_BYTES
     assert index.nbytes >= before + rows.class_trie.nbytes
@@ -233,7 +233,7 @@ def test_a_wide_walk_makes_the_class_trie_and_counts_its_bytes(smollm2_vocab):
 
 def test_a_narrow_pattern_keeps_the_byte_trie(smollm2_vocab):
     index = regexlm.compile(r"(foo|bar)[0-9]{2}baz", smollm2_vocab, cache=False, mode="lazy")
-    index.ensure_rows([int(index._rows.nbc[0][FIRST_ROW_SKIP:].max())])
+    index.ensure_rows([int(index._rows.rows([0])[0][FIRST_ROW_SKIP:].max())])
     assert index._rows.class_trie is None
 
 
@@ -249,6 +249,6 @@ def test_the_automaton_is_within_its_budget_between_row_builds(smollm2_vocab, pa
         index.ensure_rows([state])
         assert automaton.nbytes <= automaton.cache_bytes
         assert index.nbytes >= automaton.nbytes
-        state = int(index._rows.nbc[state][FIRST_ROW_SKIP:].max())
+        state = int(index._rows.rows([state])[0][FIRST_ROW_SKIP:].max())
         if state < 0:
             break

@@ -123,8 +123,8 @@ def test_lazy_automaton_gives_the_eager_index(smollm2_vocab, pattern):
         assert torch.equal(tokens, eager.allowed_tokens(b))
         assert lazy.min_tokens_to_match(a) == eager.min_tokens_to_match(b)
         assert lazy.match_of(a) == eager.match_of(b)
-        nxt_a = lazy.next_by_class[a, lazy.class_of.long()[tokens]].tolist()
-        nxt_b = eager.next_by_class[b, eager.class_of.long()[tokens]].tolist()
+        nxt_a = lazy.rows_of([a])[0, lazy.class_of.long()[tokens]].tolist()
+        nxt_b = eager.rows_of([b])[0, eager.class_of.long()[tokens]].tolist()
         for x, y in zip(nxt_a, nxt_b, strict=True):
             assert pairs.setdefault(x, y) == y
             if x not in visited:

@@ -61,7 +61,7 @@ def test_compile_leaves_the_exploration_to_the_first_use(smollm2_vocab, pattern)
     assert not index.settled
     index.bitmask_rows([index.start_state])
     assert not index.settled  # the start mask alone needs no exploration
-    tables = index.next_by_class  # what a decode step reads
+    tables = index.row_of  # what a decode step reads
     assert index.settled and tables.shape[0] == index.num_states
     assert index.info["exact"] == index.exact and index.info["walked"] > 0
     again = regexlm.compile(pattern, smollm2_vocab, cache=False, mode="auto")
@@ -89,6 +89,7 @@ def test_readers_in_other_threads_wait_for_an_exploration_in_progress(smollm2_vo
         barrier.wait()
         seen["min_tokens"] = index.min_tokens.clone()
         seen["next_by_class"] = index.next_by_class.clone()
+        seen["row_of"] = index.row_of.clone()
 
     def read_start_mask():
         barrier.wait()
@@ -101,4 +102,5 @@ def test_readers_in_other_threads_wait_for_an_exploration_in_progress(smollm2_vo
         t.join()
     assert torch.equal(seen["min_tokens"], reference.min_tokens)
     assert torch.equal(seen["next_by_class"], reference.next_by_class)
+    assert torch.equal(seen["row_of"], reference.row_of)
     assert torch.equal(seen["mask"], reference.bitmask_rows([0]))

@@ -79,7 +79,7 @@ def test_random_allowed_tokens_keep_the_text_viable(indexes, which, pattern, mod
         # Exact min_tokens is a shortest distance: no token shortens it by more than one, and
         # (away from a match) some token shortens it by exactly one. A bound keeps the second
         # half: some token shortens it by at least one, so a budget can always be kept.
-        nexts = index.next_by_class[state, index.class_of[text_tokens]].long()
+        nexts = index.rows_of([state])[0, index.class_of[text_tokens]].long()
         dists = index.min_tokens[nexts]
         here = index.min_tokens_to_match(state)
         if index.exact:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from regexlm.ops.types import StepResult
+from regexlm.ops.types import StepResult, state_rows
 
 HERE = Path(__file__).resolve().parent
 KERNEL = HERE.parents[1] / "csrc" / "sample_step_kernel.cu"
@@ -97,7 +97,8 @@ def sample_step_emulated(
     dtype = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}[logits.dtype]
     logits = logits.contiguous()
     nbc = tables.next_by_class.to(torch.int32).contiguous()
-    S, C = nbc.shape
+    R, C = nbc.shape
+    S = tables.min_tokens.shape[0]
     if noise is None:
         seeds = torch.zeros(B, dtype=torch.int64) if seeds is None else seeds
         steps = torch.zeros(B, dtype=torch.int32) if steps is None else steps
@@ -110,6 +111,7 @@ def sample_step_emulated(
         penalty=repetition_penalty.float().contiguous(),
         seen=None if seen is None else seen.contiguous(),
         nbc=nbc,
+        row_of=state_rows(tables).to(torch.int32).contiguous(),
         class_of=tables.class_of.to(torch.int32).contiguous(),
         min_tokens=tables.min_tokens.to(torch.int32).contiguous(),
         noise=None if noise is None else noise.float().contiguous(),
@@ -142,6 +144,8 @@ def sample_step_emulated(
         i64(V if seen is None else keep["seen"].stride(0)),
         _p(keep["nbc"]),
         i64(nbc.stride(0)),
+        _p(keep["row_of"]),
+        i32(R),
         i32(S),
         i32(C),
         _p(keep["class_of"]),

@@ -40,17 +40,20 @@ def loop_step(
     nbc = tables.next_by_class.numpy()
     class_of = tables.class_of.numpy()
     min_tokens = tables.min_tokens.numpy()
-    S, C = nbc.shape
+    rows = getattr(tables, "row_of", None)
+    row_of = list(range(len(min_tokens))) if rows is None else rows.tolist()
+    S, (num_rows, C) = len(min_tokens), nbc.shape
     B, V = x_all.shape
     out_t, out_s, out_e = [], [], []
     for b in range(B):
         s, R = int(states[b]), int(budgets[b])
+        row = row_of[s] if 0 <= s < S else -1
 
-        def nxt(t, s=s):
+        def nxt(t, row=row):
             c = int(class_of[t])
-            return int(nbc[s, c]) if 0 <= c < C else -1
+            return int(nbc[row, c]) if 0 <= c < C else -1
 
-        allowed = [t for t in range(V) if 0 <= s < S and 0 <= nxt(t) < S]
+        allowed = [t for t in range(V) if 0 <= row < num_rows and 0 <= nxt(t) < S]
         if allowed and R >= 0 and int(min_tokens[s]) <= R:
             allowed = [t for t in allowed if int(min_tokens[nxt(t)]) <= R - 1]
         if not allowed:
@@ -130,6 +133,28 @@ def mixed_case(B: int, V: int, *, seed: int = 0, dtype=torch.float32, num_states
     return a
 
 
+def shared_rows(tables, *, seed: int = 0):
+    """``tables`` (without ``row_of``) with their rows stored once each, in a shuffled order
+    after a first row that allows nothing, and ``row_of`` naming them; states whose row allows
+    nothing get the first row, or a row number out of range. The step must read both alike."""
+    from regexlm.ops.types import IndexTables
+
+    g = torch.Generator().manual_seed(seed)
+    dense = tables.next_by_class  # [S, C]
+    S, C = dense.shape
+    distinct, row_of = torch.unique(dense, dim=0, return_inverse=True)  # [U, C], [S]
+    order = torch.randperm(distinct.shape[0], generator=g)
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(order.numel())
+    rows = torch.cat([torch.full((1, C), -1, dtype=torch.int32), distinct[order]])  # [1 + U, C]
+    row_of = 1 + rank[row_of]  # [S]
+    empty = (dense < 0).all(1)  # [S]
+    outside = torch.randint(0, 3, (S,), generator=g)  # 0: the empty row; 1, 2: out of range
+    bad = torch.where(outside == 1, torch.full_like(row_of, -1), torch.full_like(row_of, 10**6))
+    row_of = torch.where(empty & (outside == 0), 0, torch.where(empty, bad, row_of))
+    return IndexTables(rows, tables.class_of, tables.min_tokens, row_of.to(torch.int32))
+
+
 def single_state_tables(allowed: torch.Tensor, min_tokens: int = 0):
     """Tables with one live state (1) whose allowed tokens are `allowed` bool[V]; each allowed
     token loops back to state 1; state 0 allows nothing."""
@@ -187,9 +212,7 @@ def _to(inputs: dict, device) -> dict:
         if torch.is_tensor(value):
             value = value.to(device)
         elif key == "tables":
-            value = type(value)(
-                *(getattr(value, f).to(device) for f in ("next_by_class", "class_of", "min_tokens"))
-            )
+            value = value.to(device)
         out[key] = value
     return out
 

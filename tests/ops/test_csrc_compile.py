@@ -110,7 +110,7 @@ print(op.default._schema)
 B, V = 2, 40
 i32 = lambda *s: torch.zeros(*s, dtype=torch.int32)
 args = [torch.zeros(B, V), i32(B), i32(B), torch.ones(B), i32(B), torch.ones(B), torch.ones(B),
-        None, i32(3, 4), i32(V), i32(3), None, torch.zeros(B, dtype=torch.int64), i32(B), 0]
+        None, i32(3, 4), i32(3), i32(V), i32(3), None, torch.zeros(B, dtype=torch.int64), i32(B), 0]
 try:
     op(*args)
 except RuntimeError as e:

@@ -93,8 +93,20 @@ def test_bad_seeds_and_tables_are_rejected_with_clear_errors():
     short = IndexTables(tables.next_by_class, tables.class_of, tables.min_tokens[:-1])
     with pytest.raises(ValueError, match="min_tokens must have one entry per state"):
         sample_step(**a, tables=short)
-    with pytest.raises(ValueError, match="next_by_class must be \\[S, C\\]"):
+    with pytest.raises(ValueError, match="next_by_class must be \\[R, C\\]"):
         sample_step(**a, tables=IndexTables(tables.class_of, tables.class_of, tables.min_tokens))
+    rows = torch.zeros(tables.min_tokens.shape[0] + 1, dtype=torch.int32)
+    with pytest.raises(ValueError, match="row_of and min_tokens must have one entry per state"):
+        sample_step(
+            **a, tables=IndexTables(tables.next_by_class, tables.class_of, tables.min_tokens, rows)
+        )
+    with pytest.raises(ValueError, match="row_of must be an int32 tensor"):
+        sample_step(
+            **a,
+            tables=IndexTables(
+                tables.next_by_class, tables.class_of, tables.min_tokens, rows[:-1].float()
+            ),
+        )
 
 
 def test_a_bitmask_attribute_is_ignored():

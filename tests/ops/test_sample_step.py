@@ -6,7 +6,15 @@ import pytest
 import torch
 
 from regexlm.ops.types import IndexTables
-from tests.ops.oracle import backend_params, run_backend, simple_inputs, single_state_tables
+from tests.ops.oracle import (
+    backend_params,
+    loop_step,
+    mixed_case,
+    run_backend,
+    shared_rows,
+    simple_inputs,
+    single_state_tables,
+)
 
 BACKENDS = backend_params()
 
@@ -247,3 +255,22 @@ def test_out_of_range_states_classes_and_next_states_are_never_allowed(backend):
     assert r.next_states[0].item() in (0, 1) and not r.no_allowed[0]
     assert r.tokens[1:].tolist() == [-1, -1, -1] and r.no_allowed[1:].all()
     assert r.next_states[1:].tolist() == [-1, 2, 2**31 - 1]  # states kept as they were
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_rows_read_through_row_of_step_as_the_dense_table(backend):
+    # a lazy index stores a row per built state only: states share rows through row_of, and a
+    # state whose row is out of range allows nothing, like one whose row allows nothing
+    for seed in range(3):
+        a = mixed_case(6, 53, seed=seed, num_states=12)
+        a["states"] = torch.tensor([0, 3, 11, 5, -1, 12], dtype=torch.int32)
+        want = run_backend(backend, a)
+        shared = {**a, "tables": shared_rows(a["tables"], seed=seed)}
+        assert (shared["tables"].row_of != torch.arange(12)).any()
+        got = run_backend(backend, shared)
+        assert got.tokens.tolist() == want.tokens.tolist(), seed
+        assert got.next_states.tolist() == want.next_states.tolist(), seed
+        assert got.no_allowed.tolist() == want.no_allowed.tolist(), seed
+        assert (got.tokens.tolist(), got.next_states.tolist(), got.no_allowed.tolist()) == (
+            loop_step(**shared)
+        )

@@ -33,9 +33,9 @@ types = {
     "logits_ptr": "*{dtype}", "stride_l": "i64", "states_ptr": "*i32", "budgets_ptr": "*i32",
     "temp_ptr": "*fp32", "topk_ptr": "*i32", "topp_ptr": "*fp32", "pen_ptr": "*fp32",
     "seen_ptr": "*u8", "stride_s": "i64", "nbc_ptr": "*i32", "stride_n": "i64",
-    "class_ptr": "*i32", "mintok_ptr": "*i32", "noise_ptr": "*fp32", "stride_nz": "i64",
+    "rowof_ptr": "*i32", "class_ptr": "*i32", "mintok_ptr": "*i32", "noise_ptr": "*fp32", "stride_nz": "i64",
     "seeds_ptr": "*i64", "steps_ptr": "*i32", "tokens_ptr": "*i64", "next_ptr": "*i32",
-    "noallowed_ptr": "*i8", "V": "i32", "S": "i32", "C": "i32", "part_f_ptr": "*fp32",
+    "noallowed_ptr": "*i8", "V": "i32", "S": "i32", "NR": "i32", "C": "i32", "part_f_ptr": "*fp32",
     "part_i_ptr": "*i32", "counter_ptr": "*i32", "CHUNK": "i32", "NSPLIT": "i32",
 }
 names = list(inspect.signature(_sample_step_kernel.fn).parameters)

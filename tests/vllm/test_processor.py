@@ -102,7 +102,7 @@ def expected_allowed(request: Request, index, eos_ids) -> torch.Tensor:
         allowed[list(eos_ids)] = True
         return allowed
     index.ensure_rows([state])
-    nxt = index.next_by_class[state][index.class_of.long()].long()  # [V]
+    nxt = index.rows_of([state])[0, index.class_of.long()].long()  # [V]
     allowed = nxt >= 0
     left = min(request.max_tokens, MAX_MODEL_LEN - request.prompt_len) - len(request.output)
     min_tokens = index.min_tokens.long()
