@@ -9,6 +9,7 @@ Each stage lives in its own module; this one wires them and applies the limits.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import numpy as np
 
@@ -41,7 +42,7 @@ def _trimmed_nfa(patterns: tuple[str, ...], limits: Limits, deadline: Deadline):
     trees = [parse(p) for p in patterns]
     nfa = build_nfa(trees, limits)
     deadline.check("NFA construction")
-    return trim(remove_looks(nfa, limits, deadline))
+    return trim(remove_looks(nfa, limits, deadline)).compact()
 
 
 def compile_lazy(
@@ -69,7 +70,11 @@ def compile_lazy(
     nfa = _trimmed_nfa(patterns, limits, Deadline(timeout))
     if native is not False and (native or native_lazy.available()):
         return native_lazy.NativeLazyDFA(
-            nfa, patterns, cache_bytes=cache_bytes, step_timeout=timeout
+            nfa,
+            patterns,
+            cache_bytes=cache_bytes,
+            step_timeout=timeout,
+            rebuild_nfa=partial(_trimmed_nfa, patterns, limits, Deadline(None)),
         )
     return LazyDFA(nfa, patterns, cache_bytes=cache_bytes, step_timeout=timeout)
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import ctypes
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import chain
 
@@ -55,6 +55,10 @@ from regexlm.errors import PatternTooComplexError
 OK, NEED_STATE, NO_MEMORY, OVER_BYTES, OVER_TIME = 0, 1, -2, -3, -4
 UNKNOWN = -5  # a distance not known yet
 HANDOVER_BATCH = 256  # NFA states handed to C in one call
+# Python's share of an automaton's memory (see nfa_bytes)
+PYTHON_BASE_BYTES = 16 << 10
+PYTHON_NFA_STATE_BYTES = 230
+PYTHON_NFA_EDGE_BYTES = 100
 # NFAs this large find their distances in C; smaller ones in Python, which is quicker than
 # laying out the arrays for C below about a hundred states.
 NATIVE_DISTANCES_FROM = 128
@@ -79,6 +83,7 @@ def _declare(lib):
         "table": ([p], p),
         "num_states": ([p], i64),
         "nbytes": ([p], i64),
+        "kept_nbytes": ([p], i64),
         "need_position": ([p], i32),
         "accept": ([p, i32], i32),
         "set_limits": ([p, dbl, i64], None),
@@ -95,6 +100,20 @@ def _declare(lib):
         fn.argtypes, fn.restype = args, res
         out[name] = fn
     return out
+
+
+def nfa_bytes(nfa: CharNFA) -> int:
+    """An estimate of the bytes Python holds for an automaton of ``nfa``: the NFA's tuples and
+    what the subset construction derives from them, a fixed 16 KB, 230 bytes an NFA state and
+    100 a character transition (with its character set). Fitted with ``tracemalloc`` on
+    patterns of 50 to 3,400 NFA states: within 15 % where the states' transitions hold sets of
+    their own, and above the measure (by a third, for the 8-field JSON schema) where many share
+    one. Character sets of the UTF-8 automata are shared between patterns (interned when
+    parsed) and not counted here."""
+    edges = sum(map(len, nfa.edges))
+    return (
+        PYTHON_BASE_BYTES + PYTHON_NFA_STATE_BYTES * nfa.num_states + PYTHON_NFA_EDGE_BYTES * edges
+    )
 
 
 def available() -> bool:
@@ -152,12 +171,18 @@ class NativeLazyDFA(WholeInputs):
         *,
         step_timeout: float | None = DEFAULT_TIMEOUT,
         step_bytes: int | None = DEFAULT_STEP_BYTES,
+        rebuild_nfa: Callable[[], CharNFA] | None = None,
     ):
         fn = functions()
         if fn is None:
             raise RuntimeError("the C helpers are not available")
         self._fn = fn
-        self._sc = SubsetConstruction(nfa)
+        self._sc: SubsetConstruction | None = SubsetConstruction(nfa)
+        # the same NFA again, for what needs Python's copy after it was let go (see release)
+        self._rebuild_nfa = rebuild_nfa
+        self._nfa_states = nfa.num_states
+        self._start_set = sorted(self._sc.start_set)
+        self._partition: CharPartition | None = None  # kept once Python's copy is let go
         self.patterns = tuple(patterns)
         self.cache_bytes = int(cache_bytes)
         self.step_timeout = step_timeout
@@ -173,6 +198,7 @@ class NativeLazyDFA(WholeInputs):
         self._distances_key: bytes | None = None
         self._auto_index: dict[int, int] = {}  # id of a UTF-8 automaton -> its index in C
         self._autos_alive: list = []
+        self._python_bytes = nfa_bytes(nfa)
         self._handed = bytearray(nfa.num_states)  # NFA states handed to C
         self._batch = 1  # NFA states handed in the last batch
         self._closures: dict[int, list[int]] = {}
@@ -182,7 +208,21 @@ class NativeLazyDFA(WholeInputs):
             raise MemoryError("no memory for a lazy DFA")
         self._status = ctypes.c_int32(0)
         self._key_buf = np.empty(64, dtype=np.int32)
-        self.start = self._intern_positions(sorted(self._sc.start_set))
+        self.start = self._intern_positions(self._start_set)
+
+    @property
+    def _subsets(self) -> SubsetConstruction:
+        """Python's subset construction over the NFA, made again from the patterns where it
+        was let go (:meth:`hand_over_rest`)."""
+        sc = self._sc
+        if sc is None:
+            nfa = self._rebuild_nfa()
+            if nfa.num_states != self._nfa_states:
+                raise RuntimeError("the NFA made again differs from the automaton's")
+            sc = self._sc = SubsetConstruction(nfa)
+            sc._char_partition = self._partition
+            self._python_bytes = nfa_bytes(nfa)
+        return sc
 
     @property
     def _accept(self) -> _Accept:
@@ -208,7 +248,7 @@ class NativeLazyDFA(WholeInputs):
         together), a batch twice as large as the last up to :data:`HANDOVER_BATCH`, so small
         patterns hand over little and large ones call back a few times (see
         :meth:`_hand_over`)."""
-        sc = self._sc
+        sc = self._subsets
         handed = self._handed
         batch = [q := int(q)]
         handed[q] = 1
@@ -225,7 +265,12 @@ class NativeLazyDFA(WholeInputs):
     def hand_over_rest(self, max_states: int) -> bool:
         """Hand every NFA state not handed over yet to C now, where they are at most
         ``max_states`` (whether it did): a walk then never calls back into Python. For a
-        moment that has time to spare (an index's exploration), so later rows do not pay it."""
+        moment that has time to spare (an index's exploration), so later rows do not pay it.
+
+        C then holds all it needs of the NFA: Python's copy (about a quarter of a kilobyte an
+        NFA state, a megabyte for a JSON schema of eight fields) is let go once the byte
+        distances are known and the automaton can make it again from its patterns, which it
+        does only for distances over another set of usable bytes."""
         with self.lock:
             handed = np.frombuffer(self._handed, dtype=np.uint8)  # a view: marks write through
             rest = np.flatnonzero(handed == 0)
@@ -236,13 +281,18 @@ class NativeLazyDFA(WholeInputs):
                 self._hand_over(rest.tolist())
             # C holds every closure now: Python's copies are no longer needed
             self._closures = {}
-            self._sc.forget_closures()
+            if self._sc is not None:
+                self._sc.forget_closures()
+                if self._rebuild_nfa is not None and self._distances_key is not None:
+                    self._partition = self._sc.char_partition()  # (kept: small, and asked for)
+                    self._sc = None
+                    self._python_bytes = PYTHON_BASE_BYTES
             return True
 
     def _hand_over(self, batch: list[int]) -> None:
         """Send NFA states ``batch`` (marked handed) to C: the UTF-8 automaton of each one's
         characters (sent once per automaton), its transitions' targets and their closures."""
-        sc = self._sc
+        sc = self._subsets
         autos, counts, targets, closure_off, elems = [], [], [], [0], []
         for r in batch:
             auto = sc.autos[r]
@@ -274,12 +324,12 @@ class NativeLazyDFA(WholeInputs):
     def _closure(self, q: int) -> list[int]:
         found = self._closures.get(q)
         if found is None:
-            found = self._closures[q] = sorted(self._sc.closure(q))
+            found = self._closures[q] = sorted(self._subsets.closure(q))
         return found
 
     def _add_automaton(self, auto) -> int:
         off, lo, hi, nxt = _flat_automaton(auto)
-        cls = self._sc.class_of
+        cls = self.byte_classes
         lo = np.ascontiguousarray(cls[lo], dtype=np.int32)  # byte ranges to class ranges
         hi = np.ascontiguousarray(cls[hi], dtype=np.int32)
         index = self._fn["add_automaton"](
@@ -306,12 +356,22 @@ class NativeLazyDFA(WholeInputs):
     def char_partition(self) -> CharPartition:
         """The pattern's character classes (:mod:`regexlm.automata.char_classes`), made on
         first use."""
+        if self._sc is None:
+            return self._partition
         return self._sc.char_partition()
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the state cache (table, sets, hash)."""
+        """Bytes held by the state cache (table, sets, hash): what the byte budget bounds."""
         return int(self._fn["nbytes"](self._engine))
+
+    @property
+    def kept_nbytes(self) -> int:
+        """Bytes the automaton holds besides its state cache, which a clear keeps: in C, the
+        NFA states handed over, their UTF-8 automata with their distance tables, the id blocks
+        of points inside characters and scratch buffers, as allocated; in Python, the NFA and
+        what was derived from it (an estimate by count, see :func:`nfa_bytes`)."""
+        return int(self._fn["kept_nbytes"](self._engine)) + self._python_bytes
 
     def _intern_positions(self, positions) -> int:
         arr = np.ascontiguousarray(positions, dtype=np.int32)
@@ -336,7 +396,7 @@ class NativeLazyDFA(WholeInputs):
             self._check(self._fn["clear"](self._engine), "clearing the cache")
             self.epoch += 1
             self.clears += 1
-            self.start = self._intern_positions(sorted(self._sc.start_set))
+            self.start = self._intern_positions(self._start_set)
 
     def needs_clear(self) -> bool:
         """Whether the cache is over its budget (the caller clears between walks)."""
@@ -440,13 +500,13 @@ class NativeLazyDFA(WholeInputs):
         key = ok.tobytes()
         if self._distances_key == key:
             return
-        if self._sc.n >= NATIVE_DISTANCES_FROM:
+        if self._nfa_states >= NATIVE_DISTANCES_FROM:
             nfa_dist = self._nfa_distances(ok)
         else:
-            nfa_dist = np.array(Distances(self._sc, ok).state, dtype=np.int64)
+            nfa_dist = np.array(Distances(self._subsets, ok).state, dtype=np.int64)
             nfa_dist = np.minimum(nfa_dist, UNREACHABLE).astype(np.int32)
         usable_class = np.zeros(self.num_byte_classes, dtype=np.uint8)
-        usable_class[self._sc.class_of[ok]] = 1
+        usable_class[self.byte_classes[ok]] = 1
         self._fn["set_distances"](
             self._engine, native.address(nfa_dist), native.address(usable_class)
         )
@@ -456,7 +516,7 @@ class NativeLazyDFA(WholeInputs):
         """``int32[n]``: every NFA state's fewest ``ok`` bytes to a match, what
         :class:`~regexlm.automata.lazy.Distances` finds in Python, from edge arrays made
         without a loop over the states in Python and a shortest-path search in C."""
-        sc = self._sc
+        sc = self._subsets
         nfa = sc.nfa
         n = nfa.num_states
         eps_count = np.fromiter(map(len, nfa.eps), dtype=np.int64, count=n)

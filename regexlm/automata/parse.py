@@ -22,6 +22,7 @@ naming the construct and its position in the pattern.
 
 from __future__ import annotations
 
+import functools
 import re
 import warnings
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ except ImportError:  # pragma: no cover - Python 3.10
     import sre_parse as _parser  # type: ignore[no-redef]
 
 MAX_DEPTH = 200  # nesting depth of groups/repeats we accept (Python's parser recurses too)
+SHARED_CLASSES = 64  # distinct character classes kept for sharing between patterns
 
 _IGNORECASE = C.SRE_FLAG_IGNORECASE
 _DOTALL = C.SRE_FLAG_DOTALL
@@ -264,8 +266,16 @@ def _class(items: list, flags: int) -> CharSet:
     if negate:
         plain = cs.complement(plain)
     if flags & _IGNORECASE:
-        return uni.fold_class(tuple(kept), negate, plain, unicode)
-    return plain
+        return _shared(uni.fold_class(tuple(kept), negate, plain, unicode))
+    return _shared(plain)
+
+
+@functools.lru_cache(maxsize=SHARED_CLASSES)
+def _shared(chars: CharSet) -> CharSet:
+    """The first of the equal character sets parsed recently: a class such as ``\\w`` (734
+    ranges, about 120 KB of tuples) is held once by every automaton that reads it, not once a
+    pattern."""
+    return chars
 
 
 def _dot(flags: int) -> CharSet:

@@ -215,3 +215,73 @@ def test_once_every_nfa_state_is_handed_over_python_lets_its_closures_go():
     assert after < before - 50_000, (before, after)
     assert c.fullmatch('{"k1": true, "k2": "ab", "end": 1}')
     assert not c.fullmatch('{"k1": tru, "end": 1}')
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pattern=regex_patterns(),
+    texts=st.lists(st.text(ALPHABET, max_size=10), min_size=1, max_size=6),
+    first=st.sets(st.integers(0, 255), min_size=1),
+    second=st.sets(st.integers(0, 255), min_size=1),
+)
+def test_python_lets_the_nfa_go_once_c_holds_it_and_makes_it_again_when_asked(
+    pattern, texts, first, second
+):
+    """Once every NFA state is in C and the distances over one set of usable bytes are known,
+    Python's copy of the NFA is let go; distances over another set make it again, and every
+    answer stays the reference's."""
+    pair = _pair(pattern)
+    if pair is None:
+        return
+    py, c = pair
+    ok_first, ok_second = np.zeros(256, dtype=bool), np.zeros(256, dtype=bool)
+    ok_first[list(first)], ok_second[list(second)] = True, True
+    partition = c.char_partition
+    c.byte_distance(c.start, ok_first)
+    assert c.hand_over_rest(len(c._handed))
+    assert c._sc is None and c.kept_nbytes < native_lazy.nfa_bytes(py._sc.nfa) + (1 << 20)
+    assert c.char_partition is partition
+    for text in texts:
+        data = text.encode()
+        for k in range(len(data) + 1):
+            p, q = py.run(data[:k]), c.run(data[:k])
+            assert (p == 0) == (q == 0), (pattern, data[:k])
+            if p != 0:
+                for ok in (ok_second, ok_first):
+                    assert py.byte_distance(p, ok) == c.byte_distance(q, ok), (pattern, data[:k])
+    assert c.match_index(c.start) == py.match_index(py.start)
+
+
+def test_letting_the_nfa_go_frees_python_memory_and_counts_it():
+    import gc
+    import tracemalloc
+
+    pattern = r"\{(\"k[0-9]\": (true|false|[0-9]{1,5}|\"[a-z]{0,8}\"), ){0,30}\"end\": 1\}"
+    tracemalloc.start()
+    try:
+        c = compile_lazy(pattern, timeout=None, native=True)
+        c.byte_distance(c.start)  # the distances an index asks for first
+        assert c.char_partition is not None  # (kept: made now, with the modules it imports)
+        counted = c.kept_nbytes
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        assert c.hand_over_rest(len(c._handed))
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert after < before / 4, (before, after)  # the NFA and its subset construction went
+    assert counted - c.kept_nbytes >= (before - after) / 2  # and the count follows
+    assert c.fullmatch('{"k1": true, "k2": "ab", "end": 1}')
+    assert not c.fullmatch('{"k1": tru, "end": 1}')
+
+
+def test_what_a_clear_keeps_is_reported_apart_from_the_cache():
+    c = compile_lazy(r"\w{1,40}@\w{1,40}(\.\w{2,6}){1,4}", timeout=None, native=True)
+    kept = c.kept_nbytes
+    c.run(b"abc@example.co.uk")
+    assert c.kept_nbytes > kept  # NFA states and their UTF-8 automata handed over
+    assert c.nbytes > 0
+    kept, cache = c.kept_nbytes, c.nbytes
+    c.clear()
+    assert c.kept_nbytes == kept and c.nbytes < cache

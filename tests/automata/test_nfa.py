@@ -84,3 +84,15 @@ def test_an_nfa_without_its_assertions_is_always_trimmed():
     trimmed = trim(removed)
     live = live_states(trimmed)
     assert all(t in live for q in range(len(trimmed.match)) for t in trimmed.eps[q])
+
+
+def test_a_finished_nfa_holds_its_transitions_in_tuples():
+    # an automaton keeps its NFA: a state with no transitions of a kind holds the shared empty
+    # tuple, not a list of its own
+    from regexlm.automata import compile_lazy
+
+    nfa = compile_lazy(r"[a-z]{1,20}@(com|org)", native=False)._sc.nfa
+    for table in (nfa.eps, nfa.edges, nfa.looks):
+        assert all(type(row) is tuple for row in table)
+        assert len({id(row) for row in table if not row}) <= 1
+    assert sum(map(len, nfa.edges)) > 20 and sum(map(len, nfa.eps)) > 20

@@ -134,3 +134,11 @@ def test_merged_branches_make_a_smaller_automaton():
     merged = compile_lazy(r"(.|\n){0,100}")
     written = compile_lazy(r"[\s\S]{0,100}")
     assert merged._sc.n == written._sc.n
+
+
+def test_equal_classes_parsed_again_are_one_object():
+    # \w holds hundreds of ranges: every automaton that reads it holds the same tuple
+    first, again = parse(r"\w{1,40}@"), parse(r"(\w+\s?){1,10}")
+    word = first.items[0].item.chars
+    assert again.item.items[0].item.chars is word
+    assert parse(r"[^\W\d]").chars is not word  # another set: its own object

@@ -300,3 +300,22 @@ def test_rows_that_are_each_slow_add_up_to_a_refusal(smollm2_vocab, monkeypatch)
             built += 1
     assert err.value.limit == "timeout" and str(index.failure) == str(err.value)
     assert built == 0  # the start row at compile already spent the budget: the next one fails
+
+
+def test_a_large_nfa_is_held_once_in_c_and_within_the_bound(smollm2_vocab):
+    # an 8-field JSON schema: 3,400 NFA states; once explored, C holds the whole NFA and
+    # Python lets its copy go, so the index stays within the bound with room to spare
+    from bench.index_patterns import JSON_SCHEMA_OBJECT
+
+    index = regexlm.compile(JSON_SCHEMA_OBJECT, smollm2_vocab, cache=False)
+    rng = np.random.default_rng(1)
+    state = index.start_state
+    for _ in range(64):
+        index.ensure_rows([state])
+        text = text_tokens(index, state, smollm2_vocab.eos_ids)
+        if text.size == 0:
+            break
+        state = index.next_state(state, int(rng.choice(text)))
+    automaton = index._rows.automaton
+    assert automaton._sc is None
+    assert index.nbytes <= 4 * smollm2_vocab.size + (1 << 20), index.nbytes
