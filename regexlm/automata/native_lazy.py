@@ -59,6 +59,9 @@ HANDOVER_BATCH = 256  # NFA states handed to C in one call
 PYTHON_BASE_BYTES = 16 << 10
 PYTHON_NFA_STATE_BYTES = 230
 PYTHON_NFA_EDGE_BYTES = 100
+# Python lets its copy of an NFA this large go once C holds all of it (see hand_over_rest):
+# about 250 KB and up; a smaller one is kept (letting it go costs a character partition, 0.1 ms)
+RELEASE_NFA_FROM = 1024
 # NFAs this large find their distances in C; smaller ones in Python, which is quicker than
 # laying out the arrays for C below about a hundred states.
 NATIVE_DISTANCES_FROM = 128
@@ -270,7 +273,8 @@ class NativeLazyDFA(WholeInputs):
         C then holds all it needs of the NFA: Python's copy (about a quarter of a kilobyte an
         NFA state, a megabyte for a JSON schema of eight fields) is let go once the byte
         distances are known and the automaton can make it again from its patterns, which it
-        does only for distances over another set of usable bytes."""
+        does only for distances over another set of usable bytes; where the NFA has
+        :data:`RELEASE_NFA_FROM` states at least."""
         with self.lock:
             handed = np.frombuffer(self._handed, dtype=np.uint8)  # a view: marks write through
             rest = np.flatnonzero(handed == 0)
@@ -283,7 +287,11 @@ class NativeLazyDFA(WholeInputs):
             self._closures = {}
             if self._sc is not None:
                 self._sc.forget_closures()
-                if self._rebuild_nfa is not None and self._distances_key is not None:
+                if (
+                    self._rebuild_nfa is not None
+                    and self._distances_key is not None
+                    and self._nfa_states >= RELEASE_NFA_FROM
+                ):
                     self._partition = self._sc.char_partition()  # (kept: small, and asked for)
                     self._sc = None
                     self._python_bytes = PYTHON_BASE_BYTES
