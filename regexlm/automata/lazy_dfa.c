@@ -125,18 +125,23 @@ static int grow(void **p, int64_t *cap, int64_t need, size_t item) {
     return 0;
 }
 
-/* Grow several parallel arrays that share one capacity. */
+/* Grow several parallel arrays that share one capacity; each argument is ARRAY(pointer). */
+typedef struct {
+    void **p;
+    size_t item;
+} Array;
+#define ARRAY(x) ((Array){(void **)&(x), sizeof(*(x))})
 #define GROW_SAME(cap, need, ...)                                                              \
     do {                                                                                       \
         if ((need) > (cap)) {                                                                  \
             int64_t c_ = (cap) < 16 ? 16 : (cap);                                              \
             while (c_ < (need)) c_ *= 2;                                                       \
-            void **arrays_[] = {__VA_ARGS__};                                                  \
+            Array arrays_[] = {__VA_ARGS__};                                                   \
             size_t n_ = sizeof(arrays_) / sizeof(arrays_[0]);                                  \
             for (size_t i_ = 0; i_ < n_; i_++) {                                               \
-                void *q_ = realloc(*arrays_[i_], (size_t)c_ * 8);                              \
+                void *q_ = realloc(*arrays_[i_].p, (size_t)c_ * arrays_[i_].item);             \
                 if (q_ == NULL) return NO_MEMORY;                                              \
-                *arrays_[i_] = q_;                                                             \
+                *arrays_[i_].p = q_;                                                           \
             }                                                                                  \
             (cap) = c_;                                                                        \
         }                                                                                      \
@@ -153,20 +158,20 @@ static uint64_t hash_set(const int32_t *a, int64_t n) {
 }
 
 int64_t regexlm_lazy_nbytes(const Engine *e) {
-    /* the per-state arrays are allocated 8 bytes an entry (GROW_SAME) */
-    return e->state_cap * (int64_t)(e->K * 4 + 5 * 8) + e->elems_cap * 4 + e->slot_cap * 4;
+    /* per state: its row, st_off and st_hash (8 bytes each), st_len, st_accept, st_dist */
+    return e->state_cap * (int64_t)(e->K * 4 + 2 * 8 + 3 * 4) + e->elems_cap * 4 +
+           e->slot_cap * 4;
 }
 
-/* Bytes of what a clear keeps, as allocated (arrays grown by GROW_SAME take 8 bytes an entry):
- * the NFA states handed over, the UTF-8 automata and their distance tables, the id blocks and
- * the scratch buffers. */
+/* Bytes of what a clear keeps, as allocated: the NFA states handed over, the UTF-8 automata and
+ * their distance tables, the id blocks and the scratch buffers. */
 int64_t regexlm_lazy_kept_nbytes(const Engine *e) {
     int64_t m = e->n > 0 ? e->n : 1;
     int64_t nfa = m * (4 + 4 + 8 + 8) + (e->nfa_dist != NULL ? m * 4 : 0) + e->K +
-                  e->tgt_nfa_cap * 4 + e->tgt_cl_cap * 3 * 8 + e->closures_cap * 4;
-    int64_t automata = e->auto_cap * 4 * 8 + e->au_cap * 8 + e->tr_cap * 3 * 8 + e->finish_cap * 4;
-    int64_t ids = e->owner_cap * 2 * 8;
-    int64_t scratch = e->set_cap * 6 * 8 + e->union_cap * 4 + m * 4 + (int64_t)e->K * 4;
+                  e->tgt_nfa_cap * 4 + e->tgt_cl_cap * (8 + 4 + 4) + e->closures_cap * 4;
+    int64_t automata = e->auto_cap * 4 * 8 + e->au_cap * 8 + e->tr_cap * 3 * 4 + e->finish_cap * 4;
+    int64_t ids = e->owner_cap * (8 + 4);
+    int64_t scratch = e->set_cap * (4 * 8 + 2 * 4) + e->union_cap * 4 + m * 4 + (int64_t)e->K * 4;
     return (int64_t)sizeof(Engine) + nfa + automata + ids + scratch;
 }
 
@@ -255,16 +260,16 @@ int32_t regexlm_lazy_clear(Engine *e) {
 int32_t regexlm_lazy_add_automaton(Engine *e, int64_t num_states, const int64_t *off,
                                    const int32_t *lo, const int32_t *hi, const int32_t *next) {
     int64_t cap = e->auto_cap;
-    GROW_SAME(cap, e->num_autos + 1, (void **)&e->auto_off, (void **)&e->auto_states,
-              (void **)&e->auto_ends, (void **)&e->auto_finish);
+    GROW_SAME(cap, e->num_autos + 1, ARRAY(e->auto_off), ARRAY(e->auto_states),
+              ARRAY(e->auto_ends), ARRAY(e->auto_finish));
     e->auto_cap = cap;
     cap = e->au_cap;
-    GROW_SAME(cap, e->num_au + num_states + 1, (void **)&e->au_tr);
+    GROW_SAME(cap, e->num_au + num_states + 1, ARRAY(e->au_tr));
     e->au_cap = cap;
     int64_t count = off[num_states];
     cap = e->tr_cap;
-    GROW_SAME(cap, e->num_tr + count, (void **)&e->tr_lo, (void **)&e->tr_hi,
-              (void **)&e->tr_next);
+    GROW_SAME(cap, e->num_tr + count, ARRAY(e->tr_lo), ARRAY(e->tr_hi),
+              ARRAY(e->tr_next));
     e->tr_cap = cap;
     int64_t a = e->num_autos, ends = 0;
     e->auto_off[a] = e->num_au;
@@ -298,15 +303,15 @@ static int32_t set_state(Engine *e, int64_t q, int32_t automaton, int64_t num_ta
     if (base + num_targets > INT32_MAX || e->num_positions + block > INT32_MAX) return NO_MEMORY;
     if (grow((void **)&e->tgt_nfa, &e->tgt_nfa_cap, base + num_targets, 4) < 0) return NO_MEMORY;
     int64_t cap = e->tgt_cl_cap;
-    GROW_SAME(cap, base + num_targets, (void **)&e->tgt_cl_off, (void **)&e->tgt_cl_len,
-              (void **)&e->tgt_state);
+    GROW_SAME(cap, base + num_targets, ARRAY(e->tgt_cl_off), ARRAY(e->tgt_cl_len),
+              ARRAY(e->tgt_state));
     e->tgt_cl_cap = cap;
     int64_t first = num_targets ? off[0] : 0, total = num_targets ? off[num_targets] - first : 0;
     if (grow((void **)&e->closures, &e->closures_cap, e->closures_len + total, 4) < 0)
         return NO_MEMORY;
     if (block) {
         cap = e->owner_cap;
-        GROW_SAME(cap, e->num_owners + 1, (void **)&e->owner_base, (void **)&e->owner_q);
+        GROW_SAME(cap, e->num_owners + 1, ARRAY(e->owner_base), ARRAY(e->owner_q));
         e->owner_cap = cap;
     }
     if (total)
@@ -473,8 +478,8 @@ static int add_state(Engine *e, const int32_t *set, int64_t n, uint64_t h) {
     int64_t s = e->num_states;
     if (s + 1 > e->state_cap) {
         int64_t old = e->state_cap, cap = old;
-        GROW_SAME(cap, s + 1, (void **)&e->st_off, (void **)&e->st_len, (void **)&e->st_accept,
-                  (void **)&e->st_dist, (void **)&e->st_hash);
+        GROW_SAME(cap, s + 1, ARRAY(e->st_off), ARRAY(e->st_len), ARRAY(e->st_accept),
+                  ARRAY(e->st_dist), ARRAY(e->st_hash));
         int32_t *table = (int32_t *)realloc(e->table, sizeof(int32_t) * (size_t)(cap * e->K));
         if (table == NULL) return NO_MEMORY;
         e->table = table;
@@ -631,8 +636,8 @@ int32_t regexlm_lazy_fill(Engine *e, int32_t s) {
             e->need_position = set[i];
             return NEED_STATE;
         }
-    GROW_SAME(e->set_cap, n, (void **)&e->cursor, (void **)&e->cursor_end, (void **)&e->set_tgt,
-              (void **)&e->set_mid, (void **)&e->list_a, (void **)&e->list_b);
+    GROW_SAME(e->set_cap, n, ARRAY(e->cursor), ARRAY(e->cursor_end), ARRAY(e->set_tgt),
+              ARRAY(e->set_mid), ARRAY(e->list_a), ARRAY(e->list_b));
     int64_t *cursor = e->cursor, *cursor_end = e->cursor_end, *set_tgt = e->set_tgt,
             *set_mid = e->set_mid;
     /* each position's transitions, read before any interning moves `elems` */
