@@ -1,6 +1,7 @@
 """Token classes: the tokens that no row built so far tells apart.
 
-The step reads a row per state over *classes*, not tokens: ``next_by_class[state, class_of[t]]``.
+The step reads a row per state over *classes*, not tokens:
+``next_by_class[row_of[state], class_of[t]]``.
 Two tokens may share a class as long as every row built so far sends them to the same place.
 Rows are built one at a time as decoding reaches states, so the partition starts coarse and is
 refined by each new row:
