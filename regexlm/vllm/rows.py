@@ -15,10 +15,11 @@ from zero again, so the state after resumption is the state the tokens lead to.
 Per step and per row, the allowed classes (:meth:`ConstrainedRows.keep_classes`) follow the
 rules of ``ARCHITECTURE.md``: a class is allowed where ``next_by_class[row_of[s], c] >= 0``;
 with ``R`` tokens left (the one being drawn included) and ``min_tokens[s] <= R``, only classes
-whose next state still reaches a match within ``R - 1`` tokens are kept. A row whose text matches after a
-token, with ``stop_after_match``, is *done*: the next step allows only end-of-sequence, which
-ends the request in vLLM. So is a row whose patterns could not be compiled, or that reached a
-state with nothing allowed (a bug we log rather than emit a token the pattern forbids).
+whose next state still reaches a match within ``R - 1`` tokens are kept. A row whose text
+matches after a token, with ``stop_after_match``, is *done*: the next step allows only
+end-of-sequence, which ends the request in vLLM. So is a row whose patterns could not be
+compiled, or that reached a state with nothing allowed (a bug we log rather than emit a token
+the pattern forbids).
 
 Nothing here imports vLLM or touches a device; :mod:`regexlm.vllm.joint` turns the per-row
 class decisions into one masked write on the logits.
