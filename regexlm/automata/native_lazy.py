@@ -364,9 +364,8 @@ class NativeLazyDFA(WholeInputs):
     def char_partition(self) -> CharPartition:
         """The pattern's character classes (:mod:`regexlm.automata.char_classes`), made on
         first use."""
-        if self._sc is None:
-            return self._partition
-        return self._sc.char_partition()
+        sc = self._sc  # (read once: another thread may let it go meanwhile)
+        return self._partition if sc is None else sc.char_partition()
 
     @property
     def nbytes(self) -> int:
