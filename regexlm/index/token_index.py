@@ -116,9 +116,6 @@ NFA_STATES_HANDED_AT_SETTLE = 4096
 # the index's budget of slow rows, this many times that limit: past it, no more rows are built.
 SLOW_ROW_FRACTION = 0.25
 SLOW_ROWS_BUDGET = 3.0
-# The tables a step reads (TokenIndex's tensor attributes); what the disk cache stores is the
-# same with next_by_class as one row per state (see TokenIndex.host_tables).
-TENSOR_FIELDS = ("next_by_class", "row_of", "class_of", "min_tokens", "match_index")
 # A state's key besides its bytes: the bytes object, its list slot and its dict entry.
 KEY_ENTRY_BYTES = 33 + 8 + 100
 
