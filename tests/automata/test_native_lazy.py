@@ -193,8 +193,20 @@ def test_more_nfa_states_than_allowed_are_left_for_the_walks():
     assert c.hand_over_rest(0)  # nothing left: done at once
 
 
-def test_once_every_nfa_state_is_handed_over_python_lets_its_closures_go():
+def _traced_hand_over(c) -> tuple[int, int]:
+    """The bytes tracemalloc traces (it must be on) before and after handing every NFA state
+    of ``c`` over, garbage collected at each."""
     import gc
+    import tracemalloc
+
+    gc.collect()
+    before = tracemalloc.get_traced_memory()[0]
+    assert c.hand_over_rest(len(c._handed))
+    gc.collect()
+    return before, tracemalloc.get_traced_memory()[0]
+
+
+def test_once_every_nfa_state_is_handed_over_python_lets_its_closures_go():
     import tracemalloc
 
     pattern = r"\{(\"k[0-9]\": (true|false|[0-9]{1,5}|\"[a-z]{0,8}\"), ){0,30}\"end\": 1\}"
@@ -204,11 +216,7 @@ def test_once_every_nfa_state_is_handed_over_python_lets_its_closures_go():
     try:
         for q in range(half):  # as walks hand states over on demand: closures found in Python
             c._closure(q)
-        gc.collect()
-        before = tracemalloc.get_traced_memory()[0]
-        assert c.hand_over_rest(len(c._handed))
-        gc.collect()
-        after = tracemalloc.get_traced_memory()[0]
+        before, after = _traced_hand_over(c)
     finally:
         tracemalloc.stop()
     assert c._closures == {}
@@ -259,7 +267,6 @@ def _let_go_and_compare(py, c, texts, first, second):
 
 
 def test_letting_the_nfa_go_frees_python_memory_and_counts_it():
-    import gc
     import tracemalloc
 
     pattern = r"\{(\"k[0-9]\": (true|false|[0-9]{1,5}|\"[a-z]{0,8}\"), ){0,60}\"end\": 1\}"
@@ -270,11 +277,7 @@ def test_letting_the_nfa_go_frees_python_memory_and_counts_it():
         c.byte_distance(c.start)  # the distances an index asks for first
         assert c.char_partition is not None  # (kept)
         counted = c.kept_nbytes
-        gc.collect()
-        before = tracemalloc.get_traced_memory()[0]
-        assert c.hand_over_rest(len(c._handed))
-        gc.collect()
-        after = tracemalloc.get_traced_memory()[0]
+        before, after = _traced_hand_over(c)
     finally:
         tracemalloc.stop()
     assert c._nfa_states >= native_lazy.RELEASE_NFA_FROM

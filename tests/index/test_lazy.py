@@ -50,19 +50,24 @@ def _valid(data: bytes) -> str | None:
         return None
 
 
-@pytest.mark.parametrize("pattern", HEAVY + UNICODE_HEAVY)
-def test_heavy_patterns_compile_lazily_and_small(smollm2_vocab, pattern):
-    index = regexlm.compile(pattern, smollm2_vocab, cache=False, mode="lazy")
-    assert not index.exact
-    rng = np.random.default_rng(0)
+def _random_walk(index, vocab, *, seed: int, steps: int = 64) -> None:
+    """Decode ``steps`` random text tokens from the start, building rows as a decoder does."""
+    rng = np.random.default_rng(seed)
     state = index.start_state
-    for _ in range(64):
+    for _ in range(steps):
         index.ensure_rows([state])
-        text = text_tokens(index, state, smollm2_vocab.eos_ids)
+        text = text_tokens(index, state, vocab.eos_ids)
         if text.size == 0:
             break
         state = index.next_state(state, int(rng.choice(text)))
         assert state >= 0
+
+
+@pytest.mark.parametrize("pattern", HEAVY + UNICODE_HEAVY)
+def test_heavy_patterns_compile_lazily_and_small(smollm2_vocab, pattern):
+    index = regexlm.compile(pattern, smollm2_vocab, cache=False, mode="lazy")
+    assert not index.exact
+    _random_walk(index, smollm2_vocab, seed=0)
     # the issue's bound: 4 bytes a token (class_of) plus a megabyte for everything else
     assert index.nbytes <= 4 * smollm2_vocab.size + (1 << 20), index.nbytes
 
@@ -308,14 +313,7 @@ def test_a_large_nfa_is_held_once_in_c_and_within_the_bound(smollm2_vocab):
     from bench.index_patterns import JSON_SCHEMA_OBJECT
 
     index = regexlm.compile(JSON_SCHEMA_OBJECT, smollm2_vocab, cache=False)
-    rng = np.random.default_rng(1)
-    state = index.start_state
-    for _ in range(64):
-        index.ensure_rows([state])
-        text = text_tokens(index, state, smollm2_vocab.eos_ids)
-        if text.size == 0:
-            break
-        state = index.next_state(state, int(rng.choice(text)))
+    _random_walk(index, smollm2_vocab, seed=1)
     automaton = index._rows.automaton
     assert automaton._sc is None
     assert index.nbytes <= 4 * smollm2_vocab.size + (1 << 20), index.nbytes
