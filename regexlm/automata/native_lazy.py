@@ -12,11 +12,11 @@ Python keeps what is computed once per *NFA state*: the UTF-8 automaton of its c
 per distinct tuple of character sets, sent to C once), the NFA states its transitions lead to
 and their epsilon closures, handed over the first time a row needs that NFA state (a callback
 during a trie walk, a retry loop elsewhere), or all at once where an index has time to spare
-(:meth:`NativeLazyDFA.hand_over_rest`, once it has explored). Once per set of usable bytes, each NFA state's
-byte distance to a match (what :class:`~regexlm.automata.lazy.Distances` finds in Python) is a
-shortest-path search in C over edge arrays that numpy lays out, so a pattern of thousands of NFA
-states pays about a third of what Python's search costs (small NFAs keep the Python search,
-quicker than laying out the arrays). Points inside a character are numbered in C
+(:meth:`NativeLazyDFA.hand_over_rest`, once it has explored). Once per set of usable bytes, each
+NFA state's byte distance to a match (what :class:`~regexlm.automata.lazy.Distances` finds in
+Python) is a shortest-path search in C over edge arrays that numpy lays out, so a pattern of
+thousands of NFA states pays about a third of what Python's search costs (small NFAs keep the
+Python search, quicker than laying out the arrays). Points inside a character are numbered in C
 (their ids differ from the Python cache's, which only the keys show), and their moves and
 distances are derived there.
 
@@ -185,7 +185,7 @@ class NativeLazyDFA(WholeInputs):
         self._rebuild_nfa = rebuild_nfa
         self._nfa_states = nfa.num_states
         self._start_set = sorted(self._sc.start_set)
-        self._partition: CharPartition | None = None  # kept once Python's copy is let go
+        self._partition: CharPartition | None = None  # made on first use, kept
         self.patterns = tuple(patterns)
         self.cache_bytes = int(cache_bytes)
         self.step_timeout = step_timeout
@@ -223,7 +223,6 @@ class NativeLazyDFA(WholeInputs):
             if nfa.num_states != self._nfa_states:
                 raise RuntimeError("the NFA made again differs from the automaton's")
             sc = self._sc = SubsetConstruction(nfa)
-            sc._char_partition = self._partition
             self._python_bytes = nfa_bytes(nfa)
         return sc
 
@@ -285,16 +284,18 @@ class NativeLazyDFA(WholeInputs):
                 self._hand_over(rest.tolist())
             # C holds every closure now: Python's copies are no longer needed
             self._closures = {}
-            if self._sc is not None:
+            if self._sc is None:
+                return True
+            if (
+                self._rebuild_nfa is not None
+                and self._distances_key is not None
+                and self._nfa_states >= RELEASE_NFA_FROM
+            ):
+                _ = self.char_partition  # made now (small, and asked for) while the NFA is here
+                self._sc = None
+                self._python_bytes = PYTHON_BASE_BYTES
+            else:
                 self._sc.forget_closures()
-                if (
-                    self._rebuild_nfa is not None
-                    and self._distances_key is not None
-                    and self._nfa_states >= RELEASE_NFA_FROM
-                ):
-                    self._partition = self._sc.char_partition()  # (kept: small, and asked for)
-                    self._sc = None
-                    self._python_bytes = PYTHON_BASE_BYTES
             return True
 
     def _hand_over(self, batch: list[int]) -> None:
@@ -364,8 +365,11 @@ class NativeLazyDFA(WholeInputs):
     def char_partition(self) -> CharPartition:
         """The pattern's character classes (:mod:`regexlm.automata.char_classes`), made on
         first use."""
-        sc = self._sc  # (read once: another thread may let it go meanwhile)
-        return self._partition if sc is None else sc.char_partition()
+        sc = self._sc  # read before the partition: a release makes the partition first
+        found = self._partition
+        if found is None:
+            found = self._partition = sc.char_partition()
+        return found
 
     @property
     def nbytes(self) -> int:

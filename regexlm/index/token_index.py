@@ -18,10 +18,9 @@ token classes:
 states (:mod:`regexlm.index.rows`, in C where it can be built), every target becomes an index
 state (with no row yet), and the row is appended. Until then a state reads row 0, which allows
 nothing: a state a walk reached but decoding never visited costs its bounds and its key, not a
-row (most targets of a row are never drawn). A decoder
-calls ``ensure_rows`` with the states its rows are in before each step and then reads the
-current tables, which may have been reallocated (:attr:`TokenIndex.version` changes whenever
-they are).
+row (most targets of a row are never drawn). A decoder calls ``ensure_rows`` with the states its
+rows are in before each step and then reads the current tables, which may have been reallocated
+(:attr:`TokenIndex.version` changes whenever they are).
 
 **Classes.** The step reads classes of tokens that no row built so far tells apart
 (:mod:`regexlm.index.token_classes`). When a new row separates tokens of one class, the class
@@ -32,14 +31,15 @@ its tokens in Python.
 
 **Exact or bounded.** At the index's first use beyond the start state's mask
 (:meth:`IndexRows.settle`; compile builds only the start row) the states are explored
-breadth-first for a few dozen states. If that reaches every state, the token graph is known
-and ``min_tokens`` is exact (a backward search over it), and states from which no token path completes a match are dropped.
-Otherwise ``min_tokens`` is the *byte distance* to a match using single-byte tokens
-(:meth:`regexlm.automata.LazyDFA.byte_distance`): the fewest tokens when every token is one byte,
-so it is never below the exact value, and from any state with a finite value some allowed
-single-byte token leads to a state whose value is one less. That is what the budget rule needs
-to stay sound: a row that is promised a match within its budget always has a token that keeps
-the promise. It is stricter than exact where multi-byte tokens would finish sooner.
+breadth-first for a few dozen states. If that reaches every state, the token graph is known and
+``min_tokens`` is exact (a backward search over it), and states from which no token path
+completes a match are dropped. Otherwise ``min_tokens`` is the *byte distance* to a match using
+single-byte tokens (:meth:`regexlm.automata.LazyDFA.byte_distance`): the fewest tokens when
+every token is one byte, so it is never below the exact value, and from any state with a finite
+value some allowed single-byte token leads to a state whose value is one less. That is what the
+budget rule needs to stay sound: a row that is promised a match within its budget always has a
+token that keeps the promise. It is stricter than exact where multi-byte tokens would finish
+sooner.
 
 **The first mask.** Before the exploration, the start row leaves out every target no single-byte
 path completes, as rows built on demand do; after it, the row is exact. The two agree wherever
@@ -50,14 +50,13 @@ which is always 0: no other id exists for a caller before it.
 **Memory.** The index holds ``class_of`` (2 bytes a token on the host, see
 :mod:`~regexlm.index.token_classes`; the device tables' copy has 4), per built row C entries,
 and per known state its bound, match index, row number and key; the automaton's own cache is
-bounded by bytes. ``nbytes`` reports all of it as it
-grows. The xgrammar-layout bitmask is produced for the states asked for
-(:meth:`TokenIndex.bitmask_rows`), never stored per state: packed rows are kept in a small LRU
-keyed by the classes a row allows (states that allow the same tokens share one), bounded by
-bytes and counted in ``nbytes``. Once an index has served a mask, :meth:`TokenIndex.ensure_rows`
-packs the masks of the rows it builds, and the exploration's rows are packed when it ends (the
-first :data:`MASKS_PACKED_EXPLORED`, while the cache has room), so masks are ready wherever rows
-are built ahead.
+bounded by bytes. ``nbytes`` reports all of it as it grows. The xgrammar-layout bitmask is
+produced for the states asked for (:meth:`TokenIndex.bitmask_rows`), never stored per state:
+packed rows are kept in a small LRU keyed by the classes a row allows (states that allow the
+same tokens share one), bounded by bytes and counted in ``nbytes``. Once an index has served a
+mask, :meth:`TokenIndex.ensure_rows` packs the masks of the rows it builds, and the
+exploration's rows are packed when it ends (the first :data:`MASKS_PACKED_EXPLORED`, while the
+cache has room), so masks are ready wherever rows are built ahead.
 """
 
 from __future__ import annotations
@@ -185,10 +184,6 @@ class IndexRows:
         # a row past the automaton's per-call limits: every later row build raises it again
         self.failure: PatternTooComplexError | None = None
         self.slow_seconds = 0.0  # CPU time of the row builds counted as slow (SLOW_ROW_FRACTION)
-        # the states whose rows were written, in order, since the columns or the meaning of
-        # built rows last changed (a new list then, see _reshaped): what a device copy appends
-        # or refreshes
-        self.row_log: list[int] = []
 
     @property
     def class_of(self) -> np.ndarray:
@@ -229,6 +224,10 @@ class IndexRows:
     def rows(self, states) -> np.ndarray:
         """``int32[n, C]``: the rows of ``states`` (a copy; all -1 for a state not built)."""
         return self.nbc[self.row_of[states]]
+
+    def row(self, state: int) -> np.ndarray:
+        """``int32[C]``: the row of ``state``, a view (all -1 for a state not built)."""
+        return self.nbc[self.row_of[state]]
 
     def _add_state(self, q: int) -> int:
         """The index state of automaton state ``q``, added (with a bound and no row) if new."""
@@ -474,16 +473,20 @@ class IndexRows:
     def _reshaped(self, *, split: bool) -> None:
         """A class split (new columns) or built rows changed (pruning, strict masking,
         renumbering: a new mask epoch): cached masks no longer apply, and a device copy of the
-        table is made again in full (a new, empty ``row_log``)."""
+        table is made again in full (a new :attr:`layout`)."""
         if split:
             self.splits += 1
         else:
             self.mask_epoch += 1
         self.mask_generation += 1
-        self.row_log = []
+
+    @property
+    def layout(self) -> tuple[int, int]:
+        """Changes whenever the columns or the built rows change (see :meth:`_reshaped`);
+        between two changes rows are only appended."""
+        return self.splits, self.mask_epoch
 
     def _finish_rows(self, states: np.ndarray) -> None:
-        self.row_log.extend(states.tolist())
         self.built[states] = True
         self.rows_built += int(states.size)
         self.version += 1
@@ -597,7 +600,7 @@ class IndexRows:
             if self.match[state] >= 0:
                 return
             self.ensure([state])
-            row = self.nbc[self.row_of[state]].copy()
+            row = self.row(state).copy()
             row[EOS_CLASS] = -1
             firsts = np.unique(row[row >= 0])
             firsts = firsts[self.min_tokens[firsts] != UNREACHABLE]
@@ -623,7 +626,7 @@ class IndexRows:
             if self.match[cur] >= 0:
                 return path
             self.ensure([cur])
-            row = self.nbc[self.row_of[cur]].copy()
+            row = self.row(cur).copy()
             row[EOS_CLASS] = -1
             targets = row[row >= 0]
             if targets.size == 0:
@@ -970,15 +973,15 @@ class TokenIndex:
 
     def _device_rows(self, rows: IndexRows) -> torch.Tensor:
         """``next_by_class`` on the device, ``int32[R, C]``: a view of a buffer with room for
-        more rows. Built rows never change while the columns and their meaning stay the same
-        (the rows keep the same ``row_log``): then only the rows built since the last copy are
-        appended (a buffer out of room is doubled on the device); otherwise (class splits,
-        pruning, renumbering) the table is sent whole, into a buffer with room for twice its
-        rows. Called with the rows' lock held."""
+        more rows. Built rows never change while the rows keep the same
+        :attr:`IndexRows.layout`: then only the rows built since the last copy are appended (a
+        buffer out of room is doubled on the device); otherwise (class splits, pruning,
+        renumbering) the table is sent whole, into a buffer with room for twice its rows.
+        Called with the rows' lock held."""
         n, width = rows.num_rows, rows.nbc.shape[1]
-        log = rows.row_log  # a new list whenever the columns or built rows change
-        kept = self._device_nbc  # (row log, buffer [capacity, C], rows sent) or None
-        if kept is not None and kept[0] is log:
+        layout = rows.layout
+        kept = self._device_nbc  # (layout, buffer [capacity, C], rows sent) or None
+        if kept is not None and kept[0] == layout:
             _, buf, old_n = kept
             if n > buf.shape[0]:  # out of room: a larger buffer, the rows moved on the device
                 grown = torch.empty((2 * n, width), dtype=torch.int32, device=self._device)
@@ -992,7 +995,7 @@ class TokenIndex:
             buf = torch.empty((room, width), dtype=torch.int32, device=self._device)
             buf[:n].copy_(torch.from_numpy(rows.nbc[:n]), non_blocking=True)
             self.info["device_tables_sent"] = self.info.get("device_tables_sent", 0) + 1
-        self._device_nbc = (log, buf, n)
+        self._device_nbc = (layout, buf, n)
         return buf[:n]
 
     @property
@@ -1295,20 +1298,20 @@ class TokenIndex:
         """State after ``token`` at ``state``; -1 if the token is not allowed there."""
         rows = self._settled_rows
         rows.ensure([state])
-        return int(rows.nbc[rows.row_of[state], rows.class_of[token]])
+        return int(rows.row(state)[rows.class_of[token]])
 
     def allowed_tokens(self, state: int) -> torch.Tensor:
         """``int64[n]`` ids allowed at ``state``, ascending."""
         rows = self._settled_rows
         rows.ensure([state])
-        ok = rows.nbc[rows.row_of[state]][rows.class_of] >= 0
+        ok = rows.row(state)[rows.class_of] >= 0
         return torch.from_numpy(np.flatnonzero(ok))
 
     def can_extend(self, state: int) -> bool:
         """Whether a token other than end-of-sequence is allowed at ``state``."""
         rows = self._settled_rows
         rows.ensure([state])
-        row = rows.nbc[rows.row_of[state]].copy()
+        row = rows.row(state).copy()
         row[EOS_CLASS] = -1
         row[0] = -1
         return bool((row >= 0).any())

@@ -302,8 +302,7 @@ class _Walk:
         """Whether a token other than end-of-sequence is allowed at the current state."""
         index = self.index
         index.ensure_rows([self.state])
-        row = index.next_by_class[index.row_of[self.state]]  # [C]
-        allowed = row[index.class_of.long()] >= 0  # [V]
+        allowed = index.rows_of([self.state])[0, index.class_of.long()] >= 0  # [V]
         if self.eos:
             allowed[list(self.eos)] = False
         return bool(allowed.any())
