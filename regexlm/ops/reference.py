@@ -1,11 +1,11 @@
 """The per-step operation in plain torch: the specification, and the CPU production path.
 
 One decode step, for each row b of the batch (s = states[b], R = budgets[b], T = temperature[b],
-x = logits[b] in fp32; S states, R rows, C classes, V tokens; r = row_of[s], or s without a
-``row_of``)::
+x = logits[b] in fp32; S states, N rows of ``next_by_class``, C classes, V tokens; r = row_of[s],
+or s without a ``row_of``)::
 
     next(s, t) = next_by_class[r, class_of[t]]
-    allowed = {t : 0 <= s < S, 0 <= r < R, 0 <= class_of[t] < C, 0 <= next(s, t) < S}
+    allowed = {t : 0 <= s < S, 0 <= r < N, 0 <= class_of[t] < C, 0 <= next(s, t) < S}
     if R >= 0 and min_tokens[s] <= R:                       # a match fits in the budget
         allowed = {t in allowed : min_tokens[next(s, t)] < R}  # i.e. <= R - 1, never computed
     if allowed is empty:
@@ -60,7 +60,7 @@ import weakref
 import torch
 
 from regexlm.ops.noise import FLT_MIN, clamp_noise, row_keys, token_uniform
-from regexlm.ops.types import StepResult, state_rows
+from regexlm.ops.types import StepResult
 
 FLT_MAX = 3.4028234663852886e38
 
@@ -118,13 +118,14 @@ def _rows_of_states(states: torch.Tensor, tables):
     """For ``states`` [B]: (whether the state and its row are in range, the state clamped into
     range, its row clamped into range), each [B]."""
     S = tables.min_tokens.shape[0]
-    R = tables.next_by_class.shape[0]
+    num_rows = tables.next_by_class.shape[0]
     s = states.long()  # [B]
     s_ok = (s >= 0) & (s < S)  # [B]
     sc = s.clamp(0, S - 1)
-    row = state_rows(tables)[sc].long()  # [B]
-    s_ok &= (row >= 0) & (row < R)
-    return s_ok, sc, row.clamp(0, R - 1)
+    row_of = getattr(tables, "row_of", None)
+    row = sc if row_of is None else row_of[sc].long()  # [B]
+    s_ok &= (row >= 0) & (row < num_rows)
+    return s_ok, sc, row.clamp(0, num_rows - 1)
 
 
 def _allowed_bits(states: torch.Tensor, budgets: torch.Tensor, tables) -> torch.Tensor:

@@ -11,12 +11,13 @@ interpreter. The later passes stay with one program per row: each needs the row'
 before the next pivot choice, which only a grid-wide barrier could share across programs.
 
 Pass A (always) builds the processed logits tile by tile: the allowed test through ``class_of``,
-the state's row (``row_of``) of ``next_by_class`` and ``min_tokens`` (the budget), the penalty from ``seen``, NaN read as -inf, and
-``z = x / T``. It keeps running statistics: the allowed count, min and max of ``z``, the greedy
-token (argmax of the penalised logit ``x``, lowest id), the softmax normaliser
-``sum exp(z - max)`` and the Gumbel winner ``argmax z - log(-log u)`` over all allowed tokens.
-Greedy rows, degenerate rows (no finite maximum of ``z``: they take the greedy token, see
-`regexlm.ops.reference`) and rows without top-k or top-p are done after this pass.
+the state's row (``row_of``) of ``next_by_class`` and ``min_tokens`` (the budget), the penalty
+from ``seen``, NaN read as -inf, and ``z = x / T``. It keeps running statistics: the allowed
+count, min and max of ``z``, the greedy token (argmax of the penalised logit ``x``, lowest id),
+the softmax normaliser ``sum exp(z - max)`` and the Gumbel winner ``argmax z - log(-log u)``
+over all allowed tokens. Greedy rows, degenerate rows (no finite maximum of ``z``: they take the
+greedy token, see `regexlm.ops.reference`) and rows without top-k or top-p are done after this
+pass.
 
 Truncation keeps ``{t : z[t] >= tau}``; tau is found by a threshold search instead of a sort.
 Floats are mapped to int32 keys that order like the floats (``bits ^ ((bits >> 31) & 0x7fffffff)``)

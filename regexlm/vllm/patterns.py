@@ -9,7 +9,8 @@ device (:mod:`regexlm.vllm.joint`).
 
 An index may build its rows on demand: the tables are read through ``ensure_rows`` and the
 current ``next_by_class`` / ``row_of`` / ``class_of`` / ``min_tokens`` tensors, and
-:attr:`class_stamp` changes whenever ``class_of`` did, so the device copies derived from it are rebuilt only then.
+:attr:`class_stamp` changes whenever ``class_of`` did, so the device copies derived from it are
+rebuilt only then.
 Where the model runs on an accelerator, a new index's exploration (what compile leaves for the
 first use) starts on a worker at once (:mod:`regexlm.index.settler`): requests are added before
 the engine's forward pass and masked after it, so the exploration runs while the model does.
@@ -59,10 +60,8 @@ class CompiledPattern:
     def tables(self, states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The rows of ``states`` (``int64[b]``), built where needed, as ``int32[b, C]``, and
         ``min_tokens int32[S]`` of every state, as numpy arrays."""
-        index = self.index
-        index.ensure_rows(states)
-        rows = index.next_by_class.numpy()  # [R, C]
-        return rows[index.row_of.numpy()[states]], index.min_tokens.numpy()
+        self.index.ensure_rows(states)
+        return self.index.rows_of(states).numpy(), self.index.min_tokens.numpy()
 
     @property
     def nbytes(self) -> int:
