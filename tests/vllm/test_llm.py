@@ -18,6 +18,7 @@ from tests.vllm.checks import check_output
 
 KV_TOKENS = 12 * 128
 KV_BYTES_PER_TOKEN = 30 * 2 * 3 * 64 * 4  # SmolLM2-135M: layers x (K, V) x heads x dim x fp32
+IN_PROCESS = "VLLM_ENABLE_V1_MULTIPROCESSING"
 
 
 @pytest.fixture(scope="module")
@@ -27,14 +28,27 @@ def llm():
 
     from regexlm.vllm.engine import model_folder
 
-    engine = LLM(
-        model=model_folder(None),
-        enforce_eager=True,
-        max_model_len=256,
-        kv_cache_memory_bytes=KV_TOKENS * KV_BYTES_PER_TOKEN,
-        disable_log_stats=False,
-        seed=0,
-    )
+    # The engine core in this process: each step then schedules every request added before it.
+    # In its own process the core starts stepping as soon as the first requests reach it, so a
+    # batch's make-up (and with it the CPU's rounding, and a greedy near-tie) would depend on
+    # the machine's load. The processor runs the same either way; the served engine
+    # (test_servers.py) runs it in a core process of its own.
+    before = os.environ.get(IN_PROCESS)
+    os.environ[IN_PROCESS] = "0"
+    try:
+        engine = LLM(
+            model=model_folder(None),
+            enforce_eager=True,
+            max_model_len=256,
+            kv_cache_memory_bytes=KV_TOKENS * KV_BYTES_PER_TOKEN,
+            disable_log_stats=False,
+            seed=0,
+        )
+    finally:
+        if before is None:
+            os.environ.pop(IN_PROCESS, None)
+        else:
+            os.environ[IN_PROCESS] = before
     yield engine
     engine.llm_engine.engine_core.shutdown()
 
