@@ -7,14 +7,20 @@
 #      over the real tokenizer, mixed patterns; outputs checked with re.fullmatch / viability
 #   4. GPU tests (pytest -m gpu): Triton and CUDA against the reference, given noise and the
 #      in-step generator, the extremes property test, seeded frequencies
-#   5. bench/bench_ops.py --quick with the time left
-#   6. a short table, printed last, also when a step fails or time runs out
+#   5. the lazy index's new rows on the device (bench/bench_device_rows.py): a row built and
+#      appended alone, and the wait it adds beside a queued stand-in forward pass, both
+#      tokenizers where their folders are here
+#   6. bench/bench_ops.py --quick with the time left
+#   7. a short table, printed last, also when a step fails or time runs out
 # Needs: a CUDA GPU, torch (CUDA build), triton, nvcc; pytest + hypothesis for step 4 (without
-# them step 4 runs a direct equality check). Installs nothing; uses PYTHONPATH=. Tokenizer for
-# step 3: a folder in $REGEXLM_GPU_TOKENIZER or .cache/gpu_check/tokenizer (make it where the
-# default model is installed: python -c "from regexlm.models import load_tokenizer;
-# load_tokenizer().save_pretrained('.cache/gpu_check/tokenizer')" and carry .cache/gpu_check),
-# else the default model's own.
+# them step 4 runs a direct equality check). Installs nothing; uses PYTHONPATH=. Tokenizers, made
+# where the default model is installed and carried (.cache is ignored; carry .cache/gpu_check):
+#   python -c "from regexlm.models import load_tokenizer;
+#     load_tokenizer().save_pretrained('.cache/gpu_check/tokenizer')"          (SmolLM2, 3.5 MB)
+#   python -c "from tests.index.gemma_tokenizer import load_gemma_tokenizer;
+#     load_gemma_tokenizer().save_pretrained('.cache/gpu_check/gemma')"        (Gemma 3, 33 MB)
+# Step 3 reads $REGEXLM_GPU_TOKENIZER or .cache/gpu_check/tokenizer, else the default model's
+# own; step 5 runs the tokenizers whose folders are there.
 # Usage: bash bench/gpu_check.sh          (run from anywhere; logs in $OUT or /tmp)
 set -u -o pipefail
 
@@ -31,7 +37,7 @@ rm -f "$OUTDIR"/*.log "$OUTDIR"/*.json  # no stale results in this run's table
 START=$(date +%s)
 DEADLINE=${GPU_CHECK_SECONDS:-465}  # the whole script, summary included, stays under 8 minutes
 declare -A STATUS
-STEPS=(environment build split_rows e2e tests bench)
+STEPS=(environment build split_rows e2e tests rows bench)
 for s in "${STEPS[@]}"; do STATUS[$s]="not run"; done
 
 elapsed() { echo $(( $(date +%s) - START )); }
@@ -77,6 +83,11 @@ if cells:
         print(f"{key[0]:9s} {key[1]:8s} {key[2]:6d} {key[3]:3d} | {f('triton')} | {f('cuda')} | "
               f"{(ts['ms'] * 1e3 if ts else float('nan')):10.1f}")
 PYEOF
+  fi
+  if [ -f "$OUTDIR/rows.log" ]; then
+    echo
+    echo "new rows on the device (ms):"
+    grep -E "^(smollm2|gemma):|^stand-in" "$OUTDIR/rows.log" || echo "(no summary line: see rows.log)"
   fi
   echo
   printf '%-12s %s\n' "step" "status"
@@ -238,8 +249,28 @@ PYEOF
   if [ "${PIPESTATUS[0]}" -eq 0 ]; then note tests "ok (direct check)"; else note tests "FAILED (direct check)"; fi
 fi
 
-# ---- 5. benchmark ---------------------------------------------------------------------------
-phase "5. bench/bench_ops.py --quick"
+# ---- 5. the lazy index's new rows on the device ----------------------------------------------
+phase "5. new rows on the device (bench/bench_device_rows.py)"
+ROWS_TOKS=()
+ROWS_ARGS=()
+if [ -d "$TOK" ]; then ROWS_TOKS+=(smollm2); ROWS_ARGS+=(--smollm2-tokenizer "$TOK"); fi
+if [ -d "$ROOT/.cache/gpu_check/gemma" ]; then
+  ROWS_TOKS+=(gemma); ROWS_ARGS+=(--gemma-tokenizer "$ROOT/.cache/gpu_check/gemma")
+fi
+if [ "${#ROWS_TOKS[@]}" -eq 0 ]; then
+  note rows "skipped: no tokenizer folder under .cache/gpu_check (see the header)"
+elif [ "$(left)" -gt 90 ]; then
+  ROWS_LIST=$(IFS=,; echo "${ROWS_TOKS[*]}")
+  timeout "$(budget 110 70)" "$PY" bench/bench_device_rows.py --device cuda --tokenizers "$ROWS_LIST" \
+    "${ROWS_ARGS[@]}" --json "$OUTDIR/rows.json" 2>&1 | tee "$OUTDIR/rows.log" | grep -E "^(smollm2|gemma):|^stand-in|Error"
+  rc=${PIPESTATUS[0]}
+  if [ "$rc" -eq 0 ]; then note rows "ok ($ROWS_LIST)"; else note rows "FAILED or cut short (rc=$rc; see rows.log)"; fi
+else
+  note rows "skipped: out of time"
+fi
+
+# ---- 6. benchmark ---------------------------------------------------------------------------
+phase "6. bench/bench_ops.py --quick"
 if [ "$(left)" -gt 30 ]; then
   timeout "$(budget 120 10)" "$PY" bench/bench_ops.py --device cuda --quick --rep-ms 30 \
     --json "$OUTDIR/bench.json" 2>&1 | tee "$OUTDIR/bench.log" | tail -n 12
