@@ -17,7 +17,11 @@ returns None and the numpy walk is used instead (it gives the same rows; the tes
 two).
 
 A walk visits the trie once per origin state in preorder and jumps over every subtree where
-the automaton dies (see ``trie_walk.c``).
+the automaton dies (see ``trie_walk.c``). Through the byte trie it also hands over whole every
+large subtree its origin's chain reads alike (every character of it leads a state of the chain
+to the next one, as inside a JSON string or free text): its strings are written out with their
+places on the chain, without stepping through its nodes. What that needs of the trie is made
+once per vocabulary (:func:`trie_summary`).
 """
 
 from __future__ import annotations
@@ -52,8 +56,12 @@ def library():
 def _load(lib):
     fn = lib.regexlm_walk_rows
     p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32
-    fn.argtypes = [p, p, p, p, i64, i32, p, p, i64, p, i64, p, p, p, i64, FILL_ROW, FLUSH]
+    fn.argtypes = [p, p, p, p, i64, i32, p, p, i64, p, i64, p, p, p, i64, FILL_ROW, FLUSH, p, p]
     fn.restype = i64
+    summary = lib.regexlm_trie_summary
+    summary.argtypes = [p, p, p, p, i64, i32, i64, p, p, p, p, p, p, p, p, p]
+    summary.restype = i64
+    _helpers["trie_summary"] = summary
     pack = lib.regexlm_pack_rows
     pack.argtypes = [p, i64, i64, p, i32, i64, i64, p, p, p, p]
     pack.restype = i32
@@ -74,6 +82,7 @@ def _load(lib):
         *(p, p, p, p, i64, i32, p, p, i64, p, i64, p, p, p, i64, NEED_STATE, FLUSH),
         *(p, p, i32, p, i64, p, p, p),
         *(p, p, p, p),
+        *(p, p),
     ]
     lazy.restype = i64
     _helpers["walk_rows_lazy"] = lazy
@@ -213,6 +222,71 @@ def small_class_members(
 
 _ptr = native.address
 
+# A subtree of at least this many nodes gets a summary (see trie_walk.c's TrieSummary): a walk
+# may hand it over whole. Smaller ones are cheaper to walk than to check.
+WHOLE_SUBTREE_NODES = 64
+
+
+class _TrieSummary(ctypes.Structure):
+    _fields_ = [
+        ("min_size", ctypes.c_int64),
+        ("big_bits", ctypes.c_void_p),
+        ("big_rank", ctypes.c_void_p),
+        ("ascii", ctypes.c_void_p),
+        ("flags", ctypes.c_void_p),
+        ("first", ctypes.c_void_p),
+        ("count", ctypes.c_void_p),
+        ("before", ctypes.c_void_p),
+        ("span", ctypes.c_void_p),
+        ("string_chars", ctypes.c_void_p),
+    ]
+
+
+_summary_lock = threading.Lock()
+
+
+def trie_summary(trie):
+    """The byte trie's summary for whole subtrees (``trie_walk.c``): per subtree of at least
+    :data:`WHOLE_SUBTREE_NODES` nodes, the ASCII bytes it reads, whether it reads others, and
+    whether it is whole (well-formed UTF-8 after a character boundary, every token ending on
+    one, its strings one run of ids). Made once per trie (about 1 % of the trie's bytes at
+    262,144 tokens); None where the C code is not available."""
+    found = trie.__dict__.get("_whole_summary")
+    if found is not None:
+        return found
+    if library() is None:
+        return None
+    with _summary_lock:
+        found = trie.__dict__.get("_whole_summary")
+        if found is not None:
+            return found
+        n = trie.num_nodes
+        big = int(np.count_nonzero(trie.size >= WHOLE_SUBTREE_NODES))
+        words = (n + 63) // 64
+        arrays = {
+            "big_bits": np.zeros(words, dtype=np.uint64),
+            "big_rank": np.zeros(words, dtype=np.int32),
+            "ascii": np.zeros(2 * max(big, 1), dtype=np.uint64),
+            "flags": np.zeros(max(big, 1), dtype=np.uint8),
+            "first": np.zeros(max(big, 1), dtype=np.int32),
+            "count": np.zeros(max(big, 1), dtype=np.int32),
+            "before": np.zeros(max(big, 1), dtype=np.uint16),
+            "span": np.zeros(max(big, 1), dtype=np.uint16),
+            "string_chars": np.zeros(max(trie.num_strings, 1), dtype=np.uint16),
+        }
+        names = tuple(name for name, _ in _TrieSummary._fields_[1:])
+        made = _helpers["trie_summary"](
+            *trie.native_args, WHOLE_SUBTREE_NODES, *(_ptr(arrays[k]) for k in names)
+        )
+        if made < 0:
+            raise MemoryError("no memory to summarize the vocabulary trie")
+        if made != big:
+            raise RuntimeError(f"the trie summary found {made} large subtrees, not {big}")
+        struct = _TrieSummary(WHOLE_SUBTREE_NODES, *(_ptr(arrays[k]) for k in names))
+        found = (ctypes.pointer(struct), arrays)  # the arrays live as long as the pointer
+        trie.__dict__["_whole_summary"] = found
+    return found
+
 
 class _Walk(threading.local):
     """The walk in progress on this thread: what the two callbacks work on."""
@@ -224,6 +298,7 @@ class _Walk(threading.local):
     out: list | None = None
     out_ptrs: tuple = ()
     chunks: list | None = None
+    whole = 0  # subtrees the last walk on this thread handed over whole
 
 
 _current = _Walk()
@@ -259,7 +334,7 @@ def _flush(count: int) -> int:
     return 0
 
 
-def walk(fn, trie, automaton, origins: np.ndarray, classes=None):
+def walk(fn, trie, automaton, origins: np.ndarray, classes=None, whole_subtrees: bool = True):
     """``(origin position, string id, state)`` as ``int32`` arrays, from the C walk ``fn`` of
     ``trie`` (:class:`regexlm.index.rows.FlatTrie`) through ``automaton`` from ``origins``,
     grouped by origin position in ascending order.
@@ -271,7 +346,11 @@ def walk(fn, trie, automaton, origins: np.ndarray, classes=None):
     every origin keeps its classes the triples may be left out (empty).
 
     ``trie`` may be a :class:`regexlm.index.class_trie.ClassTrie` (only with ``classes``): then
-    the triples name its groups of strings, not strings."""
+    the triples name its groups of strings, not strings.
+
+    ``whole_subtrees``: a byte trie's subtree that an origin loops through (every byte of it
+    leads the origin back to itself, see ``trie_walk.c``) is handed over without stepping
+    through it; False steps through every node (the tests compare the two)."""
     origins = np.ascontiguousarray(origins, dtype=np.int32)
     byte_class = automaton.byte_classes
     if byte_class.dtype != np.uint8 or not byte_class.flags.c_contiguous:
@@ -289,6 +368,9 @@ def walk(fn, trie, automaton, origins: np.ndarray, classes=None):
     if units is not None and (engine is None or classes is None):
         raise ValueError("a class trie is walked through the C lazy DFA with the class check")
     found = ctypes.c_int64(0)
+    whole = ctypes.c_int64(0)
+    summary = trie_summary(trie) if whole_subtrees and units is None else None
+    summary_ptr = summary[0] if summary is not None else None
     checked = None
     if engine is not None:  # the C lazy DFA: rows are filled in C
         check: tuple = (None, None, 0, None, 0, None, None, None)
@@ -322,6 +404,8 @@ def walk(fn, trie, automaton, origins: np.ndarray, classes=None):
                     *check,
                     *(units if units is not None else (None, None, None)),
                     ctypes.byref(found),
+                    summary_ptr,
+                    ctypes.byref(whole),
                 )
                 if ctx.failure is not None:
                     raise ctx.failure
@@ -347,6 +431,8 @@ def walk(fn, trie, automaton, origins: np.ndarray, classes=None):
                 capacity,
                 _fill_row,
                 _flush,
+                summary_ptr,
+                ctypes.byref(whole),
             )
             if ctx.failure is not None:
                 raise ctx.failure
@@ -357,6 +443,7 @@ def walk(fn, trie, automaton, origins: np.ndarray, classes=None):
             raise MemoryError("the trie walk could not allocate its stack")
     if total < 0:
         raise RuntimeError("the automaton left a transition uncomputed after filling its row")
+    ctx.whole = int(whole.value)
     if not chunks:
         empty = np.zeros(0, dtype=np.int32)
         triples = (empty, empty, empty)

@@ -177,18 +177,26 @@ def preorder(links: list[tuple[np.ndarray, np.ndarray]]):
     return depth, size, positions
 
 
-def walk_rows(trie: FlatTrie, automaton, origins: np.ndarray, *, native: bool | None = None):
+def walk_rows(
+    trie: FlatTrie,
+    automaton,
+    origins: np.ndarray,
+    *,
+    native: bool | None = None,
+    whole_subtrees: bool = True,
+):
     """``(origin position int64[E], string id int64[E], target state int64[E])``: every token
     string alive from ``origins[i]`` (DFA states, never dead), with the state it leads to.
 
     ``native``: None uses the C walk where it is available; False forces the numpy walk.
+    ``whole_subtrees``: see :func:`native_walk.walk` (the C walk only).
     """
     origins = np.asarray(origins, dtype=np.int64)
     fn = native_walk.library() if native is not False else None
     if fn is not None and (
         hasattr(automaton, "native_engine") or hasattr(automaton, "transition_table")
     ):
-        return native_walk.walk(fn, trie, automaton, origins)
+        return native_walk.walk(fn, trie, automaton, origins, whole_subtrees=whole_subtrees)
     if native:
         raise RuntimeError("the C trie walk is not available")
     return walk_rows_numpy(trie, automaton, origins)

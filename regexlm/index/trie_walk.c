@@ -8,7 +8,8 @@
  * starting at it and the walk is one forward scan: a node is entered with the state its parent
  * was entered with, stepped on the node's byte class; when the DFA dies (state 0) the scan
  * jumps over the node's whole subtree. Every node where a token ends, entered alive, is written
- * out as (origin position, token, state).
+ * out as (origin position, token, state). With a trie summary (TrieSummary, below), a subtree
+ * that the origin's chain reads alike is written out without stepping through it.
  *
  * The transition table may be incomplete (a lazy DFA): an entry of -1 is not computed yet.
  * Then fill_row(state) computes that state's row and returns the table's new base address (the
@@ -43,6 +44,161 @@ typedef struct {
     int64_t found;
 } NodeUnits;
 
+/*
+ * Whole subtrees. A row of a state that reads most characters alike (inside a JSON string, free
+ * text: `[^"\\]{0,40}`, `.*`) keeps nearly every token alive, yet the walk steps through every
+ * node of the trie for it. Such an origin has a chain: state[0] is the origin, and every
+ * character of a wide set leads state[m] to the same state[m + 1] (a repeat's counter; a star
+ * loop, where state[m + 1] is state[m]). A subtree whose characters every state of the chain
+ * it passes reads that way is handed over whole instead: a string of it that reads j
+ * characters below the node's parent goes to the state j further along the chain than the
+ * parent's, and its strings are one run of ids (the trie is numbered in preorder). What that
+ * needs per node is made once per vocabulary (regexlm_trie_summary); the chain, per origin, as
+ * far as the walk asks for it (chain_extend).
+ */
+
+/* A summary, for each "big" node (a subtree of at least min_size nodes; numbered by rank:
+ * big_rank[w] big nodes before word w of big_bits, which marks them): the ASCII bytes read
+ * anywhere in its subtree (ascii[2 b], bits 0-63, and ascii[2 b + 1], bits 64-127); flags[b]
+ * SUBTREE_WHOLE when the path to its parent ends between characters, every byte sequence in the
+ * subtree continues it as well-formed UTF-8 (as the Unicode standard's table 3-7 bounds it),
+ * every token of the subtree ends between characters, and its strings are the ids [first[b],
+ * first[b] + count[b]); SUBTREE_NONASCII when a byte >= 0x80 is read in it; before[b] the
+ * characters of the path to its parent, span[b] the most characters a string of the subtree
+ * reads below it. string_chars[s]: the characters of string s. */
+typedef struct {
+    int64_t min_size;
+    const uint64_t *big_bits;
+    const int32_t *big_rank;
+    const uint64_t *ascii;
+    const uint8_t *flags;
+    const int32_t *first;
+    const int32_t *count;
+    const uint16_t *before;
+    const uint16_t *span;
+    const uint16_t *string_chars;
+} TrieSummary;
+
+#define SUBTREE_WHOLE 1
+#define SUBTREE_NONASCII 2
+
+/* Well-formed UTF-8, a byte at a time: `pending` continuation bytes still to come, the next in
+ * [lo, hi]; bad once a byte breaks it. */
+typedef struct {
+    int8_t pending, bad;
+    uint8_t lo, hi;
+} Utf8Path;
+
+static Utf8Path utf8_next(Utf8Path at, uint8_t b) {
+    Utf8Path out = {0, at.bad, 0x80, 0xBF};
+    if (at.bad) return out;
+    if (at.pending > 0) {
+        if (b < at.lo || b > at.hi) out.bad = 1;
+        else out.pending = (int8_t)(at.pending - 1);
+        return out;
+    }
+    if (b < 0x80) return out;
+    if (b >= 0xC2 && b <= 0xDF) out.pending = 1;
+    else if (b >= 0xE0 && b <= 0xEF) {
+        out.pending = 2;
+        if (b == 0xE0) out.lo = 0xA0;
+        if (b == 0xED) out.hi = 0x9F;
+    } else if (b >= 0xF0 && b <= 0xF4) {
+        out.pending = 3;
+        if (b == 0xF0) out.lo = 0x90;
+        if (b == 0xF4) out.hi = 0x8F;
+    } else
+        out.bad = 1;
+    return out;
+}
+
+/*
+ * The summary of a trie (see TrieSummary) for its nodes of at least min_size nodes, into
+ * arrays the caller sized: big_bits and big_rank ((num_nodes + 63) / 64 words), ascii (2 a big
+ * node), flags, first, count, before and span (one a big node), string_chars (one a string).
+ * Returns the number of big nodes, or -2 when out of memory.
+ */
+int64_t regexlm_trie_summary(const int32_t *depth, const int32_t *size, const uint8_t *node_byte,
+                             const int32_t *node_string, int64_t num_nodes, int32_t max_depth,
+                             int64_t min_size, uint64_t *big_bits, int32_t *big_rank,
+                             uint64_t *ascii, uint8_t *flags, int32_t *first, int32_t *count,
+                             uint16_t *before, uint16_t *span, uint16_t *string_chars) {
+    int64_t n = num_nodes;
+    size_t m = (size_t)(n > 0 ? n : 1);
+    int32_t *parent = (int32_t *)malloc(sizeof(int32_t) * m);
+    uint64_t *lo = (uint64_t *)malloc(sizeof(uint64_t) * 2 * m);
+    int32_t *smin = (int32_t *)malloc(sizeof(int32_t) * 5 * m);
+    uint8_t *bits = (uint8_t *)malloc(m);
+    Utf8Path *path = (Utf8Path *)malloc(sizeof(Utf8Path) * ((size_t)max_depth + 1));
+    int32_t *chars = (int32_t *)malloc(sizeof(int32_t) * ((size_t)max_depth + 1));
+    int32_t *last = (int32_t *)malloc(sizeof(int32_t) * ((size_t)max_depth + 1));
+    if (!parent || !lo || !smin || !bits || !path || !chars || !last) {
+        free(parent), free(lo), free(smin), free(bits), free(path), free(chars), free(last);
+        return -2;
+    }
+    /* per node: its strings' least and greatest id and their number, the characters of the
+     * path to its parent, the most characters a string of its subtree reads in all */
+    int32_t *smax = smin + n, *scount = smin + 2 * n, *cbefore = smin + 3 * n, *cmax = smin + 4 * n;
+    chars[0] = 0;
+    /* per node, itself: bits 1 its subtree breaks UTF-8 or ends a token inside a character,
+     * 2 it reads a byte >= 0x80, 4 the path to its parent ends inside a character */
+    Utf8Path root = {0, 0, 0x80, 0xBF};
+    path[0] = root;
+    for (int64_t i = 0; i < n; i++) {
+        int32_t d = depth[i];
+        parent[i] = d > 1 ? last[d - 1] : -1;
+        last[d] = (int32_t)i;
+        Utf8Path before = path[d - 1];
+        Utf8Path after = path[d] = utf8_next(before, node_byte[i]);
+        chars[d] = chars[d - 1] + (!after.bad && after.pending == 0);
+        cbefore[i] = chars[d - 1];
+        uint8_t b = node_byte[i];
+        int32_t t = node_string[i];
+        cmax[i] = t >= 0 ? chars[d] : -1;
+        if (t >= 0) string_chars[t] = (uint16_t)(chars[d] < 0xFFFF ? chars[d] : 0xFFFF);
+        bits[i] = (uint8_t)((after.bad || (t >= 0 && after.pending > 0) ? 1 : 0) |
+                            (b >= 0x80 ? 2 : 0) | (before.pending > 0 || before.bad ? 4 : 0));
+        lo[2 * i] = b < 64 ? 1ULL << b : 0;
+        lo[2 * i + 1] = b >= 64 && b < 128 ? 1ULL << (b - 64) : 0;
+        smin[i] = t >= 0 ? t : INT32_MAX;
+        smax[i] = t >= 0 ? t : -1;
+        scount[i] = t >= 0;
+    }
+    for (int64_t i = n - 1; i >= 0; i--) { /* children before parents: fold upwards */
+        int32_t p = parent[i];
+        if (p < 0) continue;
+        lo[2 * p] |= lo[2 * i];
+        lo[2 * p + 1] |= lo[2 * i + 1];
+        bits[p] |= (uint8_t)(bits[i] & 3);
+        if (smin[i] < smin[p]) smin[p] = smin[i];
+        if (smax[i] > smax[p]) smax[p] = smax[i];
+        if (cmax[i] > cmax[p]) cmax[p] = cmax[i];
+        scount[p] += scount[i];
+    }
+    int64_t big = 0, words = (n + 63) / 64;
+    for (int64_t w = 0; w < words; w++) {
+        big_bits[w] = 0;
+        big_rank[w] = (int32_t)big;
+        for (int64_t i = 64 * w; i < n && i < 64 * (w + 1); i++) {
+            if (size[i] < min_size) continue;
+            big_bits[w] |= 1ULL << (i & 63);
+            ascii[2 * big] = lo[2 * i];
+            ascii[2 * big + 1] = lo[2 * i + 1];
+            int runs = scount[i] == 0 || (int64_t)smax[i] - smin[i] + 1 == scount[i];
+            int32_t reads = cmax[i] >= 0 ? cmax[i] - cbefore[i] : 0;
+            int whole = !(bits[i] & (1 | 4)) && runs && cbefore[i] < 0xFFFF && reads < 0xFFFF;
+            flags[big] = (uint8_t)((whole ? SUBTREE_WHOLE : 0) | (bits[i] & 2 ? SUBTREE_NONASCII : 0));
+            first[big] = scount[i] > 0 ? smin[i] : 0;
+            count[big] = scount[i];
+            before[big] = (uint16_t)(whole ? cbefore[i] : 0);
+            span[big] = (uint16_t)(whole ? reads : 0);
+            big++;
+        }
+    }
+    free(parent), free(lo), free(smin), free(bits), free(path), free(chars), free(last);
+    return big;
+}
+
 /* The class check of a walk (see regexlm_walk_rows_lazy) over the triples j in [0, count) of a buffer. */
 static void check_classes(const int32_t *out_origin, const int32_t *out_token,
                           const int32_t *out_state, int64_t count, const int32_t *first_token,
@@ -76,6 +232,312 @@ static inline __attribute__((always_inline)) int32_t step_state(int32_t **table,
     return next;
 }
 
+static inline int64_t popcount64(uint64_t x) {
+    x = x - ((x >> 1) & 0x5555555555555555ULL);
+    x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+    x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0FULL;
+    return (int64_t)((x * 0x0101010101010101ULL) >> 56);
+}
+
+/* The well-formed UTF-8 sequences of two to four bytes: the range of each byte. */
+static const uint8_t UTF8_FORMS[8][4][2] = {
+    {{0xC2, 0xDF}, {0x80, 0xBF}},
+    {{0xE0, 0xE0}, {0xA0, 0xBF}, {0x80, 0xBF}},
+    {{0xE1, 0xEC}, {0x80, 0xBF}, {0x80, 0xBF}},
+    {{0xED, 0xED}, {0x80, 0x9F}, {0x80, 0xBF}},
+    {{0xEE, 0xEF}, {0x80, 0xBF}, {0x80, 0xBF}},
+    {{0xF0, 0xF0}, {0x90, 0xBF}, {0x80, 0xBF}, {0x80, 0xBF}},
+    {{0xF1, 0xF3}, {0x80, 0xBF}, {0x80, 0xBF}, {0x80, 0xBF}},
+    {{0xF4, 0xF4}, {0x80, 0x8F}, {0x80, 0xBF}, {0x80, 0xBF}},
+};
+#define CHAIN_FRONTIER 32 /* states between the bytes of a character followed at most */
+#define CHAIN_MAX 128     /* states of an origin's chain */
+#define CHAIN_SLOT_BITS 8
+#define CHAIN_SLOTS (1 << CHAIN_SLOT_BITS) /* at least twice CHAIN_MAX + 1 */
+#define CHAIN_MAX_TARGETS 128
+#define CHAIN_MIN_BYTES 16 /* ASCII bytes a step of the chain reads alike, at least */
+#define CHARS_UNKNOWN 2    /* Chain.chars[m] not found yet */
+
+/* An origin's chain (see the whole-subtree comment): state[m] for m < len; for m < len - 1,
+ * ascii[m] the ASCII bytes and chars[m] whether every other character (each of its byte
+ * sequences) lead state[m] to state[m + 1] (CHARS_UNKNOWN until asked). done: state[len - 1]
+ * has no such successor. */
+typedef struct {
+    int32_t state[CHAIN_MAX + 1];
+    uint64_t ascii[CHAIN_MAX][2];
+    uint8_t chars[CHAIN_MAX];
+    int32_t len, done;
+    /* once done (and not for its length): the ASCII bytes state[len - 1] dies on, and whether
+     * it dies on every first byte of a longer character */
+    int32_t has_dead;
+    uint64_t dead[2];
+    uint8_t dead_chars;
+    /* open addressing: each state's first place on the chain (the chain from a state is the
+     * same wherever it comes, so its first place has the most of it known) */
+    int32_t slot_state[CHAIN_SLOTS];
+    int32_t slot_place[CHAIN_SLOTS];
+} Chain;
+
+static void chain_start(Chain *ch, int32_t origin) {
+    for (int x = 0; x < CHAIN_SLOTS; x++) ch->slot_state[x] = -1;
+    ch->len = 0;
+    ch->done = 0;
+    ch->has_dead = 0;
+    ch->state[0] = origin;
+}
+
+static void chain_push(Chain *ch, int32_t state) {
+    int32_t place = ch->len;
+    ch->state[ch->len++] = state;
+    uint32_t x = ((uint32_t)state * 2654435761u) >> (32 - CHAIN_SLOT_BITS);
+    while (ch->slot_state[x] >= 0) {
+        if (ch->slot_state[x] == state) return; /* known earlier on the chain */
+        x = (x + 1) & (CHAIN_SLOTS - 1);
+    }
+    ch->slot_state[x] = state;
+    ch->slot_place[x] = place;
+}
+
+/* The first place of `state` on the chain as known so far, or -1. */
+static inline int32_t chain_place(const Chain *ch, int32_t state) {
+    uint32_t x = ((uint32_t)state * 2654435761u) >> (32 - CHAIN_SLOT_BITS);
+    while (ch->slot_state[x] >= 0) {
+        if (ch->slot_state[x] == state) return ch->slot_place[x];
+        x = (x + 1) & (CHAIN_SLOTS - 1);
+    }
+    return -1;
+}
+
+/* Whether every well-formed character of two to four bytes leads `from` to `to` (checked on
+ * one byte of each byte class in each range of UTF8_FORMS, which is exact: the bytes of a
+ * class step alike); to < 0: to the state the first one leads to, set into *to. 1 yes, 0 no,
+ * -1 with *code set when a row could not be filled. */
+static int chars_lead_to(int32_t **table, int64_t width, fill_fn fill, void *ctx,
+                         const uint8_t *byte_class, int32_t from, int32_t *to, int64_t *code) {
+    int32_t frontier[CHAIN_FRONTIER], following[CHAIN_FRONTIER];
+    for (int f = 0; f < 8; f++) {
+        int len = UTF8_FORMS[f][2][0] == 0 ? 2 : UTF8_FORMS[f][3][0] == 0 ? 3 : 4;
+        int n = 1;
+        frontier[0] = from;
+        for (int k = 0; k < len; k++) {
+            int m = 0;
+            for (int j = 0; j < n; j++) {
+                int last_class = -1;
+                for (int b = UTF8_FORMS[f][k][0]; b <= UTF8_FORMS[f][k][1]; b++) {
+                    int c = byte_class[b];
+                    if (c == last_class) continue; /* (classes are runs of bytes, mostly) */
+                    last_class = c;
+                    int32_t next = step_state(table, width, fill, ctx, frontier[j], c, code);
+                    if (next < 0) return -1;
+                    if (next == 0) return 0;
+                    if (k == len - 1) {
+                        if (*to < 0) *to = next;
+                        if (next != *to) return 0;
+                        continue;
+                    }
+                    int seen = 0;
+                    for (int x = 0; x < m && !seen; x++) seen = following[x] == next;
+                    if (seen) continue;
+                    if (m == CHAIN_FRONTIER) return 0; /* too many to follow: say no */
+                    following[m++] = next;
+                }
+            }
+            memcpy(frontier, following, sizeof(int32_t) * (size_t)m);
+            n = m;
+        }
+    }
+    return 1;
+}
+
+/* Extend the chain until state[upto] is known or it is done. 0, or -1 with *code set. */
+static int chain_extend(Chain *ch, int64_t upto, int32_t **table, int64_t width, fill_fn fill,
+                        void *ctx, const uint8_t *byte_class, int64_t *code) {
+    while (!ch->done && ch->len <= upto) {
+        int m = ch->len - 1;
+        int32_t p = ch->state[m];
+        if (m == CHAIN_MAX - 1) {
+            ch->done = 1;
+            break;
+        }
+        if (m > 0 && ch->state[m - 1] == p) { /* a loop: the same state, read the same way */
+            ch->ascii[m][0] = ch->ascii[m - 1][0];
+            ch->ascii[m][1] = ch->ascii[m - 1][1];
+            ch->chars[m] = ch->chars[m - 1];
+            chain_push(ch, p);
+            continue;
+        }
+        /* the successor most ASCII bytes lead to (else the one characters lead to) */
+        int32_t target[128], seen_t[CHAIN_MAX_TARGETS], votes[CHAIN_MAX_TARGETS];
+        int kinds = 0;
+        for (int b = 0; b < 128; b++) {
+            int32_t next = step_state(table, width, fill, ctx, p, byte_class[b], code);
+            if (next < 0) return -1;
+            target[b] = next;
+            if (next == 0) continue;
+            int x = 0;
+            while (x < kinds && seen_t[x] != next) x++;
+            if (x == kinds) seen_t[kinds] = next, votes[kinds++] = 0;
+            votes[x]++;
+        }
+        int32_t succ = -1;
+        int best = 0;
+        for (int x = 0; x < kinds; x++)
+            if (votes[x] > best) best = votes[x], succ = seen_t[x];
+        uint64_t lo = 0, hi = 0;
+        for (int b = 0; b < 128; b++)
+            if (succ > 0 && target[b] == succ) {
+                if (b < 64) lo |= 1ULL << b;
+                else hi |= 1ULL << (b - 64);
+            }
+        /* whether the other characters step alike: asked for later by a subtree that reads
+         * some (CHARS_UNKNOWN), unless it decides whether the chain goes on */
+        int chars = CHARS_UNKNOWN;
+        if (succ < 0 || popcount64(lo) + popcount64(hi) < CHAIN_MIN_BYTES) {
+            int32_t to = succ;
+            chars = chars_lead_to(table, width, fill, ctx, byte_class, p, &to, code);
+            if (chars < 0) return -1;
+            if (succ < 0) succ = chars ? to : 0;
+        }
+        /* a narrow step (a literal's byte, a digit) ends the chain: few subtrees of the trie
+         * read nothing else, and following it would make states no walk may need */
+        if (succ <= 0 || (chars == 0 && popcount64(lo) + popcount64(hi) < CHAIN_MIN_BYTES)) {
+            /* what the last state dies on: a string that reads past it dies there if its
+             * subtree reads nothing else */
+            ch->dead[0] = ch->dead[1] = 0;
+            for (int b = 0; b < 128; b++)
+                if (target[b] == 0) ch->dead[b >> 6] |= 1ULL << (b & 63);
+            ch->dead_chars = 1;
+            for (int b = 0xC2; b <= 0xF4 && ch->dead_chars; b++) {
+                int32_t next = step_state(table, width, fill, ctx, p, byte_class[b], code);
+                if (next < 0) return -1;
+                ch->dead_chars = next == 0;
+            }
+            ch->has_dead = 1;
+            ch->done = 1;
+            break;
+        }
+        ch->ascii[m][0] = lo;
+        ch->ascii[m][1] = hi;
+        ch->chars[m] = (uint8_t)chars;
+        chain_push(ch, succ);
+    }
+    return 0;
+}
+
+/* What handing over a whole subtree works with: the walk's output and where it is. */
+typedef struct {
+    const TrieSummary *summary;
+    Chain *chain;
+    const uint8_t *byte_class;
+    int64_t width;
+    fill_fn fill;
+    void *ctx;
+    int32_t *out_origin, *out_token, *out_state;
+    int64_t capacity;
+    flush_fn flush;
+    const int32_t *first_token;
+    const void *class_of;
+    int32_t wide;
+    int64_t num_origins, num_classes;
+    int32_t *class_row;
+    int64_t *named;
+    int8_t *keeps;
+    int32_t *table;                /* the transition table (a fill may move it) */
+    int64_t written, total, wholes; /* triples in the buffer, flushed, subtrees handed over */
+    int64_t code;                  /* a failure's code */
+} Whole;
+
+/* Node i of at least min_size nodes, its parent entered with state `parent`: when the parent
+ * is on the origin's chain and every state of the chain the subtree's strings pass reads its
+ * bytes alike, its strings are written out (each to its place on the chain) and 1 returned;
+ * else 0. -1 when a row could not be filled, -3 when a flush failed (w->code set). */
+static __attribute__((noinline)) int whole_subtree(Whole *w, int64_t i, int32_t parent,
+                                                   int32_t o) {
+    const TrieSummary *sm = w->summary;
+    Chain *ch = w->chain;
+    int64_t b = sm->big_rank[i >> 6] + popcount64(sm->big_bits[i >> 6] & ((1ULL << (i & 63)) - 1));
+    uint8_t f = sm->flags[b];
+    if (!(f & SUBTREE_WHOLE)) return 0;
+    int32_t k = chain_place(ch, parent);
+    if (k < 0) return 0;
+    int64_t reach = (int64_t)k + sm->span[b]; /* the place of the chain's state read last */
+    if (reach > CHAIN_MAX) reach = CHAIN_MAX;
+    uint64_t lo = sm->ascii[2 * b], hi = sm->ascii[2 * b + 1];
+    int nonascii = (f & SUBTREE_NONASCII) != 0;
+    /* the first step first: most subtrees that fail, fail there */
+    if (ch->len <= k + 1 && chain_extend(ch, k + 1, &w->table, w->width, w->fill, w->ctx,
+                                         w->byte_class, &w->code) != 0)
+        return -1;
+    if (ch->len > k + 1 && ((lo & ~ch->ascii[k][0]) || (hi & ~ch->ascii[k][1])))
+        return 0;
+    if (ch->len <= reach && chain_extend(ch, reach, &w->table, w->width, w->fill, w->ctx,
+                                         w->byte_class, &w->code) != 0)
+        return -1;
+    /* the chain's last place a string may end at: every string fits, or the chain ends
+     * before some and its last state dies on every byte of the subtree, which ends those */
+    int64_t last = reach;
+    if (ch->len <= reach) {
+        last = ch->len - 1;
+        if (!ch->has_dead || (lo & ~ch->dead[0]) || (hi & ~ch->dead[1]) ||
+            (nonascii && !ch->dead_chars))
+            return 0;
+    }
+    for (int64_t m = k; m < last; m++) {
+        if ((lo & ~ch->ascii[m][0]) || (hi & ~ch->ascii[m][1])) return 0;
+        if (nonascii && ch->chars[m] == CHARS_UNKNOWN) {
+            int32_t to = ch->state[m + 1];
+            int chars = chars_lead_to(&w->table, w->width, w->fill, w->ctx, w->byte_class,
+                                      ch->state[m], &to, &w->code);
+            if (chars < 0) return -1;
+            for (int64_t j = 0; j + 1 < ch->len; j++) /* (a loop's places are one step) */
+                if (ch->state[j] == ch->state[m]) /* (so is the next: a state has one) */
+                    ch->chars[j] = (uint8_t)chars;
+        }
+        if (nonascii && !ch->chars[m]) return 0;
+    }
+    /* string s reads string_chars[s] - before[b] characters below the parent: it goes that
+     * much further along the chain, or dies past its last place */
+    int64_t shift = (int64_t)k - sm->before[b];
+    int64_t from = sm->first[b], end = from + sm->count[b];
+    while (from < end) {
+        int64_t take = end - from;
+        if (take > w->capacity - w->written) take = w->capacity - w->written;
+        int64_t at = w->written;
+        if (last == reach) {
+            for (int64_t x = 0; x < take; x++) {
+                w->out_origin[at + x] = o;
+                w->out_token[at + x] = (int32_t)(from + x);
+                w->out_state[at + x] = ch->state[shift + sm->string_chars[from + x]];
+            }
+            w->written += take;
+        } else {
+            for (int64_t x = 0; x < take; x++) {
+                int64_t place = shift + sm->string_chars[from + x];
+                w->out_origin[at] = o;
+                w->out_token[at] = (int32_t)(from + x);
+                w->out_state[at] = ch->state[place <= last ? place : 0];
+                at += place <= last;
+            }
+            w->written = at;
+        }
+        from += take;
+        if (w->written == w->capacity) {
+            if (w->class_row != NULL)
+                check_classes(w->out_origin, w->out_token, w->out_state, w->written,
+                              w->first_token, w->class_of, w->wide, w->num_origins,
+                              w->num_classes, w->class_row, w->named, w->keeps, NULL);
+            if (w->flush(w->written) != 0) {
+                w->code = -1;
+                return -3;
+            }
+            w->total += w->written;
+            w->written = 0;
+        }
+    }
+    w->wholes++;
+    return 1;
+}
+
 /* The walk both entry points share (see the file's comment); class_row NULL: no class check.
  * Inlined twice by walk(), once with units NULL (the byte trie: one byte a node, no inner loop
  * left) and once for a class trie: the generic loop costs a byte-trie walk about twice. */
@@ -86,11 +548,17 @@ static inline __attribute__((always_inline)) int64_t walk_nodes(const int32_t *d
                     int32_t *out_token, int32_t *out_state, int64_t capacity, flush_fn flush,
                     const int32_t *first_token, const void *class_of, int32_t wide,
                     const int64_t *class_size, int64_t num_classes, int32_t *class_row,
-                    int64_t *named, int8_t *keeps, NodeUnits *units) {
+                    int64_t *named, int8_t *keeps, NodeUnits *units,
+                    const TrieSummary *summary, int64_t *whole_out) {
     /* state_at[d]: the state the current path's node at depth d was entered with (d = 0: the
      * origin); depths are 1-based */
     int32_t *state_at = (int32_t *)malloc(sizeof(int32_t) * ((size_t)max_depth + 1));
-    if (state_at == NULL) return -2;
+    Chain *chain = summary != NULL && units == NULL ? (Chain *)malloc(sizeof(Chain)) : NULL;
+    if (state_at == NULL || (summary != NULL && units == NULL && chain == NULL)) {
+        free(state_at);
+        free(chain);
+        return -2;
+    }
     if (class_row != NULL) {
         for (int64_t k = 0; k < num_origins * num_classes; k++) {
             class_row[k] = -1;
@@ -99,12 +567,50 @@ static inline __attribute__((always_inline)) int64_t walk_nodes(const int32_t *d
         for (int64_t o = 0; o < num_origins; o++) keeps[o] = 1;
     }
     int64_t written = 0, total = 0, code = -1;
+/* the buffer is full: checked, handed over and emptied */
+#define FLUSH_FULL()                                                                            \
+    do {                                                                                        \
+        if (class_row != NULL)                                                                  \
+            check_classes(out_origin, out_token, out_state, written, first_token, class_of,    \
+                          wide, num_origins, num_classes, class_row, named, keeps, units);      \
+        if (flush(written) != 0) goto flush_failed;                                             \
+        total += written;                                                                       \
+        written = 0;                                                                            \
+    } while (0)
+    Whole wh = {summary, chain, byte_class, width, fill, ctx, out_origin, out_token, out_state,
+                capacity, flush, first_token, class_of, wide, num_origins, num_classes, class_row,
+                named, keeps, table, 0, 0, 0, -1};
+    int64_t whole_nodes = summary != NULL ? summary->min_size : INT64_MAX;
     for (int64_t o = 0; o < num_origins; o++) {
         state_at[0] = origins[o];
+        /* whole subtrees (see TrieSummary): the origin's chain, made as far as checks ask; none
+         * where the origin reads no wide set of bytes alike */
+        int whole = summary != NULL && units == NULL;
+        if (whole) {
+            chain_start(chain, origins[o]);
+            chain_push(chain, origins[o]);
+            if (chain_extend(chain, 1, &table, width, fill, ctx, byte_class, &code) != 0)
+                goto failed;
+            whole = chain->len > 1;
+        }
         int64_t i = 0;
         while (i < num_nodes) {
             int32_t d = depth[i];
             int32_t next = state_at[d - 1];
+            if (whole && size[i] >= whole_nodes) { /* rare: out of the loop's way */
+                wh.table = table, wh.written = written, wh.total = total;
+                int handed = whole_subtree(&wh, i, next, (int32_t)o);
+                table = wh.table, written = wh.written, total = wh.total;
+                if (handed < 0) {
+                    code = wh.code;
+                    if (handed == -3) goto flush_failed;
+                    goto failed;
+                }
+                if (handed) {
+                    i += size[i];
+                    continue;
+                }
+            }
             /* a node reads one byte, or in a class trie a unit of up to four */
             if (units == NULL) {
                 next = step_state(&table, width, fill, ctx, next, byte_class[node_byte[i]], &code);
@@ -130,15 +636,7 @@ static inline __attribute__((always_inline)) int64_t walk_nodes(const int32_t *d
             out_state[written] = next;
             written += t >= 0;
             if (units != NULL && t >= 0) units->found += units->weight[t];
-            if (written == capacity) {
-                if (class_row != NULL)
-                    check_classes(out_origin, out_token, out_state, written, first_token,
-                                  class_of, wide, num_origins, num_classes, class_row, named,
-                                  keeps, units);
-                if (flush(written) != 0) goto flush_failed;
-                total += written;
-                written = 0;
-            }
+            if (written == capacity) FLUSH_FULL();
             i++;
         }
     }
@@ -158,12 +656,16 @@ static inline __attribute__((always_inline)) int64_t walk_nodes(const int32_t *d
         if (flush(written) != 0) goto flush_failed;
     }
     total += written;
+    if (whole_out != NULL) *whole_out = wh.wholes;
     free(state_at);
+    free(chain);
     return total;
+#undef FLUSH_FULL
 flush_failed:
     code = -1;
 failed:
     free(state_at);
+    free(chain);
     return code;
 }
 
@@ -174,16 +676,18 @@ static int64_t walk(const int32_t *depth, const int32_t *size, const uint8_t *no
                     int32_t *out_token, int32_t *out_state, int64_t capacity, flush_fn flush,
                     const int32_t *first_token, const void *class_of, int32_t wide,
                     const int64_t *class_size, int64_t num_classes, int32_t *class_row,
-                    int64_t *named, int8_t *keeps, NodeUnits *units) {
+                    int64_t *named, int8_t *keeps, NodeUnits *units,
+                    const TrieSummary *summary, int64_t *whole_out) {
+    if (whole_out != NULL) *whole_out = 0;
     if (units == NULL)
         return walk_nodes(depth, size, node_byte, node_token, num_nodes, max_depth, byte_class,
                           table, width, fill, ctx, origins, num_origins, out_origin, out_token,
                           out_state, capacity, flush, first_token, class_of, wide, class_size,
-                          num_classes, class_row, named, keeps, NULL);
+                          num_classes, class_row, named, keeps, NULL, summary, whole_out);
     return walk_nodes(depth, size, node_byte, node_token, num_nodes, max_depth, byte_class, table,
                       width, fill, ctx, origins, num_origins, out_origin, out_token, out_state,
                       capacity, flush, first_token, class_of, wide, class_size, num_classes,
-                      class_row, named, keeps, units);
+                      class_row, named, keeps, units, NULL, NULL);
 }
 
 static int32_t *fill_by_callback(void *ctx, int32_t state, int64_t *code) {
@@ -200,11 +704,12 @@ int64_t regexlm_walk_rows(const int32_t *depth, const int32_t *size, const uint8
                           const uint8_t *byte_class, int32_t *table, int64_t width,
                           const int32_t *origins, int64_t num_origins, int32_t *out_origin,
                           int32_t *out_token, int32_t *out_state, int64_t capacity,
-                          fill_row_fn fill_row, flush_fn flush) {
+                          fill_row_fn fill_row, flush_fn flush, const TrieSummary *summary,
+                          int64_t *whole) {
     return walk(depth, size, node_byte, node_token, num_nodes, max_depth, byte_class, table,
                 width, fill_by_callback, (void *)fill_row, origins, num_origins, out_origin,
                 out_token, out_state, capacity, flush, NULL, NULL, 0, NULL, 0, NULL, NULL, NULL,
-                NULL);
+                NULL, summary, whole);
 }
 
 /*
@@ -229,6 +734,9 @@ int64_t regexlm_walk_rows(const int32_t *depth, const int32_t *size, const uint8
  * strings (first_token[group] and weight[group] of them), and *found receives the number of
  * strings found alive rather than of groups; otherwise *found (when not NULL) is the count
  * returned.
+ *
+ * With summary not NULL (a byte trie's, from regexlm_trie_summary) subtrees are handed over
+ * whole where they can be; *whole (when not NULL) receives how many were. Both entry points.
  */
 int32_t regexlm_lazy_fill(void *engine, int32_t state);
 int32_t *regexlm_lazy_table(const void *engine);
@@ -264,15 +772,15 @@ int64_t regexlm_walk_rows_lazy(const int32_t *depth, const int32_t *size, const 
                                int32_t class_wide, const int64_t *class_size, int64_t num_classes,
                                int32_t *class_row, int64_t *named, int8_t *keeps,
                                const uint32_t *unit_bytes, const uint8_t *unit_length,
-                               const int64_t *weight, int64_t *found) {
+                               const int64_t *weight, int64_t *found,
+                               const TrieSummary *summary, int64_t *whole) {
     LazyFill ctx = {engine, need_state};
     NodeUnits units = {unit_bytes, unit_length, weight, 0};
     int64_t total = walk(depth, size, node_byte, node_token, num_nodes, max_depth, byte_class,
                          regexlm_lazy_table(engine), width, fill_lazy, &ctx, origins,
                          num_origins, out_origin, out_token, out_state, capacity, flush,
                          first_token, class_of, class_wide, class_size, num_classes, class_row,
-                         named, keeps,
-                         unit_bytes == NULL ? NULL : &units);
+                         named, keeps, unit_bytes == NULL ? NULL : &units, summary, whole);
     if (found != NULL) *found = unit_bytes == NULL ? total : units.found;
     return total;
 }
