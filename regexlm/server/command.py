@@ -271,8 +271,12 @@ def run(args: argparse.Namespace) -> int:
         **limits,
     )
     from regexlm.index import native_walk
+    from regexlm.index.compiler import prepare
 
     native_walk.library()  # build (once per machine) and load the C trie walk before serving
+    vocabulary = getattr(generator, "vocabulary", None)
+    if vocabulary is not None:  # its tries and their summary: what the first pattern would pay
+        prepare(vocabulary)
     # What is loaded now lives as long as the process: keep it out of the garbage collector's
     # full passes, which would otherwise stall pattern compiles and decode steps.
     gc.collect()
