@@ -276,10 +276,31 @@ typedef struct {
      * same wherever it comes, so its first place has the most of it known) */
     int32_t slot_state[CHAIN_SLOTS];
     int32_t slot_place[CHAIN_SLOTS];
+    int32_t used[CHAIN_MAX + 1]; /* the slots taken, to free them for the next origin */
+    int32_t num_used;
+    /* per byte class, its ASCII bytes (made once a walk); the classes that have some */
+    uint64_t class_ascii[256][2];
+    int32_t ascii_classes[128];
+    int32_t num_ascii_classes;
 } Chain;
 
-static void chain_start(Chain *ch, int32_t origin) {
+/* A chain for a walk through byte classes `byte_class`: no origin yet. */
+static void chain_init(Chain *ch, const uint8_t *byte_class) {
     for (int x = 0; x < CHAIN_SLOTS; x++) ch->slot_state[x] = -1;
+    ch->num_used = 0;
+    memset(ch->class_ascii, 0, sizeof(ch->class_ascii));
+    ch->num_ascii_classes = 0;
+    for (int b = 0; b < 128; b++) {
+        int c = byte_class[b];
+        if (!ch->class_ascii[c][0] && !ch->class_ascii[c][1])
+            ch->ascii_classes[ch->num_ascii_classes++] = c;
+        ch->class_ascii[c][b >> 6] |= 1ULL << (b & 63);
+    }
+}
+
+static void chain_start(Chain *ch, int32_t origin) {
+    for (int u = 0; u < ch->num_used; u++) ch->slot_state[ch->used[u]] = -1;
+    ch->num_used = 0;
     ch->len = 0;
     ch->done = 0;
     ch->has_dead = 0;
@@ -296,6 +317,7 @@ static void chain_push(Chain *ch, int32_t state) {
     }
     ch->slot_state[x] = state;
     ch->slot_place[x] = place;
+    ch->used[ch->num_used++] = (int32_t)x;
 }
 
 /* The first place of `state` on the chain as known so far, or -1. */
@@ -366,29 +388,31 @@ static int chain_extend(Chain *ch, int64_t upto, int32_t **table, int64_t width,
             chain_push(ch, p);
             continue;
         }
-        /* the successor most ASCII bytes lead to (else the one characters lead to) */
+        /* the successor most ASCII bytes lead to (else the one characters lead to), read a
+         * byte class at a time */
         int32_t target[128], seen_t[CHAIN_MAX_TARGETS], votes[CHAIN_MAX_TARGETS];
         int kinds = 0;
-        for (int b = 0; b < 128; b++) {
-            int32_t next = step_state(table, width, fill, ctx, p, byte_class[b], code);
+        for (int j = 0; j < ch->num_ascii_classes; j++) {
+            int c = ch->ascii_classes[j];
+            int32_t next = step_state(table, width, fill, ctx, p, c, code);
             if (next < 0) return -1;
-            target[b] = next;
+            target[j] = next;
             if (next == 0) continue;
             int x = 0;
             while (x < kinds && seen_t[x] != next) x++;
             if (x == kinds) seen_t[kinds] = next, votes[kinds++] = 0;
-            votes[x]++;
+            votes[x] += (int32_t)(popcount64(ch->class_ascii[c][0]) + popcount64(ch->class_ascii[c][1]));
         }
         int32_t succ = -1;
         int best = 0;
         for (int x = 0; x < kinds; x++)
             if (votes[x] > best) best = votes[x], succ = seen_t[x];
-        uint64_t lo = 0, hi = 0;
-        for (int b = 0; b < 128; b++)
-            if (succ > 0 && target[b] == succ) {
-                if (b < 64) lo |= 1ULL << b;
-                else hi |= 1ULL << (b - 64);
-            }
+        uint64_t lo = 0, hi = 0, dead_lo = 0, dead_hi = 0;
+        for (int j = 0; j < ch->num_ascii_classes; j++) {
+            int c = ch->ascii_classes[j];
+            if (succ > 0 && target[j] == succ) lo |= ch->class_ascii[c][0], hi |= ch->class_ascii[c][1];
+            if (target[j] == 0) dead_lo |= ch->class_ascii[c][0], dead_hi |= ch->class_ascii[c][1];
+        }
         /* whether the other characters step alike: asked for later by a subtree that reads
          * some (CHARS_UNKNOWN), unless it decides whether the chain goes on */
         int chars = CHARS_UNKNOWN;
@@ -403,9 +427,8 @@ static int chain_extend(Chain *ch, int64_t upto, int32_t **table, int64_t width,
         if (succ <= 0 || (chars == 0 && popcount64(lo) + popcount64(hi) < CHAIN_MIN_BYTES)) {
             /* what the last state dies on: a string that reads past it dies there if its
              * subtree reads nothing else */
-            ch->dead[0] = ch->dead[1] = 0;
-            for (int b = 0; b < 128; b++)
-                if (target[b] == 0) ch->dead[b >> 6] |= 1ULL << (b & 63);
+            ch->dead[0] = dead_lo;
+            ch->dead[1] = dead_hi;
             ch->dead_chars = 1;
             for (int b = 0xC2; b <= 0xF4 && ch->dead_chars; b++) {
                 int32_t next = step_state(table, width, fill, ctx, p, byte_class[b], code);
@@ -587,6 +610,7 @@ static inline __attribute__((always_inline)) int64_t walk_nodes(const int32_t *d
          * where the origin reads no wide set of bytes alike */
         int whole = summary != NULL && units == NULL;
         if (whole) {
+            if (o == 0) chain_init(chain, byte_class);
             chain_start(chain, origins[o]);
             chain_push(chain, origins[o]);
             if (chain_extend(chain, 1, &table, width, fill, ctx, byte_class, &code) != 0)
