@@ -493,6 +493,7 @@ static __attribute__((noinline)) int whole_subtree(Whole *w, int64_t i, int32_t 
         return -1;
     if (ch->len > k + 1 && ((lo & ~ch->ascii[k][0]) || (hi & ~ch->ascii[k][1])))
         return 0;
+    if (ch->len > k + 1 && nonascii && ch->chars[k] == 0) return 0; /* (`\w`: known by now) */
     if (ch->len <= reach && chain_extend(ch, reach, &w->table, w->width, w->fill, w->ctx,
                                          w->byte_class, &w->code) != 0)
         return -1;
