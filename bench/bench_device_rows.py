@@ -47,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from bench.bench_rows import random_step  # noqa: E402
 from bench.environment import cpu_model, git_commit  # noqa: E402
 from bench.index_patterns import HEAVY, PATTERNS  # noqa: E402
 
@@ -142,11 +143,9 @@ def walk(index, vocab, steps: int, seed: int, device: Device, beside: bool) -> l
             read_tables(index)  # the new row appended on the device
             device.sync()
             times.append(time.perf_counter() - started)
-        tokens = index.allowed_tokens(state).numpy()
-        tokens = tokens[~np.isin(tokens, eos)]
-        if tokens.size == 0:
+        state = random_step(index, eos, rng, state)
+        if state is None:
             break
-        state = index.next_state(state, int(rng.choice(tokens)))
     return times
 
 

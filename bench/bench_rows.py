@@ -106,12 +106,22 @@ def walk(index, vocab, steps: int, rng) -> tuple[list[float], ...]:
             started = time.perf_counter()
             view(state)
             views.append(time.perf_counter() - started)
-        tokens = index.allowed_tokens(state).numpy()
-        tokens = tokens[~np.isin(tokens, eos)]
-        if tokens.size == 0:
+        state = random_step(index, eos, rng, state)
+        if state is None:
             break
-        state = index.next_state(state, int(rng.choice(tokens)))
     return new_rows, masks, fills, views
+
+
+def random_step(index, eos, rng, state: int) -> int | None:
+    """The state after a random allowed token other than end-of-sequence (``eos``, an array of
+    ids), or None where there is none."""
+    import numpy as np
+
+    tokens = index.allowed_tokens(state).numpy()
+    tokens = tokens[~np.isin(tokens, eos)]
+    if tokens.size == 0:
+        return None
+    return index.next_state(state, int(rng.choice(tokens)))
 
 
 def p99(xs: list[float]) -> float:
