@@ -247,9 +247,10 @@ _summary_lock = threading.Lock()
 
 def trie_summary(trie):
     """The byte trie's summary for whole subtrees (``trie_walk.c``): per subtree of at least
-    :data:`WHOLE_SUBTREE_NODES` nodes, the ASCII bytes it reads, whether it reads others, and
+    :data:`WHOLE_SUBTREE_NODES` nodes, the ASCII bytes it reads, whether it reads others,
     whether it is whole (well-formed UTF-8 after a character boundary, every token ending on
-    one, its strings one run of ids). Made once per trie (about 1 % of the trie's bytes at
+    one, its strings one run of ids) and how many characters its strings read; and each
+    string's characters. Made once per trie (about 1 % of the trie's bytes at
     262,144 tokens); None where the C code is not available."""
     found = trie.__dict__.get("_whole_summary")
     if found is not None:
@@ -348,9 +349,10 @@ def walk(fn, trie, automaton, origins: np.ndarray, classes=None, whole_subtrees:
     ``trie`` may be a :class:`regexlm.index.class_trie.ClassTrie` (only with ``classes``): then
     the triples name its groups of strings, not strings.
 
-    ``whole_subtrees``: a byte trie's subtree that an origin loops through (every byte of it
-    leads the origin back to itself, see ``trie_walk.c``) is handed over without stepping
-    through it; False steps through every node (the tests compare the two)."""
+    ``whole_subtrees``: a large subtree of a byte trie that its origin's chain reads alike
+    (every character of it leads a state of the chain to the next, see ``trie_walk.c``) is
+    handed over without stepping through it; False steps through every node (the tests
+    compare the two)."""
     origins = np.ascontiguousarray(origins, dtype=np.int32)
     byte_class = automaton.byte_classes
     if byte_class.dtype != np.uint8 or not byte_class.flags.c_contiguous:

@@ -216,6 +216,19 @@ static void check_classes(const int32_t *out_origin, const int32_t *out_token,
     }
 }
 
+/* A full buffer of `count` triples: checked (where class_row is given), then handed over.
+ * 0, or -1 when the flush failed. */
+static int flush_checked(const int32_t *out_origin, const int32_t *out_token,
+                         const int32_t *out_state, int64_t count, flush_fn flush,
+                         const int32_t *first_token, const void *class_of, int32_t wide,
+                         int64_t num_origins, int64_t num_classes, int32_t *class_row,
+                         int64_t *named, int8_t *keeps, const NodeUnits *units) {
+    if (class_row != NULL)
+        check_classes(out_origin, out_token, out_state, count, first_token, class_of, wide,
+                      num_origins, num_classes, class_row, named, keeps, units);
+    return flush(count) != 0 ? -1 : 0;
+}
+
 /* The state `from` goes to on byte class `cls`, its row computed first where it is missing
  * (which may move the table); -1, with *code set, when that fails. */
 static inline __attribute__((always_inline)) int32_t step_state(int32_t **table, int64_t width,
@@ -546,11 +559,9 @@ static __attribute__((noinline)) int whole_subtree(Whole *w, int64_t i, int32_t 
         }
         from += take;
         if (w->written == w->capacity) {
-            if (w->class_row != NULL)
-                check_classes(w->out_origin, w->out_token, w->out_state, w->written,
+            if (flush_checked(w->out_origin, w->out_token, w->out_state, w->written, w->flush,
                               w->first_token, w->class_of, w->wide, w->num_origins,
-                              w->num_classes, w->class_row, w->named, w->keeps, NULL);
-            if (w->flush(w->written) != 0) {
+                              w->num_classes, w->class_row, w->named, w->keeps, NULL) != 0) {
                 w->code = -1;
                 return -3;
             }
@@ -591,16 +602,6 @@ static inline __attribute__((always_inline)) int64_t walk_nodes(const int32_t *d
         for (int64_t o = 0; o < num_origins; o++) keeps[o] = 1;
     }
     int64_t written = 0, total = 0, code = -1;
-/* the buffer is full: checked, handed over and emptied */
-#define FLUSH_FULL()                                                                            \
-    do {                                                                                        \
-        if (class_row != NULL)                                                                  \
-            check_classes(out_origin, out_token, out_state, written, first_token, class_of,    \
-                          wide, num_origins, num_classes, class_row, named, keeps, units);      \
-        if (flush(written) != 0) goto flush_failed;                                             \
-        total += written;                                                                       \
-        written = 0;                                                                            \
-    } while (0)
     Whole wh = {summary, chain, byte_class, width, fill, ctx, out_origin, out_token, out_state,
                 capacity, flush, first_token, class_of, wide, num_origins, num_classes, class_row,
                 named, keeps, table, 0, 0, 0, -1};
@@ -661,7 +662,14 @@ static inline __attribute__((always_inline)) int64_t walk_nodes(const int32_t *d
             out_state[written] = next;
             written += t >= 0;
             if (units != NULL && t >= 0) units->found += units->weight[t];
-            if (written == capacity) FLUSH_FULL();
+            if (written == capacity) {
+                if (flush_checked(out_origin, out_token, out_state, written, flush, first_token,
+                                  class_of, wide, num_origins, num_classes, class_row, named,
+                                  keeps, units) != 0)
+                    goto flush_failed;
+                total += written;
+                written = 0;
+            }
             i++;
         }
     }
@@ -685,7 +693,6 @@ static inline __attribute__((always_inline)) int64_t walk_nodes(const int32_t *d
     free(state_at);
     free(chain);
     return total;
-#undef FLUSH_FULL
 flush_failed:
     code = -1;
 failed:
