@@ -100,6 +100,7 @@ class SubsetConstruction:
                 autos[q] = a
                 targets[q] = tuple([t for _, t in row])
         self.autos, self.targets = autos, targets
+        self.distinct_autos = list(seen.values())  # each UTF-8 automaton once
         cuts = sorted(bounds)
         class_of = np.zeros(256, dtype=np.int64)
         for k in range(len(cuts) - 1):

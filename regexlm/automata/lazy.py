@@ -268,16 +268,12 @@ class Distances:
         self.sc = sc
         ok = np.ones(256, dtype=bool) if usable is None else np.asarray(usable, dtype=bool)
         self.ok = ok
-        self.below = usable_below(ok)
-        self._labels: dict[int, list[int]] = {}
+        self.key, self.below = usable_key(ok)
         self.state = self._nfa_distances()
         self.mid: dict[int, int] = {}
 
     def _label_costs(self, auto) -> list[int]:
-        found = self._labels.get(id(auto))
-        if found is None:
-            found = self._labels[id(auto)] = label_costs(auto, self.below)
-        return found
+        return costs_of_labels(auto, self.key, self.below)
 
     def _nfa_distances(self) -> list[int]:
         # Dial's algorithm: a bucket per distance. Epsilons cost 0 and are followed at once
@@ -352,6 +348,42 @@ def usable_below(ok: np.ndarray) -> list[int]:
     """``below[b]``: how many usable bytes lie below byte ``b`` (``ok``: ``bool[256]``), so a
     byte range ``[lo, hi]`` holds one iff ``below[hi + 1] > below[lo]``."""
     return [0, *np.cumsum(ok).tolist()]
+
+
+# usable byte sets seen (one a vocabulary): their key (ok.tobytes()) -> usable_below
+_BELOW: dict[bytes, list[int]] = {}
+_BELOW_KEPT = 16
+# label costs memoized on a UTF-8 automaton, for this many usable byte sets at most
+_COSTS_KEPT = 4
+
+
+def usable_key(ok: np.ndarray) -> tuple[bytes, list[int]]:
+    """``(key, below)`` of the usable bytes ``ok`` (``bool[256]``): a key for memos and
+    :func:`usable_below`, made once per set (a vocabulary has one)."""
+    key = np.asarray(ok, dtype=bool).tobytes()
+    below = _BELOW.get(key)
+    if below is None:
+        if len(_BELOW) >= _BELOW_KEPT:
+            _BELOW.clear()
+        below = _BELOW[key] = usable_below(np.frombuffer(key, dtype=bool))
+    return key, below
+
+
+def costs_of_labels(auto, key: bytes, below: list[int]) -> list[int]:
+    """:func:`label_costs` of ``auto`` for the usable bytes of ``key`` (from
+    :func:`usable_key`), memoized on the automaton: UTF-8 automata are shared by the patterns
+    that use the same sets (see :func:`regexlm.automata.utf8.utf8_partition_automaton`), so a
+    class such as ``[0-9]`` is costed once per vocabulary, not once per pattern. The list is
+    shared: do not change it."""
+    memo = auto.costs
+    if memo is None:
+        memo = auto.costs = {}
+    found = memo.get(key)
+    if found is None:
+        if len(memo) >= _COSTS_KEPT:
+            memo.clear()
+        found = memo[key] = label_costs(auto, below)
+    return found
 
 
 def label_costs(auto, below: list[int]) -> list[int]:

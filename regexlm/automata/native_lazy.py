@@ -44,8 +44,8 @@ from regexlm.automata.lazy import (
     DEFAULT_STEP_BYTES,
     UNREACHABLE,
     Distances,
-    label_costs,
-    usable_below,
+    costs_of_labels,
+    usable_key,
 )
 from regexlm.automata.limits import DEFAULT_TIMEOUT, Deadline, too_many_walk_bytes
 from regexlm.automata.nfa import CharNFA
@@ -54,6 +54,7 @@ from regexlm.errors import PatternTooComplexError
 # result codes of lazy_dfa.c
 OK, NEED_STATE, NO_MEMORY, OVER_BYTES, OVER_TIME = 0, 1, -2, -3, -4
 UNKNOWN = -5  # a distance not known yet
+_UNREACHABLE = int(UNREACHABLE)
 HANDOVER_BATCH = 256  # NFA states handed to C in one call
 # Python's share of an automaton's memory (see nfa_bytes)
 PYTHON_BASE_BYTES = 16 << 10
@@ -541,9 +542,9 @@ class NativeLazyDFA(WholeInputs):
         ids = np.fromiter(map(id, sc.autos), dtype=np.int64, count=n)
         ids[chr_count == 0] = -1
         unique, first, which = np.unique(ids, return_index=True, return_inverse=True)
-        below = usable_below(ok)
+        key, below = usable_key(ok)
         costs = [
-            label_costs(sc.autos[q], below) if unique[k] != -1 else []
+            costs_of_labels(sc.autos[q], key, below) if unique[k] != -1 else []
             for k, q in enumerate(first.tolist())
         ]
         label_off = np.zeros(len(costs) + 1, dtype=np.int64)
@@ -578,12 +579,34 @@ class NativeLazyDFA(WholeInputs):
             self._check(found, "byte distances")
         return int(found)
 
-    def describe(self, states: np.ndarray, usable: np.ndarray | None = None):
+    def describe(
+        self, states: np.ndarray, usable: np.ndarray | None = None, *, distances: bool = True
+    ):
         """``(keys, match int32[n], distance int32[n])`` of many states at once: what
-        :meth:`key`, :meth:`match_index` and :meth:`byte_distance` give one at a time."""
+        :meth:`key`, :meth:`match_index` and :meth:`byte_distance` give one at a time.
+        ``distances=False`` leaves the distances out where they are not known yet (they are
+        :data:`UNKNOWN` then): finding them costs a search over the whole NFA, which a caller
+        that knows them all finite (:meth:`spells_every_label`) can leave for later."""
         with self.lock:
-            self._use_distances(usable)
+            if distances:
+                self._use_distances(usable)
             return self._describe(states)
+
+    def spells_every_label(self, usable: np.ndarray | None) -> bool:
+        """Whether ``usable`` bytes (``bool[256]``, None: all) spell some character of every
+        character transition of the NFA, each byte alone, and every UTF-8 continuation byte
+        is usable. Then every state but the dead one has a finite byte distance (the NFA is
+        trimmed: each of its states reaches a match, and a point inside a character finishes
+        it with continuation bytes), which :meth:`describe` can leave for later."""
+        if usable is None:
+            return True
+        ok = np.asarray(usable, dtype=bool)
+        if not ok[0x80:0xC0].all():
+            return False
+        key, below = usable_key(ok)
+        with self.lock:
+            autos = self._subsets.distinct_autos
+            return all(_UNREACHABLE not in costs_of_labels(auto, key, below) for auto in autos)
 
     def _describe(self, states) -> tuple[list[bytes], np.ndarray, np.ndarray]:
         """Keys, match indexes and distances (:data:`UNKNOWN` before any usable set) of

@@ -49,11 +49,14 @@ class Utf8Automaton:
     byte values where some range starts or ends + 1 (used to build byte classes).
     """
 
-    __slots__ = ("trans", "boundaries", "charsets")
+    __slots__ = ("trans", "boundaries", "charsets", "costs")
 
     def __init__(self, trans: list[list[tuple[int, int, int]]], charsets: tuple[CharSet, ...]):
         self.trans = trans
         self.charsets = charsets
+        # per set of usable bytes, the fewest of them that spell each label (see
+        # regexlm.automata.lazy.costs_of_labels); None until asked for
+        self.costs: dict[bytes, list[int]] | None = None
         bounds = set()
         for row in trans:
             for lo, hi, _ in row:

@@ -147,7 +147,13 @@ def compile(  # noqa: A001
 
 def _index(automaton, vocab, device, patterns, *, explore, full: bool) -> TokenIndex:
     started = time.perf_counter()
-    rows = IndexRows(automaton, vocab, patterns, strict=not full and explore is None)
+    rows = IndexRows(
+        automaton,
+        vocab,
+        patterns,
+        strict=not full and explore is None,
+        defer_distances=not full and explore is not None,
+    )
     rows.ensure([rows.start])
     if full:
         rows.explore(None)

@@ -44,8 +44,13 @@ sooner.
 **The first mask.** Before the exploration, the start row leaves out every target no single-byte
 path completes, as rows built on demand do; after it, the row is exact. The two agree wherever
 the vocabulary spells each byte the pattern needs as a token of its own, and the first never
-allows a token the second does not. The exploration may renumber states, except the start,
-which is always 0: no other id exists for a caller before it.
+allows a token the second does not. Where the vocabulary's single bytes spell some character
+of every character transition of the automaton and every continuation byte
+(:meth:`~regexlm.automata.native_lazy.NativeLazyDFA.spells_every_label`), no state's byte
+distance is infinite, so the start row leaves nothing out and the distances, a search over the
+whole NFA, wait for the exploration too (``distances_later``): until then the bounds read 0, and
+nothing reads them but the tests for "no completion". The exploration may renumber states,
+except the start, which is always 0: no other id exists for a caller before it.
 
 **Memory.** The index holds ``class_of`` (2 bytes a token on the host, see
 :mod:`~regexlm.index.token_classes`; the device tables' copy has 4), per built row C entries,
@@ -126,7 +131,15 @@ class IndexRows:
     an index.
     """
 
-    def __init__(self, automaton, vocab, patterns: tuple[str, ...], *, strict: bool = True):
+    def __init__(
+        self,
+        automaton,
+        vocab,
+        patterns: tuple[str, ...],
+        *,
+        strict: bool = True,
+        defer_distances: bool = False,
+    ):
         self.patterns = patterns
         self.vocab_size = int(vocab.size)
         self.vocab_fingerprint = vocab.fingerprint
@@ -138,6 +151,15 @@ class IndexRows:
         self.class_trie: class_trie.ClassTrie | None | bool = None
         self.usable = usable_bytes(vocab)
         self._init_progress()
+        # The byte distances (the bounds in min_tokens) wait for settle where every state's is
+        # known to be finite: until then a state's bound reads 0 and only the tests for "no
+        # completion" (UNREACHABLE) read the bounds, which they pass, as the true ones would.
+        self.distances_later = bool(
+            defer_distances
+            and not strict
+            and hasattr(automaton, "spells_every_label")
+            and automaton.spells_every_label(self.usable)
+        )
         self.exact = False
         # strict: a target with no known way to complete (bound UNREACHABLE) is not allowed.
         # Off only while exploring, where the exact search decides instead.
@@ -184,6 +206,7 @@ class IndexRows:
         # a row past the automaton's per-call limits: every later row build raises it again
         self.failure: PatternTooComplexError | None = None
         self.slow_seconds = 0.0  # CPU time of the row builds counted as slow (SLOW_ROW_FRACTION)
+        self.distances_later = False  # the bounds of the states so far wait for settle
 
     @property
     def class_of(self) -> np.ndarray:
@@ -239,7 +262,10 @@ class IndexRows:
         call where the automaton can describe several states at once)."""
         a = self.automaton
         describe = getattr(a, "describe", None)
-        if describe is not None:
+        if describe is not None and self.distances_later:
+            keys, match, _ = describe(qs, distances=False)
+            dist = np.zeros(len(keys), dtype=np.int32)  # (made exact at settle)
+        elif describe is not None:
             keys, match, dist = describe(qs, self.usable)
         else:
             listed = qs.tolist()
@@ -270,6 +296,17 @@ class IndexRows:
             if top >= self.state_of_dfa.size:
                 self._remember(top, -1)
             self.state_of_dfa[qs] = np.asarray(sids, dtype=np.int64)
+
+    def _find_distances(self) -> None:
+        """The byte distances of the states added while they waited (see
+        ``distances_later``), before anything reads their values. Called with the lock held."""
+        if not self.distances_later:
+            return
+        n = self.num_states
+        qs = self._automaton_states(np.arange(n))
+        _, _, dist = self.automaton.describe(qs, self.usable)
+        self.min_tokens[:n] = np.minimum(np.asarray(dist, dtype=np.int64), UNREACHABLE)
+        self.distances_later = False
 
     def _remember(self, q: int, sid: int) -> None:
         if q >= self.state_of_dfa.size:
@@ -513,6 +550,7 @@ class IndexRows:
                 return
             max_states, max_work, descent_work = plan
             started = time.perf_counter()
+            self._find_distances()
             self.pending = None  # the exploration's own row builds do not settle again
             self.mask_generation += 1
             self.exploring = True
@@ -557,6 +595,7 @@ class IndexRows:
         (None: no limit). When every reachable state has its row, make ``min_tokens`` exact
         and drop the states no token path completes; return whether that happened."""
         with self.lock:
+            self._find_distances()
             work_limit = None if max_work is None else self.walked + max_work
             while True:
                 todo = np.flatnonzero(~self.built[: self.num_states])
@@ -597,6 +636,7 @@ class IndexRows:
         stay within ``max_work`` live pairs (None: no limit); the first is always tried.
         """
         with self.lock:
+            self._find_distances()
             if self.match[state] >= 0:
                 return
             self.ensure([state])
@@ -1082,10 +1122,9 @@ class TokenIndex:
         if isinstance(states, torch.Tensor):
             states = states.detach().to("cpu").numpy()
         states = np.asarray(states, dtype=np.int64).reshape(-1)
-        self._rows.ensure(states)
         if self._device.type == "cpu" and states.size == 1:
-            self._serve_masks()
-            return torch.from_numpy(self._cached_row(int(states[0])).reshape(1, -1).copy())
+            return torch.from_numpy(self._host_mask(int(states[0])).reshape(1, -1).copy())
+        self._rows.ensure(states)
         if (self._device.type == "cpu" and states.size <= 64) or self._rows.pending is not None:
             # (pending: only the start row is asked for, which needs no settled tables)
             return torch.from_numpy(self._pack_host(states)).to(self._device)
@@ -1108,9 +1147,7 @@ class TokenIndex:
             rows.settle()  # ids other than the start come from settled tables
         if not 0 <= state < rows.num_states:
             raise IndexError(f"state {state} is out of range: the index has {rows.num_states}")
-        rows.ensure(np.array([state], dtype=np.int64))
-        self._serve_masks()
-        return self._cached_row(state)
+        return self._host_mask(state)
 
     def fill_bitmask(self, out: torch.Tensor, states, index: int = 0) -> None:
         """Write the masks of ``states`` (as for :meth:`bitmask_rows`) into rows ``index``,
@@ -1133,11 +1170,20 @@ class TokenIndex:
             and out.dtype == torch.int32
         ):
             found = self._known_mask(states[0])
-            if found is not None:
-                np.copyto(out.numpy()[index], found)
-                return
+            if found is None:  # built and packed once, then copied straight into out
+                found = self._host_mask(int(states[0]))
+            np.copyto(out.numpy()[index], found)
+            return
         masks = self.bitmask_rows(states)  # [n, W]
         out[index : index + masks.shape[0]].copy_(masks)
+
+    def _host_mask(self, state: int) -> np.ndarray:
+        """One state's packed mask on the host (``int32[W]``, read-only, cached): its row is
+        built first where needed. What :meth:`bitmask_rows` and :meth:`fill_bitmask` copy out
+        for a single state."""
+        self._rows.ensure(np.array([state], dtype=np.int64))
+        self._serve_masks()
+        return self._cached_row(state)
 
     def _serve_masks(self) -> None:
         """Note that single masks are asked for: from now on ensure_rows packs the masks of the

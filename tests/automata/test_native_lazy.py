@@ -77,6 +77,62 @@ def test_c_finds_every_nfa_states_distance_as_python_does(pattern, usable):
         assert c._nfa_distances(ok).tolist() == expected, pattern
 
 
+def _spelled(chars, ok: np.ndarray) -> bool:
+    """Whether some character of the set (a list of code-point ranges) has a UTF-8 encoding
+    whose every byte is in ``ok``: code point by code point, up to the first."""
+    for lo, hi in chars:
+        for c in range(lo, hi + 1):
+            if 0xD800 <= c <= 0xDFFF:
+                continue
+            if all(ok[b] for b in chr(c).encode()):
+                return True
+    return False
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pattern=regex_patterns(),
+    texts=st.lists(st.text(ALPHABET, max_size=12), min_size=1, max_size=8),
+    data=st.data(),
+)
+def test_every_label_spelled_promises_a_finite_distance_to_every_live_state(pattern, texts, data):
+    """``spells_every_label`` (what lets an index leave the byte distances for later): true
+    exactly when every continuation byte is usable and every character transition of the NFA
+    has a character whose bytes all are, checked character by character; and when true, every
+    live state on the prefixes of some texts has a finite distance in the Python automaton."""
+    pair = _pair(pattern)
+    if pair is None:
+        return
+    py, c = pair
+    # bytes the pattern spells, and a few continuation and lead bytes, are left out
+    candidates = sorted(set(pattern.encode()) | {0x80, 0x9F, 0xA9, 0xBF, 0xC3, 0xE4, 0xF0})
+    missing = data.draw(st.sets(st.sampled_from(candidates), max_size=3))
+    ok = np.ones(256, dtype=bool)
+    ok[sorted(missing)] = False
+    labels = [chars for row in c._sc.nfa.edges for chars, _ in row]
+    expected = bool(ok[0x80:0xC0].all()) and all(_spelled(chars, ok) for chars in labels)
+    assert c.spells_every_label(ok) == expected, (pattern, sorted(missing))
+    assert c.spells_every_label(None)
+    if not expected:
+        return
+    for text in texts:
+        data = text.encode()
+        for k in range(len(data) + 1):
+            q = py.run(data[:k])
+            if q != 0:
+                assert py.byte_distance(q, ok) < UNREACHABLE, (pattern, data[:k])
+
+
+def test_describe_can_leave_the_distances_for_later():
+    c = compile_lazy(r"[a-z]+@[a-z]+\.com", timeout=None, native=True)
+    states = np.array([c.start, c.run(b"a")])
+    keys, match, dist = c.describe(states, distances=False)
+    assert (dist == native_lazy.UNKNOWN).all()
+    assert keys == c.describe(states)[0]
+    assert match.tolist() == c.describe(states)[1].tolist() == [-1, -1]
+    assert c.describe(states)[2].tolist() == [c.byte_distance(int(s)) for s in states]
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pattern=regex_patterns(), texts=st.lists(st.text(ALPHABET, max_size=8), max_size=8))
 def test_vectorized_steps_and_rows_agree_with_single_steps(pattern, texts):

@@ -10,6 +10,7 @@ threads that ask for the start mask or the tables while another explores see set
 from __future__ import annotations
 
 import threading
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ import torch
 from hypothesis import HealthCheck, assume, given, settings
 
 import regexlm
+from regexlm.automata.native_lazy import NativeLazyDFA
 from regexlm.errors import RegexError
 from tests.strategies import ASCII_ALPHABET, regex_patterns
 
@@ -53,6 +55,52 @@ def test_the_first_mask_is_the_settled_one_on_printable_text(smollm2_vocab, patt
     first = index.bitmask_rows([index.start_state])
     index.settle()
     assert torch.equal(first, index.bitmask_rows([index.start_state]))
+
+
+def _settled_tables(index) -> dict[str, np.ndarray]:
+    index.settle()
+    return index.host_tables()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pattern=regex_patterns())
+def test_the_settled_index_does_not_depend_on_the_distances_waiting(smollm2_vocab, pattern):
+    """Compile leaves the byte distances for the first use where every state's is finite; the
+    settled tables (exact or bounded ``min_tokens`` included) are what they are when compile
+    finds the distances at once."""
+    try:
+        index = regexlm.compile(pattern, smollm2_vocab, cache=False, mode="auto")
+    except RegexError:
+        assume(False)
+    waited = index._rows.distances_later
+    with mock.patch.object(NativeLazyDFA, "spells_every_label", return_value=False):
+        at_once = regexlm.compile(pattern, smollm2_vocab, cache=False, mode="auto")
+    assert not at_once._rows.distances_later
+    first = index.bitmask_rows([index.start_state])
+    assert torch.equal(first, at_once.bitmask_rows([at_once.start_state]))
+    got, expected = _settled_tables(index), _settled_tables(at_once)
+    assert not index._rows.distances_later
+    assert got.keys() == expected.keys()
+    for name in got:
+        assert np.array_equal(got[name], expected[name]), (pattern, name, waited)
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_compile_leaves_the_distances_to_the_first_use_where_they_are_finite(
+    smollm2_vocab, pattern
+):
+    index = regexlm.compile(pattern, smollm2_vocab, cache=False, mode="auto")
+    assert index._rows.distances_later
+    assert index.min_tokens_to_match(index.start_state) > 0  # found at settle
+    assert not index._rows.distances_later
+
+
+def test_a_label_no_single_byte_spells_has_its_distances_found_at_compile(smollm2_vocab):
+    # \x04 is no token of its own; "b" is, so the pattern compiles, with its bounds at once
+    index = regexlm.compile("b|a\x04", smollm2_vocab, cache=False, mode="auto")
+    assert not index._rows.distances_later
+    index.settle()
+    assert index.min_tokens_to_match(index.start_state) == 1
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)
