@@ -40,13 +40,21 @@ _lock = threading.Lock()
 _loaded: list = []  # [library or None] once tried
 
 
+_byte_at = ctypes.c_byte.from_buffer
+_address_of = ctypes.addressof
+
+
 def address(a) -> int:
     """The address of a contiguous numpy array's first byte, for a C call. A writable array's
     is read through the buffer protocol (about a third of the cost of ``a.ctypes.data``, which
-    makes an object each time: a compile takes dozens); others go through ``a.ctypes``."""
-    if a.flags.writeable and a.nbytes:
-        return ctypes.addressof(ctypes.c_byte.from_buffer(a))
-    return a.ctypes.data
+    makes an object each time: a compile takes dozens); others (read-only or empty: the buffer
+    protocol refuses them) go through ``a.ctypes``; a strided one is refused."""
+    try:
+        return _address_of(_byte_at(a))
+    except (TypeError, ValueError):
+        if not a.flags.c_contiguous:
+            raise ValueError("a C call needs a contiguous array") from None
+        return a.ctypes.data
 
 
 def enabled() -> bool:

@@ -23,7 +23,9 @@ def test_an_arrays_address_is_numpys(size, dtype, offset, writeable):
     assert native.address(a) == a.ctypes.data
 
 
-def test_a_noncontiguous_array_is_refused_not_misread():
+@pytest.mark.parametrize("writeable", [True, False])
+def test_a_noncontiguous_array_is_refused_not_misread(writeable):
     a = np.zeros(10, dtype=np.int32)[::2]
+    a.flags.writeable = writeable
     with pytest.raises((TypeError, ValueError, BufferError)):
         native.address(a)

@@ -91,20 +91,24 @@ class SubsetConstruction:
         # the identity of its sets (the NFA holds them alive), not by hashing their ranges.
         seen: dict[tuple[int, ...], object] = {}
         for q, row in enumerate(nfa.edges):
-            if row:
+            if not row:
+                continue
+            if len(row) == 1:  # most states: one transition
+                ((chars, t),) = row
+                key: tuple[int, ...] = (id(chars),)
+                targets[q] = (t,)
+            else:
                 key = tuple([id(chars) for chars, _ in row])
-                a = seen.get(key)
-                if a is None:
-                    a = seen[key] = utf8_partition_automaton(tuple([c for c, _ in row]))
-                    bounds |= a.boundaries
-                autos[q] = a
                 targets[q] = tuple([t for _, t in row])
+            a = seen.get(key)
+            if a is None:
+                a = seen[key] = utf8_partition_automaton(tuple([c for c, _ in row]))
+                bounds |= a.boundaries
+            autos[q] = a
         self.autos, self.targets = autos, targets
         self.distinct_autos = list(seen.values())  # each UTF-8 automaton once
         cuts = sorted(bounds)
-        class_of = np.zeros(256, dtype=np.int64)
-        for k in range(len(cuts) - 1):
-            class_of[cuts[k] : cuts[k + 1]] = k
+        class_of = np.repeat(np.arange(len(cuts) - 1, dtype=np.int64), np.diff(cuts))  # [256]
         self.class_of = class_of
         self.num_classes = len(cuts) - 1
         self.cls = class_of.tolist()

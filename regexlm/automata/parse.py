@@ -245,6 +245,15 @@ def _not_literal(c: int, flags: int) -> CharSet:
 
 
 def _class(items: list, flags: int) -> CharSet:
+    """The set of a ``[...]`` class (or ``\\d``, ``\\w``, ... alone), remembered by its items
+    and flags: a pattern repeats its classes (``\\d{4}-\\d{2}``) and patterns share them, and
+    sorting the ranges of a Unicode category again costs more than the rest of a small pattern's
+    parse."""
+    return _class_of(tuple(items), flags)
+
+
+@functools.lru_cache(maxsize=SHARED_CLASSES)
+def _class_of(items: tuple, flags: int) -> CharSet:
     unicode = bool(flags & _UNICODE)
     negate = False
     kept = []
