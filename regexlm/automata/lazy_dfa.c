@@ -256,9 +256,12 @@ int32_t regexlm_lazy_clear(Engine *e) {
 /* -- NFA states, automata and positions --------------------------------------------------- */
 
 /* A UTF-8 automaton of num_states states: state u's transitions are off[u] .. off[u + 1) of
- * lo/hi (class ranges, sorted, disjoint) and next. Returns its index, or NO_MEMORY. */
+ * lo/hi (byte ranges, inclusive, sorted, disjoint) and next; byte_class maps each byte to this
+ * engine's byte class, so the ranges are kept as class ranges. Returns its index, NO_MEMORY,
+ * or -1 for a range outside the bytes. */
 int32_t regexlm_lazy_add_automaton(Engine *e, int64_t num_states, const int64_t *off,
-                                   const int32_t *lo, const int32_t *hi, const int32_t *next) {
+                                   const int32_t *lo, const int32_t *hi, const int32_t *next,
+                                   const uint8_t *byte_class) {
     int64_t cap = e->auto_cap;
     GROW_SAME(cap, e->num_autos + 1, ARRAY(e->auto_off), ARRAY(e->auto_states),
               ARRAY(e->auto_ends), ARRAY(e->auto_finish));
@@ -277,8 +280,9 @@ int32_t regexlm_lazy_add_automaton(Engine *e, int64_t num_states, const int64_t 
     e->auto_finish[a] = -1;
     for (int64_t u = 0; u <= num_states; u++) e->au_tr[e->num_au + u] = e->num_tr + off[u];
     for (int64_t t = 0; t < count; t++) {
-        e->tr_lo[e->num_tr + t] = lo[t];
-        e->tr_hi[e->num_tr + t] = hi[t];
+        if (lo[t] < 0 || hi[t] > 255 || lo[t] > hi[t]) return -1;
+        e->tr_lo[e->num_tr + t] = byte_class[lo[t]];
+        e->tr_hi[e->num_tr + t] = byte_class[hi[t]];
         e->tr_next[e->num_tr + t] = next[t];
         if (next[t] < 0 && -(int64_t)next[t] > ends) ends = -(int64_t)next[t];
     }

@@ -79,7 +79,7 @@ def _declare(lib):
         "new": ([i32, i64, p], p),
         "free": ([p], None),
         "clear": ([p], i32),
-        "add_automaton": ([p, i64, p, p, p, p], i32),
+        "add_automaton": ([p, i64, p, p, p, p, p], i32),
         "set_states": ([p, i64, p, p, p, p, p, p], i32),
         "set_distances": ([p, p, p], i32),
         "intern": ([p, p, i64, p], i32),
@@ -131,9 +131,9 @@ _flat_lock = threading.Lock()
 
 
 def _flat_automaton(auto):
-    """``(off int64[U + 1], lo int64[T], hi int64[T], next int32[T])``: a UTF-8 automaton's
-    transitions laid out for C (byte ranges), kept for the automata used most recently (the
-    same classes recur across patterns)."""
+    """``(number of states, address of off int64[U + 1], of lo int32[T], of hi int32[T], of next
+    int32[T], the arrays)``: a UTF-8 automaton's transitions laid out for C (byte ranges),
+    kept for the automata used most recently (the same classes recur across patterns)."""
     found = _flat_automata.get(id(auto))
     if found is not None and found[0] is auto:
         _flat_automata.move_to_end(id(auto))
@@ -141,8 +141,9 @@ def _flat_automaton(auto):
     rows = auto.trans
     off = np.zeros(len(rows) + 1, dtype=np.int64)
     off[1:] = np.cumsum([len(r) for r in rows])
-    flat = np.array([t for r in rows for t in r], dtype=np.int64).reshape(-1, 3)
-    arrays = (off, flat[:, 0].copy(), flat[:, 1].copy(), flat[:, 2].astype(np.int32))
+    flat = np.array([t for r in rows for t in r], dtype=np.int32).reshape(-1, 3)
+    columns = tuple(np.ascontiguousarray(flat[:, k]) for k in range(3))  # lo, hi, next
+    arrays = (len(rows), *(native.address(a) for a in (off, *columns)), (off, *columns))
     with _flat_lock:
         _flat_automata[id(auto)] = (auto, arrays)
         while len(_flat_automata) > FLAT_AUTOMATA_KEPT:
@@ -193,6 +194,7 @@ class NativeLazyDFA(WholeInputs):
         self.step_bytes = step_bytes
         self._deadline: Deadline | None = None
         self.byte_classes = self._sc.class_of.astype(np.uint8)
+        self._byte_classes_at = native.address(self.byte_classes)  # [256], for the C calls
         self.byte_classes.setflags(write=False)
         self.num_byte_classes = self._sc.num_classes
         self._cls = self._sc.cls
@@ -338,17 +340,10 @@ class NativeLazyDFA(WholeInputs):
         return found
 
     def _add_automaton(self, auto) -> int:
-        off, lo, hi, nxt = _flat_automaton(auto)
-        cls = self.byte_classes
-        lo = np.ascontiguousarray(cls[lo], dtype=np.int32)  # byte ranges to class ranges
-        hi = np.ascontiguousarray(cls[hi], dtype=np.int32)
+        # (the arrays, kept alive by this frame, at the addresses given)
+        num_states, off, lo, hi, nxt, _arrays = _flat_automaton(auto)
         index = self._fn["add_automaton"](
-            self._engine,
-            off.size - 1,
-            native.address(off),
-            native.address(lo),
-            native.address(hi),
-            native.address(nxt),
+            self._engine, num_states, off, lo, hi, nxt, self._byte_classes_at
         )
         self._check(min(index, 0), "a UTF-8 automaton")
         self._auto_index[id(auto)] = index

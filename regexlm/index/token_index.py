@@ -1304,10 +1304,11 @@ class TokenIndex:
     def _final_rows(self, states: np.ndarray) -> np.ndarray:
         """``int32[n, C]`` rows of ``states`` as the mask shows them: before the exploration has
         run (only the start row exists), a target no single-byte path completes is left out,
-        as every row built on demand does (see the module docstring)."""
+        as every row built on demand does (see the module docstring); there is none where the
+        distances wait for the exploration."""
         rows = self._rows
         nbc = rows.rows(states)  # [n, C]
-        if rows.pending is not None and not rows.strict:
+        if rows.pending is not None and not rows.strict and not rows.distances_later:
             hopeless = np.append(rows.min_tokens[: rows.num_states] == UNREACHABLE, False)
             nbc[hopeless[nbc]] = -1  # [-1] -> False
         return nbc
