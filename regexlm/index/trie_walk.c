@@ -481,7 +481,11 @@ typedef struct {
     int32_t *table;                /* the transition table (a fill may move it) */
     int64_t written, total, wholes; /* triples in the buffer, flushed, subtrees handed over */
     int64_t code;                  /* a failure's code */
+    int lean;                      /* check the strings only, write no triples (see below) */
+    int64_t lean_found;            /* strings found alive and checked only */
 } Whole;
+
+#define LEAN_SPLIT (-5) /* a lean walk found a row that splits a class (see walk_nodes) */
 
 /* Node i of at least min_size nodes, its parent entered with state `parent`: when the parent
  * is on the origin's chain and every state of the chain the subtree's strings pass reads its
@@ -536,6 +540,23 @@ static __attribute__((noinline)) int whole_subtree(Whole *w, int64_t i, int32_t 
      * much further along the chain, or dies past its last place */
     int64_t shift = (int64_t)k - sm->before[b];
     int64_t from = sm->first[b], end = from + sm->count[b];
+    if (w->lean) { /* the class check of check_classes (one origin), no triple written */
+        int32_t *class_row = w->class_row;
+        int64_t *named = w->named, alive = 0;
+        for (int64_t s = from; s < end; s++) {
+            int64_t place = shift + sm->string_chars[s];
+            if (place > last) continue;
+            int32_t state = ch->state[place];
+            int64_t c = class_at(w->class_of, w->wide, w->first_token[s]);
+            if (named[c] == 0) class_row[c] = state;
+            else if (class_row[c] != state) return LEAN_SPLIT;
+            named[c]++;
+            alive++;
+        }
+        w->lean_found += alive;
+        w->wholes++;
+        return 1;
+    }
     while (from < end) {
         int64_t take = end - from;
         if (take > w->capacity - w->written) take = w->capacity - w->written;
@@ -594,6 +615,18 @@ static inline __attribute__((always_inline)) int64_t walk_nodes(const int32_t *d
         free(chain);
         return -2;
     }
+    /* Lean: one origin, with the class check and whole subtrees, whose row (like most) will
+     * likely split no class: a whole subtree's strings are checked and counted, not written
+     * (what writing them and reading them back for the check costs is most of a broad row's
+     * walk). Where the row does split a class, or the buffer fills, the walk starts again the
+     * usual way: the caller needs every triple then. */
+    int lean = class_row != NULL && units == NULL && summary != NULL && num_origins == 1;
+    int64_t written = 0, total = 0, code = -1;
+    Whole wh = {summary, chain, byte_class, width, fill, ctx, out_origin, out_token, out_state,
+                capacity, flush, first_token, class_of, wide, num_origins, num_classes, class_row,
+                named, keeps, table, 0, 0, 0, -1, 0, 0};
+    int64_t whole_nodes = summary != NULL ? summary->min_size : INT64_MAX;
+restart:
     if (class_row != NULL) {
         for (int64_t k = 0; k < num_origins * num_classes; k++) {
             class_row[k] = -1;
@@ -601,11 +634,8 @@ static inline __attribute__((always_inline)) int64_t walk_nodes(const int32_t *d
         }
         for (int64_t o = 0; o < num_origins; o++) keeps[o] = 1;
     }
-    int64_t written = 0, total = 0, code = -1;
-    Whole wh = {summary, chain, byte_class, width, fill, ctx, out_origin, out_token, out_state,
-                capacity, flush, first_token, class_of, wide, num_origins, num_classes, class_row,
-                named, keeps, table, 0, 0, 0, -1};
-    int64_t whole_nodes = summary != NULL ? summary->min_size : INT64_MAX;
+    written = 0, total = 0;
+    wh.wholes = 0, wh.lean = lean, wh.lean_found = 0;
     for (int64_t o = 0; o < num_origins; o++) {
         state_at[0] = origins[o];
         /* whole subtrees (see TrieSummary): the origin's chain, made as far as checks ask; none
@@ -627,6 +657,10 @@ static inline __attribute__((always_inline)) int64_t walk_nodes(const int32_t *d
                 wh.table = table, wh.written = written, wh.total = total;
                 int handed = whole_subtree(&wh, i, next, (int32_t)o);
                 table = wh.table, written = wh.written, total = wh.total;
+                if (handed == LEAN_SPLIT) {
+                    lean = 0;
+                    goto restart;
+                }
                 if (handed < 0) {
                     code = wh.code;
                     if (handed == -3) goto flush_failed;
@@ -663,6 +697,10 @@ static inline __attribute__((always_inline)) int64_t walk_nodes(const int32_t *d
             written += t >= 0;
             if (units != NULL && t >= 0) units->found += units->weight[t];
             if (written == capacity) {
+                if (lean) { /* nothing is flushed in a lean walk */
+                    lean = 0;
+                    goto restart;
+                }
                 if (flush_checked(out_origin, out_token, out_state, written, flush, first_token,
                                   class_of, wide, num_origins, num_classes, class_row, named,
                                   keeps, units) != 0)
@@ -685,6 +723,11 @@ static inline __attribute__((always_inline)) int64_t walk_nodes(const int32_t *d
     }
     int all_kept = class_row != NULL && total == 0;
     for (int64_t o = 0; o < num_origins && all_kept; o++) all_kept = keeps[o];
+    if (lean && !all_kept) { /* the whole subtrees' triples are needed after all */
+        lean = 0;
+        goto restart;
+    }
+    total += wh.lean_found;
     if (written > 0 && !all_kept) { /* the caller needs the triples */
         if (flush(written) != 0) goto flush_failed;
     }
@@ -759,7 +802,9 @@ int64_t regexlm_walk_rows(const int32_t *depth, const int32_t *size, const uint8
  * then class_row[o * num_classes + c] holds that state (-1: none named). `named` is scratch of
  * num_origins * num_classes counts. The caller can then skip the triples of such an origin;
  * when every origin keeps its classes and the buffer never filled, the triples are not even
- * flushed (the count is still returned).
+ * flushed (the count is still returned). With one origin and a summary, the strings of whole
+ * subtrees are checked without being written at all, and the walk starts again writing them
+ * where the row turns out to split a class (see walk_nodes).
  *
  * With unit_bytes not NULL the trie is a class trie (regexlm/index/class_trie.py): node i reads
  * unit_length[i] bytes of unit_bytes[i] instead of node_byte[i], node_token names a group of

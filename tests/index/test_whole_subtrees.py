@@ -18,9 +18,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import regexlm
 from regexlm.automata import compile_lazy, compile_regex
 from regexlm.index import Vocabulary, native_walk
 from regexlm.index.rows import EagerAutomaton, flat_trie, walk_rows
+from regexlm.index.token_index import initial_classes
 from tests.index.test_class_trie import ODD_PIECES
 
 
@@ -246,6 +248,116 @@ def test_subtrees_are_handed_over_whole_through_an_eager_dfa(smollm2_vocab, patt
     trie = flat_trie(smollm2_vocab)
     automaton = EagerAutomaton(compile_regex(pattern))
     assert _agree(trie, automaton, _origins(automaton, TEXTS), numpy=True) > 0
+
+
+def _state_names(states: np.ndarray, automaton) -> np.ndarray:
+    """``states`` (-1: none) named by their automaton keys, as in :func:`_triples`."""
+    flat = np.asarray(states, dtype=np.int64).reshape(-1)
+    names = [hash(automaton.key(int(q))) if q >= 0 else -1 for q in flat.tolist()]
+    return np.array(names, dtype=np.int64).reshape(np.shape(states))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pattern=broad_patterns, texts=texts, refined=st.booleans())
+def test_the_class_check_hands_subtrees_over_as_stepping_finds(
+    smollm2_vocab, pattern, texts, refined
+):
+    """With the class check, one origin's whole subtrees are checked without writing their
+    triples, and the walk starts again the usual way where its row splits a class: the class
+    rows, what keeps its classes and the strings found equal stepping through every node, and
+    so do the triples where a row splits. Classes refined by the pattern's own rows (most
+    rows keep them) or the vocabulary's first classes (most split)."""
+    trie = flat_trie(smollm2_vocab)
+    automaton = compile_lazy(pattern)
+    if refined:
+        index = regexlm.compile(pattern, smollm2_vocab, cache=False, mode="auto").settle()
+        token_classes = index._rows.classes
+    else:
+        token_classes = initial_classes(smollm2_vocab)
+    classes = (token_classes.class_of, token_classes.size)
+    fn = native_walk.library()
+    origins = _origins(automaton, texts)
+    for batch in [*(origins[i : i + 1] for i in range(origins.size)), origins]:
+        whole = native_walk.walk(fn, trie, automaton, batch, classes=classes)
+        stepped = native_walk.walk(
+            fn, trie, automaton, batch, classes=classes, whole_subtrees=False
+        )
+        (rows_w, keeps_w, found_w), (rows_s, keeps_s, found_s) = whole[3], stepped[3]
+        assert found_w == found_s, pattern
+        assert np.array_equal(keeps_w, keeps_s), pattern
+        assert np.array_equal(
+            _state_names(rows_w[keeps_w], automaton), _state_names(rows_s[keeps_s], automaton)
+        )
+        if not keeps_s.all():
+            assert np.array_equal(_triples(whole[:3], automaton), _triples(stepped[:3], automaton))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pattern=st.sampled_from([r'"[^"\\]{0,40}"', r"[^\n]{0,300}", r"\w{1,50}", "(?s).{0,80}x"]),
+    text=st.sampled_from(['"', '"ab', "", "aaa"]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_classes_merged_across_targets_split_as_stepping_finds(smollm2_vocab, pattern, text, seed):
+    """Classes made to miss what the pattern tells apart: the tokens alive from the origin
+    grouped by the state they lead to and by whether they lie in a large subtree that may be
+    handed over whole, the dead ones apart, then two of these classes merged: alive tokens
+    that part ways, or alive and dead ones in one class. Whether the row splits the merged
+    class rests on the check of where each string goes and of how many are named, inside
+    whole subtrees too."""
+    trie = flat_trie(smollm2_vocab)
+    automaton = compile_lazy(pattern)
+    origin = automaton.run(text.encode())
+    if origin == 0:
+        return
+    origins = np.array([origin])
+    _, alive, target = walk_rows(trie, automaton, origins, native=False)
+    summary = native_walk.trie_summary(trie)[1]
+    in_whole = np.zeros(trie.num_strings, dtype=np.int64)
+    for first, count, flags in zip(
+        summary["first"], summary["count"], summary["flags"], strict=True
+    ):
+        if flags & 1:  # SUBTREE_WHOLE
+            in_whole[first : first + count] = 1
+    kinds, group = np.unique(np.stack([target, in_whole[alive]]), axis=1, return_inverse=True)
+    group = group.reshape(-1)
+    if kinds.shape[1] < 2:
+        return
+    dead = kinds.shape[1]  # the class of the dead tokens
+    rng = np.random.default_rng(seed)
+    a, b = rng.choice(dead, size=2, replace=False)
+    if rng.random() < 0.5:
+        a = dead  # alive and dead tokens in one class
+    group[group == b] = a
+    class_of = np.full(smollm2_vocab.size, dead, dtype=np.uint16)
+    class_of[trie.tokens(alive)] = group
+    size = np.bincount(class_of, minlength=dead + 1).astype(np.int64)
+    fn = native_walk.library()
+    whole = native_walk.walk(fn, trie, automaton, origins, classes=(class_of, size))
+    stepped = native_walk.walk(
+        fn, trie, automaton, origins, classes=(class_of, size), whole_subtrees=False
+    )
+    (rows_w, keeps_w, found_w), (rows_s, keeps_s, found_s) = whole[3], stepped[3]
+    assert found_w == found_s and np.array_equal(keeps_w, keeps_s)
+    if keeps_s.all():  # (two groups of one state merged)
+        assert np.array_equal(_state_names(rows_w, automaton), _state_names(rows_s, automaton))
+    else:
+        assert np.array_equal(_triples(whole[:3], automaton), _triples(stepped[:3], automaton))
+
+
+def test_a_row_that_keeps_its_classes_is_checked_whole(smollm2_vocab):
+    pattern = r'"[^"\\]{0,40}"'
+    trie = flat_trie(smollm2_vocab)
+    automaton = compile_lazy(pattern)
+    index = regexlm.compile(pattern, smollm2_vocab, cache=False, mode="auto").settle()
+    classes = (index._rows.classes.class_of, index._rows.classes.size)
+    inside = np.array([automaton.run(b'"ab')])
+    o, s, q, (rows, keeps, found) = native_walk.walk(
+        native_walk.library(), trie, automaton, inside, classes=classes
+    )
+    assert keeps.all() and native_walk._current.whole > 0
+    assert o.size == 0  # nothing written: the class rows say it all
+    assert found == walk_rows(trie, automaton, inside, native=False)[0].size
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
