@@ -82,7 +82,7 @@ def _load(lib):
         *(p, p, p, p, i64, i32, p, p, i64, p, i64, p, p, p, i64, NEED_STATE, FLUSH),
         *(p, p, i32, p, i64, p, p, p),
         *(p, p, p, p),
-        *(p, p),
+        *(p, p, i32),
     ]
     lazy.restype = i64
     _helpers["walk_rows_lazy"] = lazy
@@ -335,7 +335,15 @@ def _flush(count: int) -> int:
     return 0
 
 
-def walk(fn, trie, automaton, origins: np.ndarray, classes=None, whole_subtrees: bool = True):
+def walk(
+    fn,
+    trie,
+    automaton,
+    origins: np.ndarray,
+    classes=None,
+    whole_subtrees: bool = True,
+    lean: bool = False,
+):
     """``(origin position, string id, state)`` as ``int32`` arrays, from the C walk ``fn`` of
     ``trie`` (:class:`regexlm.index.rows.FlatTrie`) through ``automaton`` from ``origins``,
     grouped by origin position in ascending order.
@@ -352,7 +360,12 @@ def walk(fn, trie, automaton, origins: np.ndarray, classes=None, whole_subtrees:
     ``whole_subtrees``: a large subtree of a byte trie that its origin's chain reads alike
     (every character of it leads a state of the chain to the next, see ``trie_walk.c``) is
     handed over without stepping through it; False steps through every node (the tests
-    compare the two)."""
+    compare the two).
+
+    ``lean`` (with ``classes``, one origin): the caller expects the row to keep its classes,
+    so the strings of whole subtrees are checked and counted without being written; where the
+    row splits a class after all, the walk starts again and writes every triple (the result
+    is the same either way; a row that splits pays about a second walk)."""
     origins = np.ascontiguousarray(origins, dtype=np.int32)
     byte_class = automaton.byte_classes
     if byte_class.dtype != np.uint8 or not byte_class.flags.c_contiguous:
@@ -408,6 +421,7 @@ def walk(fn, trie, automaton, origins: np.ndarray, classes=None, whole_subtrees:
                     ctypes.byref(found),
                     summary_ptr,
                     ctypes.byref(whole),
+                    int(lean),
                 )
                 if ctx.failure is not None:
                     raise ctx.failure

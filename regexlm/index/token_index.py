@@ -207,6 +207,7 @@ class IndexRows:
         self.failure: PatternTooComplexError | None = None
         self.slow_seconds = 0.0  # CPU time of the row builds counted as slow (SLOW_ROW_FRACTION)
         self.distances_later = False  # the bounds of the states so far wait for settle
+        self.last_row_kept = False  # whether the last rows built split no class
 
     @property
     def class_of(self) -> np.ndarray:
@@ -424,7 +425,9 @@ class IndexRows:
         origins = self._automaton_states(states)
         classes = (self.classes.class_of, self.classes.size)
         trie = self.class_trie or self.trie
-        checked = walk_checked_rows(trie, self.automaton, origins, classes)
+        # lean where the last row kept its classes: this one likely will too
+        lean = self.last_row_kept and states.size == 1
+        checked = walk_checked_rows(trie, self.automaton, origins, classes, lean=lean)
         every_state = states
         if checked is None:
             o, strings, q = walk_rows(self.trie, self.automaton, origins)
@@ -433,6 +436,7 @@ class IndexRows:
         else:
             o, strings, q, (class_rows, keeps, found) = checked
             self.walked += found
+            self.last_row_kept = bool(keeps.all())
         if checked is not None and keeps.any():
             # rows that split no class: written from the walk's row over classes at once
             self._write_class_rows(states[keeps], class_rows[keeps])

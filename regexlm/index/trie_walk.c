@@ -605,7 +605,7 @@ static inline __attribute__((always_inline)) int64_t walk_nodes(const int32_t *d
                     const int32_t *first_token, const void *class_of, int32_t wide,
                     const int64_t *class_size, int64_t num_classes, int32_t *class_row,
                     int64_t *named, int8_t *keeps, NodeUnits *units,
-                    const TrieSummary *summary, int64_t *whole_out) {
+                    const TrieSummary *summary, int64_t *whole_out, int lean_ok) {
     /* state_at[d]: the state the current path's node at depth d was entered with (d = 0: the
      * origin); depths are 1-based */
     int32_t *state_at = (int32_t *)malloc(sizeof(int32_t) * ((size_t)max_depth + 1));
@@ -615,12 +615,13 @@ static inline __attribute__((always_inline)) int64_t walk_nodes(const int32_t *d
         free(chain);
         return -2;
     }
-    /* Lean: one origin, with the class check and whole subtrees, whose row (like most) will
-     * likely split no class: a whole subtree's strings are checked and counted, not written
-     * (what writing them and reading them back for the check costs is most of a broad row's
-     * walk). Where the row does split a class, or the buffer fills, the walk starts again the
-     * usual way: the caller needs every triple then. */
-    int lean = class_row != NULL && units == NULL && summary != NULL && num_origins == 1;
+    /* Lean (where the caller expects the row to split no class, lean_ok): one origin, with
+     * the class check and whole subtrees: a whole subtree's strings are checked and counted,
+     * not written (what writing them and reading them back for the check costs is most of a
+     * broad row's walk). Where the row does split a class, or the buffer fills, the walk starts
+     * again the usual way: the caller needs every triple then. */
+    int lean = lean_ok && class_row != NULL && units == NULL && summary != NULL &&
+               num_origins == 1;
     int64_t written = 0, total = 0, code = -1;
     Whole wh = {summary, chain, byte_class, width, fill, ctx, out_origin, out_token, out_state,
                 capacity, flush, first_token, class_of, wide, num_origins, num_classes, class_row,
@@ -752,17 +753,18 @@ static int64_t walk(const int32_t *depth, const int32_t *size, const uint8_t *no
                     const int32_t *first_token, const void *class_of, int32_t wide,
                     const int64_t *class_size, int64_t num_classes, int32_t *class_row,
                     int64_t *named, int8_t *keeps, NodeUnits *units,
-                    const TrieSummary *summary, int64_t *whole_out) {
+                    const TrieSummary *summary, int64_t *whole_out, int lean_ok) {
     if (whole_out != NULL) *whole_out = 0;
     if (units == NULL)
         return walk_nodes(depth, size, node_byte, node_token, num_nodes, max_depth, byte_class,
                           table, width, fill, ctx, origins, num_origins, out_origin, out_token,
                           out_state, capacity, flush, first_token, class_of, wide, class_size,
-                          num_classes, class_row, named, keeps, NULL, summary, whole_out);
+                          num_classes, class_row, named, keeps, NULL, summary, whole_out,
+                          lean_ok);
     return walk_nodes(depth, size, node_byte, node_token, num_nodes, max_depth, byte_class, table,
                       width, fill, ctx, origins, num_origins, out_origin, out_token, out_state,
                       capacity, flush, first_token, class_of, wide, class_size, num_classes,
-                      class_row, named, keeps, units, NULL, NULL);
+                      class_row, named, keeps, units, NULL, NULL, 0);
 }
 
 static int32_t *fill_by_callback(void *ctx, int32_t state, int64_t *code) {
@@ -784,7 +786,7 @@ int64_t regexlm_walk_rows(const int32_t *depth, const int32_t *size, const uint8
     return walk(depth, size, node_byte, node_token, num_nodes, max_depth, byte_class, table,
                 width, fill_by_callback, (void *)fill_row, origins, num_origins, out_origin,
                 out_token, out_state, capacity, flush, NULL, NULL, 0, NULL, 0, NULL, NULL, NULL,
-                NULL, summary, whole);
+                NULL, summary, whole, 0);
 }
 
 /*
@@ -802,9 +804,10 @@ int64_t regexlm_walk_rows(const int32_t *depth, const int32_t *size, const uint8
  * then class_row[o * num_classes + c] holds that state (-1: none named). `named` is scratch of
  * num_origins * num_classes counts. The caller can then skip the triples of such an origin;
  * when every origin keeps its classes and the buffer never filled, the triples are not even
- * flushed (the count is still returned). With one origin and a summary, the strings of whole
- * subtrees are checked without being written at all, and the walk starts again writing them
- * where the row turns out to split a class (see walk_nodes).
+ * flushed (the count is still returned). With `lean` set, one origin and a summary, the
+ * strings of whole subtrees are checked without being written at all, and the walk starts again
+ * writing them where the row turns out to split a class (see walk_nodes): for a caller that
+ * expects the row to keep its classes.
  *
  * With unit_bytes not NULL the trie is a class trie (regexlm/index/class_trie.py): node i reads
  * unit_length[i] bytes of unit_bytes[i] instead of node_byte[i], node_token names a group of
@@ -850,14 +853,15 @@ int64_t regexlm_walk_rows_lazy(const int32_t *depth, const int32_t *size, const 
                                int32_t *class_row, int64_t *named, int8_t *keeps,
                                const uint32_t *unit_bytes, const uint8_t *unit_length,
                                const int64_t *weight, int64_t *found,
-                               const TrieSummary *summary, int64_t *whole) {
+                               const TrieSummary *summary, int64_t *whole, int32_t lean) {
     LazyFill ctx = {engine, need_state};
     NodeUnits units = {unit_bytes, unit_length, weight, 0};
     int64_t total = walk(depth, size, node_byte, node_token, num_nodes, max_depth, byte_class,
                          regexlm_lazy_table(engine), width, fill_lazy, &ctx, origins,
                          num_origins, out_origin, out_token, out_state, capacity, flush,
                          first_token, class_of, class_wide, class_size, num_classes, class_row,
-                         named, keeps, unit_bytes == NULL ? NULL : &units, summary, whole);
+                         named, keeps, unit_bytes == NULL ? NULL : &units, summary, whole,
+                         lean);
     if (found != NULL) *found = unit_bytes == NULL ? total : units.found;
     return total;
 }
