@@ -207,7 +207,6 @@ class IndexRows:
         self.failure: PatternTooComplexError | None = None
         self.slow_seconds = 0.0  # CPU time of the row builds counted as slow (SLOW_ROW_FRACTION)
         self.distances_later = False  # the bounds of the states so far wait for settle
-        self.last_row_kept = False  # whether the last rows built split no class
 
     @property
     def class_of(self) -> np.ndarray:
@@ -425,8 +424,7 @@ class IndexRows:
         origins = self._automaton_states(states)
         classes = (self.classes.class_of, self.classes.size)
         trie = self.class_trie or self.trie
-        # lean where the last row kept its classes: this one likely will too
-        lean = self.last_row_kept and states.size == 1
+        lean = states.size == 1  # (see native_walk.walk)
         checked = walk_checked_rows(trie, self.automaton, origins, classes, lean=lean)
         every_state = states
         if checked is None:
@@ -436,7 +434,6 @@ class IndexRows:
         else:
             o, strings, q, (class_rows, keeps, found) = checked
             self.walked += found
-            self.last_row_kept = bool(keeps.all())
         if checked is not None and keeps.any():
             # rows that split no class: written from the walk's row over classes at once
             self._write_class_rows(states[keeps], class_rows[keeps])

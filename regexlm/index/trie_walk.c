@@ -483,9 +483,53 @@ typedef struct {
     int64_t code;                  /* a failure's code */
     int lean;                      /* check the strings only, write no triples (see below) */
     int64_t lean_found;            /* strings found alive and checked only */
+    int64_t *lean_at;              /* per subtree checked only: (b, shift, last, reach) */
+    int64_t lean_count, lean_cap;
 } Whole;
 
-#define LEAN_SPLIT (-5) /* a lean walk found a row that splits a class (see walk_nodes) */
+/* Write the triples of big subtree b's strings: string s goes to the chain's place
+ * shift + string_chars[s], or dies past `last` (`reach`: where the longest would go). 0, or -3
+ * when a flush failed (w->code set). */
+static int emit_subtree(Whole *w, int64_t b, int64_t shift, int64_t last, int64_t reach,
+                        int32_t o) {
+    const TrieSummary *sm = w->summary;
+    const Chain *ch = w->chain;
+    int64_t from = sm->first[b], end = from + sm->count[b];
+    while (from < end) {
+        int64_t take = end - from;
+        if (take > w->capacity - w->written) take = w->capacity - w->written;
+        int64_t at = w->written;
+        if (last == reach) {
+            for (int64_t x = 0; x < take; x++) {
+                w->out_origin[at + x] = o;
+                w->out_token[at + x] = (int32_t)(from + x);
+                w->out_state[at + x] = ch->state[shift + sm->string_chars[from + x]];
+            }
+            w->written += take;
+        } else {
+            for (int64_t x = 0; x < take; x++) {
+                int64_t place = shift + sm->string_chars[from + x];
+                w->out_origin[at] = o;
+                w->out_token[at] = (int32_t)(from + x);
+                w->out_state[at] = ch->state[place <= last ? place : 0];
+                at += place <= last;
+            }
+            w->written = at;
+        }
+        from += take;
+        if (w->written == w->capacity) {
+            if (flush_checked(w->out_origin, w->out_token, w->out_state, w->written, w->flush,
+                              w->first_token, w->class_of, w->wide, w->num_origins,
+                              w->num_classes, w->class_row, w->named, w->keeps, NULL) != 0) {
+                w->code = -1;
+                return -3;
+            }
+            w->total += w->written;
+            w->written = 0;
+        }
+    }
+    return 0;
+}
 
 /* Node i of at least min_size nodes, its parent entered with state `parent`: when the parent
  * is on the origin's chain and every state of the chain the subtree's strings pass reads its
@@ -539,57 +583,42 @@ static __attribute__((noinline)) int whole_subtree(Whole *w, int64_t i, int32_t 
     /* string s reads string_chars[s] - before[b] characters below the parent: it goes that
      * much further along the chain, or dies past its last place */
     int64_t shift = (int64_t)k - sm->before[b];
-    int64_t from = sm->first[b], end = from + sm->count[b];
-    if (w->lean) { /* the class check of check_classes (one origin), no triple written */
+    if (w->lean) { /* the class check of check_classes (one origin), no triple written yet */
+        int64_t from = sm->first[b], end = from + sm->count[b];
         int32_t *class_row = w->class_row;
         int64_t *named = w->named, alive = 0;
-        for (int64_t s = from; s < end; s++) {
+        int split = 0;
+        for (int64_t s = from; s < end && !split; s++) {
             int64_t place = shift + sm->string_chars[s];
             if (place > last) continue;
             int32_t state = ch->state[place];
             int64_t c = class_at(w->class_of, w->wide, w->first_token[s]);
             if (named[c] == 0) class_row[c] = state;
-            else if (class_row[c] != state) return LEAN_SPLIT;
+            else if (class_row[c] != state) split = 1;
             named[c]++;
             alive++;
         }
-        w->lean_found += alive;
-        w->wholes++;
-        return 1;
-    }
-    while (from < end) {
-        int64_t take = end - from;
-        if (take > w->capacity - w->written) take = w->capacity - w->written;
-        int64_t at = w->written;
-        if (last == reach) {
-            for (int64_t x = 0; x < take; x++) {
-                w->out_origin[at + x] = o;
-                w->out_token[at + x] = (int32_t)(from + x);
-                w->out_state[at + x] = ch->state[shift + sm->string_chars[from + x]];
+        if (!split) { /* noted, to be written at the end should the row split after all */
+            if (w->lean_count == w->lean_cap) {
+                int64_t cap = w->lean_cap ? 2 * w->lean_cap : 64;
+                int64_t *grown = (int64_t *)realloc(w->lean_at, sizeof(int64_t) * 4 * cap);
+                if (grown == NULL) {
+                    w->code = -2;
+                    return -1;
+                }
+                w->lean_at = grown, w->lean_cap = cap;
             }
-            w->written += take;
-        } else {
-            for (int64_t x = 0; x < take; x++) {
-                int64_t place = shift + sm->string_chars[from + x];
-                w->out_origin[at] = o;
-                w->out_token[at] = (int32_t)(from + x);
-                w->out_state[at] = ch->state[place <= last ? place : 0];
-                at += place <= last;
-            }
-            w->written = at;
+            int64_t *e = w->lean_at + 4 * w->lean_count++;
+            e[0] = b, e[1] = shift, e[2] = last, e[3] = reach;
+            w->lean_found += alive;
+            w->wholes++;
+            return 1;
         }
-        from += take;
-        if (w->written == w->capacity) {
-            if (flush_checked(w->out_origin, w->out_token, w->out_state, w->written, w->flush,
-                              w->first_token, w->class_of, w->wide, w->num_origins,
-                              w->num_classes, w->class_row, w->named, w->keeps, NULL) != 0) {
-                w->code = -1;
-                return -3;
-            }
-            w->total += w->written;
-            w->written = 0;
-        }
+        /* the row splits a class: the rest of the walk writes its triples as it goes */
+        w->keeps[0] = 0;
+        w->lean = 0;
     }
+    if (emit_subtree(w, b, shift, last, reach, o) != 0) return -3;
     w->wholes++;
     return 1;
 }
@@ -615,19 +644,18 @@ static inline __attribute__((always_inline)) int64_t walk_nodes(const int32_t *d
         free(chain);
         return -2;
     }
-    /* Lean (where the caller expects the row to split no class, lean_ok): one origin, with
-     * the class check and whole subtrees: a whole subtree's strings are checked and counted,
-     * not written (what writing them and reading them back for the check costs is most of a
-     * broad row's walk). Where the row does split a class, or the buffer fills, the walk starts
-     * again the usual way: the caller needs every triple then. */
-    int lean = lean_ok && class_row != NULL && units == NULL && summary != NULL &&
-               num_origins == 1;
+    /* Lean (lean_ok): one origin, with the class check and whole subtrees: a whole subtree's
+     * strings are checked and counted, not written (what writing them and reading them back
+     * for the check costs is most of a broad row's walk), and the subtree is noted. Where the
+     * row splits no class (most rows, once the first have refined the classes) its triples are
+     * never needed; where it splits one, the noted subtrees are written at the end. */
     int64_t written = 0, total = 0, code = -1;
     Whole wh = {summary, chain, byte_class, width, fill, ctx, out_origin, out_token, out_state,
                 capacity, flush, first_token, class_of, wide, num_origins, num_classes, class_row,
-                named, keeps, table, 0, 0, 0, -1, 0, 0};
+                named, keeps, table, 0, 0, 0, -1, 0, 0, NULL, 0, 0};
+    wh.lean = lean_ok && class_row != NULL && units == NULL && summary != NULL &&
+              num_origins == 1;
     int64_t whole_nodes = summary != NULL ? summary->min_size : INT64_MAX;
-restart:
     if (class_row != NULL) {
         for (int64_t k = 0; k < num_origins * num_classes; k++) {
             class_row[k] = -1;
@@ -635,8 +663,6 @@ restart:
         }
         for (int64_t o = 0; o < num_origins; o++) keeps[o] = 1;
     }
-    written = 0, total = 0;
-    wh.wholes = 0, wh.lean = lean, wh.lean_found = 0;
     for (int64_t o = 0; o < num_origins; o++) {
         state_at[0] = origins[o];
         /* whole subtrees (see TrieSummary): the origin's chain, made as far as checks ask; none
@@ -658,10 +684,6 @@ restart:
                 wh.table = table, wh.written = written, wh.total = total;
                 int handed = whole_subtree(&wh, i, next, (int32_t)o);
                 table = wh.table, written = wh.written, total = wh.total;
-                if (handed == LEAN_SPLIT) {
-                    lean = 0;
-                    goto restart;
-                }
                 if (handed < 0) {
                     code = wh.code;
                     if (handed == -3) goto flush_failed;
@@ -698,10 +720,6 @@ restart:
             written += t >= 0;
             if (units != NULL && t >= 0) units->found += units->weight[t];
             if (written == capacity) {
-                if (lean) { /* nothing is flushed in a lean walk */
-                    lean = 0;
-                    goto restart;
-                }
                 if (flush_checked(out_origin, out_token, out_state, written, flush, first_token,
                                   class_of, wide, num_origins, num_classes, class_row, named,
                                   keeps, units) != 0)
@@ -724,11 +742,16 @@ restart:
     }
     int all_kept = class_row != NULL && total == 0;
     for (int64_t o = 0; o < num_origins && all_kept; o++) all_kept = keeps[o];
-    if (lean && !all_kept) { /* the whole subtrees' triples are needed after all */
-        lean = 0;
-        goto restart;
+    if (all_kept) {
+        total += wh.lean_found;
+    } else { /* the caller needs the triples, those of the subtrees only checked too */
+        for (int64_t j = 0; j < wh.lean_count; j++) {
+            const int64_t *e = wh.lean_at + 4 * j;
+            wh.written = written, wh.total = total;
+            if (emit_subtree(&wh, e[0], e[1], e[2], e[3], 0) != 0) goto flush_failed;
+            written = wh.written, total = wh.total;
+        }
     }
-    total += wh.lean_found;
     if (written > 0 && !all_kept) { /* the caller needs the triples */
         if (flush(written) != 0) goto flush_failed;
     }
@@ -736,12 +759,14 @@ restart:
     if (whole_out != NULL) *whole_out = wh.wholes;
     free(state_at);
     free(chain);
+    free(wh.lean_at);
     return total;
 flush_failed:
     code = -1;
 failed:
     free(state_at);
     free(chain);
+    free(wh.lean_at);
     return code;
 }
 
@@ -805,9 +830,8 @@ int64_t regexlm_walk_rows(const int32_t *depth, const int32_t *size, const uint8
  * num_origins * num_classes counts. The caller can then skip the triples of such an origin;
  * when every origin keeps its classes and the buffer never filled, the triples are not even
  * flushed (the count is still returned). With `lean` set, one origin and a summary, the
- * strings of whole subtrees are checked without being written at all, and the walk starts again
- * writing them where the row turns out to split a class (see walk_nodes): for a caller that
- * expects the row to keep its classes.
+ * strings of whole subtrees are checked without being written, and written at the end only
+ * where the row turns out to split a class (see walk_nodes).
  *
  * With unit_bytes not NULL the trie is a class trie (regexlm/index/class_trie.py): node i reads
  * unit_length[i] bytes of unit_bytes[i] instead of node_byte[i], node_token names a group of
