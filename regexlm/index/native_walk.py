@@ -82,7 +82,7 @@ def _load(lib):
         *(p, p, p, p, i64, i32, p, p, i64, p, i64, p, p, p, i64, NEED_STATE, FLUSH),
         *(p, p, i32, p, i64, p, p, p),
         *(p, p, p, p),
-        *(p, p, i32),
+        *(p, p),
     ]
     lazy.restype = i64
     _helpers["walk_rows_lazy"] = lazy
@@ -342,7 +342,6 @@ def walk(
     origins: np.ndarray,
     classes=None,
     whole_subtrees: bool = True,
-    lean: bool = False,
 ):
     """``(origin position, string id, state)`` as ``int32`` arrays, from the C walk ``fn`` of
     ``trie`` (:class:`regexlm.index.rows.FlatTrie`) through ``automaton`` from ``origins``,
@@ -360,12 +359,9 @@ def walk(
     ``whole_subtrees``: a large subtree of a byte trie that its origin's chain reads alike
     (every character of it leads a state of the chain to the next, see ``trie_walk.c``) is
     handed over without stepping through it; False steps through every node (the tests
-    compare the two).
-
-    ``lean`` (with ``classes``, one origin): the strings of whole subtrees are checked and
-    counted without being written, and where the row splits a class their triples are written
-    at the end (the result is the same either way; a row that keeps its classes, as most do,
-    costs about a third less)."""
+    compare the two). With ``classes`` and one origin, their strings are checked and counted
+    without being written, and written at the end only where the row splits a class (a row
+    that keeps its classes, as most do, costs about a third less)."""
     origins = np.ascontiguousarray(origins, dtype=np.int32)
     byte_class = automaton.byte_classes
     if byte_class.dtype != np.uint8 or not byte_class.flags.c_contiguous:
@@ -421,7 +417,6 @@ def walk(
                     ctypes.byref(found),
                     summary_ptr,
                     ctypes.byref(whole),
-                    int(lean),
                 )
                 if ctx.failure is not None:
                     raise ctx.failure

@@ -202,19 +202,17 @@ def walk_rows(
     return walk_rows_numpy(trie, automaton, origins)
 
 
-def walk_checked_rows(
-    trie: FlatTrie, automaton, origins: np.ndarray, classes, *, lean: bool = False
-):
-    """:func:`walk_rows` with the C walk's class check (see :func:`native_walk.walk`, and
-    there ``lean``): ``(o, s, q, (class_rows, keeps))``, or None where that walk is not
-    available (no C library, or an automaton other than the C lazy DFA)."""
+def walk_checked_rows(trie: FlatTrie, automaton, origins: np.ndarray, classes):
+    """:func:`walk_rows` with the C walk's class check (see :func:`native_walk.walk`):
+    ``(o, s, q, (class_rows, keeps))``, or None where that walk is not available (no C
+    library, or an automaton other than the C lazy DFA)."""
     if getattr(automaton, "native_engine", None) is None:
         return None
     fn = native_walk.library()
     if fn is None:
         return None
     origins = np.asarray(origins, dtype=np.int64)
-    return native_walk.walk(fn, trie, automaton, origins, classes=classes, lean=lean)
+    return native_walk.walk(fn, trie, automaton, origins, classes=classes)
 
 
 def _expand(start: np.ndarray, count: np.ndarray, total: int) -> np.ndarray:

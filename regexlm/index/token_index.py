@@ -424,8 +424,7 @@ class IndexRows:
         origins = self._automaton_states(states)
         classes = (self.classes.class_of, self.classes.size)
         trie = self.class_trie or self.trie
-        lean = states.size == 1  # (see native_walk.walk)
-        checked = walk_checked_rows(trie, self.automaton, origins, classes, lean=lean)
+        checked = walk_checked_rows(trie, self.automaton, origins, classes)
         every_state = states
         if checked is None:
             o, strings, q = walk_rows(self.trie, self.automaton, origins)
@@ -551,6 +550,8 @@ class IndexRows:
                 return
             max_states, max_work, descent_work = plan
             started = time.perf_counter()
+            # (here, outside the optional exploration below: if finding them fails, settle
+            # fails and stays pending, rather than going on with bounds that read 0)
             self._find_distances()
             self.pending = None  # the exploration's own row builds do not settle again
             self.mask_generation += 1

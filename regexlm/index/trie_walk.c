@@ -199,6 +199,16 @@ int64_t regexlm_trie_summary(const int32_t *depth, const int32_t *size, const ui
     return big;
 }
 
+/* One string's share of the class check: the first string named in class slot k notes its
+ * state, a later one going elsewhere splits the class. 0 where it splits. */
+static inline int class_agrees(int32_t *class_row, int64_t *named, int64_t k, int32_t state,
+                               int64_t weight) {
+    int agrees = named[k] == 0 || class_row[k] == state;
+    if (named[k] == 0) class_row[k] = state;
+    named[k] += weight;
+    return agrees;
+}
+
 /* The class check of a walk (see regexlm_walk_rows_lazy) over the triples j in [0, count) of a buffer. */
 static void check_classes(const int32_t *out_origin, const int32_t *out_token,
                           const int32_t *out_state, int64_t count, const int32_t *first_token,
@@ -210,9 +220,8 @@ static void check_classes(const int32_t *out_origin, const int32_t *out_token,
         if (!keeps[o]) continue;
         int32_t t = out_token[j];
         int64_t k = (int64_t)o * num_classes + class_at(class_of, wide, first_token[t]);
-        if (named[k] == 0) class_row[k] = out_state[j];
-        else if (class_row[k] != out_state[j]) keeps[o] = 0;
-        named[k] += units == NULL ? 1 : units->weight[t];
+        if (!class_agrees(class_row, named, k, out_state[j], units == NULL ? 1 : units->weight[t]))
+            keeps[o] = 0;
     }
 }
 
@@ -585,17 +594,13 @@ static __attribute__((noinline)) int whole_subtree(Whole *w, int64_t i, int32_t 
     int64_t shift = (int64_t)k - sm->before[b];
     if (w->lean) { /* the class check of check_classes (one origin), no triple written yet */
         int64_t from = sm->first[b], end = from + sm->count[b];
-        int32_t *class_row = w->class_row;
-        int64_t *named = w->named, alive = 0;
+        int64_t alive = 0;
         int split = 0;
         for (int64_t s = from; s < end && !split; s++) {
             int64_t place = shift + sm->string_chars[s];
             if (place > last) continue;
-            int32_t state = ch->state[place];
             int64_t c = class_at(w->class_of, w->wide, w->first_token[s]);
-            if (named[c] == 0) class_row[c] = state;
-            else if (class_row[c] != state) split = 1;
-            named[c]++;
+            split = !class_agrees(w->class_row, w->named, c, ch->state[place], 1);
             alive++;
         }
         if (!split) { /* noted, to be written at the end should the row split after all */
@@ -634,7 +639,7 @@ static inline __attribute__((always_inline)) int64_t walk_nodes(const int32_t *d
                     const int32_t *first_token, const void *class_of, int32_t wide,
                     const int64_t *class_size, int64_t num_classes, int32_t *class_row,
                     int64_t *named, int8_t *keeps, NodeUnits *units,
-                    const TrieSummary *summary, int64_t *whole_out, int lean_ok) {
+                    const TrieSummary *summary, int64_t *whole_out) {
     /* state_at[d]: the state the current path's node at depth d was entered with (d = 0: the
      * origin); depths are 1-based */
     int32_t *state_at = (int32_t *)malloc(sizeof(int32_t) * ((size_t)max_depth + 1));
@@ -644,7 +649,7 @@ static inline __attribute__((always_inline)) int64_t walk_nodes(const int32_t *d
         free(chain);
         return -2;
     }
-    /* Lean (lean_ok): one origin, with the class check and whole subtrees: a whole subtree's
+    /* Lean: one origin, with the class check and whole subtrees: a whole subtree's
      * strings are checked and counted, not written (what writing them and reading them back
      * for the check costs is most of a broad row's walk), and the subtree is noted. Where the
      * row splits no class (most rows, once the first have refined the classes) its triples are
@@ -653,8 +658,7 @@ static inline __attribute__((always_inline)) int64_t walk_nodes(const int32_t *d
     Whole wh = {summary, chain, byte_class, width, fill, ctx, out_origin, out_token, out_state,
                 capacity, flush, first_token, class_of, wide, num_origins, num_classes, class_row,
                 named, keeps, table, 0, 0, 0, -1, 0, 0, NULL, 0, 0};
-    wh.lean = lean_ok && class_row != NULL && units == NULL && summary != NULL &&
-              num_origins == 1;
+    wh.lean = class_row != NULL && units == NULL && summary != NULL && num_origins == 1;
     int64_t whole_nodes = summary != NULL ? summary->min_size : INT64_MAX;
     if (class_row != NULL) {
         for (int64_t k = 0; k < num_origins * num_classes; k++) {
@@ -778,18 +782,17 @@ static int64_t walk(const int32_t *depth, const int32_t *size, const uint8_t *no
                     const int32_t *first_token, const void *class_of, int32_t wide,
                     const int64_t *class_size, int64_t num_classes, int32_t *class_row,
                     int64_t *named, int8_t *keeps, NodeUnits *units,
-                    const TrieSummary *summary, int64_t *whole_out, int lean_ok) {
+                    const TrieSummary *summary, int64_t *whole_out) {
     if (whole_out != NULL) *whole_out = 0;
     if (units == NULL)
         return walk_nodes(depth, size, node_byte, node_token, num_nodes, max_depth, byte_class,
                           table, width, fill, ctx, origins, num_origins, out_origin, out_token,
                           out_state, capacity, flush, first_token, class_of, wide, class_size,
-                          num_classes, class_row, named, keeps, NULL, summary, whole_out,
-                          lean_ok);
+                          num_classes, class_row, named, keeps, NULL, summary, whole_out);
     return walk_nodes(depth, size, node_byte, node_token, num_nodes, max_depth, byte_class, table,
                       width, fill, ctx, origins, num_origins, out_origin, out_token, out_state,
                       capacity, flush, first_token, class_of, wide, class_size, num_classes,
-                      class_row, named, keeps, units, NULL, NULL, 0);
+                      class_row, named, keeps, units, NULL, NULL);
 }
 
 static int32_t *fill_by_callback(void *ctx, int32_t state, int64_t *code) {
@@ -811,7 +814,7 @@ int64_t regexlm_walk_rows(const int32_t *depth, const int32_t *size, const uint8
     return walk(depth, size, node_byte, node_token, num_nodes, max_depth, byte_class, table,
                 width, fill_by_callback, (void *)fill_row, origins, num_origins, out_origin,
                 out_token, out_state, capacity, flush, NULL, NULL, 0, NULL, 0, NULL, NULL, NULL,
-                NULL, summary, whole, 0);
+                NULL, summary, whole);
 }
 
 /*
@@ -829,9 +832,9 @@ int64_t regexlm_walk_rows(const int32_t *depth, const int32_t *size, const uint8
  * then class_row[o * num_classes + c] holds that state (-1: none named). `named` is scratch of
  * num_origins * num_classes counts. The caller can then skip the triples of such an origin;
  * when every origin keeps its classes and the buffer never filled, the triples are not even
- * flushed (the count is still returned). With `lean` set, one origin and a summary, the
- * strings of whole subtrees are checked without being written, and written at the end only
- * where the row turns out to split a class (see walk_nodes).
+ * flushed (the count is still returned). With one origin and a summary, the strings of whole
+ * subtrees are checked without being written, and written at the end only where the row turns
+ * out to split a class (see walk_nodes).
  *
  * With unit_bytes not NULL the trie is a class trie (regexlm/index/class_trie.py): node i reads
  * unit_length[i] bytes of unit_bytes[i] instead of node_byte[i], node_token names a group of
@@ -877,15 +880,14 @@ int64_t regexlm_walk_rows_lazy(const int32_t *depth, const int32_t *size, const 
                                int32_t *class_row, int64_t *named, int8_t *keeps,
                                const uint32_t *unit_bytes, const uint8_t *unit_length,
                                const int64_t *weight, int64_t *found,
-                               const TrieSummary *summary, int64_t *whole, int32_t lean) {
+                               const TrieSummary *summary, int64_t *whole) {
     LazyFill ctx = {engine, need_state};
     NodeUnits units = {unit_bytes, unit_length, weight, 0};
     int64_t total = walk(depth, size, node_byte, node_token, num_nodes, max_depth, byte_class,
                          regexlm_lazy_table(engine), width, fill_lazy, &ctx, origins,
                          num_origins, out_origin, out_token, out_state, capacity, flush,
                          first_token, class_of, class_wide, class_size, num_classes, class_row,
-                         named, keeps, unit_bytes == NULL ? NULL : &units, summary, whole,
-                         lean);
+                         named, keeps, unit_bytes == NULL ? NULL : &units, summary, whole);
     if (found != NULL) *found = unit_bytes == NULL ? total : units.found;
     return total;
 }

@@ -278,7 +278,7 @@ def test_the_class_check_hands_subtrees_over_as_stepping_finds(
     fn = native_walk.library()
     origins = _origins(automaton, texts)
     for batch in [*(origins[i : i + 1] for i in range(origins.size)), origins]:
-        whole = native_walk.walk(fn, trie, automaton, batch, classes=classes, lean=True)
+        whole = native_walk.walk(fn, trie, automaton, batch, classes=classes)
         stepped = native_walk.walk(
             fn, trie, automaton, batch, classes=classes, whole_subtrees=False
         )
@@ -333,7 +333,7 @@ def test_classes_merged_across_targets_split_as_stepping_finds(smollm2_vocab, pa
     class_of[trie.tokens(alive)] = group
     size = np.bincount(class_of, minlength=dead + 1).astype(np.int64)
     fn = native_walk.library()
-    whole = native_walk.walk(fn, trie, automaton, origins, classes=(class_of, size), lean=True)
+    whole = native_walk.walk(fn, trie, automaton, origins, classes=(class_of, size))
     stepped = native_walk.walk(
         fn, trie, automaton, origins, classes=(class_of, size), whole_subtrees=False
     )
@@ -353,7 +353,7 @@ def test_a_row_that_keeps_its_classes_is_checked_whole(smollm2_vocab):
     classes = (index._rows.classes.class_of, index._rows.classes.size)
     inside = np.array([automaton.run(b'"ab')])
     o, s, q, (rows, keeps, found) = native_walk.walk(
-        native_walk.library(), trie, automaton, inside, classes=classes, lean=True
+        native_walk.library(), trie, automaton, inside, classes=classes
     )
     assert keeps.all() and native_walk._current.whole > 0
     assert o.size == 0  # nothing written: the class rows say it all
