@@ -85,11 +85,13 @@ class SubsetConstruction:
         # The UTF-8 automaton of the character transitions of every NFA state (one automaton for
         # all of a state's sets, labelled by transition), and byte classes from all their bounds.
         autos: list = [None] * n
+        slots = [-1] * n  # each state's automaton as its place in distinct_autos, -1 none
         targets: list[tuple[int, ...]] = [()] * n
+        distinct: list = []
         bounds = {0, 256}
         # Counted repeats copy one set into many states: look each tuple of sets up once, by
         # the identity of its sets (the NFA holds them alive), not by hashing their ranges.
-        seen: dict[tuple[int, ...], object] = {}
+        seen: dict[tuple[int, ...], int] = {}
         for q, row in enumerate(nfa.edges):
             if not row:
                 continue
@@ -100,13 +102,17 @@ class SubsetConstruction:
             else:
                 key = tuple([id(chars) for chars, _ in row])
                 targets[q] = tuple([t for _, t in row])
-            a = seen.get(key)
-            if a is None:
-                a = seen[key] = utf8_partition_automaton(tuple([c for c, _ in row]))
+            slot = seen.get(key)
+            if slot is None:
+                slot = seen[key] = len(distinct)
+                a = utf8_partition_automaton(tuple([c for c, _ in row]))
+                distinct.append(a)
                 bounds |= a.boundaries
-            autos[q] = a
-        self.autos, self.targets = autos, targets
-        self.distinct_autos = list(seen.values())  # each UTF-8 automaton once
+            autos[q] = distinct[slot]
+            slots[q] = slot
+        self.autos, self.targets, self.auto_slots = autos, targets, slots
+        # each UTF-8 automaton once (an automaton shared by equal sets of other ids may repeat)
+        self.distinct_autos = distinct
         cuts = sorted(bounds)
         class_of = np.repeat(np.arange(len(cuts) - 1, dtype=np.int64), np.diff(cuts))  # [256]
         self.class_of = class_of

@@ -5,13 +5,14 @@
  * and the reference the tests hold this one to.
  *
  * A DFA state is a sorted set of positions. Positions 0 .. n-1 are the NFA's states (at a
- * character boundary); the others are points inside a character. Python hands over, once per
- * NFA state that reads characters and the first time a row needs it, the UTF-8 automaton of its
- * character transitions (as byte-class ranges; shared automata are sent once), the NFA states
- * each transition leads to and their epsilon closures. Handing over NFA state q, whose automaton
- * has U states, gives it a block of U ids from a counter that starts at n: the point at
- * automaton state u while q's character is read is id mid_base[q] + u. Blocks are given in
- * increasing order, so an id decodes back to (q, u) by a binary search over the blocks' bases.
+ * character boundary); the others are points inside a character. Python gives, once, the UTF-8
+ * automaton of each NFA state's character transitions (as byte-class ranges; shared automata
+ * are sent once), the NFA states each transition leads to and the epsilon transitions, as flat
+ * arrays. The first time a row needs NFA state q, q is *prepared*: the epsilon closures of its
+ * targets are found (each NFA state's once, kept) and, where its automaton has U states, it gets
+ * a block of U ids from a counter that starts at n: the point at automaton state u while q's
+ * character is read is id mid_base[q] + u. Blocks are given in increasing order, so an id
+ * decodes back to (q, u) by a binary search over the blocks' bases.
  *
  * Nothing is stored per position: the *moves* of a position (first class, last class, target
  * position set, as in Python's SubsetConstruction.moves) are its automaton state's transitions,
@@ -21,16 +22,14 @@
  *
  * The row of a state is, per class, the union of the target sets of its positions' moves that
  * cover the class, interned through a hash table; rows are kept in a table of int32[capacity, K]
- * where -1 marks a row not computed yet. When a row needs an NFA state not handed over yet,
- * fill returns NEED_STATE and leaves the NFA state in `need_position`; the caller registers it
- * and calls fill again.
+ * where -1 marks a row not computed yet.
  *
  * Byte distances to a match: Python gives each NFA state's (the fewest usable bytes, over its
  * epsilons and whole characters) and which classes hold a usable byte; a point inside a
  * character adds the fewest usable bytes that finish the character with each of its results,
  * from a table per automaton made on first need after the distances are given.
  *
- * What persists: the NFA states handed over (their targets and closures), the automata, and the
+ * What persists: the NFA (its targets, epsilons and the closures found), the automata, and the
  * id blocks, so ids, and the keys Python makes of them, stay valid across clears. What
  * regexlm_lazy_clear drops: the states (sets, table, hash) and what names them (the closures'
  * state memo). Calls under a limit stop with OVER_BYTES or OVER_TIME (the state being made is
@@ -42,7 +41,6 @@
 #include <time.h>
 
 #define OK 0
-#define NEED_STATE 1
 #define NO_MEMORY (-2)
 #define OVER_BYTES (-3)
 #define OVER_TIME (-4)
@@ -52,14 +50,21 @@
 typedef struct {
     int32_t K;
     int64_t n; /* NFA states */
-    /* NFA states: what Python handed over */
+    /* NFA states: what Python gave (regexlm_lazy_set_nfa) */
     int32_t *nfa_match;   /* [n] lowest pattern index matched there, -1 for none */
-    int32_t *nfa_auto;    /* [n] UTF-8 automaton of its characters, -1 none, -2 not handed over */
-    int64_t *nfa_tgt_off; /* [n] its transitions' NFA targets, in tgt_nfa */
+    int32_t *given_auto;  /* [n] UTF-8 automaton of its characters, -1 none; NULL: not given */
+    int32_t *nfa_auto;    /* [n] the same once the state is prepared, -2 before */
+    int64_t *nfa_tgt_off; /* [n + 1] its transitions' NFA targets, in tgt_nfa */
     int64_t *mid_base;    /* [n] its block of ids of points inside a character, -1 none */
+    int64_t *eps_off;     /* [n + 1] its epsilon transitions' targets, in eps_to */
+    int32_t *eps_to;
+    int64_t num_eps;
+    int64_t *cl_off;   /* [n] its epsilon closure in `closures`, -1 not found yet */
+    int32_t *cl_len;   /* [n] */
+    int32_t *cl_stack; /* [n] scratch of the closure search */
     int32_t *tgt_nfa;
     int64_t tgt_nfa_len, tgt_nfa_cap;
-    int64_t *tgt_cl_off; /* per entry of tgt_nfa: its closure in `closures` */
+    int64_t *tgt_cl_off; /* per entry of tgt_nfa: its closure in `closures` (once prepared) */
     int32_t *tgt_cl_len;
     int32_t *tgt_state; /* per entry: the state of its closure, -1 unknown (states change) */
     int64_t tgt_cl_cap;
@@ -105,7 +110,6 @@ typedef struct {
     double deadline;     /* thread CPU seconds; <= 0: none */
     int64_t bytes_limit; /* <= 0: none */
     int64_t fills;
-    int32_t need_position;
 } Engine;
 
 static double thread_seconds(void) {
@@ -167,7 +171,10 @@ int64_t regexlm_lazy_nbytes(const Engine *e) {
  * their distance tables, the id blocks and the scratch buffers. */
 int64_t regexlm_lazy_kept_nbytes(const Engine *e) {
     int64_t m = e->n > 0 ? e->n : 1;
-    int64_t nfa = m * (4 + 4 + 8 + 8) + (e->nfa_dist != NULL ? m * 4 : 0) + e->K +
+    /* per NFA state: match, given and prepared automaton, targets' and epsilons' offsets,
+     * block, closure offset and length, search stack */
+    int64_t per_state = 4 + 4 + 4 + 8 + 8 + 8 + 8 + 4 + 4;
+    int64_t nfa = m * per_state + 16 + e->num_eps * 4 + (e->nfa_dist != NULL ? m * 4 : 0) + e->K +
                   e->tgt_nfa_cap * 4 + e->tgt_cl_cap * (8 + 4 + 4) + e->closures_cap * 4;
     int64_t automata = e->auto_cap * 4 * 8 + e->au_cap * 8 + e->tr_cap * 3 * 4 + e->finish_cap * 4;
     int64_t ids = e->owner_cap * (8 + 4);
@@ -185,7 +192,8 @@ static int reset_states(Engine *e) {
 
 void regexlm_lazy_free(Engine *e) {
     if (e == NULL) return;
-    void *all[] = {e->nfa_match, e->nfa_auto, e->nfa_tgt_off, e->mid_base, e->tgt_nfa,
+    void *all[] = {e->nfa_match, e->given_auto, e->nfa_auto, e->nfa_tgt_off, e->mid_base,
+                   e->eps_off, e->eps_to, e->cl_off, e->cl_len, e->cl_stack, e->tgt_nfa,
                    e->tgt_cl_off, e->tgt_cl_len, e->tgt_state, e->closures, e->nfa_dist,
                    e->usable_class, e->auto_off, e->auto_states, e->auto_ends, e->auto_finish,
                    e->au_tr, e->tr_lo, e->tr_hi, e->tr_next, e->finish, e->owner_base,
@@ -197,6 +205,7 @@ void regexlm_lazy_free(Engine *e) {
 }
 
 static int add_state(Engine *e, const int32_t *set, int64_t n, uint64_t h);
+static void sort_ids(int32_t *a, int64_t n);
 
 /* An automaton over K byte classes for an NFA of n states with the given match indexes. */
 Engine *regexlm_lazy_new(int32_t K, int64_t n, const int32_t *match) {
@@ -207,7 +216,7 @@ Engine *regexlm_lazy_new(int32_t K, int64_t n, const int32_t *match) {
     int64_t m = n > 0 ? n : 1;
     e->nfa_match = (int32_t *)malloc(sizeof(int32_t) * (size_t)m);
     e->nfa_auto = (int32_t *)malloc(sizeof(int32_t) * (size_t)m);
-    e->nfa_tgt_off = (int64_t *)malloc(sizeof(int64_t) * (size_t)m);
+    e->nfa_tgt_off = (int64_t *)calloc((size_t)m + 1, sizeof(int64_t));
     e->mid_base = (int64_t *)malloc(sizeof(int64_t) * (size_t)m);
     e->stamp = (int32_t *)calloc((size_t)m, sizeof(int32_t));
     e->usable_class = (uint8_t *)calloc((size_t)K, 1);
@@ -293,66 +302,122 @@ int32_t regexlm_lazy_add_automaton(Engine *e, int64_t num_states, const int64_t 
     return (int32_t)a;
 }
 
-/* NFA state q reads characters with automaton `automaton` (-1: none); its transitions lead to
- * NFA states targets[0 .. num_targets), whose closures are closure_elems[off[i] .. off[i+1]).
- * A state handed over again keeps what it has: its ids must not change. */
-static int32_t set_state(Engine *e, int64_t q, int32_t automaton, int64_t num_targets,
-                         const int32_t *targets, const int64_t *off,
-                         const int32_t *closure_elems) {
-    if (q < 0 || q >= e->n || automaton < -1 || automaton >= e->num_autos) return -1;
-    if (e->nfa_auto[q] != -2) return OK;
-    int64_t base = e->tgt_nfa_len;
-    int64_t block = automaton >= 0 ? e->auto_states[automaton] : 0;
-    /* moves name a target entry or a point by an int32 (see regexlm_lazy_fill) */
-    if (base + num_targets > INT32_MAX || e->num_positions + block > INT32_MAX) return NO_MEMORY;
-    if (grow((void **)&e->tgt_nfa, &e->tgt_nfa_cap, base + num_targets, 4) < 0) return NO_MEMORY;
+/* The NFA, given once after its automata: NFA state q reads characters with automata[q] (-1:
+ * none, else an index regexlm_lazy_add_automaton returned), its character transitions lead to
+ * NFA states targets[tgt_off[q] .. tgt_off[q + 1]) (in its automaton's character order) and its
+ * epsilon transitions to eps_to[eps_off[q] .. eps_off[q + 1]). Returns OK, NO_MEMORY, or -1 for
+ * arrays that do not describe this engine's NFA or an NFA given again. */
+int32_t regexlm_lazy_set_nfa(Engine *e, const int32_t *automata, const int64_t *tgt_off,
+                             const int32_t *targets, const int64_t *eps_off,
+                             const int32_t *eps_to) {
+    int64_t n = e->n, m = n > 0 ? n : 1;
+    if (e->given_auto != NULL || tgt_off[0] != 0 || eps_off[0] != 0) return -1;
+    for (int64_t q = 0; q < n; q++) {
+        if (automata[q] < -1 || automata[q] >= e->num_autos) return -1;
+        if (tgt_off[q + 1] < tgt_off[q] || eps_off[q + 1] < eps_off[q]) return -1;
+    }
+    int64_t num_targets = tgt_off[n], num_eps = eps_off[n];
+    for (int64_t k = 0; k < num_targets; k++)
+        if (targets[k] < 0 || targets[k] >= n) return -1;
+    for (int64_t k = 0; k < num_eps; k++)
+        if (eps_to[k] < 0 || eps_to[k] >= n) return -1;
+    /* moves name a target entry by an int32 (see regexlm_lazy_fill) */
+    if (num_targets > INT32_MAX) return NO_MEMORY;
+    if (grow((void **)&e->tgt_nfa, &e->tgt_nfa_cap, num_targets, 4) < 0) return NO_MEMORY;
     int64_t cap = e->tgt_cl_cap;
-    GROW_SAME(cap, base + num_targets, ARRAY(e->tgt_cl_off), ARRAY(e->tgt_cl_len),
-              ARRAY(e->tgt_state));
+    GROW_SAME(cap, num_targets, ARRAY(e->tgt_cl_off), ARRAY(e->tgt_cl_len), ARRAY(e->tgt_state));
     e->tgt_cl_cap = cap;
-    int64_t first = num_targets ? off[0] : 0, total = num_targets ? off[num_targets] - first : 0;
-    if (grow((void **)&e->closures, &e->closures_cap, e->closures_len + total, 4) < 0)
+    e->eps_off = (int64_t *)malloc(sizeof(int64_t) * (size_t)(m + 1));
+    e->eps_to = (int32_t *)malloc(sizeof(int32_t) * (size_t)(num_eps > 0 ? num_eps : 1));
+    e->cl_off = (int64_t *)malloc(sizeof(int64_t) * (size_t)m);
+    e->cl_len = (int32_t *)malloc(sizeof(int32_t) * (size_t)m);
+    e->cl_stack = (int32_t *)malloc(sizeof(int32_t) * (size_t)m);
+    int32_t *given = (int32_t *)malloc(sizeof(int32_t) * (size_t)m);
+    if (!e->eps_off || !e->eps_to || !e->cl_off || !e->cl_len || !e->cl_stack || !given) {
+        free(given);
         return NO_MEMORY;
+    }
+    memcpy(e->eps_off, eps_off, sizeof(int64_t) * (size_t)(n + 1));
+    if (num_eps) memcpy(e->eps_to, eps_to, sizeof(int32_t) * (size_t)num_eps);
+    e->num_eps = num_eps;
+    if (num_targets) memcpy(e->tgt_nfa, targets, sizeof(int32_t) * (size_t)num_targets);
+    for (int64_t k = 0; k < num_targets; k++) e->tgt_state[k] = -1;
+    e->tgt_nfa_len = num_targets;
+    for (int64_t q = 0; q < n; q++) {
+        given[q] = automata[q];
+        e->cl_off[q] = -1;
+    }
+    memcpy(e->nfa_tgt_off, tgt_off, sizeof(int64_t) * (size_t)(n + 1));
+    e->given_auto = given; /* (last: the NFA counts as given once all of it is) */
+    return OK;
+}
+
+/* A fresh stamp for the marks of one search or union (see `stamp`). */
+static int32_t next_stamp(Engine *e) {
+    if (++e->stamp_now == INT32_MAX) { /* wrap around: forget every stamp */
+        memset(e->stamp, 0, sizeof(int32_t) * (size_t)e->n);
+        e->stamp_now = 1;
+    }
+    return e->stamp_now;
+}
+
+/* Find, once, the epsilon closure of NFA state t: the NFA states its epsilon transitions reach
+ * (t included) that read characters or match, sorted, kept in `closures` at cl_off[t]. OK or
+ * NO_MEMORY. */
+static int32_t find_closure(Engine *e, int32_t t) {
+    if (e->cl_off[t] >= 0) return OK;
+    int32_t now = next_stamp(e);
+    int64_t first = e->closures_len, top = 0;
+    e->cl_stack[top++] = t; /* each NFA state is stacked once at most (marked when stacked) */
+    e->stamp[t] = now;
+    while (top > 0) {
+        int32_t s = e->cl_stack[--top];
+        if (e->given_auto[s] >= 0 || e->nfa_match[s] >= 0) {
+            if (grow((void **)&e->closures, &e->closures_cap, e->closures_len + 1, 4) < 0) {
+                e->closures_len = first;
+                return NO_MEMORY;
+            }
+            e->closures[e->closures_len++] = s;
+        }
+        for (int64_t k = e->eps_off[s]; k < e->eps_off[s + 1]; k++) {
+            int32_t u = e->eps_to[k];
+            if (e->stamp[u] == now) continue;
+            e->stamp[u] = now;
+            e->cl_stack[top++] = u;
+        }
+    }
+    sort_ids(e->closures + first, e->closures_len - first);
+    e->cl_off[t] = first;
+    e->cl_len[t] = (int32_t)(e->closures_len - first);
+    return OK;
+}
+
+/* Prepare NFA state q for rows, once: its targets' closures and its block of ids. OK,
+ * NO_MEMORY, or -1 where no NFA was given. */
+static int32_t prepare_state(Engine *e, int64_t q) {
+    if (e->nfa_auto[q] != -2) return OK;
+    if (e->given_auto == NULL) return -1;
+    int32_t automaton = e->given_auto[q];
+    int64_t block = automaton >= 0 ? e->auto_states[automaton] : 0;
+    /* moves name a point by an int32 (see regexlm_lazy_fill) */
+    if (e->num_positions + block > INT32_MAX) return NO_MEMORY;
     if (block) {
-        cap = e->owner_cap;
+        int64_t cap = e->owner_cap;
         GROW_SAME(cap, e->num_owners + 1, ARRAY(e->owner_base), ARRAY(e->owner_q));
         e->owner_cap = cap;
     }
-    if (total)
-        memcpy(e->closures + e->closures_len, closure_elems + first,
-               sizeof(int32_t) * (size_t)total);
-    for (int64_t i = 0; i < num_targets; i++) {
-        e->tgt_nfa[base + i] = targets[i];
-        e->tgt_cl_off[base + i] = e->closures_len + (off[i] - first);
-        e->tgt_cl_len[base + i] = (int32_t)(off[i + 1] - off[i]);
-        e->tgt_state[base + i] = -1;
+    for (int64_t k = e->nfa_tgt_off[q]; k < e->nfa_tgt_off[q + 1]; k++) {
+        int32_t t = e->tgt_nfa[k];
+        if (find_closure(e, t) != OK) return NO_MEMORY;
+        e->tgt_cl_off[k] = e->cl_off[t];
+        e->tgt_cl_len[k] = e->cl_len[t];
     }
-    e->tgt_nfa_len += num_targets;
-    e->closures_len += total;
-    e->nfa_tgt_off[q] = base;
     e->nfa_auto[q] = automaton;
     if (block) {
         e->mid_base[q] = e->num_positions;
         e->owner_base[e->num_owners] = e->num_positions;
         e->owner_q[e->num_owners++] = (int32_t)q;
         e->num_positions += block;
-    }
-    return OK;
-}
-
-/* NFA states handed over: states[i] reads characters with automata[i] (-1: none) and has
- * counts[i] transitions; their targets are laid end to end in `targets`, target t's closure is
- * closure_elems[closure_off[t] .. closure_off[t + 1]). */
-int32_t regexlm_lazy_set_states(Engine *e, int64_t num, const int64_t *states,
-                                const int32_t *automata, const int64_t *counts,
-                                const int32_t *targets, const int64_t *closure_off,
-                                const int32_t *closure_elems) {
-    int64_t t = 0;
-    for (int64_t i = 0; i < num; i++) {
-        int32_t rc = set_state(e, states[i], automata[i], counts[i], targets + t,
-                               closure_off + t, closure_elems);
-        if (rc != OK) return rc;
-        t += counts[i];
     }
     return OK;
 }
@@ -587,11 +652,7 @@ static int32_t union_state(Engine *e, const int32_t *list, int64_t n, int32_t *s
         *status = NO_MEMORY;
         return -1;
     }
-    if (++e->stamp_now == INT32_MAX) { /* wrap around: forget every stamp */
-        memset(e->stamp, 0, sizeof(int32_t) * (size_t)e->n);
-        e->stamp_now = 1;
-    }
-    int32_t now = e->stamp_now, lo = INT32_MAX, hi = -1;
+    int32_t now = next_stamp(e), lo = INT32_MAX, hi = -1;
     int32_t *buf = e->union_buf;
     int64_t u = 0, m = total; /* NFA states in buf[0 .. u), points in buf[m .. total) */
     for (int64_t i = 0; i < n; i++) {
@@ -635,11 +696,10 @@ int32_t regexlm_lazy_fill(Engine *e, int32_t s) {
         return OVER_TIME;
     int64_t n = e->st_len[s];
     const int32_t *set = e->elems + e->st_off[s];
-    for (int64_t i = 0; i < n && set[i] < e->n; i++) /* points inside a character come last */
-        if (e->nfa_auto[set[i]] == -2) {
-            e->need_position = set[i];
-            return NEED_STATE;
-        }
+    for (int64_t i = 0; i < n && set[i] < e->n; i++) { /* points inside a character come last */
+        int32_t rc = prepare_state(e, set[i]);
+        if (rc != OK) return rc;
+    }
     GROW_SAME(e->set_cap, n, ARRAY(e->cursor), ARRAY(e->cursor_end), ARRAY(e->set_tgt),
               ARRAY(e->set_mid), ARRAY(e->list_a), ARRAY(e->list_b));
     int64_t *cursor = e->cursor, *cursor_end = e->cursor_end, *set_tgt = e->set_tgt,
@@ -706,7 +766,6 @@ int32_t regexlm_lazy_fill(Engine *e, int32_t s) {
 
 int32_t *regexlm_lazy_table(const Engine *e) { return e->table; }
 int64_t regexlm_lazy_num_states(const Engine *e) { return e->num_states; }
-int32_t regexlm_lazy_need_position(const Engine *e) { return e->need_position; }
 int32_t regexlm_lazy_accept(const Engine *e, int32_t s) { return e->st_accept[s]; }
 
 void regexlm_lazy_set_limits(Engine *e, double deadline, int64_t bytes_limit) {
@@ -756,7 +815,7 @@ int64_t regexlm_lazy_describe(Engine *e, int64_t n, const int64_t *states, int32
     return total;
 }
 
-/* The states after classes[i] from states[i] into out; NEED_STATE etc. as fill. */
+/* The states after classes[i] from states[i] into out; the codes of fill. */
 int32_t regexlm_lazy_step(Engine *e, int64_t n, const int64_t *states, const int64_t *classes,
                           int64_t *out) {
     for (int64_t i = 0; i < n; i++) {
@@ -772,8 +831,8 @@ int32_t regexlm_lazy_step(Engine *e, int64_t n, const int64_t *states, const int
     return OK;
 }
 
-/* Run bytes data[0 .. n) from *state through byte classes; *state is updated as it goes, so a
- * caller can resume after NEED_STATE. */
+/* Run bytes data[0 .. n) from *state through byte classes; *state and *done say where it
+ * stopped when a fill fails (its code is returned). */
 int32_t regexlm_lazy_run(Engine *e, int32_t *state, const uint8_t *byte_class,
                          const uint8_t *data, int64_t n, int64_t *done) {
     int32_t s = *state;

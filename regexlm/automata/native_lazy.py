@@ -8,11 +8,12 @@ per byte class, interning the resulting sets, and the table itself. A row that r
 hundred new states (``(\\w+\\s?){1,10}`` at a 262k vocabulary) then costs microseconds a state
 instead of tens of them.
 
-Python keeps what is computed once per *NFA state*: the UTF-8 automaton of its characters (one
-per distinct tuple of character sets, sent to C once), the NFA states its transitions lead to
-and their epsilon closures, handed over the first time a row needs that NFA state (a callback
-during a trie walk, a retry loop elsewhere), or all at once where an index has time to spare
-(:meth:`NativeLazyDFA.hand_over_rest`, once it has explored). Once per set of usable bytes, each
+Python makes what is computed once per *NFA state* from the character sets: the UTF-8
+automaton of its characters (one per distinct tuple of sets, sent to C once, as byte ranges).
+The NFA goes to C whole when the automaton is made, as flat arrays numpy lays out without a
+loop over the states in Python (each state's automaton, its transitions' targets and its
+epsilon transitions); C finds the epsilon closures itself, each NFA state's once, when a row
+first needs them, so a walk never stops to ask Python for anything. Once per set of usable bytes, each
 NFA state's byte distance to a match (what :class:`~regexlm.automata.lazy.Distances` finds in
 Python) is a shortest-path search in C over edge arrays that numpy lays out, so a pattern of
 thousands of NFA states pays about a third of what Python's search costs (small NFAs keep the
@@ -52,15 +53,14 @@ from regexlm.automata.nfa import CharNFA
 from regexlm.errors import PatternTooComplexError
 
 # result codes of lazy_dfa.c
-OK, NEED_STATE, NO_MEMORY, OVER_BYTES, OVER_TIME = 0, 1, -2, -3, -4
+OK, NO_MEMORY, OVER_BYTES, OVER_TIME = 0, -2, -3, -4
 UNKNOWN = -5  # a distance not known yet
 _UNREACHABLE = int(UNREACHABLE)
-HANDOVER_BATCH = 256  # NFA states handed to C in one call
 # Python's share of an automaton's memory (see nfa_bytes)
 PYTHON_BASE_BYTES = 16 << 10
 PYTHON_NFA_STATE_BYTES = 230
 PYTHON_NFA_EDGE_BYTES = 100
-# Python lets its copy of an NFA this large go once C holds all of it (see hand_over_rest):
+# Python lets its copy of an NFA this large go once the distances are known (see release_nfa):
 # about 250 KB and up; a smaller one is kept (letting it go costs a character partition, 0.1 ms)
 RELEASE_NFA_FROM = 1024
 # NFAs this large find their distances in C; smaller ones in Python, which is quicker than
@@ -80,7 +80,7 @@ def _declare(lib):
         "free": ([p], None),
         "clear": ([p], i32),
         "add_automaton": ([p, i64, p, p, p, p, p], i32),
-        "set_states": ([p, i64, p, p, p, p, p, p], i32),
+        "set_nfa": ([p, p, p, p, p, p], i32),
         "set_distances": ([p, p, p], i32),
         "intern": ([p, p, i64, p], i32),
         "fill": ([p, i32], i32),
@@ -88,7 +88,6 @@ def _declare(lib):
         "num_states": ([p], i64),
         "nbytes": ([p], i64),
         "kept_nbytes": ([p], i64),
-        "need_position": ([p], i32),
         "accept": ([p, i32], i32),
         "set_limits": ([p, dbl, i64], None),
         "key": ([p, i32, p, i64], i64),
@@ -151,6 +150,15 @@ def _flat_automaton(auto):
     return arrays
 
 
+def _flat_lists(lists, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(off int64[n + 1], items int32[off[n]])``: ``n`` lists of ints laid end to end, without
+    a loop over them in Python."""
+    off = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, lists), dtype=np.int64, count=n), out=off[1:])
+    items = np.fromiter(chain.from_iterable(lists), dtype=np.int32, count=int(off[-1]))
+    return off, items
+
+
 class _Accept:
     """``automaton._accept[state]`` as :class:`~regexlm.automata.dfa.WholeInputs` reads it."""
 
@@ -205,13 +213,11 @@ class NativeLazyDFA(WholeInputs):
         self._auto_index: dict[int, int] = {}  # id of a UTF-8 automaton -> its index in C
         self._autos_alive: list = []
         self._python_bytes = nfa_bytes(nfa)
-        self._handed = bytearray(nfa.num_states)  # NFA states handed to C
-        self._batch = 1  # NFA states handed in the last batch
-        self._closures: dict[int, list[int]] = {}
         match = np.ascontiguousarray(nfa.match, dtype=np.int32)
         self._engine = fn["new"](self.num_byte_classes, nfa.num_states, native.address(match))
         if not self._engine:
             raise MemoryError("no memory for a lazy DFA")
+        self._give_nfa(self._sc)
         self._status = ctypes.c_int32(0)
         self._key_buf = np.empty(64, dtype=np.int32)
         self.start = self._intern_positions(self._start_set)
@@ -219,7 +225,7 @@ class NativeLazyDFA(WholeInputs):
     @property
     def _subsets(self) -> SubsetConstruction:
         """Python's subset construction over the NFA, made again from the patterns where it
-        was let go (:meth:`hand_over_rest`)."""
+        was let go (:meth:`release_nfa`)."""
         sc = self._sc
         if sc is None:
             nfa = self._rebuild_nfa()
@@ -247,97 +253,45 @@ class NativeLazyDFA(WholeInputs):
 
     # -- NFA states ---------------------------------------------------------------------------
 
-    def _need_state(self, q: int) -> int:
-        """Hand NFA state ``q`` to C (the walk's callback; 0 once done), with the states
-        numbered after it that are not handed over yet (states made together are mostly needed
-        together), a batch twice as large as the last up to :data:`HANDOVER_BATCH`, so small
-        patterns hand over little and large ones call back a few times (see
-        :meth:`_hand_over`)."""
-        sc = self._subsets
-        handed = self._handed
-        batch = [q := int(q)]
-        handed[q] = 1
-        size = self._batch = min(2 * self._batch, HANDOVER_BATCH)
-        for r in range(q + 1, min(sc.n, q + 4 * size)):
-            if len(batch) == size:
-                break
-            if not handed[r]:
-                handed[r] = 1
-                batch.append(r)
-        self._hand_over(batch)
-        return 0
+    def _give_nfa(self, sc: SubsetConstruction) -> None:
+        """Give C the whole NFA: its UTF-8 automata (those not sent yet), then each state's
+        automaton, its transitions' targets and its epsilon transitions as flat arrays."""
+        nfa, n = sc.nfa, sc.n
+        placed = np.array([self._automaton_index(a) for a in sc.distinct_autos] or [0])
+        slots = np.array(sc.auto_slots, dtype=np.int64)  # [n]
+        automata = np.where(slots >= 0, placed[np.maximum(slots, 0)], -1).astype(np.int32)
+        tgt_off, targets = _flat_lists(sc.targets, n)
+        eps_off, eps_to = _flat_lists(nfa.eps, n)
+        arrays = (automata, tgt_off, targets, eps_off, eps_to)
+        code = self._fn["set_nfa"](self._engine, *(native.address(a) for a in arrays))
+        self._check(code, "the NFA")
 
-    def hand_over_rest(self, max_states: int) -> bool:
-        """Hand every NFA state not handed over yet to C now, where they are at most
-        ``max_states`` (whether it did): a walk then never calls back into Python. For a
-        moment that has time to spare (an index's exploration), so later rows do not pay it.
-
-        C then holds all it needs of the NFA: Python's copy (about a quarter of a kilobyte an
-        NFA state, a megabyte for a JSON schema of eight fields) is let go once the byte
-        distances are known and the automaton can make it again from its patterns, which it
-        does only for distances over another set of usable bytes; where the NFA has
-        :data:`RELEASE_NFA_FROM` states at least."""
+    def release_nfa(self) -> bool:
+        """Let Python's copy of the NFA go (about a quarter of a kilobyte an NFA state, a
+        megabyte for a JSON schema of eight fields) where it has :data:`RELEASE_NFA_FROM` states
+        at least and the byte distances are known: C holds all it needs of it, and the
+        automaton makes it again from its patterns only for distances over another set of
+        usable bytes. For a moment that has time to spare (an index's exploration). Returns
+        whether it went."""
         with self.lock:
-            handed = np.frombuffer(self._handed, dtype=np.uint8)  # a view: marks write through
-            rest = np.flatnonzero(handed == 0)
-            if rest.size > max_states:
-                return False
-            if rest.size:
-                handed[rest] = 1
-                self._hand_over(rest.tolist())
-            # C holds every closure now: Python's copies are no longer needed
-            self._closures = {}
             if self._sc is None:
                 return True
             if (
-                self._rebuild_nfa is not None
-                and self._distances_key is not None
-                and self._nfa_states >= RELEASE_NFA_FROM
+                self._rebuild_nfa is None
+                or self._distances_key is None
+                or self._nfa_states < RELEASE_NFA_FROM
             ):
-                _ = self.char_partition  # made now (small, and asked for) while the NFA is here
-                self._sc = None
-                self._python_bytes = PYTHON_BASE_BYTES
-            else:
                 self._sc.forget_closures()
+                return False
+            _ = self.char_partition  # made now (small, and asked for) while the NFA is here
+            self._sc = None
+            self._python_bytes = PYTHON_BASE_BYTES
             return True
 
-    def _hand_over(self, batch: list[int]) -> None:
-        """Send NFA states ``batch`` (marked handed) to C: the UTF-8 automaton of each one's
-        characters (sent once per automaton), its transitions' targets and their closures."""
-        sc = self._subsets
-        autos, counts, targets, closure_off, elems = [], [], [], [0], []
-        for r in batch:
-            auto = sc.autos[r]
-            if auto is None:
-                autos.append(-1)
-                counts.append(0)
-                continue
-            index = self._auto_index.get(id(auto))
-            autos.append(self._add_automaton(auto) if index is None else index)
-            tgts = sc.targets[r]
-            counts.append(len(tgts))
-            targets.extend(tgts)
-            for t in tgts:
-                elems.extend(self._closure(t))
-                closure_off.append(len(elems))
-        arrays = (
-            np.array(batch, dtype=np.int64),
-            np.array(autos, dtype=np.int32),
-            np.array(counts, dtype=np.int64),
-            np.array(targets, dtype=np.int32),
-            np.array(closure_off, dtype=np.int64),
-            np.array(elems, dtype=np.int32),
-        )
-        code = self._fn["set_states"](
-            self._engine, len(batch), *(native.address(a) for a in arrays)
-        )
-        self._check(code, "NFA states")
-
-    def _closure(self, q: int) -> list[int]:
-        found = self._closures.get(q)
-        if found is None:
-            found = self._closures[q] = sorted(self._subsets.closure(q))
-        return found
+    def _automaton_index(self, auto) -> int:
+        """The index in C of UTF-8 automaton ``auto``, sent first if it was not."""
+        index = self._auto_index.get(id(auto))
+        return self._add_automaton(auto) if index is None else index
 
     def _add_automaton(self, auto) -> int:
         # (the arrays, kept alive by this frame, at the addresses given)
@@ -375,8 +329,8 @@ class NativeLazyDFA(WholeInputs):
     @property
     def kept_nbytes(self) -> int:
         """Bytes the automaton holds besides its state cache, which a clear keeps: in C, the
-        NFA states handed over, their UTF-8 automata with their distance tables, the id blocks
-        of points inside characters and scratch buffers, as allocated; in Python, the NFA and
+        NFA with the closures found, its UTF-8 automata with their distance tables, the id
+        blocks of points inside characters and scratch buffers, as allocated; in Python, the NFA and
         what was derived from it (an estimate by count, see :func:`nfa_bytes`)."""
         return int(self._fn["kept_nbytes"](self._engine)) + self._python_bytes
 
@@ -450,12 +404,10 @@ class NativeLazyDFA(WholeInputs):
     # -- transitions --------------------------------------------------------------------------
 
     def _filling(self, call) -> None:
-        """Run ``call() -> code`` (a C call that may fill rows) again after each NFA state it
-        asks for is handed over; raise what its final code means."""
+        """Run ``call() -> code`` (a C call that may fill rows) and raise what its code
+        means."""
         with self.lock:
-            while (code := call()) == NEED_STATE:
-                self._need_state(self._fn["need_position"](self._engine))
-            self._check(code, "the transitions of a DFA state")
+            self._check(call(), "the transitions of a DFA state")
 
     def fill(self, state: int) -> None:
         """Compute ``state``'s row if it is not known yet."""

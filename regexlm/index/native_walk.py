@@ -40,7 +40,6 @@ MAX_FLUSH_CAPACITY = 1 << 19
 
 FILL_ROW = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_int32)
 FLUSH = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_int64)
-NEED_STATE = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_int32)
 
 
 def enabled() -> bool:
@@ -79,7 +78,7 @@ def _load(lib):
     _helpers["small_class_members"] = members
     lazy = lib.regexlm_walk_rows_lazy
     lazy.argtypes = [
-        *(p, p, p, p, i64, i32, p, p, i64, p, i64, p, p, p, i64, NEED_STATE, FLUSH),
+        *(p, p, p, p, i64, i32, p, p, i64, p, i64, p, p, p, i64, FLUSH),
         *(p, p, i32, p, i64, p, p, p),
         *(p, p, p, p),
         *(p, p),
@@ -294,7 +293,6 @@ class _Walk(threading.local):
 
     automaton = None
     tables: list | None = None
-    need_state = None
     failure: BaseException | None = None
     out: list | None = None
     out_ptrs: tuple = ()
@@ -316,16 +314,6 @@ def _fill_row(state: int):
     except BaseException as exc:  # re-raised after the walk
         walk.failure = exc
         return None
-
-
-@NEED_STATE
-def _need_state(nfa_state: int) -> int:
-    walk = _current
-    try:
-        return walk.need_state(nfa_state)
-    except BaseException as exc:  # re-raised after the walk
-        walk.failure = exc
-        return 1
 
 
 @FLUSH
@@ -399,7 +387,6 @@ def walk(
             )
         with automaton.lock:
             ctx.automaton, ctx.failure, ctx.chunks = automaton, None, []
-            ctx.need_state = automaton._need_state
             try:
                 total = _helpers["walk_rows_lazy"](
                     *trie.native_args,
@@ -410,7 +397,6 @@ def walk(
                     origins.size,
                     *ctx.out_ptrs,
                     capacity,
-                    _need_state,
                     _flush,
                     *check,
                     *(units if units is not None else (None, None, None)),
@@ -424,7 +410,7 @@ def walk(
                     automaton._check(int(total), "the transitions of a DFA state")
                 chunks = ctx.chunks
             finally:
-                ctx.automaton, ctx.failure, ctx.chunks, ctx.need_state = None, None, None, None
+                ctx.automaton, ctx.failure, ctx.chunks = None, None, None
         if classes is not None:
             checked = (class_rows, keeps.astype(bool), int(found.value))
     else:

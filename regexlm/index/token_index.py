@@ -112,10 +112,6 @@ CLASS_TRIE_WIDTH = 1 / 8
 # ... and then its automaton's cache is bounded by this many bytes at most: walks of a class trie
 # step one representative character per class and make few states.
 CLASS_TRIE_AUTOMATON_BYTES = 128 << 10
-# Once the exploration has run, an automaton whose states are made in C is handed the NFA
-# states that no row has needed yet, when there are at most this many (a few milliseconds of
-# Python at most): rows built later while decoding then never stop to call back into Python.
-NFA_STATES_HANDED_AT_SETTLE = 4096
 # A row build slower than this fraction of the automaton's per-call time limit counts against
 # the index's budget of slow rows, this many times that limit: past it, no more rows are built.
 SLOW_ROW_FRACTION = 0.25
@@ -572,10 +568,9 @@ class IndexRows:
                 raise
             finally:
                 self.exploring = False
-            hand_over = getattr(self.automaton, "hand_over_rest", None)
-            if hand_over is not None:  # the NFA's remaining states, while time is spare
-                with collector_paused():
-                    hand_over(NFA_STATES_HANDED_AT_SETTLE)
+            release = getattr(self.automaton, "release_nfa", None)
+            if release is not None:  # Python's copy of a large NFA, while time is spare
+                release()
             self._fit_automaton()
             self.settle_seconds = time.perf_counter() - started
             assert self.start == 0

@@ -22,7 +22,6 @@
 
 typedef int32_t *(*fill_row_fn)(int32_t state);
 typedef int32_t (*flush_fn)(int64_t count);
-typedef int32_t (*need_state_fn)(int32_t nfa_state);
 
 /* How a walk gets a missing row: returns the table's (new) base address, or NULL with *code
  * set to what the walk returns. */
@@ -819,9 +818,8 @@ int64_t regexlm_walk_rows(const int32_t *depth, const int32_t *size, const uint8
 
 /*
  * The same walk through the C lazy DFA (regexlm/automata/lazy_dfa.c): a row not computed yet
- * is filled in C, and need_state(nfa state) is called back only for an NFA state the automaton
- * has not been handed yet. Returns the triples written, -1 when a callback failed, or the
- * fill's code: -2 out of memory, -3 over the bytes limit, -4 over the time limit.
+ * is filled in C. Returns the triples written, -1 when the flush failed, or the fill's code:
+ * -2 out of memory, -3 over the bytes limit, -4 over the time limit.
  *
  * With class_row not NULL it also checks, per origin, whether its row splits a token class
  * (what regexlm_refine_classes in token_classes.c checks first, on the triples): each string's
@@ -847,26 +845,14 @@ int64_t regexlm_walk_rows(const int32_t *depth, const int32_t *size, const uint8
  */
 int32_t regexlm_lazy_fill(void *engine, int32_t state);
 int32_t *regexlm_lazy_table(const void *engine);
-int32_t regexlm_lazy_need_position(const void *engine);
 
-typedef struct {
-    void *engine;
-    need_state_fn need_state;
-} LazyFill;
-
-static int32_t *fill_lazy(void *ctx, int32_t state, int64_t *code) {
-    LazyFill *f = (LazyFill *)ctx;
-    int32_t rc;
-    while ((rc = regexlm_lazy_fill(f->engine, state)) == 1)
-        if (f->need_state(regexlm_lazy_need_position(f->engine)) != 0) {
-            *code = -1;
-            return NULL;
-        }
+static int32_t *fill_lazy(void *engine, int32_t state, int64_t *code) {
+    int32_t rc = regexlm_lazy_fill(engine, state);
     if (rc != 0) {
         *code = rc;
         return NULL;
     }
-    return regexlm_lazy_table(f->engine);
+    return regexlm_lazy_table(engine);
 }
 
 int64_t regexlm_walk_rows_lazy(const int32_t *depth, const int32_t *size, const uint8_t *node_byte,
@@ -874,17 +860,16 @@ int64_t regexlm_walk_rows_lazy(const int32_t *depth, const int32_t *size, const 
                                const uint8_t *byte_class, void *engine, int64_t width,
                                const int32_t *origins, int64_t num_origins, int32_t *out_origin,
                                int32_t *out_token, int32_t *out_state, int64_t capacity,
-                               need_state_fn need_state, flush_fn flush,
+                               flush_fn flush,
                                const int32_t *first_token, const void *class_of,
                                int32_t class_wide, const int64_t *class_size, int64_t num_classes,
                                int32_t *class_row, int64_t *named, int8_t *keeps,
                                const uint32_t *unit_bytes, const uint8_t *unit_length,
                                const int64_t *weight, int64_t *found,
                                const TrieSummary *summary, int64_t *whole) {
-    LazyFill ctx = {engine, need_state};
     NodeUnits units = {unit_bytes, unit_length, weight, 0};
     int64_t total = walk(depth, size, node_byte, node_token, num_nodes, max_depth, byte_class,
-                         regexlm_lazy_table(engine), width, fill_lazy, &ctx, origins,
+                         regexlm_lazy_table(engine), width, fill_lazy, engine, origins,
                          num_origins, out_origin, out_token, out_state, capacity, flush,
                          first_token, class_of, class_wide, class_size, num_classes, class_row,
                          named, keeps, unit_bytes == NULL ? NULL : &units, summary, whole);

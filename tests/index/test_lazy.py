@@ -196,42 +196,6 @@ def test_an_index_let_go_is_freed_at_once_with_its_automaton(smollm2_vocab, patt
             gc.enable()
 
 
-@pytest.mark.parametrize(
-    "pattern",
-    [
-        r'\{"name": "[a-z ]{1,30}", "tags": \[("[a-z]{1,10}"(, "[a-z]{1,10}"){0,4})?\]\}',
-        r"([a-z]+ ){0,20}[a-z]+\.",
-    ],
-)
-def test_rows_built_after_the_exploration_never_call_back_for_nfa_states(
-    smollm2_vocab, pattern, monkeypatch
-):
-    index = regexlm.compile(pattern, smollm2_vocab, cache=False)
-    automaton = index._rows.automaton
-    assert not all(automaton._handed)  # the start row needed only some
-    index.settle()
-    assert all(automaton._handed)
-
-    def called_back(q):
-        raise AssertionError(f"NFA state {q} was handed over while decoding")
-
-    monkeypatch.setattr(automaton, "_need_state", called_back)
-    rng = np.random.default_rng(3)
-    state = index.start_state
-    for _ in range(40):
-        tokens = text_tokens(index, state, smollm2_vocab.eos_ids)
-        if tokens.size == 0:
-            break
-        state = index.next_state(state, int(rng.choice(tokens)))
-
-
-def test_an_exploration_leaves_a_large_nfa_to_the_walks(smollm2_vocab, monkeypatch):
-    monkeypatch.setattr(token_index, "NFA_STATES_HANDED_AT_SETTLE", 2)
-    index = regexlm.compile(r"([a-z]+ ){0,20}[a-z]+\.", smollm2_vocab, cache=False)
-    index.settle()
-    assert not all(index._rows.automaton._handed)
-
-
 def test_exploration_makes_small_patterns_exact(smollm2_vocab):
     index = regexlm.compile(r"[a-z]+@[a-z]+\.com", smollm2_vocab, cache=False, mode="auto")
     assert index.exact

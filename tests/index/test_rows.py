@@ -102,21 +102,6 @@ def test_an_error_while_filling_a_row_reaches_the_caller(trie, monkeypatch):
         walk_rows(trie, automaton, np.array([automaton.start]), native=True)
 
 
-def test_an_error_while_handing_an_nfa_state_to_c_reaches_the_caller(trie, monkeypatch):
-    automaton = compile_lazy(r"[a-z]{1,20}", native=True)
-
-    def fail(state):
-        raise MemoryError("no room for a state")
-
-    monkeypatch.setattr(automaton, "_need_state", fail)
-    with pytest.raises(MemoryError, match="no room for a state"):
-        walk_rows(trie, automaton, np.array([automaton.start]), native=True)
-    monkeypatch.undo()  # the automaton is still usable afterwards
-    native = walk_rows(trie, automaton, np.array([automaton.start]), native=True)
-    numpy_walk = walk_rows(trie, automaton, np.array([automaton.start]), native=False)
-    assert _triples(native, automaton) == _triples(numpy_walk, automaton)
-
-
 @pytest.mark.parametrize(
     "pattern",
     [r"[0-9]{4}-[0-9]{2}-[0-9]{2}", r"\w+( \w+){0,3}", r"(red|green|blue)!?", r"[^\n]{0,40}"],
