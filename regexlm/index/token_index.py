@@ -160,7 +160,7 @@ class IndexRows:
         # strict: a target with no known way to complete (bound UNREACHABLE) is not allowed.
         # Off only while exploring, where the exact search decides instead.
         self.strict = strict
-        self.classes = initial_classes(vocab).copy()
+        self.classes = initial_classes(vocab).fork()
         # [row capacity, C]: built rows; row 0 allows nothing (the row of states not built yet)
         self.nbc = np.full((16, self.classes.num_classes), -1, dtype=np.int32)
         self.num_rows = 1
@@ -835,13 +835,15 @@ def complete_rows(
 
 
 def initial_classes(vocab) -> TokenClasses:
-    """The classes before any row (made once per vocabulary; copy before refining)."""
+    """The classes before any row (made once per vocabulary, read-only; fork before refining:
+    see :meth:`TokenClasses.fork`)."""
     found = getattr(vocab, "_initial_classes", None)
     if found is None:
         shadows = flat_trie(vocab).shadows()
-        found = vocab._initial_classes = TokenClasses.initial(
-            vocab.never_allowed(), vocab.eos_ids, *shadows
-        )
+        found = TokenClasses.initial(vocab.never_allowed(), vocab.eos_ids, *shadows)
+        for shared in (found.class_of, found.size):
+            shared.setflags(write=False)  # a write meant for one index would reach them all
+        vocab._initial_classes = found
     return found
 
 
