@@ -156,6 +156,11 @@ def utf8_partition_automaton(charsets: tuple[CharSet, ...]) -> Utf8Automaton:
     parts (as assertions do: ``.`` into word and non-word characters) does not multiply the
     states inside a character.
     """
+    if all(not chars or chars[-1][1] < 0x80 for chars in charsets):
+        # ASCII alone (most classes of everyday patterns): one byte each, one state
+        start = [(lo, hi, final(label)) for label, chars in enumerate(charsets) for lo, hi in chars]
+        start.sort()
+        return Utf8Automaton([start], charsets)
     charsets = tuple(cs.subtract(c, cs.SURROGATES) for c in charsets)
     trans: list[list[tuple[int, int, int]]] = [[]]
     memo: dict[tuple[int, tuple], int] = {}

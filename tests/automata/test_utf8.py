@@ -5,6 +5,8 @@ import random
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from regexlm.automata import charset as cs
 from regexlm.automata import compile_regex
@@ -142,3 +144,31 @@ def test_partition_automaton_labels_each_set():
         assert _run_labelled(auto, chr(c).encode()) == want, hex(c)
     for data in INVALID:
         assert _run_labelled(auto, data) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    cuts=st.lists(st.integers(0, 0x80), max_size=12),
+    labels=st.lists(st.integers(0, 3), min_size=13, max_size=13),
+    wide=st.integers(0x80, 0x10FFFF),
+)
+def test_partition_automata_label_every_character_of_disjoint_sets(cuts, labels, wide):
+    """Disjoint sets cut from ASCII (one character of ``wide`` added to the last or not): each
+    character reads to its set's label, and nothing else is read (the ASCII-only automata are
+    made without the multi-byte construction)."""
+    from regexlm.automata.utf8 import utf8_partition_automaton
+
+    bounds = sorted({0, 0x80, *cuts})
+    sets: list[list[tuple[int, int]]] = [[] for _ in range(4)]
+    for k, (lo, hi) in enumerate(itertools.pairwise(bounds)):
+        sets[labels[k]].append((lo, hi - 1))
+    with_wide = labels[-1] % 2 == 1 and not 0xD800 <= wide <= 0xDFFF
+    if with_wide:
+        sets[3].append((wide, wide))
+    parts = tuple(cs.canonical(s) for s in sets if s)
+    auto = utf8_partition_automaton(parts)
+    for c in [*range(0x80), 0xE9, 0x65E5, 0x1F600, wide]:
+        if 0xD800 <= c <= 0xDFFF:
+            continue
+        want = next((i for i, p in enumerate(parts) if cs.contains(p, c)), None)
+        assert _run_labelled(auto, chr(c).encode()) == want, hex(c)
