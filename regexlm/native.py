@@ -57,9 +57,24 @@ def address(a) -> int:
         return a.ctypes.data
 
 
+_switch: list = []  # [whether REGEXLM_NATIVE allows the helpers] once read
+
+
 def enabled() -> bool:
-    """Whether the C helpers may be used (``REGEXLM_NATIVE=0`` turns them off)."""
-    return os.environ.get(NATIVE_VARIABLE, "1").strip() not in ("0", "false", "no", "off")
+    """Whether the C helpers may be used (``REGEXLM_NATIVE=0`` turns them off), read from the
+    environment once per process: a compile asks a dozen times, and reading the environment
+    costs about a microsecond. :func:`reread_switch` reads it again."""
+    if not _switch:
+        _switch.append(
+            os.environ.get(NATIVE_VARIABLE, "1").strip() not in ("0", "false", "no", "off")
+        )
+    return _switch[0]
+
+
+def reread_switch() -> bool:
+    """Read ``REGEXLM_NATIVE`` again (after the environment changed); returns :func:`enabled`."""
+    _switch.clear()
+    return enabled()
 
 
 def library() -> ctypes.CDLL | None:

@@ -46,7 +46,8 @@ class Deadline:
     __slots__ = ("start", "timeout", "at", "activity")
 
     def __init__(self, timeout: float | None, activity: str = "compiling the pattern"):
-        self.start = time.thread_time()
+        # (no clock read without a budget: a compile makes several)
+        self.start = 0.0 if timeout is None else time.thread_time()
         self.timeout = timeout
         self.at = None if timeout is None else self.start + timeout
         self.activity = activity

@@ -95,8 +95,11 @@ def _normalize_patterns(pattern) -> tuple[str, ...]:
     raise TypeError("pattern must be a string or a non-empty list of strings")
 
 
+_CPU = torch.device("cpu")
+
+
 def _device(device) -> torch.device:
-    return torch.device(device) if device is not None else torch.device("cpu")
+    return torch.device(device) if device is not None else _CPU
 
 
 _REGEX_OPTIONS = ("timeout", "max_nfa_states", "cache_bytes")

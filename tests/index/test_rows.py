@@ -8,6 +8,8 @@ shares nothing with either walk but the automaton itself (tested on its own in
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
 import torch
@@ -15,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import regexlm
+from regexlm import native
 from regexlm.automata import compile_lazy
 from regexlm.errors import RegexError
 from regexlm.index import native_walk, token_index
@@ -106,23 +109,37 @@ def test_an_error_while_filling_a_row_reaches_the_caller(trie, monkeypatch):
     "pattern",
     [r"[0-9]{4}-[0-9]{2}-[0-9]{2}", r"\w+( \w+){0,3}", r"(red|green|blue)!?", r"[^\n]{0,40}"],
 )
-def test_indexes_without_the_c_walk_allow_the_same_tokens(smollm2_vocab, monkeypatch, pattern):
-    native = regexlm.compile(pattern, smollm2_vocab, cache=False)
-    monkeypatch.setenv(NATIVE_VARIABLE, "0")
-    assert native_walk.library() is None
-    fallback = regexlm.compile(pattern, smollm2_vocab, cache=False)
-    assert fallback.exact == native.exact
-    rng = np.random.default_rng(0)
-    a, b = native.start_state, fallback.start_state
-    for _ in range(24):
-        allowed = native.allowed_tokens(a).numpy()
-        assert np.array_equal(allowed, fallback.allowed_tokens(b).numpy())
-        assert native.is_match(a) == fallback.is_match(b)
-        text = allowed[~np.isin(allowed, smollm2_vocab.eos_ids)]
-        if text.size == 0:
-            break
-        token = int(rng.choice(text))
-        a, b = native.next_state(a, token), fallback.next_state(b, token)
+def test_indexes_without_the_c_walk_allow_the_same_tokens(smollm2_vocab, pattern):
+    with_c = regexlm.compile(pattern, smollm2_vocab, cache=False)
+    with c_helpers_switched_off():
+        assert native_walk.library() is None
+        fallback = regexlm.compile(pattern, smollm2_vocab, cache=False)
+        assert fallback.exact == with_c.exact
+        rng = np.random.default_rng(0)
+        a, b = with_c.start_state, fallback.start_state
+        for _ in range(24):
+            allowed = with_c.allowed_tokens(a).numpy()
+            assert np.array_equal(allowed, fallback.allowed_tokens(b).numpy())
+            assert with_c.is_match(a) == fallback.is_match(b)
+            text = allowed[~np.isin(allowed, smollm2_vocab.eos_ids)]
+            if text.size == 0:
+                break
+            token = int(rng.choice(text))
+            a, b = with_c.next_state(a, token), fallback.next_state(b, token)
+    assert native_walk.library() is not None  # the switch read again afterwards
+
+
+@contextmanager
+def c_helpers_switched_off():
+    """``REGEXLM_NATIVE=0`` for the block, the switch read again at both ends."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(NATIVE_VARIABLE, "0")
+        assert native.reread_switch() is False
+        try:
+            yield
+        finally:
+            patch.undo()
+            native.reread_switch()
 
 
 @pytest.fixture(params=[True, False], ids=["vector gathers", "portable"])
