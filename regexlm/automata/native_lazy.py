@@ -33,7 +33,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from itertools import chain
+from itertools import accumulate, chain
 
 import numpy as np
 
@@ -153,8 +153,7 @@ def _flat_automaton(auto):
 def _flat_lists(lists, n: int) -> tuple[np.ndarray, np.ndarray]:
     """``(off int64[n + 1], items int32[off[n]])``: ``n`` lists of ints laid end to end, without
     a loop over them in Python."""
-    off = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.fromiter(map(len, lists), dtype=np.int64, count=n), out=off[1:])
+    off = np.fromiter(accumulate(map(len, lists), initial=0), dtype=np.int64, count=n + 1)
     items = np.fromiter(chain.from_iterable(lists), dtype=np.int32, count=int(off[-1]))
     return off, items
 
@@ -257,9 +256,9 @@ class NativeLazyDFA(WholeInputs):
         """Give C the whole NFA: its UTF-8 automata (those not sent yet), then each state's
         automaton, its transitions' targets and its epsilon transitions as flat arrays."""
         nfa, n = sc.nfa, sc.n
-        placed = np.array([self._automaton_index(a) for a in sc.distinct_autos] or [0])
-        slots = np.array(sc.auto_slots, dtype=np.int64)  # [n]
-        automata = np.where(slots >= 0, placed[np.maximum(slots, 0)], -1).astype(np.int32)
+        placed = [self._automaton_index(a) for a in sc.distinct_autos]
+        placed.append(-1)  # (slot -1: no automaton)
+        automata = np.fromiter(map(placed.__getitem__, sc.auto_slots), dtype=np.int32, count=n)
         tgt_off, targets = _flat_lists(sc.targets, n)
         eps_off, eps_to = _flat_lists(nfa.eps, n)
         arrays = (automata, tgt_off, targets, eps_off, eps_to)

@@ -835,15 +835,15 @@ def complete_rows(
 
 
 def initial_classes(vocab) -> TokenClasses:
-    """The classes before any row (made once per vocabulary, read-only; fork before refining:
-    see :meth:`TokenClasses.fork`)."""
+    """The classes before any row (made once per vocabulary and shared: fork before refining,
+    see :meth:`TokenClasses.fork`; never written into). (Not flagged read-only: the C calls
+    take a writable array's address a few times quicker.)"""
     found = getattr(vocab, "_initial_classes", None)
     if found is None:
         shadows = flat_trie(vocab).shadows()
-        found = TokenClasses.initial(vocab.never_allowed(), vocab.eos_ids, *shadows)
-        for shared in (found.class_of, found.size):
-            shared.setflags(write=False)  # a write meant for one index would reach them all
-        vocab._initial_classes = found
+        found = vocab._initial_classes = TokenClasses.initial(
+            vocab.never_allowed(), vocab.eos_ids, *shadows
+        )
     return found
 
 

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 import regexlm
 from regexlm.errors import PatternTooComplexError
 from regexlm.index import token_index
+from regexlm.index.token_index import initial_classes
 from tests.index.walks import text_tokens
 
 UNREACHABLE = 2**31 - 1
@@ -281,3 +282,20 @@ def test_a_large_nfa_is_held_once_in_c_and_within_the_bound(smollm2_vocab):
     automaton = index._rows.automaton
     assert automaton._sc is None
     assert index.nbytes <= 4 * smollm2_vocab.size + (1 << 20), index.nbytes
+
+
+@pytest.mark.parametrize("mode", ["auto", "lazy"])
+def test_indexes_leave_the_initial_classes_they_share_as_they_were(smollm2_vocab, mode):
+    shared = initial_classes(smollm2_vocab)
+    class_of, size = shared.class_of.copy(), shared.size.copy()
+    rng = np.random.default_rng(5)
+    for pattern in [r"[0-9]{4}-[0-9]{2}", r"\w+( \w+){0,3}", r'\{"a": (true|false)\}', r".{0,20}"]:
+        index = regexlm.compile(pattern, smollm2_vocab, cache=False, mode=mode)
+        state = index.start_state
+        for _ in range(12):
+            tokens = text_tokens(index, state, smollm2_vocab.eos_ids)
+            if tokens.size == 0:
+                break
+            state = index.next_state(state, int(rng.choice(tokens)))
+    assert initial_classes(smollm2_vocab) is shared
+    assert np.array_equal(shared.class_of, class_of) and np.array_equal(shared.size, size)

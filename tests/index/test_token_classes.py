@@ -189,3 +189,23 @@ def test_classes_past_65536_widen_class_of_to_int32_as_numpy_does():
         _refine_alike(reference, native, live, targets.astype(np.int64), live.size)
         assert native.class_of.dtype == np.int32
     assert native.num_classes == vocab_size + 1  # never-allowed, EOS, one per text token
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    vocab_size=st.integers(1, 60),
+    seed=st.integers(0, 2**32 - 1),
+    num_rows=st.integers(1, 8),
+    native=st.booleans(),
+)
+def test_forked_classes_never_write_into_the_arrays_they_share(vocab_size, seed, num_rows, native):
+    """Every index of a vocabulary forks the same initial classes: refining a fork replaces its
+    arrays and leaves the shared ones as they were."""
+    rng = np.random.default_rng(seed)
+    shared = TokenClasses.initial(np.zeros(vocab_size, dtype=bool), [])
+    class_of, size = shared.class_of.copy(), shared.size.copy()
+    fork = shared.fork()
+    for _ in range(num_rows):
+        tokens = np.flatnonzero(rng.random(vocab_size) < 0.5)
+        fork.refine(tokens, rng.integers(0, 3, tokens.size), 3, native=native)
+    assert np.array_equal(shared.class_of, class_of) and np.array_equal(shared.size, size)
