@@ -42,7 +42,7 @@ def _trimmed_nfa(patterns: tuple[str, ...], limits: Limits, deadline: Deadline):
     trees = [parse(p) for p in patterns]
     nfa = build_nfa(trees, limits)
     deadline.check("NFA construction")
-    return trim(remove_looks(nfa, limits, deadline)).compact()
+    return trim(remove_looks(nfa, limits, deadline))
 
 
 def compile_lazy(

@@ -41,28 +41,44 @@ from regexlm.automata.parse import Alt, Chars, Concat, Look, Repeat
 class CharNFA:
     """A Thompson NFA over characters.
 
-    For each state ``q``: ``eps[q]`` epsilon targets; ``edges[q]`` a list of ``(CharSet, target)``;
-    ``looks[q]`` a list of ``(look kind, target)``; ``match[q]`` the pattern index matched when the
+    For each state ``q``: ``eps[q]`` epsilon targets; ``edges[q]`` ``(CharSet, target)`` pairs;
+    ``looks[q]`` ``(look kind, target)`` pairs; ``match[q]`` the pattern index matched when the
     input ends in ``q`` (-1 if none).
+
+    Each state's transitions are a tuple, made by :meth:`link`, :meth:`edge` and :meth:`look`
+    (each adds to one state's tuple; a state has few: the builders add a state's many at once):
+    a state with none holds the shared empty tuple, so a new state costs no list of its own and
+    a finished NFA, which an automaton keeps, needs no pass to make them compact (a third of
+    the memory of lists).
     """
 
     __slots__ = ("eps", "edges", "looks", "match", "start", "all_live")
 
     def __init__(self) -> None:
-        self.eps: list[list[int]] = []
-        self.edges: list[list[tuple[CharSet, int]]] = []
-        self.looks: list[list[tuple[str, int]]] = []
+        self.eps: list[tuple[int, ...]] = []
+        self.edges: list[tuple[tuple[CharSet, int], ...]] = []
+        self.looks: list[tuple[tuple[str, int], ...]] = []
         self.match: list[int] = []
         self.start = 0
         # Known to reach a match from every state (so trimming has nothing to drop)
         self.all_live = False
 
     def add(self) -> int:
-        self.eps.append([])
-        self.edges.append([])
-        self.looks.append([])
+        self.eps.append(())
+        self.edges.append(())
+        self.looks.append(())
         self.match.append(-1)
         return len(self.match) - 1
+
+    def link(self, q: int, *targets: int) -> None:
+        """Epsilon transitions from ``q`` to ``targets``."""
+        self.eps[q] += targets
+
+    def edge(self, q: int, chars: CharSet, target: int) -> None:
+        self.edges[q] += ((chars, target),)
+
+    def look(self, q: int, kind: str, target: int) -> None:
+        self.looks[q] += ((kind, target),)
 
     @property
     def num_states(self) -> int:
@@ -70,15 +86,6 @@ class CharNFA:
 
     def has_looks(self) -> bool:
         return any(self.looks)
-
-    def compact(self) -> CharNFA:
-        """Hold each state's transitions in tuples, in place, once the NFA is finished (it is
-        only read afterwards): a state with none holds the shared empty tuple instead of a list
-        of its own, about a third of the memory of a large NFA that an automaton keeps."""
-        self.eps = [tuple(x) for x in self.eps]
-        self.edges = [tuple(x) for x in self.edges]
-        self.looks = [tuple(x) for x in self.looks]
-        return self
 
 
 # ---------------------------------------------------------------------------------------------
@@ -129,7 +136,7 @@ def _fragment(nfa: CharNFA, node, entry: int) -> int:
     if isinstance(node, Chars):
         e = nfa.add()
         if node.chars:
-            nfa.edges[entry].append((node.chars, e))
+            nfa.edge(entry, node.chars, e)
         return e
     if isinstance(node, Concat):
         cur = entry
@@ -138,10 +145,12 @@ def _fragment(nfa: CharNFA, node, entry: int) -> int:
         return cur
     if isinstance(node, Alt):
         e = nfa.add()
+        starts = []
         for item in node.items:
             a = nfa.add()
-            nfa.eps[entry].append(a)
-            nfa.eps[_fragment(nfa, item, a)].append(e)
+            starts.append(a)
+            nfa.link(_fragment(nfa, item, a), e)
+        nfa.link(entry, *starts)  # (at once: one tuple, however many branches)
         return e
     if isinstance(node, Repeat):
         cur = entry
@@ -149,21 +158,24 @@ def _fragment(nfa: CharNFA, node, entry: int) -> int:
             cur = _fragment(nfa, node.item, cur)
         if node.max is None:
             loop, a = nfa.add(), nfa.add()
-            nfa.eps[cur].append(loop)
-            nfa.eps[loop].append(a)
-            nfa.eps[_fragment(nfa, node.item, a)].append(loop)
+            nfa.link(cur, loop)
+            nfa.link(loop, a)
+            nfa.link(_fragment(nfa, node.item, a), loop)
             return loop
         if node.max > node.min:
             end = nfa.add()
             for _ in range(node.max - node.min):
-                nfa.eps[cur].append(end)
-                cur = _fragment(nfa, node.item, cur)
-            nfa.eps[cur].append(end)
+                nfa.link(cur, end)
+                after = _fragment(nfa, node.item, cur)
+                if after == cur:  # an item that adds nothing: the other copies would not either
+                    break
+                cur = after
+            nfa.link(cur, end)
             cur = end
         return cur
     if isinstance(node, Look):
         e = nfa.add()
-        nfa.looks[entry].append((node.kind, e))
+        nfa.look(entry, node.kind, e)
         return e
     raise TypeError(f"unknown node {node!r}")  # pragma: no cover
 
@@ -192,12 +204,14 @@ def build_nfa(trees: list, limits: Limits) -> CharNFA:
     nfa = CharNFA()
     nfa.all_live = all(_fragments_all_live(tree) for tree in trees)
     nfa.start = nfa.add()
+    starts = []
     for i, tree in enumerate(trees):
         a = nfa.add()
-        nfa.eps[nfa.start].append(a)
+        starts.append(a)
         m = nfa.add()
         nfa.match[m] = i
-        nfa.eps[_fragment(nfa, tree, a)].append(m)
+        nfa.link(_fragment(nfa, tree, a), m)
+    nfa.link(nfa.start, *starts)
     return nfa
 
 
@@ -303,14 +317,15 @@ def remove_looks(nfa: CharNFA, limits: Limits, deadline: Deadline) -> CharNFA:
         sid = ids[key]
         if sid & 1023 == 0:
             deadline.check("assertion removal")
-        for t in nfa.eps[q]:
-            out.eps[sid].append(state((t, prev, req)))
+        eps = [state((t, prev, req)) for t in nfa.eps[q]]
         for kind, t in nfa.looks[q]:
             m = req & atoms.allowed(kind, prev)
             if m:
-                out.eps[sid].append(state((t, prev, m)))
+                eps.append(state((t, prev, m)))
+        out.eps[sid] = tuple(eps)  # (each state of out is made once: its rows at once)
         if nfa.match[q] >= 0 and req & END:
             out.match[sid] = nfa.match[q]
+        edges = []
         for chars, t in nfa.edges[q]:
             for i in range(atoms.n):
                 if req & (1 << (2 + i)):
@@ -318,9 +333,10 @@ def remove_looks(nfa: CharNFA, limits: Limits, deadline: Deadline) -> CharNFA:
                     if part is None:
                         part = split_cache[(chars, i)] = cs.intersect(chars, atoms.chars[i])
                     if part:
-                        out.edges[sid].append((part, state((t, i, atoms.full))))
+                        edges.append((part, state((t, i, atoms.full))))
                 elif req & NL_FINAL and i == atoms.nl_atom and cs.contains(chars, 0x0A):
-                    out.edges[sid].append((newline, state((t, i, END))))
+                    edges.append((newline, state((t, i, END))))
+        out.edges[sid] = tuple(edges)
     return out
 
 
@@ -365,8 +381,10 @@ def trim(nfa: CharNFA) -> CharNFA:
                 live[q] = True
                 stack.append(q)
     for q in range(n):
-        nfa.eps[q] = [t for t in nfa.eps[q] if live[t]]
-        nfa.edges[q] = [(chars, t) for chars, t in nfa.edges[q] if live[t] and _encodable(chars)]
+        nfa.eps[q] = tuple([t for t in nfa.eps[q] if live[t]])
+        nfa.edges[q] = tuple(
+            [(chars, t) for chars, t in nfa.edges[q] if live[t] and _encodable(chars)]
+        )
     if not live[nfa.start]:
-        nfa.eps[nfa.start] = []
+        nfa.eps[nfa.start] = ()
     return nfa
