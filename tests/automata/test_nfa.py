@@ -9,6 +9,8 @@ on generated patterns and on the constructs that make states dead or transitions
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 
@@ -96,3 +98,15 @@ def test_a_finished_nfa_holds_its_transitions_in_tuples():
         assert all(type(row) is tuple for row in table)
         assert len({id(row) for row in table if not row}) <= 1
     assert sum(map(len, nfa.edges)) > 20 and sum(map(len, nfa.eps)) > 20
+
+
+@pytest.mark.parametrize(
+    "pattern", [r"(?:){0,1000}x", r"(?:(?:){0,3}){2,9}x?", r"a(?:|(?:){5,})*b"]
+)
+def test_repeats_of_items_that_add_nothing_match_as_re_does_and_stay_small(pattern):
+    from regexlm.automata import compile_lazy
+
+    automaton = compile_lazy(pattern, native=False)
+    assert automaton._sc.nfa.num_states < 40  # no state per optional copy of nothing
+    for text in ["", "x", "xx", "ab", "a", "b", "aab"]:
+        assert automaton.fullmatch(text) == (re.fullmatch(pattern, text) is not None), text
