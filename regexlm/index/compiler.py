@@ -42,6 +42,10 @@ EXPLORE_STATES = 48
 # allow most of the vocabulary cost about a microsecond per 30 pairs to build.
 EXPLORE_WORK = 1 << 17
 MODE_VARIABLE = "REGEXLM_INDEX"
+# What :func:`prepare` compiles to pay the process's first-use costs (see there): the common
+# broad classes alone (their UTF-8 automata are shared by every pattern that reads one), and
+# case folding.
+WARM_UP_PATTERNS = [r'\w\d\s.[^"]', r"(?i)[\w\d\s]a(b|c)"]
 # Byte budget of each pattern's lazy automaton cache: with the index's own tables it keeps a
 # pattern near 4 bytes a token plus a megabyte.
 AUTOMATON_CACHE_BYTES = 384 << 10
@@ -74,8 +78,9 @@ def prepare(tokenizer) -> Vocabulary:
     would otherwise pay: the :class:`Vocabulary`, its byte trie and the summary of its subtrees
     for whole-subtree walks (:func:`regexlm.index.native_walk.trie_summary`, about 25 ms at
     262,144 tokens), its character trie (:mod:`regexlm.index.class_trie`, about 0.3 s) and the
-    C helpers. The benchmarks call it in their per-vocabulary set-up; otherwise each is made by
-    the first pattern that needs it."""
+    C helpers; and, once per process, what any first patterns pay (see below). ``regexlm
+    serve`` calls it before serving and the benchmarks in their per-vocabulary set-up;
+    otherwise each is made by the first pattern that needs it."""
     from regexlm import native
     from regexlm.index import class_trie, native_walk
     from regexlm.index.rows import flat_trie
@@ -84,6 +89,10 @@ def prepare(tokenizer) -> Vocabulary:
     native.library()
     native_walk.trie_summary(flat_trie(vocab))
     class_trie.char_trie(vocab)
+    # and what the process pays once, at its first patterns: the automata layer's modules, the
+    # Unicode tables of \w \d \s and case folding (about 0.15 s in all), by a pattern that
+    # reads them compiled end to end and kept nowhere
+    compile(WARM_UP_PATTERNS, vocab, cache=False).settle()
     return vocab
 
 
