@@ -20,8 +20,11 @@ A file that is missing, unreadable, or fails its checksum or metadata check is d
 reported as a miss; the caller rebuilds and rewrites it. Any other failure to read an entry (a
 fault in the reading code, not in the file) is a miss too, and logged as a warning. The
 directory is bounded too
-(:data:`DISK_BYTES`, ``REGEXLM_INDEX_DISK_BYTES``): after a write, the oldest entries (by
-modification time) go until the total fits.
+(:data:`DISK_BYTES`, ``REGEXLM_INDEX_DISK_BYTES``): when a write takes it over the bound, the
+oldest entries (by modification time) go until the total fits. The directory is listed only
+when this process's running tally of it passes the bound, and at its first write and every
+:data:`RESCAN_WRITES` writes after (to count what other processes wrote), so a write costs the
+same with ten entries or ten thousand.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ from regexlm.index.token_index import TokenIndex, complete_rows
 logger = logging.getLogger(__name__)
 
 FORMAT = 2
+# Writes to the index directory between two scans of it at most (see _evict_disk)
+RESCAN_WRITES = 64
 _DISK_TENSORS = ("next_by_class", "class_of", "min_tokens", "match_index")
 
 
@@ -106,6 +111,11 @@ def entry_name(patterns: tuple[str, ...], fingerprint: str) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:40]
 
 
+# per index directory: [its bytes as last scanned plus this process's writes since, writes since]
+_disk_tally: dict[Path, list[int]] = {}
+_disk_lock = threading.Lock()
+
+
 def cache_directory() -> Path:
     from regexlm.paths import cache_dir
 
@@ -156,17 +166,36 @@ def _save_complete(index: TokenIndex | None) -> None:
     if index is None or not disk_enabled or not index.exact:
         return
     try:
-        save(index)
-        _evict_disk()
+        tensor_path = save(index)
+        written = tensor_path.stat().st_size + tensor_path.with_suffix(".json").stat().st_size
+        _evict_disk(written)
     except OSError:
         pass  # a read-only or full cache directory only costs a rebuild next time
 
 
-def _evict_disk() -> None:
-    """Delete the oldest entries until the directory holds at most :data:`DISK_BYTES`."""
+def _evict_disk(written: int = 0) -> None:
+    """After a write of ``written`` bytes: delete the oldest entries until the directory holds
+    at most :data:`DISK_BYTES`. The directory is scanned (every entry listed and measured, a
+    cost that grows with the entries) only when this process's tally of it passes the bound,
+    at its first write, and every :data:`RESCAN_WRITES` writes, which count what other
+    processes wrote to it meanwhile; other writes add to the tally."""
+    directory = cache_directory()
+    with _disk_lock:
+        tally = _disk_tally.get(directory)
+        if tally is not None:
+            tally[0] += written
+            tally[1] += 1
+            if tally[0] <= DISK_BYTES and tally[1] < RESCAN_WRITES:
+                return
+        _disk_tally[directory] = [_scan_and_evict(directory), 0]
+
+
+def _scan_and_evict(directory: Path) -> int:
+    """Delete the oldest entries of ``directory`` until it holds at most :data:`DISK_BYTES`;
+    the bytes it holds then."""
     entries = []
     total = 0
-    for meta in cache_directory().glob("*.json"):
+    for meta in directory.glob("*.json"):
         tensor = meta.with_suffix(".safetensors")
         try:
             size = meta.stat().st_size + (tensor.stat().st_size if tensor.exists() else 0)
@@ -180,6 +209,7 @@ def _evict_disk() -> None:
             break
         _discard(meta, tensor)
         total -= size
+    return total
 
 
 def _remember(key, index: TokenIndex) -> None:

@@ -168,3 +168,61 @@ def test_an_entry_that_fails_for_a_reason_of_ours_is_reported(
         again = _used(PATTERN, smollm2_vocab)
     assert not again.info.get("from_disk")
     assert any("AttributeError: no such field" in r.getMessage() for r in caplog.records)
+
+
+def _count_scans(monkeypatch) -> list:
+    scans = []
+    real = cache._scan_and_evict
+
+    def counting(directory):
+        scans.append(directory)
+        return real(directory)
+
+    monkeypatch.setattr(cache, "_scan_and_evict", counting)
+    return scans
+
+
+def test_writes_under_the_bound_list_the_directory_once(
+    index_cache_dir, smollm2_vocab, monkeypatch
+):
+    scans = _count_scans(monkeypatch)
+    for p in ("a", "b", "c", "d"):
+        _used(p, smollm2_vocab)
+    assert len(list(index_cache_dir.glob("*.json"))) == 4
+    assert len(scans) == 1  # the first write; the others only add to the tally
+
+
+def test_the_directory_is_listed_again_every_rescan_writes(
+    index_cache_dir, smollm2_vocab, monkeypatch
+):
+    monkeypatch.setattr(cache, "RESCAN_WRITES", 2)
+    scans = _count_scans(monkeypatch)
+    for p in ("a", "b", "c", "d", "e"):
+        _used(p, smollm2_vocab)
+    assert len(scans) == 3  # writes 1, 3 and 5
+
+
+def test_what_other_processes_wrote_is_counted_at_the_next_listing(
+    index_cache_dir, smollm2_vocab, monkeypatch
+):
+    import os
+    import shutil
+    import time
+
+    _used("a", smollm2_vocab)  # the first write lists the directory: one entry
+    one_entry = sum(p.stat().st_size for p in index_cache_dir.iterdir())
+    (meta,) = index_cache_dir.glob("*.json")
+    for n in range(3):  # three entries written behind this process's back, older than any
+        for f in (meta, meta.with_suffix(".safetensors")):
+            copy = index_cache_dir / f"other{n}{f.suffix}"
+            shutil.copyfile(f, copy)
+            old = time.time() - 100 + n
+            os.utime(copy, (old, old))
+    monkeypatch.setattr(cache, "DISK_BYTES", 3 * one_entry + one_entry // 2)
+    monkeypatch.setattr(cache, "RESCAN_WRITES", 2)
+    _used("b", smollm2_vocab)  # the tally (two entries) fits: nothing listed, nothing deleted
+    assert len(list(index_cache_dir.glob("*.json"))) == 5
+    _used("c", smollm2_vocab)  # a listing: six entries, the three oldest go
+    names = {p.stem for p in index_cache_dir.glob("*.json")}
+    assert len(names) == 3 and not any(n.startswith("other") for n in names)
+    assert sum(p.stat().st_size for p in index_cache_dir.iterdir()) <= cache.DISK_BYTES
