@@ -10,8 +10,11 @@ processor then allows only end-of-sequence, which vLLM stops on). Other requests
 vLLM loads the class from the ``vllm.logits_processors`` entry point that installing regexlm
 registers, from ``LLM(logits_processors=[RegexLogitsProcessor])`` or from
 ``--logits-processors regexlm.vllm:RegexLogitsProcessor``. It runs in the worker process, once
-per engine; nothing is built until the first constrained request (vLLM loads entry-point
-processors into every engine, constrained or not).
+per engine. Loaded from the entry point alone, it builds nothing until the first constrained
+request (vLLM loads entry-point processors into every engine, constrained or not); named in the
+engine's arguments (as ``regexlm serve --engine vllm`` does), it prepares the model's vocabulary
+when it is made, so that the first constrained request does not pay for it inside an engine
+step, where the whole batch would wait.
 
 vLLM has two model runners with different processor interfaces, and an entry-point processor
 must satisfy whichever one runs, so the class implements both:
@@ -95,6 +98,19 @@ def vocabulary_for(model_config):
     )
 
 
+def _named(model_config) -> bool:
+    """Whether the engine's arguments name regexlm's processor (a class, or its
+    ``module:Class`` name), as opposed to its being loaded from the entry point alone."""
+    for named in getattr(model_config, "logits_processors", None) or ():
+        if isinstance(named, type) and issubclass(named, RegexLogitsProcessor):
+            return True
+        if isinstance(named, str):
+            module, _, name = named.partition(":")
+            if name == RegexLogitsProcessor.__name__ and module.split(".")[0] == "regexlm":
+                return True
+    return False
+
+
 class RegexLogitsProcessor(_V1Processor, _V2Processor):
     """Constrain requests that carry ``extra_args={"regex": ...}`` (see the module docstring)."""
 
@@ -135,6 +151,8 @@ class RegexLogitsProcessor(_V1Processor, _V2Processor):
         self._patterns: PatternCache | None = None
         self._masker: BatchMasker | None = None
         self.active = _claim(vllm_config, self)
+        if self.active and _named(self.model_config):
+            self.prepare()
 
     # -- shared ------------------------------------------------------------------------------
 
@@ -146,6 +164,25 @@ class RegexLogitsProcessor(_V1Processor, _V2Processor):
             self._patterns = PatternCache(vocabulary, explore_beside=worth_overlapping(self.device))
             self._masker = BatchMasker(vocabulary.eos_ids)
         return self._patterns
+
+    def prepare(self) -> bool:
+        """Make now the vocabulary and what every pattern over it shares
+        (:func:`regexlm.index.compiler.prepare`), which the first constrained request would
+        otherwise pay inside an engine step, holding up its whole batch: up to a second or two
+        at a 262,144-token vocabulary. Done at construction when the processor was named in the
+        engine's arguments (it is wanted there); an engine that only loaded it from the entry
+        point pays nothing until a constrained request comes. A failure is logged and left to
+        that first request, which reports it as before. Returns whether it was done."""
+        from regexlm.index.compiler import prepare
+
+        started = time.perf_counter()
+        try:
+            prepare(self.patterns.vocabulary)
+        except Exception:  # the first constrained request meets it again, and says so
+            logger.exception("regexlm could not prepare the model's vocabulary at start-up")
+            return False
+        logger.info("regexlm prepared the vocabulary in %.2f s", time.perf_counter() - started)
+        return True
 
     def load_vocabulary(self):
         """The vocabulary patterns are compiled for (the served model's)."""

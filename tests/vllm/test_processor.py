@@ -325,3 +325,74 @@ def test_async_scheduling_needs_the_processor_named(vocabulary, named):
     allowed = torch.isfinite(processor.apply(torch.randn(1, VOCAB_SIZE))[0])
     only_eos = allowed.nonzero().flatten().tolist() == sorted(vocabulary.eos_ids)
     assert only_eos == (named is None)
+
+
+def _engine_config(named):
+    return SimpleNamespace(
+        model_config=SimpleNamespace(max_model_len=MAX_MODEL_LEN, logits_processors=named),
+        speculative_config=None,
+    )
+
+
+def _recording_processor(vocabulary, monkeypatch):
+    """A processor class over ``vocabulary``, and the list of the vocabularies prepared."""
+    from regexlm.index import compiler
+
+    prepared = []
+    real = compiler.prepare
+
+    def recording(tokenizer):
+        prepared.append(tokenizer)
+        return real(tokenizer)
+
+    monkeypatch.setattr(compiler, "prepare", recording)
+
+    class Processor(RegexLogitsProcessor):
+        def load_vocabulary(self):
+            return vocabulary
+
+    return Processor, prepared
+
+
+@pytest.mark.parametrize(
+    "named",
+    [
+        ["regexlm.vllm:RegexLogitsProcessor"],
+        ["regexlm.vllm.processor:RegexLogitsProcessor"],
+        [RegexLogitsProcessor],
+    ],
+)
+def test_a_processor_named_in_the_engine_arguments_prepares_its_vocabulary_at_start(
+    vocabulary, monkeypatch, named
+):
+    Processor, prepared = _recording_processor(vocabulary, monkeypatch)
+    processor = Processor(_engine_config(named), torch.device("cpu"), False)
+    assert prepared == [vocabulary] and processor._patterns is not None
+    assert processor.patterns.compiles == 0  # nothing of a request's was compiled
+    params = SimpleNamespace(extra_args={"regex": "a+"}, max_tokens=5)
+    processor.update_state(BatchUpdate(1, [], [(0, params, [1], [])], []))
+    allowed = torch.isfinite(processor.apply(torch.randn(1, VOCAB_SIZE))[0])
+    assert allowed.any() and prepared == [vocabulary]  # the first request prepared nothing
+
+
+@pytest.mark.parametrize("named", [None, [], ["other.module:RegexLogitsProcessor"], ["x:Y"]])
+def test_a_processor_from_the_entry_point_alone_builds_nothing_until_a_request(
+    vocabulary, monkeypatch, named
+):
+    Processor, prepared = _recording_processor(vocabulary, monkeypatch)
+    processor = Processor(_engine_config(named), torch.device("cpu"), False)
+    assert prepared == [] and processor._patterns is None
+
+
+def test_a_vocabulary_that_fails_at_start_is_logged_and_left_to_the_first_request(caplog):
+    class Processor(RegexLogitsProcessor):
+        def load_vocabulary(self):
+            raise OSError("no tokenizer files")
+
+    config = _engine_config(["regexlm.vllm:RegexLogitsProcessor"])
+    with caplog.at_level("ERROR", logger="regexlm.vllm"):
+        processor = Processor(config, torch.device("cpu"), False)
+    assert processor.active and processor._patterns is None
+    assert "could not prepare" in caplog.text and "no tokenizer files" in caplog.text
+    with pytest.raises(OSError, match="no tokenizer files"):
+        _ = processor.patterns
