@@ -271,13 +271,12 @@ def run(args: argparse.Namespace) -> int:
         **limits,
     )
     from regexlm.index import native_walk
-    from regexlm.index.compiler import prepare
 
     # before serving: the C helpers (built once per machine) and, for regexlm's own engine, the
     # vocabulary's tries and their summary, which the first pattern would otherwise pay
-    vocabulary = getattr(generator, "vocabulary", None)
-    if vocabulary is not None:
-        prepare(vocabulary)
+    prepare = getattr(generator, "prepare", None)
+    if prepare is not None:
+        prepare()
     native_walk.library()
     # What is loaded now lives as long as the process: keep it out of the garbage collector's
     # full passes, which would otherwise stall pattern compiles and decode steps.

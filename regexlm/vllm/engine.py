@@ -121,6 +121,15 @@ class VllmModel:
             name=name_or_path or "smollm2",
         )
 
+    def prepare(self) -> VllmModel:
+        """Make now what every pattern the front compiles shares (see
+        :meth:`regexlm.generation.Generator.prepare`); the engine's workers prepare their own
+        copy when their processor is made. Returns the model."""
+        from regexlm.index.compiler import prepare
+
+        prepare(self.vocabulary)
+        return self
+
     def start(self) -> None:
         """Start vLLM's engine; blocks until it is ready. Call it inside the event loop that
         will await :meth:`generate`."""

@@ -82,3 +82,19 @@ def test_a_failing_exploration_fails_its_own_rows_only(tiny_generator):
     assert isinstance(outcomes[0], MemoryError)
     alone = tiny_generator.generate_batch([REQUESTS[1]])[0]
     assert _key(outcomes[1]) == _key(alone)
+
+
+def test_prepare_makes_the_vocabulary_and_what_its_patterns_share(tiny_model, monkeypatch):
+    from regexlm.generation import Generator
+    from regexlm.index import compiler
+
+    prepared = []
+    real = compiler.prepare
+    monkeypatch.setattr(compiler, "prepare", lambda v: prepared.append(v) or real(v))
+    model, tokenizer = tiny_model
+    generator = Generator(model, tokenizer, backend="torch")
+    assert generator._vocabulary is None  # nothing is made before it is asked for
+    assert generator.prepare() is generator
+    assert generator._vocabulary is not None and prepared == [generator.vocabulary]
+    out = generator.generate(REQUESTS[1].prompt, REQUESTS[1].pattern, max_new_tokens=6)
+    assert out.matched and prepared == [generator.vocabulary]  # made once, not per request

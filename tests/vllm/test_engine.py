@@ -141,3 +141,12 @@ def test_sampling_parameters_map_to_vllms(model):
     # top_p=0 keeps only the most likely token(s); vLLM wants 0 < top_p, so it is top_k=1
     params = model.sampling_params(GenerationRequest("p", "a+", temperature=0.7, top_p=0.0))
     assert (params.top_k, params.top_p) == (1, 1.0)
+
+
+def test_prepare_makes_what_the_fronts_patterns_share(model, vocabulary, monkeypatch):
+    from regexlm.index import compiler
+
+    prepared = []
+    real = compiler.prepare
+    monkeypatch.setattr(compiler, "prepare", lambda v: prepared.append(v) or real(v))
+    assert model.prepare() is model and prepared == [vocabulary]
