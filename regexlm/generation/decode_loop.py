@@ -9,8 +9,8 @@ After one prefill over the prompts, each iteration is:
 
 1. ``sample``  -- one :func:`regexlm.ops.sample_step` for all live rows: grammar mask, budget
    mask, penalty, temperature, top-k, top-p, draw, automaton advance, all on the device. Rows of
-   one pattern step in one call; each index first builds the rows of states decoding reaches
-   for the first time (see :mod:`regexlm.index.token_index`).
+   different patterns read their own tables in the same call; each index first builds the rows
+   of states decoding reaches for the first time (see :mod:`regexlm.index.token_index`).
 2. ``accept``  -- one transfer of the drawn tokens to the host, where each row appends its token,
    its bytes and its text delta, and the stop rules decide whether the row is done.
 3. ``compact`` -- finished rows leave the batch: every per-row tensor and the KV cache keep only
@@ -262,10 +262,12 @@ def _build_rows(batch: _Batch, decode_started: float) -> None:
 def _sample(batch: _Batch, step: int, vocab_width: int, backend: str, ops):
     """One sampling step for all live rows: tokens int64[B], next states int32[B], no_allowed.
 
-    Rows step in one call per distinct index (one call in all when the batch shares a pattern).
-    Each index first builds the rows of the states its rows are in (on the host; on a GPU this
-    runs while the forward pass queued just before is still computing), then the step reads
-    its current tables.
+    One call for the batch. Rows of different patterns read their own index's tables
+    (:class:`regexlm.ops.TableGroups`): the torch step masks each pattern's rows with its
+    tables and runs the rest once for all; the fused kernels run once per pattern. Each index
+    first builds the rows of the states its rows are in (on the host; on a GPU this runs while
+    the forward pass queued just before is still computing), then the step reads its current
+    tables.
     """
     # each row's own stream: its seed, and its step = the tokens it has generated so far
     seeds, steps = step_counters(
@@ -276,54 +278,31 @@ def _sample(batch: _Batch, step: int, vocab_width: int, backend: str, ops):
     groups: dict[int, list[int]] = {}
     for b, row in enumerate(batch.rows):
         groups.setdefault(id(row.spec.constraint.index), []).append(b)
-    for positions in groups.values():
-        index = batch.rows[positions[0]].spec.constraint.index
+    indexes = [batch.rows[positions[0]].spec.constraint.index for positions in groups.values()]
+    for index, positions in zip(indexes, groups.values(), strict=True):
         index.ensure_rows([batch.rows[b].state for b in positions])
-    if len(groups) == 1:
-        (positions,) = groups.values()
-        index = batch.rows[positions[0]].spec.constraint.index
-        result = ops.sample_step(
-            batch.logits,
-            batch.states,
-            batch.budgets,
-            batch.temperature,
-            batch.top_k,
-            batch.top_p,
-            batch.repetition_penalty,
-            batch.seen,
-            index.tables(),
-            seeds=seeds,
-            steps=steps,
-            backend=backend,
+    if len(indexes) == 1:
+        tables = indexes[0].tables()
+    else:
+        tables = ops.TableGroups(
+            tuple(index.tables() for index in indexes),
+            tuple(tuple(positions) for positions in groups.values()),
         )
-        return result.tokens, result.next_states, result.no_allowed
-
-    B = len(batch.rows)
-    device = batch.states.device
-    tokens = torch.empty(B, dtype=torch.long, device=device)
-    next_states = torch.empty(B, dtype=torch.int32, device=device)
-    no_allowed = torch.empty(B, dtype=torch.bool, device=device)
-    for positions in groups.values():
-        rows = torch.tensor(positions, dtype=torch.long, device=device)
-        index = batch.rows[positions[0]].spec.constraint.index
-        result = ops.sample_step(
-            batch.logits.index_select(0, rows),
-            batch.states.index_select(0, rows),
-            batch.budgets.index_select(0, rows),
-            batch.temperature.index_select(0, rows),
-            batch.top_k.index_select(0, rows),
-            batch.top_p.index_select(0, rows),
-            batch.repetition_penalty.index_select(0, rows),
-            None if batch.seen is None else batch.seen.index_select(0, rows),
-            index.tables(),
-            seeds=seeds.index_select(0, rows),
-            steps=steps.index_select(0, rows),
-            backend=backend,
-        )
-        tokens[rows] = result.tokens
-        next_states[rows] = result.next_states
-        no_allowed[rows] = result.no_allowed
-    return tokens, next_states, no_allowed
+    result = ops.sample_step(
+        batch.logits,
+        batch.states,
+        batch.budgets,
+        batch.temperature,
+        batch.top_k,
+        batch.top_p,
+        batch.repetition_penalty,
+        batch.seen,
+        tables,
+        seeds=seeds,
+        steps=steps,
+        backend=backend,
+    )
+    return result.tokens, result.next_states, result.no_allowed
 
 
 def _accept(batch, tokens, next_states, no_allowed, token_bytes, on_token, decode_started):

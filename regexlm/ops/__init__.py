@@ -20,13 +20,14 @@ from regexlm.ops.dispatch import (
 )
 from regexlm.ops.noise import uniform_noise
 from regexlm.ops.reference import sample_step_reference
-from regexlm.ops.types import IndexTables, StepResult
+from regexlm.ops.types import IndexTables, StepResult, TableGroups
 
 __all__ = [
     "BACKENDS",
     "BackendUnavailableError",
     "IndexTables",
     "StepResult",
+    "TableGroups",
     "available_backends",
     "resolve_backend",
     "sample_step",

@@ -17,7 +17,7 @@ import torch
 from regexlm.errors import RegexlmError
 from regexlm.ops.noise import as_int32, fresh_seed, seed_rows
 from regexlm.ops.reference import sample_step_reference
-from regexlm.ops.types import StepResult
+from regexlm.ops.types import StepResult, TableGroups
 
 BACKENDS = ("auto", "torch", "triton", "cuda")
 
@@ -102,6 +102,36 @@ def _check(logits, states, budgets, temperature, top_k, top_p, penalty, seen, ta
     if logits.dtype not in (torch.float32, torch.bfloat16, torch.float16):
         raise ValueError(f"logits must be fp32, bf16 or fp16, got {logits.dtype}")
     B, V = logits.shape
+    if isinstance(tables, TableGroups):
+        _check_groups(tables, B)
+        for group in tables.tables:
+            _check_tables(group, logits)
+    else:
+        _check_tables(tables, logits)
+    _check_rows(logits, states, budgets, temperature, top_k, top_p, penalty, seen, noise)
+
+
+def _check_groups(groups: TableGroups, B: int) -> None:
+    """Every row of the batch in exactly one group, and no empty group."""
+    if not groups.tables:
+        raise ValueError("TableGroups needs at least one group")
+    seen = [False] * B
+    for positions in groups.positions:
+        if not positions:
+            raise ValueError("a group of TableGroups has no rows")
+        for b in positions:
+            if not (isinstance(b, int) and 0 <= b < B) or seen[b]:
+                raise ValueError(
+                    f"TableGroups positions must name each row of the batch (0..{B - 1}) "
+                    f"exactly once; got {b!r} again or out of range"
+                )
+            seen[b] = True
+    if not all(seen):
+        raise ValueError(f"TableGroups leaves row {seen.index(False)} of {B} in no group")
+
+
+def _check_tables(tables, logits) -> None:
+    V = logits.shape[1]
     for name in ("next_by_class", "class_of", "min_tokens"):
         t = getattr(tables, name, None)
         if not isinstance(t, torch.Tensor):
@@ -137,6 +167,10 @@ def _check(logits, states, budgets, temperature, top_k, top_p, penalty, seen, ta
                 f"row_of and min_tokens must have one entry per state, got shapes "
                 f"{tuple(rows.shape)} and {tuple(tables.min_tokens.shape)}"
             )
+
+
+def _check_rows(logits, states, budgets, temperature, top_k, top_p, penalty, seen, noise):
+    B, V = logits.shape
     for name, t in (
         ("states", states),
         ("budgets", budgets),
@@ -225,12 +259,58 @@ def sample_step(
     if name == "torch":
         return sample_step_reference(*args, noise=noise, seeds=seeds, steps=steps)
     if name == "triton":
-        from regexlm.ops.sample_triton import sample_step_triton
+        from regexlm.ops.sample_triton import sample_step_triton as fused
+    else:
+        from regexlm.ops.sample_cuda import sample_step_cuda as fused
+    if isinstance(tables, TableGroups):
+        return step_per_group(fused, *args, noise=noise, seeds=seeds, steps=steps)
+    return fused(*args, noise=noise, seeds=seeds, steps=steps)
 
-        return sample_step_triton(*args, noise=noise, seeds=seeds, steps=steps)
-    from regexlm.ops.sample_cuda import sample_step_cuda
 
-    return sample_step_cuda(*args, noise=noise, seeds=seeds, steps=steps)
+def step_per_group(
+    step,
+    logits: torch.Tensor,
+    states: torch.Tensor,
+    budgets: torch.Tensor,
+    temperature: torch.Tensor,
+    top_k: torch.Tensor,
+    top_p: torch.Tensor,
+    repetition_penalty: torch.Tensor,
+    seen: torch.Tensor | None,
+    tables: TableGroups,
+    *,
+    noise: torch.Tensor | None = None,
+    seeds: torch.Tensor | None = None,
+    steps: torch.Tensor | None = None,
+) -> StepResult:
+    """A step over :class:`TableGroups` by one call of ``step`` (a backend's step over one set
+    of tables, with `sample_step_reference`'s arguments) per group: each group's rows are
+    gathered, stepped with the group's tables and scattered back. A group of the whole batch
+    is stepped as it is."""
+    per_row = (states, budgets, temperature, top_k, top_p, repetition_penalty, seen)
+    if len(tables.tables) == 1:
+        return step(logits, *per_row, tables.tables[0], noise=noise, seeds=seeds, steps=steps)
+    B, device = logits.shape[0], logits.device
+    tokens = torch.empty(B, dtype=torch.int64, device=device)
+    next_states = torch.empty(B, dtype=torch.int32, device=device)
+    no_allowed = torch.empty(B, dtype=torch.bool, device=device)
+
+    def rows_of(t, rows):
+        return None if t is None else t.index_select(0, rows)
+
+    for group, rows in zip(tables.tables, tables.position_tensors(device), strict=True):
+        result = step(
+            logits.index_select(0, rows),
+            *(rows_of(t, rows) for t in per_row),
+            group,
+            noise=rows_of(noise, rows),
+            seeds=rows_of(seeds, rows),
+            steps=rows_of(steps, rows),
+        )
+        tokens[rows] = result.tokens
+        next_states[rows] = result.next_states
+        no_allowed[rows] = result.no_allowed
+    return StepResult(tokens, next_states, no_allowed)
 
 
 def update_seen(seen: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:

@@ -64,6 +64,32 @@ class IndexTables:
         )
 
 
+@dataclass(frozen=True)
+class TableGroups:
+    """A batch whose rows read different index tables: the rows at ``positions[g]`` read
+    ``tables[g]``; every row of the batch is in exactly one group (``sample_step`` checks it).
+
+    ``sample_step`` takes it in place of one set of tables. The torch reference masks each
+    group's rows with the group's tables and runs the rest of the step (penalty, temperature,
+    top-k, top-p, draw) once for the whole batch; the fused kernels run once per group. A row's
+    result is the one it would get in a step of its group alone, or of its own.
+    """
+
+    tables: tuple  # [G] of IndexTables-like objects, over the same V tokens
+    positions: tuple[tuple[int, ...], ...]  # [G] of the row positions (host ints) in each group
+
+    def __post_init__(self):
+        if len(self.tables) != len(self.positions):
+            raise ValueError(
+                f"TableGroups needs one list of positions per tables, got {len(self.tables)} "
+                f"tables and {len(self.positions)} lists"
+            )
+
+    def position_tensors(self, device) -> list[torch.Tensor]:
+        """Each group's positions as int64[n_g] on ``device``."""
+        return [torch.tensor(p, dtype=torch.int64, device=device) for p in self.positions]
+
+
 def state_rows(tables) -> torch.Tensor:
     """``int32[S]``: the row of each state of ``tables`` (``arange(S)`` for tables without a
     ``row_of`` attribute, or with None there)."""
