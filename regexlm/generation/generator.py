@@ -16,12 +16,16 @@ from __future__ import annotations
 import threading
 import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 from regexlm.errors import PromptTooLongError
 from regexlm.generation.completion import Completion
 from regexlm.generation.constraint import Constraint
 from regexlm.generation.request import GenerationRequest
+
+# Characters of prompts whose token ids a Generator keeps (see Generator.encode_prompt)
+PROMPT_MEMO_CHARS = 1 << 20
 
 OnToken = Callable[[int, int, str], None]
 ShouldStop = Callable[[int], bool]
@@ -73,6 +77,9 @@ class Generator:
         self.max_cached_patterns = max_cached_patterns
         self._vocabulary = None
         self._lock = threading.Lock()
+        self._prompt_ids: OrderedDict[str, tuple[int, ...]] = OrderedDict()
+        self._prompt_chars = 0
+        self._prompt_lock = threading.Lock()
 
     @classmethod
     def from_pretrained(
@@ -151,8 +158,23 @@ class Generator:
     # --- prompts -------------------------------------------------------------------------------
 
     def encode_prompt(self, prompt: str) -> list[int]:
-        """Prompt token ids as the model would see them (see :func:`encode_prompt`)."""
-        return encode_prompt(self.tokenizer, prompt)
+        """Prompt token ids as the model would see them (see :func:`encode_prompt`). The last
+        prompts' ids are kept (up to :data:`PROMPT_MEMO_CHARS` characters of prompts): a server
+        measures a prompt when it arrives, and the batch that decodes it does not encode it
+        again."""
+        with self._prompt_lock:
+            found = self._prompt_ids.get(prompt)
+            if found is not None:
+                self._prompt_ids.move_to_end(prompt)
+                return list(found)
+        ids = encode_prompt(self.tokenizer, prompt)
+        with self._prompt_lock:
+            if prompt not in self._prompt_ids and len(prompt) <= PROMPT_MEMO_CHARS:
+                self._prompt_ids[prompt] = tuple(ids)
+                self._prompt_chars += len(prompt)
+                while self._prompt_chars > PROMPT_MEMO_CHARS:
+                    self._prompt_chars -= len(self._prompt_ids.popitem(last=False)[0])
+        return ids
 
     @property
     def pad_id(self) -> int:

@@ -13,9 +13,10 @@ that was accepted gets its answer, then stops the worker and the compile threads
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +51,20 @@ class Service:
     metrics: ServiceMetrics
     request_class: type
     model_name: str
+    #: The generator's prompt encoder (text -> token ids), where it has one: a prompt's
+    #: length in tokens bounds the batches it joins (``max_batch_tokens``).
+    encode_prompt: Callable[[str], list[int]] | None = None
+
+    async def prompt_tokens(self, prompt: str) -> int:
+        """The prompt's length in tokens, measured off the event loop (0 where the generator
+        has no encoder, or fails on it: the generator reports that failure for the request)."""
+        if self.encode_prompt is None:
+            return 0
+        loop = asyncio.get_running_loop()
+        try:
+            return len(await loop.run_in_executor(None, self.encode_prompt, prompt))
+        except Exception:
+            return 0
 
 
 _STATUS_MESSAGES = {
@@ -81,6 +96,7 @@ def create_app(
     api_keys: Iterable[str],
     max_new_tokens_limit: int = Limits.max_new_tokens_limit,
     max_batch_size: int = Limits.max_batch_size,
+    max_batch_tokens: int = Limits.max_batch_tokens,
     queue_size: int = Limits.queue_size,
     request_timeout: float = Limits.request_timeout,
     max_body_bytes: int = Limits.max_body_bytes,
@@ -106,6 +122,7 @@ def create_app(
     limits = Limits(
         max_new_tokens_limit=max_new_tokens_limit,
         max_batch_size=max_batch_size,
+        max_batch_tokens=max_batch_tokens,
         queue_size=queue_size,
         request_timeout=request_timeout,
         max_body_bytes=max_body_bytes,
@@ -123,6 +140,7 @@ def create_app(
         queue_size=limits.queue_size,
         metrics=metrics,
         batch_window=limits.batch_window,
+        max_batch_tokens=limits.max_batch_tokens,
     )
     compiler = PatternCompiler(
         generator.compile, timeout=limits.compile_timeout, metrics=metrics, workers=compile_workers
@@ -142,6 +160,8 @@ def create_app(
         metrics=metrics,
         request_class=request_class or _default_request_class(),
         model_name=model_name or type(generator).__name__,
+        # (only where the engine bounds its batches by prompt tokens: vLLM's bounds its own)
+        encode_prompt=getattr(generator, "encode_prompt", None) if engine_class is None else None,
     )
 
     @contextlib.asynccontextmanager

@@ -67,6 +67,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="most requests decoded together (default %(default)s)",
     )
     parser.add_argument(
+        "--max-batch-tokens",
+        type=int,
+        default=Limits.max_batch_tokens,
+        metavar="N",
+        help="most prompt tokens in a batch, each row counted as long as the longest prompt "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
         "--max-new-tokens-limit",
         type=int,
         default=Limits.max_new_tokens_limit,
@@ -220,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
     limits = dict(
         max_new_tokens_limit=args.max_new_tokens_limit,
         max_batch_size=args.max_batch_size,
+        max_batch_tokens=args.max_batch_tokens,
         queue_size=args.queue_size,
         request_timeout=args.request_timeout,
         max_body_bytes=args.max_body_bytes,

@@ -11,6 +11,13 @@ seconds, or a tenth of the last batch's duration when that is longer (capped at 
 Bursts and steady streams of clients then decode together instead of splitting into a small
 batch and a large one that each cost a full decode.
 
+A batch is bounded by prompt tokens too (``max_batch_tokens``): its prompts are left-padded to
+the longest, so it holds rows x longest prompt tokens, and the prefill's time and memory grow
+with that (its attention with the square of the length). The worker takes waiting jobs in
+order while that product stays within the bound; the first job that would pass it starts the
+next batch. A long prompt thus decodes with fewer others, or alone, and no mix of prompts the
+limits allow takes the process past what one batch of the bound needs.
+
 Life of a request:
 
 1. :meth:`Engine.admit` reserves a place, or raises :class:`QueueFull` (the HTTP 503) when
@@ -81,6 +88,8 @@ class Job:
     ticket: Ticket | None = None
     #: The compiled token index of the request's patterns (None: the generator compiles).
     index: Any = None
+    #: The prompt's length in tokens (0 where not measured), for ``max_batch_tokens``.
+    prompt_tokens: int = 0
 
     @property
     def cancelled(self) -> bool:
@@ -152,9 +161,11 @@ class Engine(EngineCounters):
         queue_size: int,
         metrics: ServiceMetrics,
         batch_window: float = 0.02,
+        max_batch_tokens: int | None = None,
     ):
         self.generator = generator
         self.max_batch_size = max_batch_size
+        self.max_batch_tokens = max_batch_tokens
         self.queue_size = queue_size
         self.metrics = metrics
         self.batch_window = batch_window
@@ -231,9 +242,10 @@ class Engine(EngineCounters):
         request: Any,
         on_token: Callable[[int, str], None] | None = None,
         index: Any = None,
+        prompt_tokens: int = 0,
     ) -> Job:
-        """Queue a request whose place ``ticket`` holds, with its compiled ``index``; its result
-        arrives on ``job.future``."""
+        """Queue a request whose place ``ticket`` holds, with its compiled ``index`` and its
+        prompt's length in tokens; its result arrives on ``job.future``."""
         self.start()
         loop = asyncio.get_running_loop()
         job = Job(
@@ -243,6 +255,7 @@ class Engine(EngineCounters):
             on_token=on_token,
             ticket=ticket,
             index=index,
+            prompt_tokens=prompt_tokens,
         )
         # A caller that gave up (timeout, disconnect) never reads the outcome; mark it read.
         job.future.add_done_callback(lambda f: f.cancelled() or f.exception())
@@ -296,8 +309,17 @@ class Engine(EngineCounters):
                         break
                     self._cond.wait(left)
             batch = []
+            longest = 0  # the batch's longest prompt, in tokens
             while self._queue and len(batch) < self.max_batch_size:
+                tokens = max(longest, self._queue[0].prompt_tokens)
+                if (
+                    batch
+                    and self.max_batch_tokens
+                    and tokens * (len(batch) + 1) > (self.max_batch_tokens)
+                ):
+                    break  # padded to the longest, the next job would pass the bound
                 batch.append(self._queue.popleft())
+                longest = tokens
             self._running = batch
             self._last_batch_size = len(batch)
         now = time.perf_counter()

@@ -31,6 +31,9 @@ class Limits:
     max_new_tokens_limit: int = 256
     #: Most requests decoded together in one batch.
     max_batch_size: int = 32
+    #: Most prompt tokens in one batch, each row counted as long as the batch's longest
+    #: prompt (rows are padded to it): a long prompt decodes with fewer others, or alone.
+    max_batch_tokens: int = 8192
     #: Most requests admitted but not yet decoding (compiling or waiting); more get 503.
     queue_size: int = 256
     #: Seconds a request may take from arrival to its answer; longer ones get 504.

@@ -102,8 +102,8 @@ def job_error(request: Request, exc: BaseException) -> tuple[int, str]:
 
 
 async def _prepare(request: Request, service: Service, started: float):
-    """Validate, admit and compile; return (params, generation request, ticket, compiled index,
-    compile seconds)."""
+    """Validate, admit, compile and measure the prompt; return (params, generation request,
+    ticket, (compiled index, prompt tokens), compile seconds)."""
     limits = service.limits
     params = parse_completion_request(await request.body(), limits)
     generation_request = service.request_class(**params.generation_kwargs())
@@ -139,7 +139,12 @@ async def _prepare(request: Request, service: Service, started: float):
     except BaseException:
         ticket.release()
         raise
-    return params, generation_request, ticket, index, compile_s
+    try:
+        prompt_tokens = await service.prompt_tokens(generation_request.prompt)
+    except BaseException:  # the client left meanwhile
+        ticket.release()
+        raise
+    return params, generation_request, ticket, (index, prompt_tokens), compile_s
 
 
 async def complete(request: Request) -> Response:
@@ -147,7 +152,7 @@ async def complete(request: Request) -> Response:
     service = _service(request)
     started = time.perf_counter()
     try:
-        params, generation_request, ticket, index, compile_s = await _prepare(
+        params, generation_request, ticket, (index, prompt_tokens), compile_s = await _prepare(
             request, service, started
         )
     except APIError as exc:
@@ -156,7 +161,9 @@ async def complete(request: Request) -> Response:
 
     if params.stream:
         events = TokenEvents()
-        job = service.engine.submit(ticket, generation_request, on_token=events, index=index)
+        job = service.engine.submit(
+            ticket, generation_request, on_token=events, index=index, prompt_tokens=prompt_tokens
+        )
 
         async def finish(job: Job) -> tuple[str, dict[str, Any]]:
             error = job.future.exception()
@@ -167,7 +174,9 @@ async def complete(request: Request) -> Response:
 
         return CompletionStream(service.engine, job, events, deadline, finish)
 
-    job = service.engine.submit(ticket, generation_request, index=index)
+    job = service.engine.submit(
+        ticket, generation_request, index=index, prompt_tokens=prompt_tokens
+    )
     gone = asyncio.ensure_future(wait_for_disconnect(request.receive))
     try:
         done, _ = await asyncio.wait(

@@ -55,6 +55,7 @@ class VllmEngine(EngineCounters):
         queue_size: int,
         metrics: ServiceMetrics,
         batch_window: float = 0.0,
+        max_batch_tokens: int | None = None,  # vLLM bounds its own (max_num_batched_tokens)
     ):
         # ``model``: a VllmModel, or anything with start(), shutdown() and
         # ``async generate(request, on_token)``.
@@ -123,6 +124,7 @@ class VllmEngine(EngineCounters):
         request: Any,
         on_token: Callable[[int, str], None] | None = None,
         index: Any = None,
+        prompt_tokens: int = 0,
     ) -> Job:
         """Queue a request whose place ``ticket`` holds, with its compiled ``index``; its result
         arrives on ``job.future``."""

@@ -102,3 +102,31 @@ def test_any_text_with_markers_round_trips_without_control_ids(generator, vocabu
     extra = data.draw(st.lists(st.sampled_from(specials), max_size=3))
     prompt = "".join(pieces + extra)
     _check(generator, vocabulary, prompt)
+
+
+def test_the_last_prompts_ids_are_kept_within_a_bound_of_characters(tiny_model, monkeypatch):
+    from regexlm.generation import Generator, generator
+
+    monkeypatch.setattr(generator, "PROMPT_MEMO_CHARS", 12)
+    model, tokenizer = tiny_model
+    calls = []
+
+    def counting(tok, prompt):
+        calls.append(prompt)
+        return real(tok, prompt)
+
+    real = generator.encode_prompt
+    monkeypatch.setattr(generator, "encode_prompt", counting)
+    gen = Generator(model, tokenizer, backend="torch")
+    first = gen.encode_prompt("hello")
+    again = gen.encode_prompt("hello")
+    assert again == first and calls == ["hello"]  # the second time from the memo
+    again.append(-1)  # a caller's copy: the kept ids are not changed through it
+    assert gen.encode_prompt("hello") == first
+    gen.encode_prompt("world!!")  # 5 + 7 characters: both kept
+    gen.encode_prompt("more")  # 16: the oldest goes
+    gen.encode_prompt("hello")
+    assert calls == ["hello", "world!!", "more", "hello"]
+    gen.encode_prompt("x" * 13)  # longer than the bound: never kept
+    gen.encode_prompt("x" * 13)
+    assert calls[-2:] == ["x" * 13, "x" * 13]
