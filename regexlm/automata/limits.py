@@ -80,9 +80,12 @@ def too_many_dfa_states(limit: int) -> PatternTooComplexError:
     )
 
 
-def too_many_nfa_states(estimate: int, limit: int) -> PatternTooComplexError:
+def too_many_nfa_states(estimate: int, limit: int, patterns: int = 1) -> PatternTooComplexError:
+    # patterns: how many of a list were counted when the limit was passed
+    what = "the pattern expands" if patterns == 1 else f"{patterns} patterns together expand"
     return PatternTooComplexError(
-        f"the pattern expands to about {estimate} NFA states, over the limit of {limit} "
-        f"({estimate / limit:.1f}x); large repeat counts multiply the size of what they repeat",
+        f"{what} to about {estimate} NFA states, over the limit of {limit} "
+        f"({estimate / limit:.1f}x); large repeat counts multiply the size of what they repeat"
+        + ("" if patterns == 1 else "; a list of patterns shares one limit, so send fewer"),
         limit="max_nfa_states",
     )

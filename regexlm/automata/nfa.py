@@ -197,10 +197,10 @@ def build_nfa(trees: list, limits: Limits) -> CharNFA:
     """One NFA for all patterns; the match state of pattern ``i`` carries ``i``."""
     cap = limits.max_nfa_states
     total = 1
-    for tree in trees:
+    for counted, tree in enumerate(trees, 1):
         total += estimate_size(tree, cap) + 1
         if total > cap:
-            raise too_many_nfa_states(total, cap)
+            raise too_many_nfa_states(total, cap, counted)
     nfa = CharNFA()
     nfa.all_live = all(_fragments_all_live(tree) for tree in trees)
     nfa.start = nfa.add()

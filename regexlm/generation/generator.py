@@ -192,8 +192,8 @@ class Generator:
     def generate(self, prompt: str, pattern: str | Sequence[str], **params) -> Completion:
         """Complete one prompt under ``pattern``; ``params`` are :class:`GenerationRequest` fields."""
         request = GenerationRequest(
-            prompt, pattern if isinstance(pattern, str) else list(pattern), **params
-        )
+            prompt, list(pattern) if isinstance(pattern, list | tuple) else pattern, **params
+        )  # any other pattern (None, bytes, ...) is refused by name when it is checked
         return self.generate_batch([request])[0]
 
     def generate_batch(
@@ -292,6 +292,12 @@ class Generator:
     def _check_length(self, prompt_tokens: int, max_new_tokens: int) -> None:
         limit = self.context_length
         if limit is not None and prompt_tokens + max_new_tokens > limit:
+            if max_new_tokens >= limit:  # no prompt would fit: the budget is the cause
+                raise PromptTooLongError(
+                    f"max_new_tokens={max_new_tokens} does not fit the model's context of "
+                    f"{limit} tokens with any prompt (this one has {prompt_tokens}); ask for at "
+                    f"most {limit - prompt_tokens} new tokens"
+                )
             raise PromptTooLongError(
                 f"prompt is too long: {prompt_tokens} tokens plus max_new_tokens={max_new_tokens} "
                 f"exceed the model's context of {limit} tokens; shorten the prompt or ask for "

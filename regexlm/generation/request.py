@@ -230,6 +230,15 @@ class GenerationRequest:
         """Check every field; raise :class:`FieldError` naming the first bad one. Returns ``self``."""
         if not isinstance(self.prompt, str):
             raise FieldError("prompt", f"must be a string, got {type(self.prompt).__name__}")
+        try:
+            self.prompt.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise FieldError(
+                "prompt",
+                f"contains an unpaired surrogate (U+{ord(self.prompt[exc.start]):04X}) at "
+                f"position {exc.start}, which is not text a tokenizer can encode; remove it or "
+                "pair it",
+            ) from None
         _check_pattern(self.pattern)
         check_bool("stop_after_match", self.stop_after_match)
         for name, field in FIELDS.items():

@@ -63,6 +63,11 @@ def vocabulary_of(tokenizer) -> Vocabulary:
     """The :class:`Vocabulary` of a tokenizer, made once per tokenizer object."""
     if isinstance(tokenizer, Vocabulary):
         return tokenizer
+    if tokenizer is None or isinstance(tokenizer, str | bytes | int | float):
+        raise TypeError(
+            f"the tokenizer must be a Hugging Face tokenizer or a regexlm Vocabulary, got "
+            f"{type(tokenizer).__name__}; load one with regexlm.models.load_tokenizer(name)"
+        )
     try:
         found = _VOCABS.get(tokenizer)
     except TypeError:  # not weak-referenceable or unhashable

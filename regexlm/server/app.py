@@ -195,5 +195,7 @@ def create_app(
         exception_handlers={HTTPException: _http_exception, Exception: _unexpected},
         lifespan=lifespan,
     )
+    # a path with a slash too many gets the JSON 404 that names the API, not an empty redirect
+    app.router.redirect_slashes = False
     app.state.service = service
     return app

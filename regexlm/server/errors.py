@@ -27,6 +27,10 @@ from regexlm.errors import (
 )
 
 INVALID_API_KEY = "Invalid API Key provided."
+TIMEOUT_MESSAGE = (
+    "The request took longer than this server's time limit of {:g} s; try again "
+    "later or ask for fewer tokens."
+)
 
 
 class APIError(Exception):

@@ -24,7 +24,12 @@ from regexlm.errors import RegexError
 from regexlm.server.access_log import request_id
 from regexlm.server.compiler import PatternRefused
 from regexlm.server.engine import EngineClosed, Job, JobCancelled, QueueFull
-from regexlm.server.errors import APIError, describe_regex_error, error_response
+from regexlm.server.errors import (
+    TIMEOUT_MESSAGE,
+    APIError,
+    describe_regex_error,
+    error_response,
+)
 from regexlm.server.metrics import CONTENT_TYPE
 from regexlm.server.schema import CompletionParams, parse_completion_request
 from regexlm.server.streaming import CompletionStream, TokenEvents, wait_for_disconnect
@@ -34,10 +39,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("regexlm.server")
 
-TIMEOUT_MESSAGE = (
-    "The request took longer than this server's time limit of {:g} s; try again "
-    "later or ask for fewer tokens."
-)
 INTERNAL_MESSAGE = (
     "The server failed to complete the request. This is a bug in the server, not "
     "in your request; the server log has the details (request id {})."
@@ -172,7 +173,9 @@ async def complete(request: Request) -> Response:
                 return "error", {"error": message, "code": status}
             return "completion", completion_body(service, params, job, compile_s, started)
 
-        return CompletionStream(service.engine, job, events, deadline, finish)
+        return CompletionStream(
+            service.engine, job, events, deadline, finish, service.limits.request_timeout
+        )
 
     job = service.engine.submit(
         ticket, generation_request, index=index, prompt_tokens=prompt_tokens

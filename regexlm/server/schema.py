@@ -134,6 +134,11 @@ def decode_json_object(body: bytes) -> dict[str, Any]:
             "The request body nests JSON too deeply. Send a flat JSON object."
         ) from None
     except ValueError as exc:  # e.g. an integer with more digits than Python converts
+        if "digits" in str(exc):
+            raise bad_request(
+                "The request body holds a number with too many digits (thousands); "
+                "send numbers in the ranges the fields accept."
+            ) from None
         raise bad_request(f"The request body is not usable JSON: {exc}.") from None
     if not isinstance(data, dict):
         raise bad_request(

@@ -32,12 +32,7 @@ from typing import Any
 from starlette.types import Receive, Scope, Send
 
 from regexlm.server.engine import Engine, Job
-from regexlm.server.errors import send_error
-
-TIMEOUT_MESSAGE = (
-    "The request took longer than this server's time limit; try again later or ask "
-    "for fewer tokens."
-)
+from regexlm.server.errors import TIMEOUT_MESSAGE, send_error
 
 HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -82,11 +77,13 @@ class CompletionStream:
         events: TokenEvents,
         deadline: float,
         finish: Callable[[Job], Awaitable[tuple[str, dict[str, Any]]]],
+        timeout_s: float,
     ):
         self.engine = engine
         self.job = job
         self.events = events
         self.deadline = deadline
+        self.timeout_message = TIMEOUT_MESSAGE.format(timeout_s)
         # Turns the finished job into ("completion", body) or ("error", {"error", "code"}).
         self.finish = finish
         self._index = 0
@@ -130,7 +127,7 @@ class CompletionStream:
             scope["regexlm.status"] = 499
             return False
         self.engine.cancel(job, "timeout")
-        await send_error(send, 504, TIMEOUT_MESSAGE)
+        await send_error(send, 504, self.timeout_message)
         return False
 
     async def _send(self, send: Send, chunk: bytes, more: bool = True) -> None:
@@ -171,6 +168,6 @@ class CompletionStream:
                 return
             self.engine.cancel(job, "timeout")
             await self._send(
-                send, sse_event("error", {"error": TIMEOUT_MESSAGE, "code": 504}), more=False
+                send, sse_event("error", {"error": self.timeout_message, "code": 504}), more=False
             )
             return

@@ -56,6 +56,9 @@ def test_messages_say_which_limit_and_how_much():
         PatternTooComplexError, match=r"about \d+ NFA states, over the limit of 1000 \(\d+\.\dx\)"
     ):
         compile_regex(r"a{5000}", max_nfa_states=1000)
+    with pytest.raises(PatternTooComplexError, match=r"^2 patterns together expand .* send fewer"):
+        compile_regex([r"a{200}", r"b{200}"], max_nfa_states=1000)  # each alone would fit
+    compile_regex(r"a{200}", max_nfa_states=1000)
     with pytest.raises(PatternTooComplexError, match=r"time limit of 0\.001 s") as info:
         compile_regex(r"(a|b)*a(a|b){16}", timeout=0.001, max_states=10**6)
     assert info.value.limit == "timeout"

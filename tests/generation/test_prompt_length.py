@@ -26,3 +26,11 @@ def test_prompt_that_fits_only_without_the_budget_is_refused(tiny_generator):
     prompt = " hello" * (context // 2)
     with pytest.raises(PromptTooLongError):
         tiny_generator.generate(prompt, "[a-z]+", max_new_tokens=room + 1)
+
+
+def test_a_budget_no_prompt_fits_beside_is_named_as_the_cause(tiny_generator):
+    context = tiny_generator.context_length
+    with pytest.raises(PromptTooLongError, match=f"^max_new_tokens={context} does not fit") as e:
+        tiny_generator.generate("hi", "[a-z]+", max_new_tokens=context)
+    prompt_tokens = len(tiny_generator.encode_prompt("hi"))
+    assert f"ask for at most {context - prompt_tokens} new tokens" in str(e.value)

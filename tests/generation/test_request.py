@@ -106,6 +106,23 @@ def test_pattern_list_items_must_be_strings():
         GenerationRequest("p", ["a", 2]).validate()
 
 
+@pytest.mark.parametrize("pattern", [None, b"a", 3, {"a": 1}])
+def test_a_pattern_neither_text_nor_a_list_is_refused_by_name(tiny_generator, pattern):
+    with pytest.raises(
+        FieldError, match=f"^pattern must be a string .* got {type(pattern).__name__}"
+    ):
+        tiny_generator.generate("p", pattern, max_new_tokens=2)
+
+
+@pytest.mark.parametrize("prompt", ["\ud800", "ab\udfffc"])
+def test_a_prompt_with_an_unpaired_surrogate_is_refused_by_name(tiny_generator, prompt):
+    with pytest.raises(FieldError, match="^prompt contains an unpaired surrogate") as info:
+        tiny_generator.generate(prompt, "a", max_new_tokens=2)
+    assert f"position {prompt.index(next(c for c in prompt if 0xD800 <= ord(c) < 0xE000))}" in str(
+        info.value
+    )
+
+
 def test_valid_edges_pass():
     GenerationRequest(
         "",

@@ -18,3 +18,11 @@ def test_prepare_makes_the_common_classes_automata_the_first_patterns_would_make
         index = regexlm.compile(pattern, smollm2_vocab, cache=False)
         assert index.allowed_tokens(index.start_state).numel() > 0
         assert utf8.utf8_partition_automaton.cache_info().misses == made, pattern
+
+
+def test_a_missing_tokenizer_is_named(smollm2_vocab):
+    import pytest
+
+    for tokenizer in (None, "smollm2", 3):
+        with pytest.raises(TypeError, match="tokenizer must be a Hugging Face tokenizer"):
+            regexlm.compile("a", tokenizer)

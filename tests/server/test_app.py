@@ -146,6 +146,9 @@ def test_404_and_405(client):
     assert_error(response, 405)
     assert "POST" in response.headers["allow"]
     assert_error(client.delete("/health"), 405)
+    # a slash too many: the same JSON 404 naming the API, not an empty redirect
+    slash = client.post(URL + "/", json={"prompt": "a", "pattern": "a"}, headers=AUTH)
+    assert "POST /v1/completion/regex" in assert_error(slash, 404)
 
 
 def test_413_for_declared_and_streamed_bodies(client):

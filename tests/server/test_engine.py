@@ -451,13 +451,15 @@ def test_streaming_timeouts_before_and_after_the_first_token():
         # Nothing generated yet when the time is up: a plain JSON 504.
         response = client.post(URL, json=request, headers=AUTH)
         assert response.status_code == 504 and response.json()["code"] == 504
+        assert "time limit of 0.4 s" in response.json()["error"]  # as without streaming
         fake.gate.set()
         # Tokens already streamed: the stream ends with an error event.
         response = client.post(URL, json=request, headers=AUTH)
         assert response.status_code == 200
         events = [block.split("\n") for block in response.text.split("\n\n") if block]
         assert events[0][0] == "event: token" and events[-1][0] == "event: error"
-        assert json.loads(events[-1][1][6:])["code"] == 504
+        error = json.loads(events[-1][1][6:])
+        assert error["code"] == 504 and "time limit of 0.4 s" in error["error"]
 
 
 def test_requests_admitted_before_a_drain_are_still_served():
