@@ -241,11 +241,13 @@ def _unconstrained(generator, prompt: str, n: int, seed: int) -> float:
             TopPLogitsWarper(SAMPLING["top_p"]),
         ]
     )
+    from regexlm.generation.model_calls import _cache_argument, _cache_of
+
     rng = torch.Generator(device=generator.device).manual_seed(seed)
     ids = torch.tensor([generator.encode_prompt(prompt)], device=generator.device)  # [1, L]
     with torch.inference_mode():
         out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
-        cache, logits = out.cache, out.logits[:, -1, :]  # logits: [1, V]
+        cache, logits = _cache_of(out), out.logits[:, -1, :]  # logits: [1, V]
         started = time.perf_counter()
         for step in range(n):
             scores = processors(ids, logits.float())  # [1, V]
@@ -254,8 +256,8 @@ def _unconstrained(generator, prompt: str, n: int, seed: int) -> float:
             ids = torch.cat([ids, token], dim=1)
             if step == n - 1:
                 break
-            out = model(input_ids=token, cache=cache, use_cache=True)
-            cache, logits = out.cache, out.logits[:, -1, :]
+            out = model(input_ids=token, use_cache=True, **{_cache_argument(model): cache})
+            cache, logits = _cache_of(out), out.logits[:, -1, :]
         return (time.perf_counter() - started) / n
 
 
