@@ -13,10 +13,9 @@ that was accepted gets its answer, then stops the worker and the compile threads
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,20 +50,6 @@ class Service:
     metrics: ServiceMetrics
     request_class: type
     model_name: str
-    #: The generator's prompt encoder (text -> token ids), where it has one: a prompt's
-    #: length in tokens bounds the batches it joins (``max_batch_tokens``).
-    encode_prompt: Callable[[str], list[int]] | None = None
-
-    async def prompt_tokens(self, prompt: str) -> int:
-        """The prompt's length in tokens, measured off the event loop (0 where the generator
-        has no encoder, or fails on it: the generator reports that failure for the request)."""
-        if self.encode_prompt is None:
-            return 0
-        loop = asyncio.get_running_loop()
-        try:
-            return len(await loop.run_in_executor(None, self.encode_prompt, prompt))
-        except Exception:
-            return 0
 
 
 _STATUS_MESSAGES = {
@@ -160,8 +145,6 @@ def create_app(
         metrics=metrics,
         request_class=request_class or _default_request_class(),
         model_name=model_name or type(generator).__name__,
-        # (only where the engine bounds its batches by prompt tokens: vLLM's bounds its own)
-        encode_prompt=getattr(generator, "encode_prompt", None) if engine_class is None else None,
     )
 
     @contextlib.asynccontextmanager

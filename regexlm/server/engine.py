@@ -13,7 +13,8 @@ batch and a large one that each cost a full decode.
 
 A batch is bounded by prompt tokens too (``max_batch_tokens``): its prompts are left-padded to
 the longest, so it holds rows x longest prompt tokens, and the prefill's time and memory grow
-with that (its attention with the square of the length). The worker takes waiting jobs in
+with that (its attention with the square of the length). The worker measures the waiting
+prompts (with the generator's encoder, which keeps the ids for the batch) and takes jobs in
 order while that product stays within the bound; the first job that would pass it starts the
 next batch. A long prompt thus decodes with fewer others, or alone, and no mix of prompts the
 limits allow takes the process past what one batch of the bound needs.
@@ -40,6 +41,7 @@ Life of a request:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
 import time
@@ -88,8 +90,9 @@ class Job:
     ticket: Ticket | None = None
     #: The compiled token index of the request's patterns (None: the generator compiles).
     index: Any = None
-    #: The prompt's length in tokens (0 where not measured), for ``max_batch_tokens``.
-    prompt_tokens: int = 0
+    #: The prompt's length in tokens, for ``max_batch_tokens`` (None until the worker measures
+    #: it; 0 where it is not measured: no bound, or no encoder).
+    prompt_tokens: int | None = None
 
     @property
     def cancelled(self) -> bool:
@@ -242,10 +245,9 @@ class Engine(EngineCounters):
         request: Any,
         on_token: Callable[[int, str], None] | None = None,
         index: Any = None,
-        prompt_tokens: int = 0,
     ) -> Job:
-        """Queue a request whose place ``ticket`` holds, with its compiled ``index`` and its
-        prompt's length in tokens; its result arrives on ``job.future``."""
+        """Queue a request whose place ``ticket`` holds, with its compiled ``index``; its result
+        arrives on ``job.future``."""
         self.start()
         loop = asyncio.get_running_loop()
         job = Job(
@@ -255,7 +257,6 @@ class Engine(EngineCounters):
             on_token=on_token,
             ticket=ticket,
             index=index,
-            prompt_tokens=prompt_tokens,
         )
         # A caller that gave up (timeout, disconnect) never reads the outcome; mark it read.
         job.future.add_done_callback(lambda f: f.cancelled() or f.exception())
@@ -288,45 +289,81 @@ class Engine(EngineCounters):
             pass
 
     def _take_batch(self) -> list[Job] | None:
-        with self._cond:
-            while not self._queue:
-                if self._closing and self._admitted == 0:
+        while True:
+            with self._cond:
+                if not self._wait_for_jobs():
                     return None
-                self._cond.wait(0.5)
-            # Give stragglers a moment to join: requests still compiling their patterns, and the
-            # clients of the last batch, who tend to come back together.
-            window = max(
-                self.batch_window,
-                min(STRAGGLER_FRACTION * self._last_batch_seconds, STRAGGLER_WAIT_CAP),
-            )
-            if window > 0 and len(self._queue) < self.max_batch_size:
-                deadline = time.perf_counter() + window
-                while len(self._queue) < self.max_batch_size and (
-                    self._admitted > len(self._queue) or len(self._queue) < self._last_batch_size
-                ):
-                    left = deadline - time.perf_counter()
-                    if left <= 0:
+            while True:  # measure the prompts that may join (outside the lock), then take them
+                with self._cond:
+                    unmeasured = [
+                        job
+                        for job in itertools.islice(self._queue, self.max_batch_size)
+                        if job.prompt_tokens is None
+                    ]
+                    if not unmeasured:
+                        batch = self._pop_batch()
                         break
-                    self._cond.wait(left)
-            batch = []
-            longest = 0  # the batch's longest prompt, in tokens
-            while self._queue and len(batch) < self.max_batch_size:
-                tokens = max(longest, self._queue[0].prompt_tokens)
-                if (
-                    batch
-                    and self.max_batch_tokens
-                    and tokens * (len(batch) + 1) > (self.max_batch_tokens)
-                ):
-                    break  # padded to the longest, the next job would pass the bound
-                batch.append(self._queue.popleft())
-                longest = tokens
-            self._running = batch
-            self._last_batch_size = len(batch)
+                self._measure(unmeasured)
+            if batch:
+                break  # (else every waiting job was cancelled meanwhile: wait again)
         now = time.perf_counter()
         for job in batch:
             job.started_at = now
             job.ticket.release()
             self.metrics.queue_wait.observe(job.queue_s)
+        return batch
+
+    def _wait_for_jobs(self) -> bool:
+        """Wait (holding the lock) until jobs are queued and the stragglers had their moment;
+        False when the engine is closing with nothing left to do."""
+        while not self._queue:
+            if self._closing and self._admitted == 0:
+                return False
+            self._cond.wait(0.5)
+        # Give stragglers a moment to join: requests still compiling their patterns, and the
+        # clients of the last batch, who tend to come back together.
+        window = max(
+            self.batch_window,
+            min(STRAGGLER_FRACTION * self._last_batch_seconds, STRAGGLER_WAIT_CAP),
+        )
+        if window > 0 and len(self._queue) < self.max_batch_size:
+            deadline = time.perf_counter() + window
+            while len(self._queue) < self.max_batch_size and (
+                self._admitted > len(self._queue) or len(self._queue) < self._last_batch_size
+            ):
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+        return True
+
+    def _measure(self, jobs: list[Job]) -> None:
+        """Each job's prompt length in tokens, on the worker thread: the generator encodes the
+        prompt for its batch anyway, and keeps the ids it made here (no second encoding)."""
+        encode = getattr(self.generator, "encode_prompt", None) if self.max_batch_tokens else None
+        for job in jobs:
+            try:
+                job.prompt_tokens = 0 if encode is None else len(encode(job.request.prompt))
+            except Exception:  # the generator reports it for the job's row, as before
+                job.prompt_tokens = 0
+
+    def _pop_batch(self) -> list[Job]:
+        """(Holding the lock) the waiting jobs, in order, while the batch stays within
+        ``max_batch_size`` rows and ``max_batch_tokens`` padded prompt tokens."""
+        batch: list[Job] = []
+        longest = 0  # the batch's longest prompt, in tokens
+        while self._queue and len(batch) < self.max_batch_size:
+            tokens = max(longest, self._queue[0].prompt_tokens or 0)
+            if (
+                batch
+                and self.max_batch_tokens
+                and tokens * (len(batch) + 1) > self.max_batch_tokens
+            ):
+                break  # padded to the longest, the next job would pass the bound
+            batch.append(self._queue.popleft())
+            longest = tokens
+        self._running = batch
+        self._last_batch_size = len(batch)
         return batch
 
     def _work(self) -> None:

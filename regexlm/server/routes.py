@@ -103,8 +103,8 @@ def job_error(request: Request, exc: BaseException) -> tuple[int, str]:
 
 
 async def _prepare(request: Request, service: Service, started: float):
-    """Validate, admit, compile and measure the prompt; return (params, generation request,
-    ticket, (compiled index, prompt tokens), compile seconds)."""
+    """Validate, admit and compile; return (params, generation request, ticket, compiled index,
+    compile seconds)."""
     limits = service.limits
     params = parse_completion_request(await request.body(), limits)
     generation_request = service.request_class(**params.generation_kwargs())
@@ -140,12 +140,7 @@ async def _prepare(request: Request, service: Service, started: float):
     except BaseException:
         ticket.release()
         raise
-    try:
-        prompt_tokens = await service.prompt_tokens(generation_request.prompt)
-    except BaseException:  # the client left meanwhile
-        ticket.release()
-        raise
-    return params, generation_request, ticket, (index, prompt_tokens), compile_s
+    return params, generation_request, ticket, index, compile_s
 
 
 async def complete(request: Request) -> Response:
@@ -153,7 +148,7 @@ async def complete(request: Request) -> Response:
     service = _service(request)
     started = time.perf_counter()
     try:
-        params, generation_request, ticket, (index, prompt_tokens), compile_s = await _prepare(
+        params, generation_request, ticket, index, compile_s = await _prepare(
             request, service, started
         )
     except APIError as exc:
@@ -162,9 +157,7 @@ async def complete(request: Request) -> Response:
 
     if params.stream:
         events = TokenEvents()
-        job = service.engine.submit(
-            ticket, generation_request, on_token=events, index=index, prompt_tokens=prompt_tokens
-        )
+        job = service.engine.submit(ticket, generation_request, on_token=events, index=index)
 
         async def finish(job: Job) -> tuple[str, dict[str, Any]]:
             error = job.future.exception()
@@ -177,9 +170,7 @@ async def complete(request: Request) -> Response:
             service.engine, job, events, deadline, finish, service.limits.request_timeout
         )
 
-    job = service.engine.submit(
-        ticket, generation_request, index=index, prompt_tokens=prompt_tokens
-    )
+    job = service.engine.submit(ticket, generation_request, index=index)
     gone = asyncio.ensure_future(wait_for_disconnect(request.receive))
     try:
         done, _ = await asyncio.wait(

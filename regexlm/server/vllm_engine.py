@@ -124,7 +124,6 @@ class VllmEngine(EngineCounters):
         request: Any,
         on_token: Callable[[int, str], None] | None = None,
         index: Any = None,
-        prompt_tokens: int = 0,
     ) -> Job:
         """Queue a request whose place ``ticket`` holds, with its compiled ``index``; its result
         arrives on ``job.future``."""
