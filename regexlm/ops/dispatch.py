@@ -16,7 +16,7 @@ import torch
 
 from regexlm.errors import RegexlmError
 from regexlm.ops.noise import as_int32, fresh_seed, seed_rows
-from regexlm.ops.reference import sample_step_reference
+from regexlm.ops.reference import sample_step_reference, step_in_parts
 from regexlm.ops.types import StepResult, TableGroups
 
 BACKENDS = ("auto", "torch", "triton", "cuda")
@@ -285,32 +285,25 @@ def step_per_group(
 ) -> StepResult:
     """A step over :class:`TableGroups` by one call of ``step`` (a backend's step over one set
     of tables, with `sample_step_reference`'s arguments) per group: each group's rows are
-    gathered, stepped with the group's tables and scattered back. A group of the whole batch
-    is stepped as it is."""
-    per_row = (states, budgets, temperature, top_k, top_p, repetition_penalty, seen)
+    gathered, stepped with the group's tables and scattered back
+    (:func:`~regexlm.ops.reference.step_in_parts`). A group of the whole batch is stepped as
+    it is."""
+    inputs = dict(
+        logits=logits,
+        states=states,
+        budgets=budgets,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        repetition_penalty=repetition_penalty,
+        seen=seen,
+        noise=noise,
+        seeds=seeds,
+        steps=steps,
+    )
     if len(tables.tables) == 1:
-        return step(logits, *per_row, tables.tables[0], noise=noise, seeds=seeds, steps=steps)
-    B, device = logits.shape[0], logits.device
-    tokens = torch.empty(B, dtype=torch.int64, device=device)
-    next_states = torch.empty(B, dtype=torch.int32, device=device)
-    no_allowed = torch.empty(B, dtype=torch.bool, device=device)
-
-    def rows_of(t, rows):
-        return None if t is None else t.index_select(0, rows)
-
-    for group, rows in zip(tables.tables, tables.position_tensors(device), strict=True):
-        result = step(
-            logits.index_select(0, rows),
-            *(rows_of(t, rows) for t in per_row),
-            group,
-            noise=rows_of(noise, rows),
-            seeds=rows_of(seeds, rows),
-            steps=rows_of(steps, rows),
-        )
-        tokens[rows] = result.tokens
-        next_states[rows] = result.next_states
-        no_allowed[rows] = result.no_allowed
-    return StepResult(tokens, next_states, no_allowed)
+        return step(**inputs, tables=tables.tables[0])
+    return step_in_parts(step, inputs, tables.positions, tables.tables)
 
 
 def update_seen(seen: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:

@@ -358,35 +358,62 @@ def sample_step_reference(
     """
     B, V = logits.shape
     rows = B if logits.device.type != "cpu" else max(PASS_ROWS, PASS_BYTES // (4 * max(V, 1)))
-    per_row = (logits, states, budgets, temperature, top_k, top_p, repetition_penalty, seen)
-    per_row += (noise, seeds, steps)
+    inputs = dict(
+        logits=logits,
+        states=states,
+        budgets=budgets,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        repetition_penalty=repetition_penalty,
+        seen=seen,
+        noise=noise,
+        seeds=seeds,
+        steps=steps,
+    )
     if B <= rows:
-        return _step(*per_row, tables)
+        return _step(**inputs, tables=tables)
     if not isinstance(tables, TableGroups):  # passes of consecutive rows, read in place
         parts = [
-            _step(*(None if t is None else t[start : start + rows] for t in per_row), tables)
+            _step(
+                **{k: _cut(v, slice(start, start + rows)) for k, v in inputs.items()}, tables=tables
+            )
             for start in range(0, B, rows)
         ]
         return StepResult(*(torch.cat([getattr(p, f) for p in parts]) for f in _RESULT_FIELDS))
     order = [b for positions in tables.positions for b in positions]  # group by group
+    passes = [order[start : start + rows] for start in range(0, B, rows)]
+    return step_in_parts(_step, inputs, passes, [_tables_of_rows(tables, p) for p in passes])
+
+
+_RESULT_FIELDS = ("tokens", "next_states", "no_allowed")
+
+
+def _cut(t: torch.Tensor | None, rows) -> torch.Tensor | None:
+    return None if t is None else t[rows]
+
+
+def step_in_parts(step, inputs: dict, parts: list, tables: list) -> StepResult:
+    """One result for a batch stepped part by part: ``step(**inputs of the part's rows,
+    tables=the part's tables)`` for each part (``parts``: lists of row positions, every row in
+    one), its rows gathered and its results scattered back. The torch step's passes and the
+    fused kernels' groups (:func:`regexlm.ops.dispatch.step_per_group`) both run this way."""
+    logits = inputs["logits"]
+    B, device = logits.shape[0], logits.device
     out = StepResult(
-        torch.empty(B, dtype=torch.int64, device=logits.device),
-        torch.empty(B, dtype=torch.int32, device=logits.device),
-        torch.empty(B, dtype=torch.bool, device=logits.device),
+        torch.empty(B, dtype=torch.int64, device=device),
+        torch.empty(B, dtype=torch.int32, device=device),
+        torch.empty(B, dtype=torch.bool, device=device),
     )
-    for start in range(0, B, rows):
-        taken = order[start : start + rows]
-        at = torch.tensor(taken, dtype=torch.int64)
-        part = _step(
-            *(None if t is None else t.index_select(0, at) for t in per_row),
-            _tables_of_rows(tables, taken),
+    for taken, part_tables in zip(parts, tables, strict=True):
+        at = torch.tensor(taken, dtype=torch.int64, device=device)
+        part = step(
+            **{k: None if v is None else v.index_select(0, at) for k, v in inputs.items()},
+            tables=part_tables,
         )
         for field in _RESULT_FIELDS:
             getattr(out, field)[at] = getattr(part, field)
     return out
-
-
-_RESULT_FIELDS = ("tokens", "next_states", "no_allowed")
 
 
 def _tables_of_rows(groups: TableGroups, taken: list[int]):
@@ -404,8 +431,8 @@ def _tables_of_rows(groups: TableGroups, taken: list[int]):
 
 
 def _step(
-    logits, states, budgets, temperature, top_k, top_p, repetition_penalty, seen, noise, seeds,
-    steps, tables,
+    logits, states, budgets, temperature, top_k, top_p, repetition_penalty, seen, tables, *,
+    noise, seeds, steps,
 ) -> StepResult:  # fmt: skip
     """:func:`sample_step_reference` for one pass of rows."""
     B, V = logits.shape
