@@ -73,8 +73,10 @@ def run(args) -> int:
 
     baseline = _median_seconds(unconstrained, args.steps, sync)
     print(f"device {device}, vocabulary {vocab}, batch {batch}, backend {args.backend}")
-    print(f"set-up, once per process and vocabulary (tries, C helpers, Unicode tables): "
-          f"{setup_ms:.0f} ms")  # fmt: skip
+    print(
+        "set-up, once per process and vocabulary (tries, C helpers, Unicode tables): "
+        f"{setup_ms:.0f} ms"
+    )
     print(f"unconstrained sampling step: {baseline * 1e6:9.1f} us")
     print(
         f"{'pattern':<40} {'first mask ms':>13} {'explore ms':>10} {'states':>7} {'classes':>7} "

@@ -36,3 +36,20 @@ def default_model():
     from regexlm.models import load_model
 
     return load_model(device="cpu")
+
+
+@pytest.fixture
+def prepared(monkeypatch) -> list:
+    """The vocabularies :func:`regexlm.index.compiler.prepare` is called with during the test,
+    in order (it still runs)."""
+    from regexlm.index import compiler
+
+    calls: list = []
+    real = compiler.prepare
+
+    def recording(tokenizer):
+        calls.append(tokenizer)
+        return real(tokenizer)
+
+    monkeypatch.setattr(compiler, "prepare", recording)
+    return calls

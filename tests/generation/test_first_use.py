@@ -84,13 +84,9 @@ def test_a_failing_exploration_fails_its_own_rows_only(tiny_generator):
     assert _key(outcomes[1]) == _key(alone)
 
 
-def test_prepare_makes_the_vocabulary_and_what_its_patterns_share(tiny_model, monkeypatch):
+def test_prepare_makes_the_vocabulary_and_what_its_patterns_share(tiny_model, prepared):
     from regexlm.generation import Generator
-    from regexlm.index import compiler
 
-    prepared = []
-    real = compiler.prepare
-    monkeypatch.setattr(compiler, "prepare", lambda v: prepared.append(v) or real(v))
     model, tokenizer = tiny_model
     generator = Generator(model, tokenizer, backend="torch")
     assert generator._vocabulary is None  # nothing is made before it is asked for

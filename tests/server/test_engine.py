@@ -503,10 +503,6 @@ def test_clients_of_the_last_batch_are_waited_for():
     assert [len(batch) for batch in fake.batches] == [1, 4, 4]
 
 
-def _queue_depth_is(app, n):
-    return lambda: app.state.service.engine.queue_depth == n
-
-
 class MeasuredGenerator(ScriptedGenerator):
     """A scripted generator whose prompts are one token a word."""
 
@@ -514,30 +510,36 @@ class MeasuredGenerator(ScriptedGenerator):
         return list(range(len(prompt.split())))
 
 
-def test_a_batch_holds_at_most_max_batch_tokens_of_padded_prompt_tokens():
+def _batches_after_a_held_one(prompts, max_batch_tokens):
+    """The prompts of each batch decoded when ``prompts`` are queued, in order, behind a batch
+    held until they all wait; every request answered 200."""
     fake = MeasuredGenerator()
     fake.gate.clear()
+    limits = dict(max_batch_size=8, max_batch_tokens=max_batch_tokens)
+    with TestClient(make_app(fake, **limits)) as client, ThreadPoolExecutor(9) as pool:
+
+        def send(prompt):
+            return pool.submit(
+                client.post, URL, json={"prompt": prompt, "pattern": "x"}, headers=AUTH
+            )
+
+        first = send("first")
+        wait_until(fake.started.is_set)
+        engine = client.app.state.service.engine
+        others = []
+        for prompt in prompts:
+            others.append(send(prompt))
+            queued = len(others)
+            wait_until(lambda queued=queued: engine.queue_depth == queued)
+        fake.gate.set()
+        assert all(f.result().status_code == 200 for f in [first, *others])
+    return [[r.prompt for r in batch] for batch in fake.batches[1:]]
+
+
+def test_a_batch_holds_at_most_max_batch_tokens_of_padded_prompt_tokens():
     long, short = "w " * 60, "hi"  # 60 tokens, 1 token
     order = [long, short, short, short, long, long, short, short]
-    with (
-        TestClient(make_app(fake, max_batch_size=8, max_batch_tokens=130)) as client,
-        ThreadPoolExecutor(9) as pool,
-    ):
-        first = pool.submit(
-            client.post, URL, json={"prompt": "first", "pattern": "x"}, headers=AUTH
-        )
-        wait_until(fake.started.is_set)
-        app = client.app
-        others = []
-        for prompt in order:  # queued in this order while the first batch is held
-            others.append(
-                pool.submit(client.post, URL, json={"prompt": prompt, "pattern": "x"}, headers=AUTH)
-            )
-            wait_until(_queue_depth_is(app, len(others)))
-        fake.gate.set()
-        assert first.result().status_code == 200
-        assert all(f.result().status_code == 200 for f in others)
-    batches = [[r.prompt for r in batch] for batch in fake.batches[1:]]
+    batches = _batches_after_a_held_one(order, max_batch_tokens=130)
     # in order; each batch's rows x its longest prompt within 130 tokens
     assert batches == [[long, short], [short, short], [long, long], [short, short]]
     for batch in batches:
@@ -545,23 +547,5 @@ def test_a_batch_holds_at_most_max_batch_tokens_of_padded_prompt_tokens():
 
 
 def test_a_prompt_longer_than_max_batch_tokens_is_decoded_alone():
-    fake = MeasuredGenerator()
-    fake.gate.clear()
-    with (
-        TestClient(make_app(fake, max_batch_size=8, max_batch_tokens=10)) as client,
-        ThreadPoolExecutor(4) as pool,
-    ):
-        first = pool.submit(
-            client.post, URL, json={"prompt": "first", "pattern": "x"}, headers=AUTH
-        )
-        wait_until(fake.started.is_set)
-        app = client.app
-        others = []
-        for prompt in ("w " * 20, "a b", "c d"):
-            others.append(
-                pool.submit(client.post, URL, json={"prompt": prompt, "pattern": "x"}, headers=AUTH)
-            )
-            wait_until(_queue_depth_is(app, len(others)))
-        fake.gate.set()
-        assert all(f.result().status_code == 200 for f in [first, *others])
-    assert [len(batch) for batch in fake.batches[1:]] == [1, 2]
+    batches = _batches_after_a_held_one(["w " * 20, "a b", "c d"], max_batch_tokens=10)
+    assert [len(batch) for batch in batches] == [1, 2]

@@ -143,10 +143,5 @@ def test_sampling_parameters_map_to_vllms(model):
     assert (params.top_k, params.top_p) == (1, 1.0)
 
 
-def test_prepare_makes_what_the_fronts_patterns_share(model, vocabulary, monkeypatch):
-    from regexlm.index import compiler
-
-    prepared = []
-    real = compiler.prepare
-    monkeypatch.setattr(compiler, "prepare", lambda v: prepared.append(v) or real(v))
+def test_prepare_makes_what_the_fronts_patterns_share(model, vocabulary, prepared):
     assert model.prepare() is model and prepared == [vocabulary]

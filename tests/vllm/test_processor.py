@@ -51,15 +51,21 @@ def indexes(vocabulary):
     return {p: regexlm.compile(p, vocabulary, device="cpu") for p in PATTERNS}
 
 
-def make_processor(vocabulary, *args, row_biases=None, build=True, slot_bias_bytes=None):
+def _processor_over(vocabulary):
+    """A processor class whose model's vocabulary is ``vocabulary``."""
+
     class Processor(RegexLogitsProcessor):
         def load_vocabulary(self):
             return vocabulary
 
+    return Processor
+
+
+def make_processor(vocabulary, *args, row_biases=None, build=True, slot_bias_bytes=None):
     config = SimpleNamespace(
         model_config=SimpleNamespace(max_model_len=MAX_MODEL_LEN), speculative_config=None
     )
-    processor = Processor(config, *args)
+    processor = _processor_over(vocabulary)(config, *args)
     if build:
         processor.patterns  # noqa: B018 - makes the masker
         # None: the CPU's per-row biases; False: the accelerators' batched gather and masked fill
@@ -310,16 +316,12 @@ def test_async_scheduling_needs_the_processor_named(vocabulary, named):
     # With async scheduling, the V1 runner hands processors real output tokens only when one is
     # named in the engine's arguments; unnamed, a constrained request ends at once (and says why)
     # rather than being masked from a stale state.
-    class Processor(RegexLogitsProcessor):
-        def load_vocabulary(self):
-            return vocabulary
-
     config = SimpleNamespace(
         model_config=SimpleNamespace(max_model_len=MAX_MODEL_LEN, logits_processors=named),
         scheduler_config=SimpleNamespace(async_scheduling=True),
         speculative_config=None,
     )
-    processor = Processor(config, torch.device("cpu"), False)
+    processor = _processor_over(vocabulary)(config, torch.device("cpu"), False)
     params = SimpleNamespace(extra_args={"regex": "a+"}, max_tokens=5)
     processor.update_state(BatchUpdate(1, [], [(0, params, [1], [])], []))
     allowed = torch.isfinite(processor.apply(torch.randn(1, VOCAB_SIZE))[0])
@@ -334,26 +336,6 @@ def _engine_config(named):
     )
 
 
-def _recording_processor(vocabulary, monkeypatch):
-    """A processor class over ``vocabulary``, and the list of the vocabularies prepared."""
-    from regexlm.index import compiler
-
-    prepared = []
-    real = compiler.prepare
-
-    def recording(tokenizer):
-        prepared.append(tokenizer)
-        return real(tokenizer)
-
-    monkeypatch.setattr(compiler, "prepare", recording)
-
-    class Processor(RegexLogitsProcessor):
-        def load_vocabulary(self):
-            return vocabulary
-
-    return Processor, prepared
-
-
 @pytest.mark.parametrize(
     "named",
     [
@@ -363,9 +345,9 @@ def _recording_processor(vocabulary, monkeypatch):
     ],
 )
 def test_a_processor_named_in_the_engine_arguments_prepares_its_vocabulary_at_start(
-    vocabulary, monkeypatch, named
+    vocabulary, prepared, named
 ):
-    Processor, prepared = _recording_processor(vocabulary, monkeypatch)
+    Processor = _processor_over(vocabulary)
     processor = Processor(_engine_config(named), torch.device("cpu"), False)
     assert prepared == [vocabulary] and processor._patterns is not None
     assert processor.patterns.compiles == 0  # nothing of a request's was compiled
@@ -377,9 +359,9 @@ def test_a_processor_named_in_the_engine_arguments_prepares_its_vocabulary_at_st
 
 @pytest.mark.parametrize("named", [None, [], ["other.module:RegexLogitsProcessor"], ["x:Y"]])
 def test_a_processor_from_the_entry_point_alone_builds_nothing_until_a_request(
-    vocabulary, monkeypatch, named
+    vocabulary, prepared, named
 ):
-    Processor, prepared = _recording_processor(vocabulary, monkeypatch)
+    Processor = _processor_over(vocabulary)
     processor = Processor(_engine_config(named), torch.device("cpu"), False)
     assert prepared == [] and processor._patterns is None
 
